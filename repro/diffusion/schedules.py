@@ -1,0 +1,40 @@
+"""Noise schedules shared by the segmenter, the score SDEs and EDM."""
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+def ve_sigma(t: torch.Tensor | float, sigma_min: float, sigma_max: float) -> torch.Tensor:
+    """VE noise scale sigma(t) = sigma_min (sigma_max / sigma_min)^t (thesis Eq. 5.2)."""
+    t = torch.as_tensor(t, dtype=torch.float32) if not torch.is_tensor(t) else t
+    return sigma_min * (sigma_max / sigma_min) ** t
+
+
+def ve_log_sigma(t: torch.Tensor, sigma_min: float, sigma_max: float) -> torch.Tensor:
+    """log sigma(t), linear in t: log sigma_min + t log(sigma_max / sigma_min)."""
+    return math.log(sigma_min) + t * math.log(sigma_max / sigma_min)
+
+
+def estimate_sigma_max(images: torch.Tensor, n_pairs: int, generator: torch.Generator,
+                       chunk: int = 4096) -> float:
+    """Largest Euclidean distance among `n_pairs` random pairs of training images.
+
+    The thesis (Sec. 5.4.3) estimates sigma_max this way because all O(n^2) pairs are
+    infeasible: 20,000,000 random pairs on Cityscapes give sigma_max ~ 338.
+    """
+    n = images.shape[0]
+    if n < 2:
+        raise ValueError("need at least two images to estimate sigma_max")
+    flat = images.reshape(n, -1).float()
+    best = 0.0
+    done = 0
+    while done < n_pairs:
+        m = min(chunk, n_pairs - done)
+        i = torch.randint(0, n, (m,), generator=generator)
+        j = torch.randint(0, n, (m,), generator=generator)
+        d = (flat[i] - flat[j]).norm(dim=1).max().item()
+        best = max(best, d)
+        done += m
+    return best
