@@ -1,0 +1,219 @@
+"""The `repro` command line: thin; parses, calls, prints.
+
+Heavy libraries (torch, mlflow) are imported inside commands so that `repro --help` and
+`repro list` answer at once. A user's mistake prints one line and exits 2; a crash inside a
+run exits 1 after its MLflow run is marked FAILED and finished cells are kept.
+"""
+from __future__ import annotations
+
+import sys
+from typing import List, Optional
+
+import typer
+
+from repro.errors import UserError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Reproduce the tables and figures of the source documents: run specs, train models, "
+                       "render reports, browse runs in MLflow.")
+
+ProfileOpt = typer.Option("smoke", "--profile", "-p", help="test | smoke | paper")
+SetOpt = typer.Option(None, "--set", "-s", help="Override a setting: dotted.key=value (repeatable)")
+
+
+def _echo_err(msg: str) -> None:
+    typer.echo(f"error: {msg}", err=True)
+
+
+@app.command("list")
+def list_cmd() -> None:
+    """List every experiment spec: id, title, source, kind."""
+    from repro.specs import list_spec_ids, load_spec
+
+    rows = []
+    for spec_id in list_spec_ids():
+        spec = load_spec(spec_id)
+        rows.append((spec.id, spec.title, spec.source.cite(), spec.kind))
+    if not rows:
+        typer.echo("no specs found")
+        return
+    w = [max(len(r[i]) for r in rows) for i in range(4)]
+    w[1] = min(w[1], 70)
+    for r in rows:
+        title = r[1] if len(r[1]) <= w[1] else r[1][: w[1] - 1] + "…"
+        typer.echo(f"{r[0]:<{w[0]}}  {title:<{w[1]}}  {r[3]:<{w[3]}}  {r[2]}")
+
+
+@app.command()
+def show(spec_id: str = typer.Argument(..., help="spec id (see `repro list`)"),
+         profile: str = ProfileOpt, set_: Optional[List[str]] = SetOpt) -> None:
+    """Show a spec resolved at a profile, with the published values."""
+    import yaml
+
+    from repro.specs import parse_set, resolve_spec
+
+    resolved = resolve_spec(spec_id, profile, parse_set(set_))
+    body = resolved.spec.model_dump(mode="json", exclude={"profiles", "paper"})
+    typer.echo(f"# {spec_id} at profile {profile} (hash {resolved.hash})")
+    typer.echo(yaml.safe_dump(body, sort_keys=False).rstrip())
+    paper = resolved.spec.paper
+    typer.echo("\n# published values" + (f" ({', '.join(f'{k}: {v}' for k, v in paper.protocol.items())})"
+                                          if paper.protocol else ""))
+    if paper.notes:
+        typer.echo(paper.notes.strip())
+    for cell in paper.cells:
+        typer.echo("  " + ", ".join(f"{k}={v}" for k, v in cell.items()))
+
+
+def _spec_ids(arg: str) -> list[str]:
+    from repro.specs import list_spec_ids, load_spec
+
+    if arg == "all":
+        return list_spec_ids()
+    load_spec(arg)  # unknown id / bad YAML -> UserError
+    return [arg]
+
+
+@app.command()
+def run(spec_id: str = typer.Argument(..., help="spec id, or `all`"),
+        profile: str = ProfileOpt, set_: Optional[List[str]] = SetOpt,
+        device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N"),
+        force: bool = typer.Option(False, "--force", help="recompute finished cells"),
+        progress: bool = typer.Option(True, "--progress/--no-progress", help="show progress bars")) -> None:
+    """Run every cell of a spec's grid (finished cells are skipped; an interrupted run resumes)."""
+    from repro.specs import parse_set, resolve_spec
+
+    ids = _spec_ids(spec_id)
+    overrides = parse_set(set_)
+    for i in ids:  # validate every spec before running any
+        resolve_spec(i, profile, overrides)
+    from repro.experiments.engine import run_spec
+
+    for i in ids:
+        summary = run_spec(i, profile, overrides, device=device, force=force, progress=progress)
+        done = f"{len(summary.ran)} run, {len(summary.skipped)} already finished"
+        where = f"results in {summary.work_dir}"
+        mlf = f"; MLflow run {summary.mlflow_run_id}" if summary.mlflow_run_id else ""
+        typer.echo(f"{i} [{profile}]: {summary.total} cells ({done}); {where}{mlf}")
+
+
+@app.command()
+def report(spec_id: str = typer.Argument("all", help="spec id, or `all`")) -> None:
+    """Render reports/<id>.md (and figures) from the results files, and reports/README.md."""
+    from repro.reporting import report as render
+
+    for path in render(_spec_ids(spec_id)):
+        typer.echo(f"wrote {path}")
+
+
+@app.command()
+def train(name: str = typer.Argument(..., help="model name (experiments/models/NAME.yaml)"),
+          profile: str = ProfileOpt, set_: Optional[List[str]] = SetOpt,
+          device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N"),
+          force: bool = typer.Option(False, "--force", help="retrain even if the artifact exists"),
+          progress: bool = typer.Option(True, "--progress/--no-progress")) -> None:
+    """Train a model once for a profile and store it under artifacts/ (reused by every spec)."""
+    from repro.specs import parse_set, resolve_model
+
+    overrides = parse_set(set_)
+    resolved = resolve_model(name, profile, overrides)
+    from repro.data import load_dataset
+    from repro.experiments.engine import resolve_device
+    from repro.models import ensure_model
+
+    dev = resolve_device(device)
+    ds = resolved.config.dataset
+    load_dataset(ds.name, split=ds.split, resolution=ds.resolution, root=ds.root, n=1, seed=ds.seed)
+    model = ensure_model(name, profile, overrides=overrides, device=dev, force=force, progress=progress)
+    typer.echo(f"{name} [{profile}]: {model.path} (sha256 {model.meta.get('sha256', '?')[:12]})")
+
+
+@app.command()
+def ui(port: int = typer.Option(5000, help="port on 127.0.0.1"),
+       backend_store_uri: Optional[str] = typer.Option(None, help="default: MLFLOW_TRACKING_URI or ./mlflow.db")) -> None:
+    """Start the MLflow UI on 127.0.0.1 over the suite's tracking store."""
+    import os
+    import subprocess
+
+    if not 1 <= port <= 65535:
+        raise UserError(f"--port {port}: must be between 1 and 65535")
+    uri = backend_store_uri or os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlflow.db"
+    cmd = [sys.executable, "-m", "mlflow", "ui", "--host", "127.0.0.1", "--port", str(port),
+           "--backend-store-uri", uri]
+    typer.echo(f"MLflow UI at http://127.0.0.1:{port} (store {uri}); Ctrl-C stops it")
+    try:
+        raise typer.Exit(subprocess.call(cmd))
+    except KeyboardInterrupt:
+        raise typer.Exit(0)
+
+
+@app.command()
+def doctor() -> None:
+    """Versions, device, datasets found, FID weights, MLflow store."""
+    import importlib.metadata as md
+    import os
+    import platform
+
+    typer.echo(f"python      {platform.python_version()} ({sys.executable})")
+    for pkg in ("repro", "torch", "torchvision", "mlflow", "optuna", "dvc", "torchmetrics", "pytorch-fid"):
+        try:
+            typer.echo(f"{pkg:<12}{md.version(pkg)}")
+        except md.PackageNotFoundError:
+            typer.echo(f"{pkg:<12}not installed")
+    import torch
+
+    if torch.cuda.is_available():
+        names = ", ".join(torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count()))
+        typer.echo(f"device      cuda ({names})")
+    else:
+        typer.echo(f"device      cpu ({os.cpu_count()} cores; no CUDA)")
+    from repro.data import dataset_info, list_datasets
+
+    for name in list_datasets():
+        info = dataset_info(name)
+        if info.embedded:
+            typer.echo(f"dataset     {name:<14} embedded")
+        else:
+            root = os.path.join(os.environ.get("REPRO_DATA", "data"), name)
+            found = "found" if os.path.isdir(root) else "not found"
+            typer.echo(f"dataset     {name:<14} {found} at {root}")
+    from repro.metrics.inception import inception_weights_path
+
+    weights = inception_weights_path()
+    typer.echo("fid         " + (f"Inception weights at {weights}" if weights else
+                                 "unavailable: pytorch-fid's pt_inception-2015-12-05-6726825d.pth is not in the "
+                                 "torch hub cache (set REPRO_FID_WEIGHTS to the file)"))
+    from repro.tracking import tracking_uri
+
+    typer.echo(f"mlflow      {tracking_uri()}")
+
+
+def main() -> None:
+    try:
+        app(standalone_mode=False)
+    except UserError as e:
+        _echo_err(str(e).splitlines()[0] if str(e) else type(e).__name__)
+        sys.exit(2)
+    except typer.Exit as e:
+        sys.exit(e.exit_code)
+    except typer.Abort:
+        _echo_err("aborted")
+        sys.exit(130)
+    except KeyboardInterrupt:
+        _echo_err("interrupted; finished cells are kept, run the same command again to resume")
+        sys.exit(130)
+    except Exception as e:  # click usage errors carry their own exit code
+        import click
+
+        if isinstance(e, click.exceptions.ClickException):
+            e.show()
+            sys.exit(e.exit_code)
+        import traceback
+
+        traceback.print_exc()
+        _echo_err(f"run crashed: {type(e).__name__}: {e}. Finished cells are kept; its MLflow run is marked FAILED.")
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

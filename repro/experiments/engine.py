@@ -1,0 +1,200 @@
+"""Runs every cell of a spec's grid: skip finished cells, write each result atomically, track it.
+
+The engine is the same for every kind of experiment; what a cell computes is the runner's.
+"""
+from __future__ import annotations
+
+import platform
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from repro import results
+from repro.errors import UserError
+from repro.experiments import runner_module
+from repro.specs import ResolvedSpec, cell_key, resolve_model, resolve_spec, stable_hash
+from repro.tracking import Tracker
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' -> CUDA when available, else CPU; a CUDA request without CUDA is a user error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise UserError(f"--device {name!r}: not a device; use auto, cpu, cuda or cuda:N") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"--device {name}: CUDA is not available on this machine; use --device cpu")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise UserError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) present")
+    if dev.type not in ("cpu", "cuda"):
+        raise UserError(f"--device {name}: only cpu and cuda devices are supported")
+    return dev
+
+
+def seed_for(*parts: Any) -> int:
+    """A 63-bit seed derived from any values: cells draw the same numbers in any order."""
+    return int(stable_hash(list(parts), n=15), 16)
+
+
+@dataclass
+class RunContext:
+    resolved: ResolvedSpec
+    device: torch.device
+    progress: bool = True
+    force: bool = False
+    work_dir: Path = field(default_factory=Path)
+    tracker: Tracker | None = None
+
+    @property
+    def spec(self):
+        return self.resolved.spec
+
+    @property
+    def profile(self) -> str:
+        return self.resolved.profile
+
+    def generator(self, *salt: Any) -> torch.Generator:
+        g = torch.Generator(device="cpu")
+        g.manual_seed(seed_for(self.spec.seed, *salt))
+        return g
+
+    def model(self, role: str, overrides: dict[str, Any] | None = None):
+        """The trained model the spec names for `role`, trained now if it does not exist yet."""
+        from repro.models import ensure_model
+
+        if role not in self.spec.models:
+            raise UserError(f"spec {self.spec.id} names no model for role {role!r}")
+        return ensure_model(self.spec.models[role], self.profile, overrides=overrides,
+                            device=self.device, progress=self.progress)
+
+    def artifacts_dir(self, key: str) -> Path:
+        d = self.work_dir / "artifacts" / key
+        d.mkdir(parents=True, exist_ok=True)
+        return d
+
+
+@dataclass
+class RunSummary:
+    spec_id: str
+    profile: str
+    total: int
+    ran: list[str]
+    skipped: list[str]
+    work_dir: Path
+    mlflow_run_id: str | None
+    seconds: float
+
+
+def preflight(resolved: ResolvedSpec) -> None:
+    """Check every input a run needs before anything is written (datasets, model configs)."""
+    from repro.data import load_dataset
+
+    ds = resolved.spec.dataset
+    load_dataset(ds.name, split=ds.split, resolution=ds.resolution, root=ds.root, n=1, seed=ds.seed)
+    for name in resolved.spec.models.values():
+        model = resolve_model(name, resolved.profile)
+        mds = model.config.dataset
+        load_dataset(mds.name, split=mds.split, resolution=mds.resolution, root=mds.root, n=1, seed=mds.seed)
+
+
+def run_spec(spec_id: str, profile: str = "smoke", overrides: dict[str, Any] | None = None,
+             device: str = "auto", force: bool = False, progress: bool = True,
+             only: list[str] | None = None) -> RunSummary:
+    resolved = resolve_spec(spec_id, profile, overrides)
+    dev = resolve_device(device)
+    module = runner_module(resolved.spec.kind)
+    preflight(resolved)
+
+    cells = resolved.cells()
+    keys = [cell_key(c) for c in cells]
+    if only is not None:
+        wanted = set(only)
+        cells, keys = [c for c, k in zip(cells, keys) if k in wanted], [k for k in keys if k in wanted]
+
+    def finished(key: str) -> bool:
+        rec = results.read_cell(spec_id, profile, key)
+        return rec is not None and rec.get("spec_hash") == resolved.hash
+
+    todo = [(c, k) for c, k in zip(cells, keys) if force or not finished(k)]
+    skipped = [k for k in keys if k not in {k2 for _, k2 in todo}]
+    work_dir = results.run_dir(spec_id, profile)
+    summary = RunSummary(spec_id, profile, len(cells), [], skipped, work_dir, None, 0.0)
+    if not todo:
+        return summary
+
+    t_start = time.perf_counter()
+    spec = resolved.spec
+    tags = {"repro.spec": spec_id, "repro.kind": spec.kind, "repro.profile": profile,
+            "repro.spec_hash": resolved.hash, "repro.git_commit": results.git_commit(),
+            "repro.device": str(dev), "repro.dataset": spec.dataset.name,
+            "repro.host": platform.node()}
+    params = {"profile": profile, **spec.model_dump(mode="json", exclude={"paper", "profiles", "title",
+                                                                         "description", "source"})}
+    ctx = RunContext(resolved=resolved, device=dev, progress=progress, force=force, work_dir=work_dir)
+    with Tracker(spec_id, f"{spec_id}-{profile}", tags=tags, params=params) as tracker:
+        ctx.tracker = tracker
+        summary.mlflow_run_id = tracker.run_id
+        results.atomic_write_text(work_dir / "spec.json", _resolved_json(resolved))
+        state = module.prepare(ctx)
+        with _progress(progress, len(todo), f"{spec_id} [{profile}]") as advance:
+            for cell, key in todo:
+                with tracker.child(key, params={"cell": cell}, tags={"repro.cell": key}) as run:
+                    t0 = time.perf_counter()
+                    out = module.run_cell(ctx, state, cell, run)
+                    seconds = time.perf_counter() - t0
+                    record = {
+                        "spec": spec_id, "profile": profile, "key": key, "cell": cell,
+                        "values": out.get("values", {}), "extra": out.get("extra", {}),
+                        "seconds": seconds, "seed": seed_for(spec.seed, key),
+                        "spec_hash": resolved.hash, "git_commit": results.git_commit(),
+                        "device": str(dev), "mlflow_run_id": run.run_id,
+                        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                    }
+                    path = results.write_cell(spec_id, profile, key, record)
+                    run.log_metrics({**out.get("values", {}), "seconds": seconds})
+                    run.log_artifact(path)
+                    for art in out.get("artifacts", []):
+                        run.log_artifact(art)
+                summary.ran.append(key)
+                advance()
+    summary.seconds = time.perf_counter() - t_start
+    return summary
+
+
+def _resolved_json(resolved: ResolvedSpec) -> str:
+    import json
+
+    return json.dumps({"hash": resolved.hash, "profile": resolved.profile, "overrides": resolved.overrides,
+                       "spec": resolved.spec.model_dump(mode="json", exclude={"profiles"})},
+                      indent=2, default=str)
+
+
+class _progress:
+    """A rich progress bar over cells (silent when progress is off)."""
+
+    def __init__(self, enabled: bool, total: int, label: str):
+        self.enabled, self.total, self.label = enabled, total, label
+        self._bar = None
+
+    def __enter__(self):
+        if not self.enabled:
+            return lambda: None
+        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                                   TimeElapsedColumn, TimeRemainingColumn)
+
+        self._bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                             TimeElapsedColumn(), TimeRemainingColumn(), transient=False)
+        self._bar.__enter__()
+        task = self._bar.add_task(f"cells of {self.label}", total=self.total)
+        return lambda: self._bar.advance(task)
+
+    def __exit__(self, *exc):
+        if self._bar is not None:
+            self._bar.__exit__(*exc)
+        return False

@@ -1,0 +1,104 @@
+"""Trained models: trained once per (config, profile), stored under artifacts/, reused by every spec.
+
+artifacts/<name>/<profile>-<hash>/ holds model.pt (a state dict, loaded with weights_only=True),
+meta.json (what training measured, the weights' sha256) and config.json (the resolved config).
+The hash is that of the resolved config, so a changed setting trains a new model.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import os
+import platform
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from repro import results
+from repro.errors import UserError
+from repro.specs import ResolvedModel, resolve_model
+
+ARTIFACTS_DIR = "artifacts"
+
+# model kind -> module defining build_net(resolved, meta) and train_model(resolved, out_dir, device, run, progress)
+MODEL_KINDS: dict[str, str] = {
+    "noisy_segmenter": "repro.experiments.noisy_segmenter",
+}
+
+
+def artifacts_root() -> Path:
+    return Path(os.environ.get("REPRO_ARTIFACTS", ARTIFACTS_DIR))
+
+
+def artifact_dir(resolved: ResolvedModel) -> Path:
+    return artifacts_root() / resolved.id / f"{resolved.profile}-{resolved.hash}"
+
+
+def kind_module(kind: str):
+    if kind not in MODEL_KINDS:
+        raise UserError(f"unknown model kind {kind!r}; known kinds: {', '.join(sorted(MODEL_KINDS))}")
+    return importlib.import_module(MODEL_KINDS[kind])
+
+
+@dataclass
+class TrainedModel:
+    name: str
+    profile: str
+    hash: str
+    path: Path
+    net: nn.Module
+    meta: dict[str, Any]
+    resolved: ResolvedModel
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def ensure_model(name: str, profile: str, *, overrides: dict[str, Any] | None = None,
+                 device: torch.device | str = "cpu", force: bool = False, progress: bool = True) -> TrainedModel:
+    """Load the model trained with this resolved config, training it first if needed."""
+    from repro.tracking import Tracker
+
+    resolved = resolve_model(name, profile, overrides)
+    module = kind_module(resolved.config.kind)
+    out = artifact_dir(resolved)
+    weights = out / "model.pt"
+    device = torch.device(device)
+    if force or not weights.exists():
+        tags = {"repro.model": name, "repro.profile": profile, "repro.model_hash": resolved.hash,
+                "repro.git_commit": results.git_commit(), "repro.device": str(device),
+                "repro.dataset": resolved.config.dataset.name, "repro.host": platform.node()}
+        params = {"profile": profile, **resolved.config.model_dump(mode="json", exclude={"profiles", "title"})}
+        with Tracker(f"train-{name}", f"{name}-{profile}-{resolved.hash}", tags=tags, params=params) as tr:
+            out.mkdir(parents=True, exist_ok=True)
+            results.atomic_write_text(out / "config.json", json.dumps(resolved.data, indent=2, default=str))
+            net, meta = module.train_model(resolved, out, device, tr.parent, progress)
+            tmp = out / "model.pt.tmp"
+            torch.save(net.state_dict(), tmp)
+            os.replace(tmp, weights)
+            meta = {**meta, "sha256": sha256_file(weights), "name": name, "profile": profile,
+                    "hash": resolved.hash, "git_commit": results.git_commit(), "mlflow_run_id": tr.run_id}
+            results.atomic_write_text(out / "meta.json", json.dumps(meta, indent=2, default=str))
+            if tr.parent is not None:
+                tr.parent.log_artifact(out / "meta.json")
+    meta_path = out / "meta.json"
+    if not meta_path.exists():
+        raise UserError(f"model {name}: {out} has weights but no meta.json; delete the folder and retrain")
+    meta = json.loads(meta_path.read_text())
+    net = module.build_net(resolved, meta)
+    try:
+        state = torch.load(weights, map_location="cpu", weights_only=True)
+    except Exception as e:  # a truncated or foreign file
+        raise UserError(f"model {name}: cannot load {weights} ({type(e).__name__}); delete it and retrain") from None
+    net.load_state_dict(state)
+    net.to(device).eval()
+    return TrainedModel(name, profile, resolved.hash, out, net, meta, resolved)

@@ -1,0 +1,220 @@
+"""Reports rendered from the results files alone: reproduced vs published values, figures, notes.
+
+`render_report(id)` writes reports/<id>.md plus figures beside it; `render_index()` writes
+reports/README.md with every spec's status (not run / partial / done) and date.
+"""
+from __future__ import annotations
+
+import json
+import math
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from repro import results
+from repro.errors import UserError
+from repro.specs import (PROFILES, Spec, cell_key, grid_cells, list_spec_ids, load_spec, match_cell,
+                         resolve_spec)
+
+REPORTS_DIR = "reports"
+
+
+def reports_root() -> Path:
+    import os
+
+    return Path(os.environ.get("REPRO_REPORTS", REPORTS_DIR))
+
+
+def _fmt(v: Any) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "–"
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+def cells_frame(spec_id: str, profile: str):
+    """One row per finished cell: grid values, metric values and scalar extras."""
+    import pandas as pd
+
+    rows = []
+    for rec in results.read_cells(spec_id, profile):
+        row = dict(rec["cell"])
+        row.update(rec.get("values", {}))
+        for k, v in (rec.get("extra") or {}).items():
+            if k not in row:
+                row[k] = v
+        row["_seconds"] = rec.get("seconds")
+        row["_finished_at"] = rec.get("finished_at")
+        row["_spec_hash"] = rec.get("spec_hash")
+        row["_device"] = rec.get("device")
+        row["_git_commit"] = rec.get("git_commit")
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def comparison_table(spec: Spec, df, metrics: list[str]) -> str:
+    """Markdown table: grid columns, then reproduced / published / difference per metric."""
+    import pandas as pd
+
+    grid_cols = list(spec.grid)
+    published = spec.paper.cells
+    out_rows = []
+    for _, row in df.iterrows():
+        cell = {k: row[k] for k in grid_cols}
+        pub = next((p for p in published if match_cell(p, cell)), {})
+        r: dict[str, Any] = {k: _fmt(row[k]) for k in grid_cols}
+        for m in metrics:
+            mine = row.get(m)
+            theirs = pub.get(m)
+            r[m] = _fmt(mine)
+            if published:
+                r[f"{m} (paper)"] = _fmt(theirs)
+                both = isinstance(mine, (int, float)) and isinstance(theirs, (int, float))
+                r[f"Δ {m}"] = _fmt(float(mine) - float(theirs)) if both else "–"
+        out_rows.append(r)
+    if not out_rows:
+        return "_No finished cells._"
+    return pd.DataFrame(out_rows).to_markdown(index=False)
+
+
+def protocol_differences(spec_id: str, profile: str) -> list[str]:
+    """Where this profile's protocol differs from the paper profile's (dataset, resolution, fixed)."""
+    if profile == "paper":
+        return []
+    here = resolve_spec(spec_id, profile).spec
+    paper = resolve_spec(spec_id, "paper").spec
+    diffs = []
+    if here.dataset.name != paper.dataset.name:
+        diffs.append(f"dataset {here.dataset.name} (paper: {paper.dataset.name})")
+    if here.dataset.resolution != paper.dataset.resolution:
+        r = lambda x: "x".join(map(str, x)) if x else "native"  # noqa: E731
+        diffs.append(f"resolution {r(here.dataset.resolution)} (paper: {r(paper.dataset.resolution)})")
+    for k, v in here.fixed.items():
+        if paper.fixed.get(k) != v:
+            diffs.append(f"{k} {v} (paper: {paper.fixed.get(k)})")
+    if here.grid != paper.grid:
+        for k in here.grid:
+            if here.grid[k] != paper.grid.get(k):
+                diffs.append(f"{k} grid of {len(here.grid[k])} values (paper: {len(paper.grid.get(k, []))})")
+    for role, name in here.models.items():
+        from repro.specs import resolve_model
+
+        m_here, m_paper = resolve_model(name, profile), resolve_model(name, "paper")
+        for section in ("net", "train"):
+            a, b = getattr(m_here.config, section), getattr(m_paper.config, section)
+            for k, v in a.items():
+                if b.get(k) != v:
+                    diffs.append(f"{role} model {section}.{k} {v} (paper: {b.get(k)})")
+    return diffs
+
+
+def status(spec_id: str, profile: str) -> tuple[str, int, int, str | None]:
+    """('not run' | 'partial' | 'done', finished cells, total cells, date of the last cell)."""
+    resolved = resolve_spec(spec_id, profile)
+    keys = [cell_key(c) for c in resolved.cells()]
+    done = []
+    for k in keys:
+        rec = results.read_cell(spec_id, profile, k)
+        if rec is not None and rec.get("spec_hash") == resolved.hash:
+            done.append(rec.get("finished_at") or "")
+    if not done:
+        return "not run", 0, len(keys), None
+    state = "done" if len(done) == len(keys) else "partial"
+    return state, len(done), len(keys), max(done)[:10] or None
+
+
+def render_report(spec_id: str) -> Path:
+    from repro.experiments import runner_module
+
+    spec = load_spec(spec_id)
+    module = runner_module(spec.kind)
+    out_dir = reports_root()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    lines = [f"# {spec.id}: {spec.title}", "",
+             f"Source: {spec.source.cite()}. Experiment kind: `{spec.kind}`.", ""]
+    if spec.description:
+        lines += [spec.description.strip(), ""]
+    lines += ["## Published values", ""]
+    proto = ", ".join(f"{k}: {v}" for k, v in spec.paper.protocol.items()) or "not stated"
+    lines += [f"Protocol of the published numbers: {proto}.", ""]
+    if spec.paper.notes:
+        lines += [spec.paper.notes.strip(), ""]
+    if spec.paper.cells:
+        import pandas as pd
+
+        lines += [pd.DataFrame(spec.paper.cells).to_markdown(index=False), ""]
+
+    profiles = [p for p in PROFILES if p in results.profiles_with_results(spec_id)]
+    if not profiles:
+        lines += ["## Reproduction", "", f"_Not run yet: `repro run {spec_id}`._", ""]
+    for profile in profiles:
+        resolved = resolve_spec(spec_id, profile)
+        df = cells_frame(spec_id, profile)
+        df = df[df["_spec_hash"] == resolved.hash] if len(df) else df
+        state, n_done, n_total, date = status(spec_id, profile)
+        lines += [f"## Reproduction at profile `{profile}`", ""]
+        lines += [f"Status: {state} ({n_done}/{n_total} cells), last cell {date or '–'}; spec hash "
+                  f"`{resolved.hash}`; device {', '.join(sorted(set(df['_device'].dropna()))) if len(df) else '–'}; "
+                  f"code {', '.join(sorted(set(str(c)[:12] for c in df['_git_commit'].dropna()))) if len(df) else '–'}.", ""]
+        diffs = protocol_differences(spec_id, profile)
+        if diffs:
+            lines += ["**Protocol differs from the paper's:** profile " + profile + "; " + "; ".join(diffs)
+                      + ". Numbers at this profile show trends, not the paper's values.", ""]
+        if len(df):
+            metric_cols = [m for m in resolved.spec.metrics if m in df.columns]
+            sort_cols = [c for c in resolved.spec.grid if c in df.columns]
+            if sort_cols:
+                df = df.sort_values(sort_cols)
+            lines += [comparison_table(resolved.spec, df, metric_cols), ""]
+            stem = f"{spec_id}_{profile}"
+            for fig in getattr(module, "report_figures", lambda *a: [])(resolved.spec, df, out_dir, stem):
+                lines += [f"![{fig.stem}]({fig.name})", ""]
+            notes = getattr(module, "report_notes", lambda *a: [])(resolved.spec, df)
+            if notes:
+                lines += ["Findings:", ""] + [f"- {n}" for n in notes] + [""]
+    extra = getattr(module, "REPORT_FOOTER", None)
+    if extra:
+        lines += [extra.strip(), ""]
+    lines += [f"_Rendered {datetime.now(timezone.utc).isoformat(timespec='seconds')} from "
+              f"`{results.results_root()}/{spec_id}/` by `repro report {spec_id}`._", ""]
+    path = out_dir / f"{spec_id}.md"
+    results.atomic_write_text(path, "\n".join(lines))
+    return path
+
+
+def render_index() -> Path:
+    out_dir = reports_root()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    lines = ["# Reports", "", "Every experiment spec, its source and its status per profile "
+             "(`repro run ID --profile P`, then `repro report ID`).", "",
+             "| spec | title | source | kind | " + " | ".join(PROFILES) + " | report |",
+             "|---|---|---|---|" + "---|" * len(PROFILES) + "---|"]
+    for spec_id in list_spec_ids():
+        spec = load_spec(spec_id)
+        cols = []
+        for p in PROFILES:
+            state, n, total, date = status(spec_id, p)
+            cols.append(state if state == "not run" else f"{state} {n}/{total} ({date})")
+        has_report = (out_dir / f"{spec_id}.md").exists()
+        link = f"[{spec_id}.md]({spec_id}.md)" if has_report else "–"
+        lines.append(f"| {spec_id} | {spec.title} | {spec.source.cite()} | {spec.kind} | "
+                     + " | ".join(cols) + f" | {link} |")
+    lines.append("")
+    path = out_dir / "README.md"
+    results.atomic_write_text(path, "\n".join(lines))
+    return path
+
+
+def report(ids: list[str]) -> list[Path]:
+    known = list_spec_ids()
+    for i in ids:
+        if i not in known:
+            raise UserError(f"unknown spec {i!r}; known specs: {', '.join(known)}")
+    paths = [render_report(i) for i in ids]
+    paths.append(render_index())
+    return paths
+
+
+def cell_json(spec_id: str, profile: str) -> str:
+    return json.dumps(results.read_cells(spec_id, profile), indent=2)

@@ -1,0 +1,95 @@
+"""Resumable results: one JSON file per finished grid cell, written atomically.
+
+Layout (DESIGN.md): results/<spec>/<profile>/cells/<key>.json. A rerun skips the cells
+whose file exists (unless forced), so an interrupted run resumes where it stopped.
+Reports are rendered from these files alone.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import tempfile
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+RESULTS_DIR = "results"
+
+
+def results_root() -> Path:
+    return Path(os.environ.get("REPRO_RESULTS", RESULTS_DIR))
+
+
+def cells_dir(spec_id: str, profile: str) -> Path:
+    return results_root() / spec_id / profile / "cells"
+
+
+def run_dir(spec_id: str, profile: str) -> Path:
+    return results_root() / spec_id / profile
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write via a temporary file in the same folder and os.replace: never half-written."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_cell(spec_id: str, profile: str, key: str, record: dict[str, Any]) -> Path:
+    path = cells_dir(spec_id, profile) / f"{key}.json"
+    atomic_write_text(path, json.dumps(record, indent=2, sort_keys=True, default=_json_default))
+    return path
+
+
+def _json_default(o: Any) -> Any:
+    if hasattr(o, "tolist"):
+        return o.tolist()
+    if hasattr(o, "item"):
+        return o.item()
+    return str(o)
+
+
+def read_cell(spec_id: str, profile: str, key: str) -> dict[str, Any] | None:
+    path = cells_dir(spec_id, profile) / f"{key}.json"
+    if not path.exists():
+        return None
+    return json.loads(path.read_text())
+
+
+def read_cells(spec_id: str, profile: str) -> list[dict[str, Any]]:
+    folder = cells_dir(spec_id, profile)
+    if not folder.is_dir():
+        return []
+    return [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
+
+
+def profiles_with_results(spec_id: str) -> list[str]:
+    root = results_root() / spec_id
+    if not root.is_dir():
+        return []
+    return sorted(p.name for p in root.iterdir() if (p / "cells").is_dir() and any((p / "cells").glob("*.json")))
+
+
+@lru_cache(maxsize=1)
+def git_commit() -> str:
+    """The commit of the code that produced a result ('unknown' outside a checkout)."""
+    from repro.specs import repo_root
+
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo_root(), capture_output=True,
+                             text=True, timeout=5)
+        commit = out.stdout.strip() if out.returncode == 0 else "unknown"
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo_root(),
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+        return commit + ("-dirty" if dirty and commit != "unknown" else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"

@@ -1,0 +1,179 @@
+"""MLflow tracking: one experiment per spec, a parent run per invocation, a child run per cell.
+
+The store is MLflow's own default (a SQLite file `mlflow.db` in the working directory for
+MLflow 3) unless MLFLOW_TRACKING_URI points elsewhere (e.g. a shared server). A crash inside
+a run marks it FAILED, Ctrl-C marks it KILLED; finished child runs keep their status.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+_MAX_PARAM_LEN = 500
+
+
+def _quiet_mlflow() -> None:
+    # MLflow logs schema migrations and experiment creation at INFO; users see our output instead.
+    for name in ("mlflow", "alembic"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def flatten(d: Any, prefix: str = "") -> dict[str, str]:
+    """Nested dict/list -> {"a.b.0": "value"} with string values, for MLflow params."""
+    out: dict[str, str] = {}
+    if isinstance(d, dict):
+        for k, v in d.items():
+            out.update(flatten(v, f"{prefix}{k}."))
+    elif isinstance(d, (list, tuple)) and len(d) <= 16 and all(isinstance(x, (dict, list)) for x in d):
+        for i, v in enumerate(d):
+            out.update(flatten(v, f"{prefix}{i}."))
+    else:
+        s = str(d)
+        out[prefix[:-1]] = s if len(s) <= _MAX_PARAM_LEN else s[: _MAX_PARAM_LEN - 3] + "..."
+    return out
+
+
+def tracking_uri() -> str:
+    import mlflow
+
+    return mlflow.get_tracking_uri()
+
+
+class Run:
+    """A thin handle on one MLflow run (parent or child)."""
+
+    def __init__(self, client: Any, run_id: str, experiment_id: str):
+        self.client = client
+        self.run_id = run_id
+        self.experiment_id = experiment_id
+
+    def log_params(self, params: dict[str, Any]) -> None:
+        from mlflow.entities import Param
+
+        items = [Param(k, v) for k, v in flatten(params).items()]
+        for i in range(0, len(items), 100):
+            self.client.log_batch(self.run_id, params=items[i: i + 100])
+
+    def log_metrics(self, metrics: dict[str, Any], step: int | None = None) -> None:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        items = [Metric(k, float(v), now, step or 0) for k, v in metrics.items()
+                 if isinstance(v, (int, float)) and not isinstance(v, bool)]
+        for i in range(0, len(items), 500):
+            self.client.log_batch(self.run_id, metrics=items[i: i + 500])
+
+    def set_tags(self, tags: dict[str, Any]) -> None:
+        from mlflow.entities import RunTag
+
+        items = [RunTag(k, str(v)) for k, v in tags.items()]
+        if items:
+            self.client.log_batch(self.run_id, tags=items)
+
+    def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
+        self.client.log_artifact(self.run_id, str(path), artifact_path)
+
+    def end(self, status: str = "FINISHED") -> None:
+        self.client.set_terminated(self.run_id, status=status)
+
+
+class Tracker:
+    """Context manager for one invocation: the parent run, with child runs for its cells."""
+
+    def __init__(self, experiment: str, run_name: str, tags: dict[str, Any] | None = None,
+                 params: dict[str, Any] | None = None, enabled: bool = True):
+        self.experiment = experiment
+        self.run_name = run_name
+        self.tags = tags or {}
+        self.params = params or {}
+        self.enabled = enabled and os.environ.get("REPRO_NO_MLFLOW") != "1"
+        self.parent: Run | None = None
+
+    def __enter__(self) -> "Tracker":
+        if not self.enabled:
+            return self
+        _quiet_mlflow()
+        from mlflow.tracking import MlflowClient
+
+        client = MlflowClient()
+        exp = client.get_experiment_by_name(self.experiment)
+        exp_id = exp.experiment_id if exp is not None else client.create_experiment(self.experiment)
+        run = client.create_run(exp_id, run_name=self.run_name,
+                                tags={k: str(v) for k, v in self.tags.items()})
+        self.parent = Run(client, run.info.run_id, exp_id)
+        if self.params:
+            self.parent.log_params(self.params)
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if self.parent is not None:
+            if exc_type is None:
+                self.parent.end("FINISHED")
+            elif issubclass(exc_type, KeyboardInterrupt):
+                self.parent.end("KILLED")
+            else:
+                self.parent.set_tags({"error": f"{exc_type.__name__}: {exc}"[:4000]})
+                self.parent.end("FAILED")
+        return False
+
+    def child(self, name: str, params: dict[str, Any] | None = None,
+              tags: dict[str, Any] | None = None) -> "_ChildContext":
+        return _ChildContext(self, name, params or {}, tags or {})
+
+    @property
+    def run_id(self) -> str | None:
+        return self.parent.run_id if self.parent else None
+
+
+class _NullRun:
+    """Stands in for a run when tracking is off, so runners need no `if tracker` checks."""
+
+    run_id = None
+
+    def log_params(self, *a: Any, **k: Any) -> None: ...
+    def log_metrics(self, *a: Any, **k: Any) -> None: ...
+    def set_tags(self, *a: Any, **k: Any) -> None: ...
+    def log_artifact(self, *a: Any, **k: Any) -> None: ...
+
+
+class _ChildContext:
+    def __init__(self, tracker: Tracker, name: str, params: dict[str, Any], tags: dict[str, Any]):
+        self.tracker, self.name, self.params, self.tags = tracker, name, params, tags
+        self.run: Run | _NullRun = _NullRun()
+
+    def __enter__(self) -> Run | _NullRun:
+        parent = self.tracker.parent
+        if parent is None:
+            return self.run
+        run = parent.client.create_run(
+            parent.experiment_id, run_name=self.name,
+            tags={"mlflow.parentRunId": parent.run_id,
+                  **{k: str(v) for k, v in {**self.tracker.tags, **self.tags}.items()}})
+        self.run = Run(parent.client, run.info.run_id, parent.experiment_id)
+        if self.params:
+            self.run.log_params(self.params)
+        return self.run
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if isinstance(self.run, Run):
+            if exc_type is None:
+                self.run.end("FINISHED")
+            elif issubclass(exc_type, KeyboardInterrupt):
+                self.run.end("KILLED")
+            else:
+                self.run.end("FAILED")
+        return False
+
+
+def iter_runs(experiment: str) -> Iterator[Any]:
+    """All runs of an experiment (for tests and `repro doctor`)."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient()
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        return iter(())
+    return iter(client.search_runs([exp.experiment_id], max_results=10000))
