@@ -344,7 +344,7 @@ def _fmt(v: Any) -> str:
         s = f"{v:.6g}"
     else:
         s = str(v)
-    return re.sub(r"[^A-Za-z0-9.\-]+", "-", s)
+    return re.sub(r"[^A-Za-z0-9._\-]+", "-", s)
 
 
 def cell_key(cell: dict[str, Any]) -> str:

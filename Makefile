@@ -1,0 +1,34 @@
+# Two entry points for a fresh machine (see README.md):
+#   make main   set up, run every spec at the smoke profile on the embedded data, render the reports
+#   make test   set up, run the test suite
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+PROFILE ?= smoke
+
+.PHONY: setup main test bench reports clean-results
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+# torch is installed by pip alone (uv/poetry would download several GB); pinned releases.
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet torch==2.14.1 torchvision==0.29.1
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+setup: $(VENV)/.installed
+
+main: setup
+	$(BIN)/repro run all --profile $(PROFILE)
+	$(BIN)/repro report all
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+bench: setup
+	$(BIN)/python -m pytest -q -m bench
+
+reports: setup
+	$(BIN)/repro report all

@@ -1,0 +1,37 @@
+"""Shared fixtures: every test that writes runs in its own folder, with its own MLflow store."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def _few_threads():
+    # CI has two cores; more threads only add contention in tiny ops.
+    import torch
+
+    torch.set_num_threads(2)
+    yield
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch) -> Path:
+    """A fresh working directory: results/, artifacts/, reports/ and mlflow.db land here."""
+    monkeypatch.chdir(tmp_path)
+    for var in ("REPRO_RESULTS", "REPRO_ARTIFACTS", "REPRO_REPORTS", "REPRO_DATA", "REPRO_NO_MLFLOW"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    return tmp_path
+
+
+def cli_env(workdir: Path) -> dict[str, str]:
+    """Environment for running the `repro` console script in a subprocess."""
+    env = dict(os.environ)
+    env["MLFLOW_TRACKING_URI"] = f"sqlite:///{workdir / 'mlflow.db'}"
+    env["PYTHONUNBUFFERED"] = "1"
+    env.pop("REPRO_NO_MLFLOW", None)
+    return env

@@ -1,0 +1,252 @@
+"""End to end at the `test` profile: run, resume, MLflow records, reports, user errors, kill and resume."""
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from repro import results
+from tests.conftest import cli_env
+
+REPRO = [sys.executable, "-m", "repro.cli"]
+
+
+def _client():
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient()
+
+
+def _runs(experiment: str):
+    client = _client()
+    exp = client.get_experiment_by_name(experiment)
+    assert exp is not None, f"no MLflow experiment {experiment}"
+    return client.search_runs([exp.experiment_id], max_results=1000)
+
+
+def test_run_writes_cells_tracks_and_resumes(workdir):
+    from repro.experiments.engine import run_spec
+
+    s = run_spec("fig5_9", "test", device="cpu", progress=False)
+    assert s.total == 4 and len(s.ran) == 4 and not s.skipped
+    cells = results.read_cells("fig5_9", "test")
+    assert len(cells) == 4
+    by_t = {c["cell"]["t"]: c for c in cells}
+    for rec in cells:
+        v = rec["values"]
+        assert 0.0 <= v["pixel_acc"] <= 1.0 and 0.0 <= v["miou"] <= 1.0
+        assert len(rec["spec_hash"]) == 12
+        assert rec["seed"] and rec["git_commit"] and rec["mlflow_run_id"]
+    assert set(by_t) == {0.0, 0.4, 0.8, 1.0}
+
+    # The model was trained once, stored with its hash and a training run.
+    model_dirs = list(Path("artifacts/noisy_unet").iterdir())
+    assert len(model_dirs) == 1 and (model_dirs[0] / "model.pt").exists()
+    meta = json.loads((model_dirs[0] / "meta.json").read_text())
+    assert meta["sigma_max"] > 1.0 and len(meta["history"]) == 2 and len(meta["sha256"]) == 64
+    train_runs = _runs("train-noisy_unet")
+    assert len(train_runs) == 1 and train_runs[0].info.status == "FINISHED"
+    assert "val_miou" in train_runs[0].data.metrics
+
+    # MLflow: a parent run with tags and params, one child per cell with metrics and the cell JSON.
+    runs = _runs("fig5_9")
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == s.mlflow_run_id]
+    assert len(parents) == 1 and parents[0].info.run_id == s.mlflow_run_id
+    assert parents[0].info.status == "FINISHED"
+    tags = parents[0].data.tags
+    assert tags["repro.profile"] == "test" and tags["repro.device"] == "cpu" and tags["repro.spec_hash"]
+    assert tags["repro.git_commit"] and tags["repro.dataset"] == "street_scenes"
+    assert parents[0].data.params["fixed.n_images"] == "6"
+    assert len(children) == 4 and all(c.info.status == "FINISHED" for c in children)
+    assert all({"pixel_acc", "miou"} <= set(c.data.metrics) for c in children)
+    arts = _client().list_artifacts(children[0].info.run_id)
+    assert any(a.path.endswith(".json") for a in arts)
+
+    # A rerun skips everything; deleting two cells reruns exactly those two.
+    s2 = run_spec("fig5_9", "test", device="cpu", progress=False)
+    assert s2.ran == [] and len(s2.skipped) == 4 and s2.mlflow_run_id is None
+    for key in ("t=0.4", "t=1"):
+        (results.cells_dir("fig5_9", "test") / f"{key}.json").unlink()
+    s3 = run_spec("fig5_9", "test", device="cpu", progress=False)
+    assert sorted(s3.ran) == ["t=0.4", "t=1"]
+    assert len(_runs("train-noisy_unet")) == 1  # the model was reused, not retrained
+
+    # A changed setting is another spec hash: its cells are recomputed, not mixed in.
+    s4 = run_spec("fig5_9", "test", overrides={"fixed.n_images": 5}, device="cpu", progress=False)
+    assert len(s4.ran) == 4
+
+    # Reports render from the results files alone.
+    from repro.reporting import report
+
+    paths = report(["fig5_9"])
+    text = Path("reports/fig5_9.md").read_text()
+    assert "Protocol differs from the paper's" in text and "street_scenes (paper: cityscapes)" in text
+    assert "| t" in text and "pixel_acc" in text
+    assert Path("reports/fig5_9_test_curve.png").stat().st_size > 5000
+    index = Path("reports/README.md").read_text()
+    assert "| fig5_9 |" in index and "done 4/4" in index and "| sec5_2_2 |" in index and "not run" in index
+    assert Path("reports/README.md") in paths
+
+
+def test_noise_encoding_comparison_trains_both_encodings(workdir):
+    from repro.experiments.engine import run_spec
+    from repro.reporting import report
+
+    s = run_spec("sec5_2_2", "test", device="cpu", progress=False)
+    assert sorted(s.ran) == ["encoding=log_sigma", "encoding=t"]
+    cells = {c["cell"]["encoding"]: c for c in results.read_cells("sec5_2_2", "test")}
+    for enc, rec in cells.items():
+        curve = rec["extra"]["val_miou_curve"]
+        assert len(curve) == 2 and rec["values"]["peak_miou"] == max(curve)
+    assert cells["log_sigma"]["extra"]["model_hash"] != cells["t"]["extra"]["model_hash"]
+    report(["sec5_2_2"])
+    text = Path("reports/sec5_2_2.md").read_text()
+    assert "0.212" in text and "0.213" in text and "peak_miou (paper)" in text
+
+
+def test_crash_marks_run_failed_and_keeps_finished_cells(workdir, monkeypatch):
+    import repro.experiments.segmenter_timesteps as runner
+    from repro.experiments.engine import run_spec
+
+    real = runner.run_cell
+    calls = {"n": 0}
+
+    def flaky(ctx, state, cell, run):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise RuntimeError("simulated crash in cell 3")
+        return real(ctx, state, cell, run)
+
+    monkeypatch.setattr(runner, "run_cell", flaky)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        run_spec("fig5_9", "test", device="cpu", progress=False)
+    assert len(results.read_cells("fig5_9", "test")) == 2
+    runs = _runs("fig5_9")
+    parent = next(r for r in runs if "mlflow.parentRunId" not in r.data.tags)
+    assert parent.info.status == "FAILED" and "simulated crash" in parent.data.tags["error"]
+    assert sorted(r.info.status for r in runs if "mlflow.parentRunId" in r.data.tags) == \
+        ["FAILED", "FINISHED", "FINISHED"]
+    monkeypatch.setattr(runner, "run_cell", real)
+    s = run_spec("fig5_9", "test", device="cpu", progress=False)
+    assert len(s.ran) == 2 and len(s.skipped) == 2
+
+
+def test_killed_run_resumes_with_only_the_missing_cells(workdir):
+    env = cli_env(workdir)
+    cells = workdir / "results/fig5_9/test/cells"
+    # Twelve cells so that the kill lands between cells.
+    args = REPRO + ["run", "fig5_9", "--profile", "test", "--device", "cpu", "--no-progress",
+                    "--set", "grid.t=[0.0,0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,0.95,1.0]",
+                    "--set", "fixed.n_images=24"]
+    proc = subprocess.Popen(args, cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if cells.is_dir() and any(cells.glob("*.json")):
+            break
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    before = {p.name: p.stat().st_mtime_ns for p in cells.glob("*.json")}
+    assert 1 <= len(before) <= 12
+    assert not list(cells.glob("*.tmp"))  # nothing half-written is left as a cell
+    for p in cells.glob("*.json"):
+        json.loads(p.read_text())
+    out = subprocess.run(args, cwd=workdir, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert f"({12 - len(before)} run, {len(before)} already finished)" in out.stdout
+    after = {p.name: p.stat().st_mtime_ns for p in cells.glob("*.json")}
+    assert len(after) == 12 and all(after[k] == v for k, v in before.items())
+
+
+@pytest.mark.parametrize("args,message", [
+    (["run", "nope"], "unknown spec 'nope'"),
+    (["run", "fig5_9", "--set", "fixed.n_imgs=3"], "unknown key"),
+    (["run", "fig5_9", "--set", "fixed.n_images=lots"], "expected int"),
+    (["run", "fig5_9", "--profile", "huge"], "unknown profile"),
+    (["run", "fig5_9", "--profile", "paper"], "cityscapes not found"),
+    (["run", "fig5_9", "--profile", "test", "--device", "cuda:7"], "cuda"),
+    (["show", "nope"], "unknown spec"),
+    (["report", "nope"], "unknown spec"),
+    (["train", "nope"], "unknown model"),
+    (["train", "noisy_unet", "--set", "train.lr=fast"], "expected float"),
+])
+def test_user_errors_exit_2_with_one_line_and_write_nothing(workdir, args, message):
+    out = subprocess.run(REPRO + args, cwd=workdir, env=cli_env(workdir), capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 2, (out.stdout, out.stderr)
+    lines = [ln for ln in out.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and message in lines[0], out.stderr
+    assert sorted(p.name for p in workdir.iterdir()) == [], "a failed command left files behind"
+
+
+def test_malformed_spec_yaml_exits_2(workdir, monkeypatch):
+    import shutil
+
+    from repro.specs import experiments_dir
+
+    exp = workdir.parent / f"{workdir.name}-exp"
+    shutil.copytree(experiments_dir(), exp)
+    (exp / "fig5_9.yaml").write_text("id: fig5_9\ntitle: {oops\n")
+    env = cli_env(workdir) | {"REPRO_EXPERIMENTS": str(exp)}
+    out = subprocess.run(REPRO + ["run", "fig5_9", "--profile", "test"], cwd=workdir, env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "malformed YAML in spec fig5_9.yaml" in out.stderr
+    assert list(workdir.iterdir()) == []
+
+
+def test_help_and_list_do_not_import_torch_or_mlflow(workdir):
+    code = ("import sys; from repro.cli import app\n"
+            "for argv in (['--help'], ['list']):\n"
+            "    try: app(argv, standalone_mode=False)\n"
+            "    except SystemExit: pass\n"
+            "heavy = [m for m in ('torch', 'mlflow', 'pandas') if m in sys.modules]\n"
+            "print('HEAVY', heavy)\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=workdir, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "HEAVY []" in out.stdout and "fig5_9" in out.stdout
+
+
+def test_mlflow_ui_serves_the_runs_over_rest(workdir):
+    import socket
+    import urllib.request
+
+    from repro.experiments.engine import run_spec
+
+    run_spec("fig5_9", "test", device="cpu", progress=False, overrides={"grid.t": [0.0]})
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(REPRO + ["ui", "--port", str(port)], cwd=workdir, env=cli_env(workdir),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        base = f"http://127.0.0.1:{port}/api/2.0/mlflow"
+        body = None
+        deadline = time.time() + 90
+        while time.time() < deadline:
+            try:
+                with urllib.request.urlopen(f"{base}/experiments/get-by-name?experiment_name=fig5_9", timeout=5) as r:
+                    body = json.loads(r.read())
+                break
+            except OSError:
+                time.sleep(0.5)
+        assert body is not None, "the MLflow UI did not answer"
+        exp_id = body["experiment"]["experiment_id"]
+        req = urllib.request.Request(f"{base}/runs/search", method="POST",
+                                     data=json.dumps({"experiment_ids": [exp_id]}).encode(),
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=10) as r:
+            runs = json.loads(r.read())["runs"]
+        assert len(runs) == 2  # the parent and its one cell
+        metrics = {m["key"] for run in runs for m in run["data"].get("metrics", [])}
+        assert {"pixel_acc", "miou"} <= metrics
+    finally:
+        import os
+
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)

@@ -1,0 +1,96 @@
+"""Spec schema, profiles, --set overrides and hashing."""
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from repro.errors import UserError
+from repro.specs import (PROFILES, cell_key, grid_cells, list_model_ids, list_spec_ids, load_spec, match_cell,
+                         parse_set, resolve_model, resolve_spec)
+
+
+def test_every_spec_and_model_resolves_at_every_profile():
+    assert {"fig5_9", "sec5_2_2"} <= set(list_spec_ids())
+    for spec_id in list_spec_ids():
+        spec = load_spec(spec_id)
+        assert spec.source.document.endswith(".txt")
+        for profile in PROFILES:
+            r = resolve_spec(spec_id, profile)
+            assert r.profile == profile and len(r.hash) == 12
+            for name in r.spec.models.values():
+                assert name in list_model_ids()
+                resolve_model(name, profile)
+
+
+def test_profiles_change_dataset_and_hash():
+    paper, smoke, test = (resolve_spec("fig5_9", p) for p in ("paper", "smoke", "test"))
+    assert paper.spec.dataset.name == "cityscapes" and tuple(paper.spec.dataset.resolution) == (256, 512)
+    assert smoke.spec.dataset.name == "street_scenes" and tuple(smoke.spec.dataset.resolution) == (32, 64)
+    assert len(paper.cells()) == 45  # 41 timesteps in [0, 0.8] and 4 beyond
+    assert len({paper.hash, smoke.hash, test.hash}) == 3
+    assert resolve_spec("fig5_9", "smoke").hash == smoke.hash  # stable
+
+
+def test_set_overrides_are_type_checked():
+    r = resolve_spec("fig5_9", "test", parse_set(["fixed.n_images=3", "grid.t=[0.1, 0.2]"]))
+    assert r.spec.fixed["n_images"] == 3
+    assert [c["t"] for c in r.cells()] == [0.1, 0.2]
+    assert r.hash != resolve_spec("fig5_9", "test").hash
+    with pytest.raises(UserError, match="expected int"):
+        resolve_spec("fig5_9", "test", parse_set(["fixed.n_images=many"]))
+    with pytest.raises(UserError, match="unknown key"):
+        resolve_spec("fig5_9", "test", parse_set(["fixed.n_imgs=3"]))
+    with pytest.raises(UserError, match="unknown key"):
+        resolve_spec("fig5_9", "test", parse_set(["nothing.here=3"]))
+    with pytest.raises(UserError, match="greater than or equal"):
+        resolve_spec("fig5_9", "test", parse_set(["fixed.n_images=0"]))
+    with pytest.raises(UserError, match="cannot be overridden"):
+        resolve_spec("fig5_9", "test", parse_set(["paper.notes=x"]))
+    with pytest.raises(UserError, match="key=value"):
+        parse_set(["fixed.n_images"])
+
+
+def test_model_overrides_change_the_artifact_identity():
+    a = resolve_model("noisy_unet", "test")
+    b = resolve_model("noisy_unet", "test", {"net.noise_encoding": "t"})
+    c = resolve_model("noisy_unet", "test", {"net.noise_encoding": "log_sigma"})
+    assert a.hash != b.hash and a.hash == c.hash
+
+
+def test_unknown_spec_profile_and_bad_names():
+    with pytest.raises(UserError, match="unknown spec 'nope'"):
+        resolve_spec("nope")
+    with pytest.raises(UserError, match="unknown profile"):
+        resolve_spec("fig5_9", "huge")
+    with pytest.raises(UserError, match="invalid spec name"):
+        resolve_spec("../etc/passwd")
+
+
+def test_malformed_and_invalid_yaml(tmp_path, monkeypatch):
+    from repro.specs import experiments_dir
+
+    exp = tmp_path / "experiments"
+    shutil.copytree(experiments_dir(), exp)
+    monkeypatch.setenv("REPRO_EXPERIMENTS", str(exp))
+    (exp / "broken.yaml").write_text("id: broken\ntitle: [unclosed\n")
+    with pytest.raises(UserError, match="malformed YAML in spec broken.yaml line"):
+        load_spec("broken")
+    (exp / "wrongtype.yaml").write_text((exp / "fig5_9.yaml").read_text().replace("id: fig5_9", "id: wrongtype")
+                                        .replace("n_images: 500", "n_images: lots"))
+    with pytest.raises(UserError, match="fixed.n_images"):
+        resolve_spec("wrongtype", "paper")
+    (exp / "extra.yaml").write_text((exp / "fig5_9.yaml").read_text().replace("id: fig5_9", "id: extra")
+                                    + "\nunexpected_key: 1\n")
+    with pytest.raises(UserError, match="unexpected_key"):
+        load_spec("extra")
+
+
+def test_cells_and_keys():
+    cells = grid_cells({"s0": [0.001, 0.002], "snr": [0.1]})
+    assert cells == [{"s0": 0.001, "snr": 0.1}, {"s0": 0.002, "snr": 0.1}]
+    assert cell_key(cells[0]) == "s0=0.001__snr=0.1"
+    assert cell_key({}) == "all"
+    assert cell_key({"encoding": "log_sigma"}) == "encoding=log_sigma"
+    assert match_cell({"s0": 0.0010000000001, "fid": 3.0}, {"s0": 0.001})
+    assert not match_cell({"s0": 0.002}, {"s0": 0.001})
