@@ -1,0 +1,352 @@
+"""The generic training loop: AMP, EMA, grad clipping, atomic checkpoint + exact resume, DDP, probes.
+
+One loop serves every network of the suite: the caller passes a `loss_fn(model, batch,
+generator)`. Everything random in a run comes from (cfg.seed, rank): the data order
+(a permutation per epoch), the loss's noise (a torch.Generator on the device) and
+torch's global RNG (dropout). All three are checkpointed, so a run stopped anywhere and
+resumed ends with the same weights, bit for bit on the CPU, as one that never stopped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn
+from rich.text import Text
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from repro.errors import UserError
+from repro.train.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
+from repro.train.distributed import DistInfo, all_gather_tensor, barrier, init_distributed, reduce_mean, wrap_model
+from repro.train.ema import EMA
+from repro.train.probes import cuda_peak_reserved_mb, peak_memory, reset_peak_memory, synchronize
+from repro.train.sampler import DeterministicBatchSampler, derive_seed
+
+CHECKPOINT_FORMAT = 1
+
+LossFn = Callable[[nn.Module, dict, torch.Generator], torch.Tensor]
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 1
+    batch_size: int = 8  # per process; the global batch is batch_size * world_size
+    lr: float = 2e-4
+    betas: tuple[float, float] = (0.9, 0.999)
+    weight_decay: float = 0.0
+    amp: bool = False  # CUDA: fp16 autocast + GradScaler; CPU: bf16 autocast, no scaler
+    ema_decay: float | None = 0.999  # None = no EMA
+    grad_clip: float | None = 1.0  # max global grad norm; None = off
+    ckpt_every: int = 0  # also checkpoint every N optimizer steps (0 = only at each epoch end)
+    max_steps: int | None = None  # stop after this many optimizer steps in total
+    warmup_steps: int = 0  # linear lr warm-up
+    seed: int = 0
+    device: str = "cpu"
+    num_workers: int = 0  # DataLoader worker processes
+    log_every: int = 0  # also call log_metrics every N steps with the step loss (0 = per epoch only)
+
+
+@dataclass
+class TrainResult:
+    model: nn.Module
+    ema: nn.Module | None
+    history: list[dict]
+    steps: int
+    seconds: float
+    probes: dict = field(default_factory=dict)
+
+
+def lr_at_step(base_lr: float, step: int, warmup_steps: int) -> float:
+    """Learning rate of optimizer step `step` (1-based) under a linear warm-up."""
+    if warmup_steps <= 0:
+        return base_lr
+    return base_lr * min(1.0, step / warmup_steps)
+
+
+def autocast_context(device: torch.device, enabled: bool):
+    """fp16 autocast on CUDA, bf16 on the CPU; a no-op context when disabled."""
+    if not enabled:
+        return contextlib.nullcontext()
+    dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
+    return torch.autocast(device.type, dtype=dtype)
+
+
+def _validate(cfg: TrainConfig) -> None:
+    checks = [
+        (cfg.epochs >= 0, f"epochs must be >= 0, got {cfg.epochs}"),
+        (cfg.batch_size >= 1, f"batch_size must be >= 1, got {cfg.batch_size}"),
+        (cfg.lr > 0, f"lr must be > 0, got {cfg.lr}"),
+        (cfg.ema_decay is None or 0.0 <= cfg.ema_decay <= 1.0, f"ema_decay must lie in [0, 1], got {cfg.ema_decay}"),
+        (cfg.grad_clip is None or cfg.grad_clip > 0, f"grad_clip must be > 0 or None, got {cfg.grad_clip}"),
+        (cfg.ckpt_every >= 0, f"ckpt_every must be >= 0, got {cfg.ckpt_every}"),
+        (cfg.max_steps is None or cfg.max_steps >= 0, f"max_steps must be >= 0 or None, got {cfg.max_steps}"),
+        (cfg.warmup_steps >= 0, f"warmup_steps must be >= 0, got {cfg.warmup_steps}"),
+    ]
+    for ok, msg in checks:
+        if not ok:
+            raise UserError(f"train config: {msg}")
+
+
+def _to_device(batch: dict, device: torch.device) -> dict:
+    return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+
+
+def _batch_len(batch: dict) -> int:
+    for v in batch.values():
+        if isinstance(v, torch.Tensor) and v.ndim > 0:
+            return int(v.shape[0])
+    return 0
+
+
+class _RateColumn(ProgressColumn):
+    def render(self, task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text(f"{speed:.1f} it/s" if speed else "-- it/s", style="progress.data.speed")
+
+
+def _progress_bar(enabled: bool, console: Console | None = None) -> Progress:
+    console = console or Console()
+    interactive = console.is_terminal or console.is_jupyter
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]:.4g}"),
+        _RateColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        disable=not (enabled and interactive),
+    )
+
+
+@dataclass
+class _RunState:
+    """Where the run stands; everything here goes into the checkpoint."""
+
+    step: int = 0
+    epoch: int = 0
+    batch_in_epoch: int = 0
+    epoch_loss_sum: float = 0.0
+    epoch_loss_count: int = 0
+    epoch_seconds: float = 0.0
+    history: list[dict] = field(default_factory=list)
+
+
+def _rng_states(noise_gen: torch.Generator, device: torch.device) -> dict:
+    # Gathered from every rank so that rank 0's single file can restore all of them.
+    states = {
+        "noise": all_gather_tensor(noise_gen.get_state()),
+        "torch_cpu": all_gather_tensor(torch.get_rng_state()),
+        "torch_cuda": None,
+    }
+    if device.type == "cuda":
+        states["torch_cuda"] = all_gather_tensor(torch.cuda.get_rng_state(device))
+    return states
+
+
+def _restore(ckpt: dict, cfg: TrainConfig, info: DistInfo, n_items: int, model: nn.Module, ema: EMA | None,
+             optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler, noise_gen: torch.Generator,
+             path: Path) -> _RunState:
+    saved = ckpt.get("config", {})
+    now = {"seed": cfg.seed, "batch_size": cfg.batch_size, "world_size": info.world_size, "dataset_size": n_items}
+    for key, value in now.items():
+        if saved.get(key) != value:
+            raise UserError(f"checkpoint {path} was written with {key}={saved.get(key)}, this run has {key}={value}; "
+                            "use the same setting or another output folder")
+    model.load_state_dict(ckpt["model"])
+    if ema is not None:
+        if ckpt.get("ema") is None:
+            raise UserError(f"checkpoint {path} has no EMA weights but ema_decay is set; use ema_decay=None or another output folder")
+        ema.load_state_dict(ckpt["ema"])
+    optimizer.load_state_dict(ckpt["optimizer"])
+    if ckpt.get("scaler"):
+        scaler.load_state_dict(ckpt["scaler"])
+    rng = ckpt["rng"]
+    if ckpt.get("device_type") == info.device.type:
+        noise_gen.set_state(rng["noise"][info.rank])
+        torch.set_rng_state(rng["torch_cpu"][info.rank])
+        if info.device.type == "cuda" and rng.get("torch_cuda") is not None:
+            torch.cuda.set_rng_state(rng["torch_cuda"][info.rank], info.device)
+    else:
+        warnings.warn(f"resuming a {ckpt.get('device_type')} checkpoint on {info.device.type}: random streams are "
+                      "re-seeded, so the run will not match an uninterrupted one bit for bit", stacklevel=3)
+        noise_gen.manual_seed(derive_seed(cfg.seed, "noise", info.rank, ckpt["step"]))
+        torch.manual_seed(derive_seed(cfg.seed, "torch", info.rank, ckpt["step"]))
+    return _RunState(step=int(ckpt["step"]), epoch=int(ckpt["epoch"]), batch_in_epoch=int(ckpt["batch_in_epoch"]),
+                     epoch_loss_sum=float(ckpt["epoch_loss_sum"]), epoch_loss_count=int(ckpt["epoch_loss_count"]),
+                     epoch_seconds=float(ckpt["epoch_seconds"]), history=[dict(h) for h in ckpt["history"]])
+
+
+def train(model: nn.Module, loss_fn: LossFn, dataset: Dataset, cfg: TrainConfig, out_dir: str | Path, *,
+          on_epoch_end: Callable[[int, nn.Module], dict[str, float]] | None = None,
+          log_metrics: Callable[[dict[str, float], int], None] | None = None,
+          progress: bool = True) -> TrainResult:
+    """Train `model` on `dataset` by minimizing `loss_fn`; resume from out_dir/checkpoint.pt if present.
+
+    Under torchrun this joins the process group (see distributed.py), wraps the model in
+    DDP, gives each rank its slice of every global batch, and lets only rank 0 write the
+    checkpoint, call on_epoch_end and log. A non-finite loss raises RuntimeError naming
+    the step (thesis Sec. 5.3.1: mixed-precision runs sometimes went NaN).
+    """
+    _validate(cfg)
+    call_start = time.perf_counter()
+    info = init_distributed(cfg.device)
+    device = info.device
+    ckpt_path = Path(out_dir) / CHECKPOINT_NAME
+
+    model = model.to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
+    use_scaler = cfg.amp and device.type == "cuda"
+    scaler = torch.amp.GradScaler(device.type, enabled=use_scaler)
+    ema = EMA(model, cfg.ema_decay) if cfg.ema_decay is not None else None
+    noise_gen = torch.Generator(device=device)
+    sampler = DeterministicBatchSampler(len(dataset), cfg.batch_size, cfg.seed, info.rank, info.world_size)
+    n_batches = sampler.batches_per_epoch()
+
+    ckpt = load_checkpoint(ckpt_path)
+    if ckpt is None:
+        state = _RunState()
+        noise_gen.manual_seed(derive_seed(cfg.seed, "noise", info.rank))
+        torch.manual_seed(derive_seed(cfg.seed, "torch", info.rank))  # dropout and other global draws
+    else:
+        state = _restore(ckpt, cfg, info, len(dataset), model, ema, optimizer, scaler, noise_gen, ckpt_path)
+        del ckpt
+
+    net = wrap_model(model, device)
+    params = [p for p in model.parameters() if p.requires_grad]
+    # Its own generator: a DataLoader otherwise draws its worker base seed from torch's global
+    # RNG at every epoch start, which would shift dropout draws after a mid-epoch resume.
+    loader_gen = torch.Generator()
+    loader = DataLoader(dataset, batch_sampler=sampler, num_workers=cfg.num_workers,
+                        pin_memory=device.type == "cuda", generator=loader_gen)
+    reset_peak_memory(device)
+
+    def reached_max() -> bool:
+        return cfg.max_steps is not None and state.step >= cfg.max_steps
+
+    def save() -> None:
+        rng = _rng_states(noise_gen, device)  # collective: every rank takes part
+        if not info.is_main:
+            return
+        save_checkpoint(ckpt_path, {
+            "format": CHECKPOINT_FORMAT,
+            "config": {"seed": cfg.seed, "batch_size": cfg.batch_size, "world_size": info.world_size,
+                       "dataset_size": len(dataset)},
+            "device_type": device.type,
+            "model": model.state_dict(),
+            "ema": ema.state_dict() if ema is not None else None,
+            "optimizer": optimizer.state_dict(),
+            "scaler": scaler.state_dict(),
+            "step": state.step, "epoch": state.epoch, "batch_in_epoch": state.batch_in_epoch,
+            "epoch_loss_sum": state.epoch_loss_sum, "epoch_loss_count": state.epoch_loss_count,
+            "epoch_seconds": state.epoch_seconds,
+            "history": state.history,
+            "rng": rng,
+        })
+
+    total = cfg.epochs * n_batches if cfg.max_steps is None else min(cfg.epochs * n_batches, cfg.max_steps)
+    first_step = state.step
+    train_seconds, samples, epoch_times = 0.0, 0, []
+    bar = _progress_bar(progress and info.is_main)
+    with bar:
+        task = bar.add_task("train", total=total, completed=min(state.step, total), loss=float("nan"))
+        while state.epoch < cfg.epochs and not reached_max():
+            sampler.set_epoch(state.epoch, state.batch_in_epoch)
+            loader_gen.manual_seed(derive_seed(cfg.seed, "loader", info.rank, state.epoch))
+            bar.update(task, description=f"epoch {state.epoch + 1}/{cfg.epochs}")
+            net.train()
+            synchronize(device)
+            tick = time.perf_counter()
+            for batch in loader:
+                batch = _to_device(batch, device)
+                with autocast_context(device, cfg.amp):
+                    loss = loss_fn(net, batch, noise_gen)
+                if loss.ndim != 0:
+                    raise ValueError(f"loss_fn must return a scalar, got shape {tuple(loss.shape)}")
+                # reduced before backward so that every rank sees a NaN and stops together
+                loss_value = float(reduce_mean(loss.detach().float()))
+                if not math.isfinite(loss_value):
+                    raise RuntimeError(f"training loss is {loss_value} at step {state.step + 1} (epoch {state.epoch}, "
+                                       f"batch {state.batch_in_epoch}); the run is unusable, discard it "
+                                       f"(try amp=False, a lower lr or grad_clip)")
+                (scaler.scale(loss) if use_scaler else loss).backward()
+                if cfg.grad_clip is not None:
+                    if use_scaler:
+                        scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
+                    torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+                lr = lr_at_step(cfg.lr, state.step + 1, cfg.warmup_steps)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                if use_scaler:
+                    scaler.step(optimizer)
+                    scaler.update()
+                else:
+                    optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+                if ema is not None:
+                    ema.update(model)
+
+                state.step += 1
+                state.batch_in_epoch += 1
+                state.epoch_loss_sum += loss_value
+                state.epoch_loss_count += 1
+                samples += _batch_len(batch) * info.world_size
+                bar.update(task, advance=1, loss=loss_value)
+                if log_metrics is not None and info.is_main and cfg.log_every and state.step % cfg.log_every == 0:
+                    log_metrics({"step_loss": loss_value, "lr": lr}, state.step)
+                stop = reached_max()
+                mid_epoch = state.batch_in_epoch < n_batches
+                if mid_epoch and (stop or (cfg.ckpt_every and state.step % cfg.ckpt_every == 0)):
+                    now = time.perf_counter()
+                    state.epoch_seconds += now - tick
+                    train_seconds += now - tick
+                    save()
+                    tick = time.perf_counter()
+                if stop:
+                    break
+            synchronize(device)
+            elapsed = time.perf_counter() - tick
+            state.epoch_seconds += elapsed
+            train_seconds += elapsed
+            if state.batch_in_epoch < n_batches:
+                break  # stopped by max_steps inside the epoch; its checkpoint is written
+
+            record = {"epoch": state.epoch, "loss": state.epoch_loss_sum / max(state.epoch_loss_count, 1),
+                      "seconds": state.epoch_seconds, "step": state.step}
+            if on_epoch_end is not None and info.is_main:
+                model.eval()
+                metrics = on_epoch_end(state.epoch, ema.module if ema is not None else model) or {}
+                model.train()
+                record.update({str(k): float(v) for k, v in metrics.items()})
+            state.history.append(record)
+            epoch_times.append(state.epoch_seconds)
+            if log_metrics is not None and info.is_main:
+                log_metrics({k: float(v) for k, v in record.items() if k != "step"}, state.step)
+            state.epoch += 1
+            state.batch_in_epoch, state.epoch_loss_sum, state.epoch_loss_count, state.epoch_seconds = 0, 0.0, 0, 0.0
+            save()
+    barrier()
+
+    steps_run = state.step - first_step
+    if epoch_times:
+        seconds_per_epoch = sum(epoch_times) / len(epoch_times)
+    elif steps_run:
+        seconds_per_epoch = train_seconds / steps_run * n_batches  # extrapolated from a partial epoch
+    else:
+        seconds_per_epoch = float("nan")
+    mb, kind = peak_memory(device)
+    probes = {"peak_memory_mb": mb, "peak_memory_kind": kind, "seconds_per_epoch": seconds_per_epoch,
+              "samples_per_second": samples / train_seconds if train_seconds > 0 else float("nan")}
+    if device.type == "cuda":
+        probes["cuda_max_memory_reserved_mb"] = cuda_peak_reserved_mb(device)
+    return TrainResult(model=model, ema=ema.module if ema is not None else None, history=state.history,
+                       steps=state.step, seconds=time.perf_counter() - call_start, probes=probes)
