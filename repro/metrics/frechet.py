@@ -1,0 +1,76 @@
+"""Frechet distance between two Gaussians fitted to feature sets (thesis Eq. 5.7).
+
+d^2 = ||mu1 - mu2||^2 + Tr(C1 + C2 - 2 sqrt(C1 C2)). Which features are used decides
+the metric's name: Inception pool3 -> `fid`; the suite's evaluator net -> `fd_evalnet`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from repro.errors import UserError
+
+
+class InsufficientSamples(UserError):
+    """Too few samples for a full-rank covariance of the features."""
+
+
+def require_more_samples_than_dims(n: int, dim: int, what: str = "features") -> None:
+    """Raise InsufficientSamples unless n > dim (a full-rank covariance is possible)."""
+    if n <= dim:
+        raise InsufficientSamples(
+            f"Frechet distance on {dim}-dim {what} needs at least {dim + 1} samples per set, got {n}; "
+            f"use more samples or a smaller feature layer"
+        )
+
+
+def feature_statistics(features, allow_rank_deficient: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Mean [D] and unbiased covariance [D,D] of features [N,D], in float64.
+
+    Refuses N <= D unless allow_rank_deficient (only to mirror a published protocol that
+    did so, e.g. thesis Tab. 5.3's FID on 100 samples; the caller must label the result).
+    """
+    f = torch.as_tensor(features).detach().to("cpu", torch.float64)
+    if f.ndim != 2:
+        raise ValueError(f"features must be [N,D], got shape {tuple(f.shape)}")
+    if not allow_rank_deficient:
+        require_more_samples_than_dims(f.shape[0], f.shape[1])
+    if f.shape[0] < 2:
+        raise InsufficientSamples(f"a covariance needs at least 2 samples, got {f.shape[0]}")
+    f = f.numpy()
+    return f.mean(axis=0), np.cov(f, rowvar=False)
+
+
+def frechet_distance(mu1, sigma1, mu2, sigma2, eps: float = 1e-6) -> float:
+    """Squared Frechet distance between N(mu1, sigma1) and N(mu2, sigma2) (thesis Eq. 5.7)."""
+    from scipy import linalg
+
+    mu1, mu2 = np.atleast_1d(np.asarray(mu1, np.float64)), np.atleast_1d(np.asarray(mu2, np.float64))
+    sigma1, sigma2 = np.atleast_2d(np.asarray(sigma1, np.float64)), np.atleast_2d(np.asarray(sigma2, np.float64))
+    if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape or sigma1.shape != mu1.shape * 2:
+        raise ValueError(
+            f"shape mismatch: mu {mu1.shape} vs {mu2.shape}, sigma {sigma1.shape} vs {sigma2.shape}"
+        )
+
+    covmean = linalg.sqrtm(sigma1 @ sigma2)
+    if not np.isfinite(covmean).all():
+        # a (near-)singular product: offset both covariances by eps * I and retry
+        offset = np.eye(sigma1.shape[0]) * eps
+        covmean = linalg.sqrtm((sigma1 + offset) @ (sigma2 + offset))
+    if np.iscomplexobj(covmean):
+        # numerical error gives a small imaginary part; a large one means a broken input
+        largest = np.max(np.abs(covmean.imag))
+        if not np.allclose(np.diagonal(covmean).imag, 0, atol=1e-3):
+            raise ValueError(f"matrix square root has a large imaginary component ({largest:.3g})")
+        covmean = covmean.real
+
+    diff = mu1 - mu2
+    return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2.0 * np.trace(covmean))
+
+
+def frechet_distance_from_features(features1, features2, allow_rank_deficient: bool = False) -> float:
+    """Frechet distance between Gaussians fitted to two feature sets [N1,D] and [N2,D]."""
+    mu1, sigma1 = feature_statistics(features1, allow_rank_deficient)
+    mu2, sigma2 = feature_statistics(features2, allow_rank_deficient)
+    return frechet_distance(mu1, sigma1, mu2, sigma2)
