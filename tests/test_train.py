@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib.util
 import io
-import math
 import subprocess
 import sys
 import time
@@ -161,7 +160,8 @@ def test_resume_mid_epoch_reproduces_uninterrupted_run_bitwise(tmp_path, straigh
     with pytest.raises(AssertionError):
         assert_same_weights(first.model, straight_run.model)
 
-    # a fresh process would build a fresh model: its weights must be replaced by the checkpoint
+    # a fresh process has a fresh model and global RNG: both must come from the checkpoint
+    torch.manual_seed(12345)
     resumed = train(make_mlp(dropout=0.2), denoising_loss, ToyImages(), TrainConfig(**RESUME_CFG), tmp_path,
                     progress=False)
     assert resumed.steps == straight_run.steps == 15

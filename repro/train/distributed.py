@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
@@ -48,11 +49,12 @@ def is_main() -> bool:
     return rank() == 0
 
 
-def init_distributed(device: str | torch.device = "cpu") -> DistInfo:
+def init_distributed(device: str | torch.device = "cpu", timeout: timedelta = timedelta(minutes=60)) -> DistInfo:
     """Join the process group torchrun describes (if any) and pick this rank's device.
 
     "cuda" without an index becomes cuda:LOCAL_RANK under torchrun. A group that the
-    caller initialized already is used as it is.
+    caller initialized already is used as it is. `timeout` bounds how long ranks wait
+    in a collective, e.g. while rank 0 alone runs the epoch-end evaluation.
     """
     env_world = int(os.environ.get("WORLD_SIZE", "1"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
@@ -63,7 +65,8 @@ def init_distributed(device: str | torch.device = "cpu") -> DistInfo:
     if env_world > 1 and not is_distributed():
         if dev.type == "cuda":
             torch.cuda.set_device(dev)
-        dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo", init_method="env://")
+        dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo", init_method="env://",
+                                timeout=timeout)
     return DistInfo(rank=rank(), world_size=world_size(), local_rank=local_rank, device=dev)
 
 
