@@ -403,3 +403,18 @@ def _render(uniforms, pixel_noise):
 def colorize(labels: np.ndarray) -> np.ndarray:
     """Labels [..., H, W] -> RGB uint8 [..., H, W, 3] with the preview palette."""
     return CLASS_COLORS[np.asarray(labels, np.int64)]
+
+
+def contact_sheet(images: np.ndarray, labels: np.ndarray, columns: int = 2, gap: int = 2) -> np.ndarray:
+    """uint8 images [N,3,H,W] + labels [N,H,W] -> one RGB sheet [rows*(H+gap), columns*(2W+gap), 3].
+
+    Each tile is the image next to its colourised label map; for previews and reports.
+    """
+    n, _, h, w = images.shape
+    rows = -(-n // columns)
+    sheet = np.full((rows * (h + gap), columns * (2 * w + gap), 3), 255, np.uint8)
+    for i in range(n):
+        y, x = (i // columns) * (h + gap), (i % columns) * (2 * w + gap)
+        sheet[y:y + h, x:x + w] = images[i].transpose(1, 2, 0)
+        sheet[y:y + h, x + w:x + 2 * w] = colorize(labels[i])
+    return sheet
