@@ -254,6 +254,20 @@ def test_cityscapes_missing_root_and_files_are_user_errors(tmp_path):
         load_dataset("cityscapes", split="training", root=str(tmp_path))
 
 
+def test_cityscapes_palette_label_maps_keep_their_ids_and_rgb_ones_are_refused(tmp_path):
+    _write_cityscapes(tmp_path)
+    path = tmp_path / "gtFine/val/bremen/bremen_000000_000011_gtFine_labelIds.png"
+    ids = np.asarray(Image.open(path))
+    palette = Image.fromarray(ids, mode="L").convert("P")  # same indices, with a palette
+    palette.putpalette([255 - (i % 256) for i in range(768)])
+    palette.save(path)
+    ds = load_dataset("cityscapes", split="val", root=str(tmp_path), resolution=(8, 16))
+    assert np.array_equal(ds[1]["label"].numpy(), np.vectorize(_CITY_IDS.get)(ids))
+    Image.fromarray(np.stack([ids] * 3, -1)).save(path)
+    with pytest.raises(UserError, match="not single-channel ids"):
+        ds[1]
+
+
 def test_cityscapes_unreadable_image_is_a_user_error(tmp_path):
     _write_cityscapes(tmp_path)
     broken = tmp_path / "leftImg8bit/val/bremen/bremen_000000_000011_leftImg8bit.png"

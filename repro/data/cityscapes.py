@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from repro.data.common import (DatasetInfo, check_split, pil_to_image_tensor, pil_to_label_tensor, read_image,
+from repro.data.common import (DatasetInfo, check_split, pil_to_image_tensor, pil_to_label_array, read_image,
                                resolve_root)
 from repro.errors import UserError
 
@@ -87,8 +87,10 @@ class Cityscapes(Dataset):
         index = range(len(self))[index]
         image_path, label_path = self.pairs[index]
         image = pil_to_image_tensor(read_image(image_path, "RGB"), self.resolution)
-        label_ids = pil_to_label_tensor(read_image(label_path, "L"), self.resolution)
-        return {"image": image, "label": torch.from_numpy(_LUT[label_ids]), "index": index}
+        label_ids = pil_to_label_array(read_image(label_path, None), self.resolution, label_path)
+        labels = _LUT[np.clip(label_ids, 0, 255)]
+        labels[label_ids > 255] = BACKGROUND
+        return {"image": image, "label": torch.from_numpy(labels), "index": index}
 
 
 def load(split: str = "train", resolution=None, root=None, n=None, seed: int = 0) -> Cityscapes:

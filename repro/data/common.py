@@ -64,12 +64,12 @@ def check_count(n: int | None) -> int | None:
     return None if n is None else int(n)
 
 
-def read_image(path: Path, mode: str) -> Image.Image:
-    """Open an image fully (mode "RGB" or "L"/"I" for label maps); unreadable -> UserError."""
+def read_image(path: Path, mode: str | None) -> Image.Image:
+    """Open an image fully, converted to `mode` ("RGB"), or as stored (None: label maps); unreadable -> UserError."""
     try:
         with Image.open(path) as img:
             img.load()
-            return img.convert(mode) if img.mode != mode else img.copy()
+            return img.convert(mode) if mode is not None and img.mode != mode else img.copy()
     except FileNotFoundError:
         raise UserError(f"image file missing: {path}: restore it or remove it from the dataset") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
@@ -86,8 +86,10 @@ def pil_to_image_tensor(img: Image.Image, resolution: tuple[int, int] | None) ->
     return torch.from_numpy(arr.copy()).permute(2, 0, 1).float().div_(255.0)
 
 
-def pil_to_label_tensor(img: Image.Image, resolution: tuple[int, int] | None) -> np.ndarray:
-    """Label PIL image -> int array [H,W]; resized with nearest neighbour so no new labels appear."""
+def pil_to_label_array(img: Image.Image, resolution: tuple[int, int] | None, path: Path) -> np.ndarray:
+    """Single-channel label PIL image (L, P or I) -> int64 array [H,W]; resized nearest, so no new labels appear."""
+    if img.mode not in ("L", "P", "I", "I;16", "1"):
+        raise UserError(f"label map {path} has mode {img.mode}, not single-channel ids: use the *_labelIds.png files")
     if resolution is not None and img.size != (resolution[1], resolution[0]):
         img = img.resize((resolution[1], resolution[0]), Image.Resampling.NEAREST)
     return np.asarray(img).astype(np.int64)

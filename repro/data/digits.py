@@ -61,7 +61,7 @@ class Digits(Dataset):
 
     def __getitem__(self, index: int) -> dict:
         index = range(len(self))[index]
-        return {"image": self.images[index], "label": self.labels[index], "index": index}
+        return {"image": self.images[index].clone(), "label": self.labels[index].clone(), "index": index}
 
     def stack(self, limit: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         return self.images[:limit].clone(), self.labels[:limit].clone()
