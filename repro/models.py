@@ -7,7 +7,6 @@ The hash is that of the resolved config, so a changed setting trains a new model
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
 import os
 import platform
@@ -21,14 +20,9 @@ from torch import nn
 from repro import results
 from repro.errors import UserError
 from repro.specs import ResolvedModel, resolve_model
+from repro.trainers import kind_module
 
 ARTIFACTS_DIR = "artifacts"
-
-# model kind -> module defining build_net(resolved, meta) and train_model(resolved, out_dir, device, run, progress)
-MODEL_KINDS: dict[str, str] = {
-    "noisy_segmenter": "repro.experiments.noisy_segmenter",
-}
-
 
 def artifacts_root() -> Path:
     return Path(os.environ.get("REPRO_ARTIFACTS", ARTIFACTS_DIR))
@@ -36,12 +30,6 @@ def artifacts_root() -> Path:
 
 def artifact_dir(resolved: ResolvedModel) -> Path:
     return artifacts_root() / resolved.id / f"{resolved.profile}-{resolved.hash}"
-
-
-def kind_module(kind: str):
-    if kind not in MODEL_KINDS:
-        raise UserError(f"unknown model kind {kind!r}; known kinds: {', '.join(sorted(MODEL_KINDS))}")
-    return importlib.import_module(MODEL_KINDS[kind])
 
 
 @dataclass
@@ -70,6 +58,8 @@ def ensure_model(name: str, profile: str, *, overrides: dict[str, Any] | None = 
 
     resolved = resolve_model(name, profile, overrides)
     module = kind_module(resolved.config.kind)
+    if hasattr(module, "validate"):
+        module.validate(resolved)
     out = artifact_dir(resolved)
     weights = out / "model.pt"
     device = torch.device(device)

@@ -17,7 +17,9 @@ _MAX_PARAM_LEN = 500
 
 def _quiet_mlflow() -> None:
     # MLflow logs schema migrations and experiment creation at INFO; users see our output instead.
-    for name in ("mlflow", "alembic"):
+    import mlflow  # noqa: F401  (configures its loggers on import; override after)
+
+    for name in ("mlflow", "alembic", "mlflow.store.db.utils"):
         logging.getLogger(name).setLevel(logging.WARNING)
 
 

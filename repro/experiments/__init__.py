@@ -1,31 +1,39 @@
 """Experiment runners, one per *kind* of experiment (not per table).
 
-A runner module defines:
+A spec with `kind: K` is run by the module `repro.experiments.K`, which defines:
+- `GRID_KEYS`: the names this kind accepts in a spec's `grid`;
 - `Fixed`: a pydantic model (extra="forbid") validating the spec's `fixed` settings;
 - `prepare(ctx) -> state`: load data, train or load the models the spec names;
-- `run_cell(ctx, state, cell, run) -> dict`: compute one grid cell's metrics;
-- optionally `report_figures(spec, df, out_dir) -> list[Path]` and `report_notes(spec, df) -> list[str]`.
+- `run_cell(ctx, state, cell, run) -> dict`: compute one grid cell: {"values": {metric: float},
+  "extra": {JSON-serialisable details}, "artifacts": [paths to log]}; `run` is its MLflow child run;
+- optionally `report_figures(spec, df, out_dir, stem) -> list[Path]` (df: one row per cell, grid
+  values + metrics + scalar extras) and `report_notes(spec, df) -> list[str]` (findings in words).
+`ctx` is an `engine.RunContext`: the resolved spec, the device, `ctx.model(role)` (trained on
+demand), `ctx.generator(*salt)` (seeded per cell), `ctx.artifacts_dir(key)`.
 """
 from __future__ import annotations
 
 import importlib
+import pkgutil
 from types import ModuleType
 
 from pydantic import ValidationError
 
 from repro.errors import UserError
 
-# kind -> module; imported lazily so `repro list` stays fast.
-RUNNERS: dict[str, str] = {
-    "segmenter_timesteps": "repro.experiments.segmenter_timesteps",
-    "noise_encoding_comparison": "repro.experiments.noise_encoding",
-}
+_NOT_KINDS = {"engine"}
+
+
+def experiment_kinds() -> list[str]:
+    """Kinds are the runner modules of this package (found without importing them)."""
+    return sorted(m.name for m in pkgutil.iter_modules(__path__)
+                  if not m.name.startswith("_") and m.name not in _NOT_KINDS)
 
 
 def runner_module(kind: str) -> ModuleType:
-    if kind not in RUNNERS:
-        raise UserError(f"unknown experiment kind {kind!r}; known kinds: {', '.join(sorted(RUNNERS))}")
-    return importlib.import_module(RUNNERS[kind])
+    if kind not in experiment_kinds():
+        raise UserError(f"unknown experiment kind {kind!r}; known kinds: {', '.join(experiment_kinds())}")
+    return importlib.import_module(f"{__name__}.{kind}")
 
 
 def validate_spec_for_kind(spec):  # -> Spec

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from repro.experiments.noisy_segmenter import score_at
+from repro.trainers.noisy_segmenter import score_at
 
 GRID_KEYS = ("t",)
 

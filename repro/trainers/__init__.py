@@ -1,0 +1,28 @@
+"""Model kinds: how to build and train each kind of model a spec can name.
+
+A model config `experiments/models/<name>.yaml` has `kind: K`; the module `repro.trainers.K`
+defines:
+- `build_net(resolved: ResolvedModel, meta: dict) -> nn.Module` (architecture only);
+- `train_model(resolved, out_dir: Path, device, run, progress) -> (nn.Module, meta: dict)`:
+  trains (resuming from out_dir/checkpoint.pt), returns the weights to store and what
+  training measured (JSON-serialisable; `build_net` gets it back when loading);
+- optionally `validate(resolved)` raising UserError for bad `net`/`train` settings.
+Loading, hashing and storing under artifacts/ is `repro.models`' job.
+"""
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from types import ModuleType
+
+from repro.errors import UserError
+
+
+def model_kinds() -> list[str]:
+    return sorted(m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_"))
+
+
+def kind_module(kind: str) -> ModuleType:
+    if kind not in model_kinds():
+        raise UserError(f"unknown model kind {kind!r}; known kinds: {', '.join(model_kinds())}")
+    return importlib.import_module(f"{__name__}.{kind}")
