@@ -176,7 +176,8 @@ def load_spec_document(spec_id: str) -> dict[str, Any]:
     return doc
 
 
-def load_model_document(name: str) -> dict[str, Any]:
+def load_model_document(name: str, _seen: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A model config; `base: OTHER` starts from OTHER's document and deep-merges this one over it."""
     _check_id("model", name)
     if name not in list_model_ids():
         known = ", ".join(list_model_ids()) or "none"
@@ -184,7 +185,12 @@ def load_model_document(name: str) -> dict[str, Any]:
     doc = _load_yaml(experiments_dir() / "models" / f"{name}.yaml", "model config")
     if doc.get("id", name) != name:
         raise UserError(f"model {name}.yaml declares id {doc.get('id')!r}; the id must equal the file name")
-    doc.setdefault("id", name)
+    base = doc.pop("base", None)
+    if base is not None:
+        if base in _seen or base == name:
+            raise UserError(f"model {name}.yaml: circular base {base!r}")
+        doc = deep_merge(load_model_document(str(base), (*_seen, name)), doc)
+    doc["id"] = name
     return doc
 
 

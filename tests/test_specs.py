@@ -56,6 +56,10 @@ def test_model_overrides_change_the_artifact_identity():
     b = resolve_model("noisy_unet", "test", {"net.noise_encoding": "t"})
     c = resolve_model("noisy_unet", "test", {"net.noise_encoding": "log_sigma"})
     assert a.hash != b.hash and a.hash == c.hash
+    # A config with `base:` is its base with its own values merged over it.
+    t = resolve_model("noisy_unet_t", "test")
+    assert t.config.net["noise_encoding"] == "t" and t.config.net["base_channels"] == a.config.net["base_channels"]
+    assert t.config.train == a.config.train and t.hash != a.hash
 
 
 def test_unknown_spec_profile_and_bad_names():

@@ -18,11 +18,20 @@ class Fixed(BaseModel):
 
 
 def prepare(ctx):
+    missing = [e for e in ctx.spec.grid.get("encoding", []) if e not in ctx.spec.models]
+    if missing:
+        from repro.errors import UserError
+
+        raise UserError(f"spec {ctx.spec.id}: no model named for encoding(s) {', '.join(map(str, missing))}; "
+                        f"add them under `models`")
     return {}
 
 
 def run_cell(ctx, state, cell, run):
-    model = ctx.model("segmenter", overrides={"net.noise_encoding": cell["encoding"]})
+    model = ctx.model(cell["encoding"])
+    if model.meta["noise_encoding"] != cell["encoding"]:
+        raise RuntimeError(f"model {model.name} is conditioned on {model.meta['noise_encoding']}, "
+                           f"not {cell['encoding']}")
     history = model.meta["history"]
     curve = [h.get("val_miou") for h in history]
     best = max(range(len(curve)), key=lambda i: curve[i])
