@@ -4,7 +4,6 @@ import math
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from repro.diffusion.losses import dsm_loss
 from repro.diffusion.sde import VESDE, net_score_fn

@@ -196,3 +196,22 @@ def test_bad_options_are_user_errors(call):
     sde = VESDE()
     with pytest.raises(UserError):
         call(gaussian_score_fn(sde, MU, S), sde, torch.zeros(2, 4), generator=None)
+
+
+def test_guidance_may_use_autograd_inside_the_samplers():
+    # segmentation guidance differentiates a network w.r.t. x; the samplers run under no_grad,
+    # so the guidance enables grad itself. Here: grad log N(x; mu, 1) = -(x - mu) via autograd.
+    def guidance(x, t):
+        with torch.enable_grad():
+            xr = x.detach().requires_grad_(True)
+            (g,) = torch.autograd.grad((-0.5 * (xr - MU) ** 2).sum(), xr)
+        return 1e-3 * g
+
+    sde = VPSDE()
+    x1 = sde.prior_sample((8, 4), torch.Generator().manual_seed(0))
+    zero = lambda x, t: torch.zeros_like(x)
+    res = predictor_corrector_sample(zero, sde, x1, steps=5, generator=torch.Generator().manual_seed(1),
+                                     guidance=guidance)
+    ref = predictor_corrector_sample(lambda x, t: 1e-3 * (MU - x), sde, x1, steps=5,
+                                     generator=torch.Generator().manual_seed(1))
+    assert torch.allclose(res.samples, ref.samples, atol=1e-5)

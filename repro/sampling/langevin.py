@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from repro.diffusion.sde import SDE, bcast
+from repro.diffusion.sde import SDE
 from repro.sampling.common import (ScoreFn, check_steps, randn_like, resolve_eps,
                                    reverse_time_grid, with_guidance)
 from repro.sampling.result import SampleResult
