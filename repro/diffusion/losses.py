@@ -9,7 +9,7 @@ from repro.diffusion.sde import SDE, batch_t, bcast
 
 
 def dsm_loss(score_model: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], sde: SDE,
-             x0: torch.Tensor, generator: torch.Generator | None = None, eps: float = 1e-5,
+             x0: torch.Tensor, generator: torch.Generator | None = None, eps: float | None = 1e-5,
              likelihood_weighting: bool = False, reduce_mean: bool = True) -> torch.Tensor:
     """Continuous denoising score matching (thesis Eq. 4.14), t ~ U(eps, 1).
 
@@ -17,8 +17,9 @@ def dsm_loss(score_model: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], 
     4.3.1: lambda(sigma) = sigma^2), where x_t = m(t) x0 + std(t) z. `likelihood_weighting`
     uses lambda(t) = g(t)^2 instead. `reduce_mean` averages over the data dimensions (a
     per-dimension loss comparable across resolutions); False sums them as the score SDE code
-    does. Returns the batch mean.
+    does. Returns the batch mean. eps=None takes the SDE's default (1e-5 VE, 1e-3 VP).
     """
+    eps = sde.default_eps if eps is None else eps
     b = x0.shape[0]
     t = torch.rand(b, generator=generator, device=x0.device, dtype=x0.dtype) * (sde.T - eps) + eps
     z = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)

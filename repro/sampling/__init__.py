@@ -14,6 +14,7 @@ _LAZY = {
     "probability_flow_ode_sample": "repro.sampling.ode",
     "annealed_langevin_sample": "repro.sampling.langevin",
     "ancestral_sample": "repro.sampling.ancestral",
+    "edm_sample": "repro.sampling.edm",
 }
 
 __all__ = ["SampleResult", *_LAZY]
