@@ -5,7 +5,6 @@ reports/README.md with every spec's status (not run / partial / done) and date.
 """
 from __future__ import annotations
 
-import json
 import math
 from datetime import datetime, timezone
 from pathlib import Path
@@ -13,8 +12,7 @@ from typing import Any
 
 from repro import results
 from repro.errors import UserError
-from repro.specs import (PROFILES, Spec, cell_key, grid_cells, list_spec_ids, load_spec, match_cell,
-                         resolve_spec)
+from repro.specs import PROFILES, Spec, cell_key, list_spec_ids, load_spec, match_cell, resolve_spec
 
 REPORTS_DIR = "reports"
 
@@ -78,11 +76,21 @@ def comparison_table(spec: Spec, df, metrics: list[str]) -> str:
     return pd.DataFrame(out_rows).to_markdown(index=False)
 
 
-def protocol_differences(spec_id: str, profile: str) -> list[str]:
+def resolved_for_results(spec_id: str, profile: str):
+    """The spec as the last run at this profile resolved it, `--set` overrides included."""
+    meta = results.read_run_meta(spec_id, profile) or {}
+    overrides = meta.get("overrides") or {}
+    try:
+        return resolve_spec(spec_id, profile, overrides)
+    except UserError:  # the spec changed so that the old overrides no longer apply
+        return resolve_spec(spec_id, profile)
+
+
+def protocol_differences(spec_id: str, profile: str, overrides: dict[str, Any] | None = None) -> list[str]:
     """Where this profile's protocol differs from the paper profile's (dataset, resolution, fixed)."""
-    if profile == "paper":
+    here = resolve_spec(spec_id, profile, overrides).spec
+    if profile == "paper" and not overrides:
         return []
-    here = resolve_spec(spec_id, profile).spec
     paper = resolve_spec(spec_id, "paper").spec
     diffs = []
     if here.dataset.name != paper.dataset.name:
@@ -111,7 +119,7 @@ def protocol_differences(spec_id: str, profile: str) -> list[str]:
 
 def status(spec_id: str, profile: str) -> tuple[str, int, int, str | None]:
     """('not run' | 'partial' | 'done', finished cells, total cells, date of the last cell)."""
-    resolved = resolve_spec(spec_id, profile)
+    resolved = resolved_for_results(spec_id, profile)
     keys = [cell_key(c) for c in resolved.cells()]
     done = []
     for k in keys:
@@ -149,7 +157,7 @@ def render_report(spec_id: str) -> Path:
     if not profiles:
         lines += ["## Reproduction", "", f"_Not run yet: `repro run {spec_id}`._", ""]
     for profile in profiles:
-        resolved = resolve_spec(spec_id, profile)
+        resolved = resolved_for_results(spec_id, profile)
         df = cells_frame(spec_id, profile)
         df = df[df["_spec_hash"] == resolved.hash] if len(df) else df
         state, n_done, n_total, date = status(spec_id, profile)
@@ -157,7 +165,10 @@ def render_report(spec_id: str) -> Path:
         lines += [f"Status: {state} ({n_done}/{n_total} cells), last cell {date or '–'}; spec hash "
                   f"`{resolved.hash}`; device {', '.join(sorted(set(df['_device'].dropna()))) if len(df) else '–'}; "
                   f"code {', '.join(sorted(set(str(c)[:12] for c in df['_git_commit'].dropna()))) if len(df) else '–'}.", ""]
-        diffs = protocol_differences(spec_id, profile)
+        if resolved.overrides:
+            lines += ["Run with overrides: " + ", ".join(f"`{k}={v}`" for k, v in resolved.overrides.items())
+                      + ".", ""]
+        diffs = protocol_differences(spec_id, profile, resolved.overrides)
         if diffs:
             lines += ["**Protocol differs from the paper's:** profile " + profile + "; " + "; ".join(diffs)
                       + ". Numbers at this profile show trends, not the paper's values.", ""]
@@ -216,5 +227,3 @@ def report(ids: list[str]) -> list[Path]:
     return paths
 
 
-def cell_json(spec_id: str, profile: str) -> str:
-    return json.dumps(results.read_cells(spec_id, profile), indent=2)

@@ -72,6 +72,12 @@ def read_cells(spec_id: str, profile: str) -> list[dict[str, Any]]:
     return [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
 
 
+def read_run_meta(spec_id: str, profile: str) -> dict[str, Any] | None:
+    """The resolved spec of the last run at this profile (hash, overrides), if any."""
+    path = run_dir(spec_id, profile) / "spec.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
 def profiles_with_results(spec_id: str) -> list[str]:
     root = results_root() / spec_id
     if not root.is_dir():
