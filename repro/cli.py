@@ -100,10 +100,17 @@ def run(spec_id: str = typer.Argument(..., help="spec id, or `all`"),
 @app.command()
 def report(spec_id: str = typer.Argument("all", help="spec id, or `all`")) -> None:
     """Render reports/<id>.md (and figures) from the results files, and reports/README.md."""
+    from repro.reporting import attach_to_mlflow, reports_root
     from repro.reporting import report as render
 
-    for path in render(_spec_ids(spec_id)):
+    ids = _spec_ids(spec_id)
+    for path in render(ids):
         typer.echo(f"wrote {path}")
+    for i in ids:
+        files = [reports_root() / f"{i}.md", *sorted(reports_root().glob(f"{i}_*.png"))]
+        runs = attach_to_mlflow(i, files)
+        if runs:
+            typer.echo(f"{i}: report logged to MLflow run(s) {', '.join(r[:8] for r in runs)}")
 
 
 @app.command()
@@ -157,9 +164,9 @@ def doctor() -> None:
     typer.echo(f"python      {platform.python_version()} ({sys.executable})")
     for pkg in ("repro", "torch", "torchvision", "mlflow", "optuna", "dvc", "torchmetrics", "pytorch-fid"):
         try:
-            typer.echo(f"{pkg:<12}{md.version(pkg)}")
+            typer.echo(f"{pkg:<13}{md.version(pkg)}")
         except md.PackageNotFoundError:
-            typer.echo(f"{pkg:<12}not installed")
+            typer.echo(f"{pkg:<13}not installed")
     import torch
 
     if torch.cuda.is_available():

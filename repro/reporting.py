@@ -217,6 +217,17 @@ def render_index() -> Path:
     return path
 
 
+def attach_to_mlflow(spec_id: str, paths: list[Path]) -> list[str]:
+    """Log a rendered report and its figures to the parent run of each profile's latest cells."""
+    from repro.tracking import log_to_parent_runs
+
+    run_ids = []
+    for profile in results.profiles_with_results(spec_id):
+        cell_runs = [c.get("mlflow_run_id") for c in results.read_cells(spec_id, profile) if c.get("mlflow_run_id")]
+        run_ids += log_to_parent_runs(cell_runs, paths, artifact_path="report")
+    return run_ids
+
+
 def report(ids: list[str]) -> list[Path]:
     known = list_spec_ids()
     for i in ids:

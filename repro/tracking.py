@@ -179,3 +179,24 @@ def iter_runs(experiment: str) -> Iterator[Any]:
     if exp is None:
         return iter(())
     return iter(client.search_runs([exp.experiment_id], max_results=10000))
+
+
+def log_to_parent_runs(child_run_ids: list[str], paths: list[Path], artifact_path: str) -> list[str]:
+    """Attach files to the parent runs of these child runs (those that still exist in the store)."""
+    _quiet_mlflow()
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient()
+    parents: set[str] = set()
+    for rid in set(child_run_ids):
+        try:
+            parent = client.get_run(rid).data.tags.get("mlflow.parentRunId")
+        except MlflowException:  # a run from another store, or deleted
+            continue
+        if parent:
+            parents.add(parent)
+    for parent in sorted(parents):
+        for path in paths:
+            client.log_artifact(parent, str(path), artifact_path)
+    return sorted(parents)

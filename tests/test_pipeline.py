@@ -95,6 +95,14 @@ def test_run_writes_cells_tracks_and_resumes(workdir):
     assert "| fig5_9 |" in index and "done 4/4" in index and "| sec5_2_2 |" in index and "not run" in index
     assert Path("reports/README.md") in paths
 
+    # The rendered report is attached to the parent run of the latest cells.
+    from repro.reporting import attach_to_mlflow
+
+    parents = attach_to_mlflow("fig5_9", [Path("reports/fig5_9.md"), Path("reports/fig5_9_test_curve.png")])
+    assert parents == [s4.mlflow_run_id]
+    assert {a.path for a in _client().list_artifacts(s4.mlflow_run_id, "report")} == \
+        {"report/fig5_9.md", "report/fig5_9_test_curve.png"}
+
 
 def test_noise_encoding_comparison_trains_both_encodings(workdir):
     from repro.experiments.engine import run_spec
@@ -252,3 +260,65 @@ def test_mlflow_ui_serves_the_runs_over_rest(workdir):
 
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=30)
+
+
+def test_doctor_reports_versions_datasets_fid_and_store(workdir):
+    out = subprocess.run(REPRO + ["doctor"], cwd=workdir, env=cli_env(workdir), capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    text = out.stdout
+    assert "torch" in text and "mlflow" in text and "street_scenes  embedded" in text
+    assert "cityscapes     not found at data/cityscapes" in text
+    assert "fid" in text and f"sqlite:///{workdir}/mlflow.db" in text
+
+
+def test_dvc_pipeline_covers_every_spec_and_model():
+    import yaml
+
+    from repro.specs import list_model_ids, list_spec_ids, load_spec, repo_root
+
+    dvc = yaml.safe_load((repo_root() / "dvc.yaml").read_text())["stages"]
+    trained = set(dvc["train"]["foreach"])
+    for spec_id in list_spec_ids():
+        assert spec_id in dvc, f"dvc.yaml has no stage for spec {spec_id}"
+        stage = dvc[spec_id]
+        assert f"experiments/{spec_id}.yaml" in stage["deps"]
+        for profile in ("test", "smoke", "paper"):
+            from repro.specs import resolve_spec
+
+            for model in resolve_spec(spec_id, profile).spec.models.values():
+                assert model in trained and f"artifacts/{model}" in stage["deps"], (spec_id, model)
+        assert f"results/{spec_id}/${{profile}}" in dvc["reports"]["deps"]
+    assert trained <= set(list_model_ids())
+
+
+@pytest.mark.slow
+def test_dvc_repro_twice_does_nothing_the_second_time(workdir):
+    """`dvc repro` on a copy of the repository at the test profile, then again: nothing reruns."""
+    import shutil
+
+    from repro.specs import repo_root
+
+    src = repo_root()
+    repo = workdir / "clone"
+    tracked = subprocess.run(["git", "ls-files"], cwd=src, capture_output=True, text=True).stdout.split()
+    for rel in tracked:
+        if (src / rel).is_file():
+            (repo / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src / rel, repo / rel)
+    (repo / "params.yaml").write_text("profile: test\n")
+    env = cli_env(repo) | {"PATH": f"{Path(sys.executable).parent}:{__import__('os').environ['PATH']}",
+                           "DVC_NO_ANALYTICS": "1"}
+    for cmd in (["git", "init", "-q"], ["git", "add", "-A"],
+                ["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "x"]):
+        subprocess.run(cmd, cwd=repo, check=True, env=env)
+    dvc = [str(Path(sys.executable).parent / "dvc")]
+    first = subprocess.run(dvc + ["repro", "fig5_9"], cwd=repo, env=env, capture_output=True, text=True,
+                           timeout=600)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "Running stage 'fig5_9'" in first.stdout
+    assert len(list((repo / "results/fig5_9/test/cells").glob("*.json"))) == 4
+    second = subprocess.run(dvc + ["repro", "fig5_9"], cwd=repo, env=env, capture_output=True, text=True,
+                            timeout=600)
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert "Running stage" not in second.stdout and "didn't change, skipping" in second.stdout
