@@ -122,14 +122,14 @@ def test_sampler_adds_exactly_w_g_over_sigma_inside_the_window_and_nothing_outsi
 def test_heun_second_order_weight_and_call_count():
     D = gaussian_denoiser(MU, S2)
     z = torch.randn(5, 4, generator=gen())
-    for w2, calls in [(0.0, 1), (1.0, 2)]:
+    for w2 in (0.0, 1.0):
         disc = LinearDisc(_a())
         res = edm_sample(D, z, steps=10, guidance=DiscriminatorGuidance(disc, w_1st=1.0, w_2nd=w2))
         t = edm_time_steps(10)
         euler_in = sum(sigma_to_vp_time(t[i]).item() >= 0.01 for i in range(10))
         heun_in = sum(sigma_to_vp_time(t[i + 1]).item() >= 0.01 for i in range(9))
         assert res.guided_evals == disc.forwards == disc.backwards == euler_in + (heun_in if w2 else 0)
-        assert res.nfe == 19 and calls in (1, 2)
+        assert res.nfe == 19
 
 
 def test_guidance_moves_samples_toward_higher_discriminator_output():
