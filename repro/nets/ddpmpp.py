@@ -18,7 +18,7 @@ from torch import nn
 
 @dataclass
 class DDPMppConfig:
-    img_resolution: int = 32
+    img_resolution: int = 32          # height; decides which levels get attention (any W works)
     in_channels: int = 3
     out_channels: int = 3
     label_dim: int = 0                 # class-conditional when > 0
