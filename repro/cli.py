@@ -85,9 +85,11 @@ def run(spec_id: str = typer.Argument(..., help="spec id, or `all`"),
 
     ids = _spec_ids(spec_id)
     overrides = parse_set(set_)
-    for i in ids:  # validate every spec before running any
-        resolve_spec(i, profile, overrides)
-    from repro.experiments.engine import run_spec
+    from repro.experiments.engine import preflight, resolve_device, run_spec
+
+    resolve_device(device)
+    for i in ids:  # validate every spec and find its data before running any
+        preflight(resolve_spec(i, profile, overrides))
 
     for i in ids:
         summary = run_spec(i, profile, overrides, device=device, force=force, progress=progress)
