@@ -1,0 +1,59 @@
+"""Evaluating one sampler setting on a trained score model: repeated sampling runs, the quality
+metric's mean and standard deviation over runs (as the slides report), NFE, wall time, grids."""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from repro.experiments._score_sampling import (Draw, SamplerSetting, cell_outputs, draw_samples,
+                                               make_generator, mean_std, quality_scorer, real_images)
+
+
+def prepare_scoring(ctx, fixed: dict[str, Any]) -> dict[str, Any]:
+    """Reference images, the metric (fid / fd_evalnet) and its real-vs-real floor."""
+    real = real_images(ctx, fixed["n_reference"])
+    scorer = quality_scorer(ctx, ctx.spec.metrics, real, fixed["allow_rank_deficient"])
+    floor = None
+    if fixed.get("floor_split"):
+        from repro.data import load_dataset, stack
+
+        ds = ctx.spec.dataset
+        other = stack(load_dataset(ds.name, split=fixed["floor_split"], resolution=ds.resolution, root=ds.root,
+                                   n=fixed["n_samples"], seed=ds.seed), limit=fixed["n_samples"])[0]
+        if other.shape[0] == fixed["n_samples"]:
+            floor = scorer(other)
+    return {"scorer": scorer, "real": real, "floor": floor}
+
+
+def evaluate_setting(ctx, scoring: dict[str, Any], model, setting: SamplerSetting, key: str,
+                     fixed: dict[str, Any]) -> tuple[dict[str, float], dict[str, Any], list, Draw]:
+    """Sample `n_runs` times (run r uses the same seed in every cell: common random numbers), score
+    each run; returns (values, extra, artifacts, the first run's draw)."""
+    scorer = scoring["scorer"]
+    scores, seconds, nfes, first = [], [], [], None
+    for r in range(fixed["n_runs"]):
+        g = make_generator(ctx.device, ctx.spec.seed, "sampling-run", r)
+        with torch.no_grad():
+            draw = draw_samples(model, setting, fixed["n_samples"], fixed["batch_size"], g, ctx.device)
+        scores.append(scorer(draw.images))
+        seconds.append(draw.seconds)
+        nfes.append(draw.nfe)
+        first = first or draw
+    mean, std = mean_std(scores)
+    values = {scorer.name: mean, f"{scorer.name}_std": std, "nfe": sum(nfes) / len(nfes),
+              "seconds": sum(seconds) / len(seconds)}
+    artifacts, extra = cell_outputs(ctx, key, first, fixed["grid_samples"], fixed["grid_nrow"])
+    extra.update({"metric": scorer.name, f"{scorer.name}_runs": scores, "seconds_runs": seconds,
+                  "n_runs": fixed["n_runs"], "n_samples": fixed["n_samples"], "n_reference": scorer.n_real,
+                  "sampler_setting": setting.label(), "predictor_steps": setting.steps if setting.method != "ode" else None,
+                  "ms_per_sample": 1000.0 * sum(seconds) / (len(seconds) * fixed["n_samples"]),
+                  "real_floor": scoring["floor"]})
+    return values, extra, artifacts, first
+
+
+def model_extra(trained) -> dict[str, Any]:
+    meta = trained.meta
+    return {"model": trained.name, "model_hash": trained.hash, "model_sha256": meta.get("sha256"),
+            "sde": meta["sde"]["name"], "sigma_max": meta["sde"].get("sigma_max"),
+            "model_val_dsm": meta.get("val_dsm"), "model_parameters": meta.get("parameters")}

@@ -1,0 +1,107 @@
+"""Signal-to-noise ratio of the Langevin corrector vs sample quality (000 thesis Sec. 5.4.4, Fig. 5.11).
+
+Unconditional predictor-corrector samples (thesis Alg. 3: Langevin step 2 alpha (snr ||z|| /
+||grad||)^2, then a reverse-diffusion predictor step) for each snr of the grid, from the same
+prior draws and seeds in every cell; a Frechet distance per snr (`fid` where the Inception
+weights exist, else `fd_evalnet`) with its spread over repeated runs, and the samples side by side.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from repro.experiments._score_eval import evaluate_setting, model_extra, prepare_scoring
+from repro.experiments._score_sampling import SamplerSetting, resolve_artifact, rows_figure
+
+GRID_KEYS = ("snr",)
+THESIS_CHOICE = 0.1  # thesis Sec. 5.4.4: "We therefore decide to go with a value of snr = 0.1"
+
+
+class Fixed(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    predictor: Literal["reverse_diffusion", "euler_maruyama", "ancestral", "probability_flow"] = "reverse_diffusion"
+    steps: int = Field(2000, ge=1, description="predictor steps N (one Langevin step before each)")
+    n_corrector_steps: int = Field(1, ge=1)
+    eps: float | None = Field(None, gt=0, lt=1)
+    n_samples: int = Field(500, ge=2, description="generated images per run")
+    n_reference: int = Field(500, ge=2, description="real images of the spec's dataset/split")
+    batch_size: int = Field(8, ge=1)
+    n_runs: int = Field(1, ge=1, description="repeated sampling runs (different seeds) per snr")
+    grid_samples: int = Field(16, ge=1)
+    grid_nrow: int = Field(8, ge=1)
+    allow_rank_deficient: bool = Field(False, description="allow fewer samples than feature dimensions "
+                                                          "(the value is biased; say so)")
+    floor_split: str | None = Field(None, description="split whose real images give the metric's floor")
+
+
+def prepare(ctx):
+    trained = ctx.model("score")
+    from repro.trainers.score_sde import score_model_for
+
+    return {"trained": trained, "model": score_model_for(trained), "scoring": prepare_scoring(ctx, ctx.spec.fixed)}
+
+
+def run_cell(ctx, state, cell, run):
+    from repro.specs import cell_key
+
+    f = ctx.spec.fixed
+    setting = SamplerSetting("pc", f["steps"], predictor=f["predictor"], corrector="langevin", snr=float(cell["snr"]),
+                             n_corrector_steps=f["n_corrector_steps"], eps=f["eps"])
+    values, extra, artifacts, _ = evaluate_setting(ctx, state["scoring"], state["model"], setting, cell_key(cell), f)
+    extra.update(model_extra(state["trained"]))
+    return {"values": values, "extra": extra, "artifacts": artifacts}
+
+
+def report_figures(spec, df, out_dir: Path, stem: str) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    metric = str(df["metric"].iloc[0])
+    df = df.sort_values("snr")
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    err = df[f"{metric}_std"] if f"{metric}_std" in df and df["n_runs"].max() > 1 else None
+    ax.errorbar(df["snr"], df[metric], yerr=err, marker="o", capsize=3,
+                label=f"{metric} (mean ± std over {int(df['n_runs'].max())} runs)")
+    ax.axvline(THESIS_CHOICE, color="grey", ls="--", lw=1, label="thesis choice snr = 0.1 (qualitative)")
+    floor = df["real_floor"].dropna() if "real_floor" in df else []
+    if len(floor):
+        ax.axhline(float(floor.iloc[0]), color="green", ls=":", lw=1, label="real vs real (floor)")
+    ax.set_xlabel("snr of the Langevin corrector")
+    ax.set_ylabel(metric)
+    ax.set_title("Sample quality vs snr (cf. thesis Fig. 5.11)", fontsize=10)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    curve = out_dir / f"{stem}_curve.png"
+    fig.savefig(curve, dpi=120)
+    plt.close(fig)
+    rows = [(f"snr = {s:g}", resolve_artifact(p)) for s, p in zip(df["snr"], df.get("strip_png", [None] * len(df)))]
+    grid = rows_figure(rows, out_dir / f"{stem}_samples.png",
+                       "Unconditional PC samples, same seeds in every row (cf. thesis Fig. 5.11)")
+    return [curve] + ([grid] if grid else [])
+
+
+def report_notes(spec, df) -> list[str]:
+    metric = str(df["metric"].iloc[0])
+    df = df.sort_values("snr")
+    best = df.loc[df[metric].idxmin()]
+    notes = [f"Lowest {metric} at snr = {best['snr']:g}: {best[metric]:.3g}"
+             + (f" ± {best[f'{metric}_std']:.2g}" if best.get("n_runs", 1) > 1 else "") + "."]
+    at = df[(df["snr"] - THESIS_CHOICE).abs() < 1e-9]
+    if len(at):
+        row = at.iloc[0]
+        gap = row[metric] - best[metric]
+        spread = max(float(row.get(f"{metric}_std", 0.0) or 0.0), float(best.get(f"{metric}_std", 0.0) or 0.0))
+        verdict = ("within the run-to-run spread of the best" if gap <= spread + 1e-12
+                   else "worse than the best by more than the run-to-run spread")
+        notes.append(f"At the thesis's choice snr = 0.1: {row[metric]:.3g} ({verdict}).")
+    rho = df[["snr", metric]].corr(method="spearman").iloc[0, 1]
+    notes.append(f"Spearman correlation of {metric} with snr: {rho:.2f} over {len(df)} values.")
+    if "real_floor" in df and df["real_floor"].notna().any():
+        notes.append(f"Floor: {metric} of as many held-out real images = {float(df['real_floor'].dropna().iloc[0]):.3g}.")
+    notes.append("The thesis published samples only (Fig. 5.11) and judged them by eye; there is no published "
+                 "number to compare with.")
+    return notes

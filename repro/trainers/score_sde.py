@@ -1,0 +1,296 @@
+"""Model kind `score_sde`: an NCSN++ score network trained by continuous denoising score matching.
+
+The loss is thesis Eq. 4.14 with lambda(t) = std(t)^2 (`repro.diffusion.losses.dsm_loss`), for
+the SDE named in `net.sde` (VE, VP or sub-VP, thesis Sec. 4.4.4). VE's sigma_max is either
+given or estimated from the training data as the thesis does (Sec. 5.4.3: the largest distance
+among random pairs of training images). The stored weights are the EMA weights (0.999 by
+default, score SDE paper; 003 report Sec. 1), which is what every sampler uses.
+
+`score_model_for(trained)` turns a loaded model into what the samplers take: the SDE, a
+`score_fn(x, t)`, and the maps between images in [0, 1] and the model's data space
+(VE: [0, 1]; VP / sub-VP: centred to [-1, 1], as in the score SDE configs).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from repro.errors import UserError
+from repro.specs import ResolvedModel
+
+
+class NetConfig(BaseModel):
+    """The SDE and the NCSN++ architecture (repro.nets.ncsnpp.NCSNpp); channels and size come from the data."""
+
+    model_config = ConfigDict(extra="forbid")
+    sde: Literal["ve", "vp", "subvp"] = "ve"
+    sigma_min: float = Field(0.01, gt=0)
+    sigma_max: float | None = Field(None, gt=0, description="VE only; None: estimate from the training data")
+    sigma_max_pairs: int = Field(20_000_000, ge=1, description="random pairs for the sigma_max estimate")
+    beta_min: float = Field(0.1, ge=0)
+    beta_max: float = Field(20.0, gt=0)
+    num_scales: int = Field(1000, ge=1, description="the SDE's N (discrete chains; samplers choose their own steps)")
+    centered: bool | None = Field(None, description="data in [-1, 1]; None: False for VE, True for VP/sub-VP")
+    nf: int = Field(128, ge=1)
+    ch_mult: list[int] = Field(default_factory=lambda: [1, 2, 2, 2], min_length=1)
+    num_res_blocks: int = Field(4, ge=1)
+    attn_resolutions: list[int] = Field(default_factory=lambda: [16])
+    dropout: float = Field(0.1, ge=0, lt=1)
+    fourier_scale: float = Field(16.0, gt=0)
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.sde == "ve" and self.sigma_max is not None and self.sigma_max <= self.sigma_min:
+            raise ValueError(f"sigma_max ({self.sigma_max}) must exceed sigma_min ({self.sigma_min})")
+        if self.sde != "ve" and self.beta_max <= self.beta_min:
+            raise ValueError(f"beta_max ({self.beta_max}) must exceed beta_min ({self.beta_min})")
+        return self
+
+    def is_centered(self) -> bool:
+        return self.sde != "ve" if self.centered is None else self.centered
+
+
+class TrainSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    epochs: int = Field(1, ge=0)
+    max_steps: int | None = Field(None, ge=1, description="stop after this many optimizer steps")
+    batch_size: int = Field(128, ge=1)
+    lr: float = Field(2e-4, gt=0)
+    warmup_steps: int = Field(5000, ge=0)
+    grad_clip: float | None = Field(1.0, gt=0)
+    ema_decay: float | None = Field(0.999, ge=0, le=1)
+    reduce_mean: bool = Field(True, description="loss averaged (True) or summed (score SDE VE configs) over pixels")
+    random_flip: bool = False
+    eps: float | None = Field(None, gt=0, lt=1, description="t ~ U(eps, 1); None: the SDE's default")
+    amp: bool = False
+    ckpt_every: int = Field(0, ge=0)
+    eval_images: int = Field(256, ge=2, description="held-out images for the DSM loss after every epoch")
+    eval_split: str = "val"
+    preview_samples: int = Field(16, ge=0, description="PC samples drawn after training for preview.png")
+    preview_steps: int = Field(50, ge=1)
+
+
+def parse(resolved: ResolvedModel) -> tuple[NetConfig, TrainSettings]:
+    try:
+        return NetConfig.model_validate(resolved.config.net), TrainSettings.model_validate(resolved.config.train)
+    except ValidationError as e:
+        err = e.errors()[0]
+        loc = ".".join(str(x) for x in err["loc"]) or "net"
+        raise UserError(f"model {resolved.id}: {loc}: {err['msg']}") from None
+
+
+def validate(resolved: ResolvedModel) -> None:
+    net_cfg, _ = parse(resolved)
+    res = resolved.config.dataset.resolution
+    if res is not None:
+        multiple = 2 ** (len(net_cfg.ch_mult) - 1)
+        if res[0] % multiple or res[1] % multiple:
+            raise UserError(f"model {resolved.id}: resolution {res[0]}x{res[1]} must be divisible by {multiple} "
+                            f"(2^(len(ch_mult) - 1)); change dataset.resolution or net.ch_mult")
+
+
+# ----------------------------------------------------------------------------- SDE and net
+
+def make_sde(params: dict[str, Any]):
+    """The SDE described by meta["sde"] ({"name": ve|vp|subvp, its parameters, "N"})."""
+    from repro.diffusion.sde import SubVPSDE, VESDE, VPSDE
+
+    name, n = params["name"], int(params.get("N", 1000))
+    if name == "ve":
+        return VESDE(params["sigma_min"], params["sigma_max"], N=n)
+    cls = VPSDE if name == "vp" else SubVPSDE
+    return cls(params["beta_min"], params["beta_max"], N=n)
+
+
+def net_kwargs(resolved: ResolvedModel) -> dict[str, Any]:
+    from repro.data import dataset_info
+
+    net_cfg, _ = parse(resolved)
+    ds = resolved.config.dataset
+    info = dataset_info(ds.name)
+    size = tuple(ds.resolution) if ds.resolution is not None else info.default_resolution
+    if size is None:
+        raise UserError(f"model {resolved.id}: dataset {ds.name} has no default size; set dataset.resolution")
+    return dict(in_channels=info.channels, nf=net_cfg.nf, ch_mult=tuple(net_cfg.ch_mult),
+                num_res_blocks=net_cfg.num_res_blocks, attn_resolutions=tuple(net_cfg.attn_resolutions),
+                dropout=net_cfg.dropout, image_size=size, fourier_scale=net_cfg.fourier_scale)
+
+
+def build_net(resolved: ResolvedModel, meta: dict[str, Any] | None = None) -> torch.nn.Module:
+    from repro.nets.ncsnpp import NCSNpp
+
+    return NCSNpp(**net_kwargs(resolved))
+
+
+def to_model_space(images: torch.Tensor, centered: bool) -> torch.Tensor:
+    """Images in [0, 1] -> the data space the score model was trained on."""
+    return images * 2.0 - 1.0 if centered else images
+
+
+def to_images(x: torch.Tensor, centered: bool) -> torch.Tensor:
+    """Model-space samples -> images clamped to [0, 1]."""
+    return ((x + 1.0) / 2.0 if centered else x).clamp(0.0, 1.0)
+
+
+@dataclass
+class ScoreModel:
+    """A trained score model as the samplers see it."""
+
+    sde: Any
+    score_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    centered: bool
+    shape: tuple[int, int, int]  # (C, H, W) of one sample
+    net: torch.nn.Module
+
+    def to_images(self, x: torch.Tensor) -> torch.Tensor:
+        return to_images(x, self.centered)
+
+    def from_images(self, images: torch.Tensor) -> torch.Tensor:
+        return to_model_space(images, self.centered)
+
+
+def score_model_for(trained) -> ScoreModel:
+    """SDE + score_fn(x, t) of a `repro.models.TrainedModel` of kind score_sde (its EMA weights)."""
+    from repro.diffusion.sde import net_score_fn
+
+    meta = trained.meta
+    sde = make_sde(meta["sde"])
+    net = trained.net.eval()
+    return ScoreModel(sde=sde, score_fn=net_score_fn(net, sde), centered=bool(meta["centered"]),
+                      shape=tuple(meta["sample_shape"]), net=net)
+
+
+def score_fn_for(trained):
+    """score_fn(x, t) of a trained score_sde model (see `score_model_for` for its SDE)."""
+    return score_model_for(trained).score_fn
+
+
+# ----------------------------------------------------------------------------- training
+
+def random_hflip(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    flip = torch.rand(x.shape[0], generator=generator, device=x.device) < 0.5
+    return torch.where(flip[:, None, None, None], x.flip(-1), x)
+
+
+@torch.no_grad()
+def dsm_eval(net: torch.nn.Module, sde, x0: torch.Tensor, seed: int, eps: float | None = None,
+             reduce_mean: bool = True, batch_size: int = 256) -> float:
+    """Held-out DSM loss (thesis Eq. 4.14, lambda = std^2) with fixed t and noise draws (seeded)."""
+    from repro.diffusion.losses import dsm_loss
+    from repro.diffusion.sde import net_score_fn
+
+    was = net.training
+    net.eval()
+    device = next(net.parameters()).device
+    g = torch.Generator(device=device)
+    g.manual_seed(seed)
+    score = net_score_fn(net, sde)
+    total, n = 0.0, 0
+    for i in range(0, x0.shape[0], batch_size):
+        xb = x0[i: i + batch_size].to(device)
+        total += float(dsm_loss(score, sde, xb, g, eps=eps, reduce_mean=reduce_mean)) * xb.shape[0]
+        n += xb.shape[0]
+    net.train(was)
+    return total / max(n, 1)
+
+
+def _estimate_sigma_max(train_set, pairs: int, seed: int) -> float:
+    from repro.data import stack
+    from repro.diffusion.schedules import estimate_sigma_max
+
+    images, _ = stack(train_set)
+    return estimate_sigma_max(images, pairs, torch.Generator().manual_seed(seed))
+
+
+def train_model(resolved: ResolvedModel, out_dir: Path, device: torch.device, run, progress: bool):
+    """Train (resuming from out_dir/checkpoint.pt); returns (EMA net, meta)."""
+    from repro.data import dataset_info, load_dataset, stack
+    from repro.diffusion.losses import dsm_loss
+    from repro.diffusion.sde import net_score_fn
+    from repro.train import TrainConfig, train
+
+    net_cfg, ts = parse(resolved)
+    cfg, ds = resolved.config, resolved.config.dataset
+    info = dataset_info(ds.name)
+    train_set = load_dataset(ds.name, split=ds.split, resolution=ds.resolution, root=ds.root, n=ds.n_train,
+                             seed=ds.seed)
+    eval_images, _ = stack(load_dataset(ds.name, split=ts.eval_split, resolution=ds.resolution, root=ds.root,
+                                        n=ts.eval_images, seed=ds.seed), limit=ts.eval_images)
+    centered = net_cfg.is_centered()
+
+    t0 = time.perf_counter()
+    sde_params: dict[str, Any] = {"name": net_cfg.sde, "N": net_cfg.num_scales}
+    if net_cfg.sde == "ve":
+        sigma_max = net_cfg.sigma_max
+        if sigma_max is None:  # thesis Sec. 5.4.3: largest distance among random training pairs
+            sigma_max = _estimate_sigma_max(train_set, net_cfg.sigma_max_pairs, cfg.seed)
+        sde_params.update(sigma_min=net_cfg.sigma_min, sigma_max=float(sigma_max),
+                          sigma_max_estimated=net_cfg.sigma_max is None)
+    else:
+        sde_params.update(beta_min=net_cfg.beta_min, beta_max=net_cfg.beta_max)
+    sigma_seconds = time.perf_counter() - t0
+    sde = make_sde(sde_params)
+    eval_x0 = to_model_space(eval_images, centered)
+
+    def loss_fn(model, batch, generator):
+        x0 = to_model_space(batch["image"], centered)
+        if ts.random_flip:
+            x0 = random_hflip(x0, generator)
+        # thesis Eq. 4.14 with lambda(t) = std(t)^2
+        return dsm_loss(net_score_fn(model, sde), sde, x0, generator, eps=ts.eps, reduce_mean=ts.reduce_mean)
+
+    def on_epoch_end(epoch: int, model) -> dict[str, float]:
+        return {"val_dsm": dsm_eval(model, sde, eval_x0, seed=cfg.seed + 1, eps=ts.eps, reduce_mean=ts.reduce_mean)}
+
+    def log_metrics(metrics: dict[str, float], step: int) -> None:
+        if run is not None:
+            run.log_metrics(metrics, step=step)
+
+    if run is not None and net_cfg.sde == "ve":
+        run.log_metrics({"sigma_max": sde_params["sigma_max"]})
+    net = build_net(resolved).to(device)
+    untrained_val = dsm_eval(net, sde, eval_x0, seed=cfg.seed + 1, eps=ts.eps, reduce_mean=ts.reduce_mean)
+    tcfg = TrainConfig(epochs=ts.epochs, batch_size=ts.batch_size, lr=ts.lr, amp=ts.amp, ema_decay=ts.ema_decay,
+                       grad_clip=ts.grad_clip, ckpt_every=ts.ckpt_every, max_steps=ts.max_steps,
+                       warmup_steps=ts.warmup_steps, seed=cfg.seed, device=str(device))
+    result = train(net, loss_fn, train_set, tcfg, out_dir, on_epoch_end=on_epoch_end, log_metrics=log_metrics,
+                   progress=progress)
+    final = (result.ema if result.ema is not None else result.model).eval()
+    final_val = dsm_eval(final, sde, eval_x0, seed=cfg.seed + 1, eps=ts.eps, reduce_mean=ts.reduce_mean)
+    size = net_kwargs(resolved)["image_size"]
+    meta = {
+        "sde": sde_params, "centered": centered, "sample_shape": [info.channels, int(size[0]), int(size[1])],
+        "dataset": ds.name, "n_train": len(train_set), "parameters": sum(p.numel() for p in final.parameters()),
+        "ema_decay": ts.ema_decay, "weights": "ema" if result.ema is not None else "raw",
+        "val_dsm_untrained": untrained_val, "val_dsm": final_val, "history": result.history,
+        "steps": result.steps, "train_seconds": result.seconds, "sigma_max_seconds": sigma_seconds,
+        "probes": result.probes,
+    }
+    if ts.preview_samples:
+        meta["preview"] = _write_preview(final, sde, centered, meta["sample_shape"], ts, cfg.seed, out_dir)
+    if run is not None:
+        run.log_metrics({"val_dsm": final_val, "val_dsm_untrained": untrained_val, "train_seconds": result.seconds})
+        if meta.get("preview"):
+            run.log_artifact(out_dir / meta["preview"])
+    return final, meta
+
+
+def _write_preview(net, sde, centered: bool, shape, ts: TrainSettings, seed: int, out_dir: Path) -> str:
+    """A grid of PC samples from the trained model (a quick look; not a metric)."""
+    from repro.diffusion.sde import net_score_fn
+    from repro.experiments._score_sampling import save_image_grid
+    from repro.sampling.predictor_corrector import predictor_corrector_sample
+
+    device = next(net.parameters()).device
+    g = torch.Generator(device=device)
+    g.manual_seed(seed + 2)
+    x = sde.prior_sample((ts.preview_samples, *shape), generator=g, device=device)
+    out = predictor_corrector_sample(net_score_fn(net, sde), sde, x, steps=ts.preview_steps, generator=g,
+                                     snr=0.16)
+    save_image_grid(to_images(out.samples, centered).cpu(), out_dir / "preview.png")
+    return "preview.png"
