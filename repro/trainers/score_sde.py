@@ -253,7 +253,9 @@ def train_model(resolved: ResolvedModel, out_dir: Path, device: torch.device, ru
 
     if run is not None and net_cfg.sde == "ve":
         run.log_metrics({"sigma_max": sde_params["sigma_max"]})
-    net = build_net(resolved).to(device)
+    with torch.random.fork_rng(devices=[]):  # the initial weights (and Fourier features) follow the seed
+        torch.manual_seed(cfg.seed)
+        net = build_net(resolved).to(device)
     untrained_val = dsm_eval(net, sde, eval_x0, seed=cfg.seed + 1, eps=ts.eps, reduce_mean=ts.reduce_mean)
     tcfg = TrainConfig(epochs=ts.epochs, batch_size=ts.batch_size, lr=ts.lr, amp=ts.amp, ema_decay=ts.ema_decay,
                        grad_clip=ts.grad_clip, ckpt_every=ts.ckpt_every, max_steps=ts.max_steps,
