@@ -57,6 +57,7 @@ def comparison_table(spec: Spec, df, metrics: list[str]) -> str:
 
     grid_cols = list(spec.grid)
     published = spec.paper.cells
+    with_paper = {m for m in metrics if any(m in p for p in published)}
     out_rows = []
     for _, row in df.iterrows():
         cell = {k: row[k] for k in grid_cols}
@@ -66,7 +67,7 @@ def comparison_table(spec: Spec, df, metrics: list[str]) -> str:
             mine = row.get(m)
             theirs = pub.get(m)
             r[m] = _fmt(mine)
-            if published:
+            if m in with_paper:
                 r[f"{m} (paper)"] = _fmt(theirs)
                 both = isinstance(mine, (int, float)) and isinstance(theirs, (int, float))
                 r[f"Δ {m}"] = _fmt(float(mine) - float(theirs)) if both else "–"
@@ -105,15 +106,21 @@ def protocol_differences(spec_id: str, profile: str, overrides: dict[str, Any] |
         for k in here.grid:
             if here.grid[k] != paper.grid.get(k):
                 diffs.append(f"{k} grid of {len(here.grid[k])} values (paper: {len(paper.grid.get(k, []))})")
-    for role, name in here.models.items():
-        from repro.specs import resolve_model
+    from repro.specs import resolve_model
 
+    by_setting: dict[str, list[str]] = {}  # differing setting -> the models it concerns
+    for name in dict.fromkeys(here.models.values()):
         m_here, m_paper = resolve_model(name, profile), resolve_model(name, "paper")
         for section in ("net", "train"):
             a, b = getattr(m_here.config, section), getattr(m_paper.config, section)
             for k, v in a.items():
                 if b.get(k) != v:
-                    diffs.append(f"{role} model {section}.{k} {v} (paper: {b.get(k)})")
+                    by_setting.setdefault(f"{section}.{k} {v} (paper: {b.get(k)})", []).append(name)
+    by_models: dict[tuple[str, ...], list[str]] = {}
+    for what, names in by_setting.items():
+        by_models.setdefault(tuple(names), []).append(what)
+    for names, whats in by_models.items():
+        diffs.append(f"model{'s' if len(names) > 1 else ''} {', '.join(names)}: {', '.join(whats)}")
     return diffs
 
 

@@ -8,13 +8,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 GRID_KEYS = ("encoding",)
 
 
 class Fixed(BaseModel):
     model_config = ConfigDict(extra="forbid")
+    # Peak over the first `epochs` epochs (the thesis compared after 100); None = all epochs.
+    # With Adam at a constant learning rate, a longer run's first 100 epochs are a 100-epoch run.
+    epochs: int | None = Field(None, ge=1)
 
 
 def prepare(ctx):
@@ -32,7 +35,7 @@ def run_cell(ctx, state, cell, run):
     if model.meta["noise_encoding"] != cell["encoding"]:
         raise RuntimeError(f"model {model.name} is conditioned on {model.meta['noise_encoding']}, "
                            f"not {cell['encoding']}")
-    history = model.meta["history"]
+    history = model.meta["history"][: ctx.spec.fixed["epochs"]]
     curve = [h.get("val_miou") for h in history]
     best = max(range(len(curve)), key=lambda i: curve[i])
     return {
