@@ -139,7 +139,8 @@ def train(name: str = typer.Argument(..., help="model name (experiments/models/N
 
 @app.command()
 def ui(port: int = typer.Option(5000, help="port on 127.0.0.1"),
-       backend_store_uri: Optional[str] = typer.Option(None, help="default: MLFLOW_TRACKING_URI or ./mlflow.db")) -> None:
+       backend_store_uri: Optional[str] = typer.Option(None, help="default: MLFLOW_TRACKING_URI or ./mlflow.db"),
+       workers: int = typer.Option(1, help="server worker processes (one is plenty for one person)")) -> None:
     """Start the MLflow UI on 127.0.0.1 over the suite's tracking store."""
     import os
     import subprocess
@@ -147,8 +148,10 @@ def ui(port: int = typer.Option(5000, help="port on 127.0.0.1"),
     if not 1 <= port <= 65535:
         raise UserError(f"--port {port}: must be between 1 and 65535")
     uri = backend_store_uri or os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlflow.db"
+    if workers < 1:
+        raise UserError(f"--workers {workers}: must be at least 1")
     cmd = [sys.executable, "-m", "mlflow", "ui", "--host", "127.0.0.1", "--port", str(port),
-           "--backend-store-uri", uri]
+           "--backend-store-uri", uri, "--workers", str(workers)]
     typer.echo(f"MLflow UI at http://127.0.0.1:{port} (store {uri}); Ctrl-C stops it")
     try:
         raise typer.Exit(subprocess.call(cmd))
