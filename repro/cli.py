@@ -160,6 +160,18 @@ def ui(port: int = typer.Option(5000, help="port on 127.0.0.1"),
 
 
 @app.command()
+def pipeline(profile: Optional[str] = typer.Option(None, "--profile", "-p",
+                                                  help="default: the profile in params.yaml")) -> None:
+    """Print the DVC pipeline derived from experiments/ (`repro pipeline > dvc.yaml`)."""
+    from repro.pipeline import render_dvc_yaml
+    from repro.specs import PROFILES
+
+    if profile is not None and profile not in PROFILES:
+        raise UserError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
+    typer.echo(render_dvc_yaml(profile), nl=False)
+
+
+@app.command()
 def doctor() -> None:
     """Versions, device, datasets found, FID weights, MLflow store."""
     import importlib.metadata as md
