@@ -1,0 +1,131 @@
+"""FID (or fd_evalnet) of EDM, EDM-G++ and SEDM-G++ over a grid of sampler settings (002 thesis Ch. 12).
+
+One runner for Fig. 12.1 (Euler: FID vs w_DG and steps), Fig. 12.3 (Heun: w_DG_1st x epsilon
+scale b, FID-10k), Fig. 12.4 (FID-50k at the best w_DG_1st) and Tab. 12.1 (EDM / EDM-G++ /
+SEDM-G++ rows). Grid keys: method, w_dg, eps_scale, steps, solver; anything not in the grid
+comes from `fixed` (see _dg_settings). The sampler is EDM's (repro.sampling.edm) with the
+discriminator-guidance term (Eq. 9.3) and epsilon scaling (Sec. 10.3, 11.2) as hooks.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from repro.experiments import _dg_eval as E
+from repro.experiments._dg_settings import METHODS, SETTING_KEYS, resolve_cell
+
+GRID_KEYS = ("method", "w_dg", "eps_scale", "steps", "solver")
+CLAIMS = ("dg_hurts_euler", "es_helps", "es_fewer_steps", "appendix_a", "best_w", "dg_helps_heun",
+          "best_cell", "ordering")
+
+
+class Figure(BaseModel):
+    """How the report draws the grid: curves (x, hue, panel), a heatmap (rows x cols) or bars (x)."""
+
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["curves", "heatmap", "bars"] = "bars"
+    x: str | None = None
+    hue: str | None = None
+    panel: str | None = None
+    rows: str | None = None
+    cols: str | None = None
+    published_note: str | None = None
+
+
+class Fixed(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    solver: Literal["euler", "heun"] = "heun"
+    steps: int = Field(18, ge=2, description="EDM steps N (Heun: NFE = 2N - 1)")
+    w_dg: float = Field(0.0, ge=0, description="w_DG_1st")
+    w_dg_2nd: float = Field(0.0, ge=0)
+    eps_scale: float | dict[int, float] = Field(1.0, description="b, or {steps: b}")
+    eps_k: float = 0.0
+    placement: Literal["sedm", "ning"] = "sedm"
+    methods: dict[str, dict[str, Any]] = Field(default_factory=dict, description="per-method settings")
+    time_min: float = Field(0.01, ge=0)
+    time_max: float = Field(1.0, gt=0)
+    sigma_min: float = Field(0.002, gt=0)
+    sigma_max: float = Field(80.0, gt=0)
+    rho: float = Field(7.0, gt=0)
+    n_samples: int = Field(50_000, ge=2, description="generated images per cell")
+    batch_size: int = Field(500, ge=1)
+    n_ref: int | None = Field(None, ge=2, description="reference images (None: the whole split)")
+    fid_weights: str | None = None
+    discriminator_epoch: int | None = Field(None, ge=1, description="None: the epoch the model stored")
+    grid_images: int = Field(64, ge=0)
+    figure: Figure = Field(default_factory=Figure)
+    claims: list[Literal[CLAIMS]] = Field(default_factory=list)  # type: ignore[valid-type]
+
+    @field_validator("methods")
+    @classmethod
+    def _methods(cls, v: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        for name, settings in v.items():
+            if name not in METHODS:
+                raise ValueError(f"unknown method {name!r}; use {', '.join(METHODS)}")
+            bad = set(settings) - set(SETTING_KEYS)
+            if bad:
+                raise ValueError(f"methods.{name}: unknown setting(s) {sorted(bad)}; use {', '.join(SETTING_KEYS)}")
+        return v
+
+
+def prepare(ctx) -> dict:
+    fixed = ctx.spec.fixed
+    cells = ctx.resolved.cells()
+    settings = [resolve_cell(fixed, c, f"spec {ctx.spec.id} cell {c}") for c in cells]  # fail before sampling
+    edm, shape = E.load_edm(ctx)
+    disc, disc_epoch = (None, None)
+    if any(s.guided for s in settings):
+        disc, disc_epoch = E.load_discriminator(ctx, fixed["discriminator_epoch"])
+    real = E.reference_images(ctx, fixed["n_ref"])
+    metrics = E.build_metrics(ctx, ctx.spec.metrics, real, fixed["n_samples"], fixed["fid_weights"])
+    return {"edm": edm, "shape": shape, "disc": disc, "disc_epoch": disc_epoch, "metrics": metrics,
+            "n_ref": int(real.shape[0])}
+
+
+def run_cell(ctx, state, cell, run) -> dict:
+    from repro.specs import cell_key
+
+    fixed = ctx.spec.fixed
+    s = resolve_cell(fixed, cell)
+    disc = state["disc"]
+    guidance, eps = E.sampler_objects(s, disc.net if disc else None, fixed["time_min"], fixed["time_max"])
+    feats: dict[str, list[torch.Tensor]] = {m.name: [] for m in state["metrics"]}
+    keep: list[torch.Tensor] = []
+
+    def on_batch(images: torch.Tensor) -> None:
+        for m in state["metrics"]:
+            feats[m.name].append(m.features(images))
+        if sum(k.shape[0] for k in keep) < fixed["grid_images"]:
+            keep.append(images)
+
+    counts = E.sample_cell(ctx, state["edm"].net, state["shape"], s, n=fixed["n_samples"],
+                           batch_size=fixed["batch_size"], guidance=guidance, eps_scale=eps, on_batch=on_batch,
+                           sigma_min=fixed["sigma_min"], sigma_max=fixed["sigma_max"], rho=fixed["rho"])
+    values = {m.name: m.distance(torch.cat(feats[m.name])) for m in state["metrics"]}
+    values["nfe"] = float(counts["nfe"])
+    artifacts = []
+    if keep:
+        path = ctx.artifacts_dir(cell_key(cell)) / "samples.png"
+        artifacts.append(E.save_grid(torch.cat(keep)[: fixed["grid_images"]], path))
+    extra = {**s.to_dict(), **counts, "n_samples": fixed["n_samples"], "n_ref": state["n_ref"],
+             "guided_evals_per_image": counts["guided_evals"],
+             "feature_extractors": {m.name: m.extractor for m in state["metrics"]},
+             "edm_model": state["edm"].name, "edm_hash": state["edm"].hash,
+             "discriminator_model": disc.name if disc else None, "discriminator_hash": disc.hash if disc else None,
+             "discriminator_epoch": state["disc_epoch"] if s.guided else None}
+    return {"values": values, "extra": extra, "artifacts": artifacts}
+
+
+def report_figures(spec, df, out_dir: Path, stem: str) -> list[Path]:
+    from repro.experiments import _dg_figures as F
+
+    return F.draw(spec, df, out_dir, stem)
+
+
+def report_notes(spec, df) -> list[str]:
+    from repro.experiments import _dg_claims as C
+
+    return C.notes(spec, df)
