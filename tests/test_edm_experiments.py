@@ -1,0 +1,205 @@
+"""EDM / discriminator-guidance / epsilon-scaling experiments (002 thesis Ch. 11-12) end to end at `test`.
+
+One module-scoped run trains the tiny EDM, evaluator and discriminator once and runs the five
+specs (fig12_1, fig12_3, fig12_4, table12_1, fig11_exposure); the tests check cells, the
+recorded settings, the reports and the models' artifacts.
+"""
+from __future__ import annotations
+
+import math
+import pickle
+
+import pytest
+import torch
+
+from repro import results
+from repro.errors import UserError
+from repro.experiments._dg_settings import derive_method, resolve_cell
+
+SPECS = ("fig12_1", "fig12_3", "fig12_4", "table12_1", "fig11_exposure")
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory):
+    from repro.experiments.engine import run_spec
+    from repro.reporting import report
+
+    root = tmp_path_factory.mktemp("edm_experiments")
+    mp = pytest.MonkeyPatch()
+    mp.chdir(root)
+    for var, sub in (("REPRO_ARTIFACTS", "artifacts"), ("REPRO_RESULTS", "results"), ("REPRO_REPORTS", "reports")):
+        mp.setenv(var, str(root / sub))
+    mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        summaries = {s: run_spec(s, "test", device="cpu", progress=False) for s in SPECS}
+        paths = report(list(SPECS))
+    finally:
+        torch.set_num_threads(threads)
+    yield {"root": root, "summaries": summaries, "reports": {p.stem: p for p in paths}}
+    mp.undo()
+
+
+def cells(spec_id: str) -> list[dict]:
+    return results.read_cells(spec_id, "test")
+
+
+def by(spec_id: str, **grid) -> dict:
+    found = [c for c in cells(spec_id) if all(c["cell"].get(k) == v for k, v in grid.items())]
+    assert len(found) == 1, (spec_id, grid, [c["cell"] for c in cells(spec_id)])
+    return found[0]
+
+
+# ---------------------------------------------------------------- settings of a cell
+FIXED = dict(solver="heun", steps=18, w_dg=0.0, w_dg_2nd=0.0, eps_scale=1.0, eps_k=0.0, placement="sedm",
+             methods={"edm_gpp": {"w_dg": 2.0}, "sedm_gpp": {"w_dg": 1.67, "eps_scale": {18: 1.0004, 9: 1.01}}})
+
+
+def test_cell_settings_follow_fixed_then_method_then_cell():
+    s = resolve_cell(FIXED, {"method": "sedm_gpp"})
+    assert (s.w_dg, s.eps_scale, s.nfe, s.method) == (1.67, 1.0004, 35, "sedm_gpp")
+    s = resolve_cell(FIXED, {"method": "sedm_gpp", "steps": 9, "solver": "euler", "w_dg": 0.5})
+    assert (s.w_dg, s.eps_scale, s.nfe) == (0.5, 1.01, 9)
+    s = resolve_cell(FIXED, {"method": "edm"})
+    assert (s.w_dg, s.eps_scale, s.guided, s.scaled) == (0.0, 1.0, False, False)
+    assert resolve_cell(FIXED, {"w_dg": 1.0, "eps_scale": 1.001}).method == "sedm_gpp"
+    assert derive_method(0, 0, 1.0, 0) == "edm" and derive_method(1, 0, 1.0, 0) == "edm_gpp"
+    with pytest.raises(UserError, match="edm_gpp"):
+        resolve_cell(FIXED, {"method": "edm_gpp", "eps_scale": 1.01})
+    with pytest.raises(UserError, match="steps=5"):
+        resolve_cell(FIXED, {"method": "sedm_gpp", "steps": 5})
+    with pytest.raises(UserError, match="unknown method"):
+        resolve_cell(FIXED, {"method": "ddpm"})
+
+
+# ---------------------------------------------------------------- models
+def test_models_are_stored_with_their_epochs(shared):
+    from repro.models import ensure_model
+    from repro.train import load_checkpoint
+
+    edm = ensure_model("edm_digits", "test")
+    assert edm.meta["image_range"] == [-1, 1] and edm.meta["steps"] >= 1 and (edm.path / "preview.png").exists()
+    disc = ensure_model("discriminator_digits", "test")
+    assert disc.meta["epoch"] == 2 and disc.meta["epochs"] == 2 and len(disc.meta["history"]) == 2
+    assert disc.meta["n_real"] == disc.meta["n_generated"] == 16 and disc.meta["generator_hash"] == edm.hash
+    for name in disc.meta["epoch_files"]:
+        state = load_checkpoint(disc.path / name)
+        assert state and all(k.startswith(("head.", "encoder.")) for k in state)
+    # model.pt is the selected (last) epoch
+    last = load_checkpoint(disc.path / "epoch_002.pt")
+    assert all(torch.equal(disc.net.state_dict()[k], v) for k, v in last.items())
+    first = load_checkpoint(disc.path / "epoch_001.pt")
+    assert any(not torch.equal(first[k], last[k]) for k in last)
+
+
+def test_pretrained_edm_pickle_and_discriminator_state_dict_load_instead_of_training(shared, tmp_path):
+    from repro.models import ensure_model
+
+    edm = ensure_model("edm_digits", "test")
+    pkl = tmp_path / "edm.pkl"
+    with open(pkl, "wb") as f:
+        pickle.dump({"ema": edm.net}, f)
+    loaded = ensure_model("edm_digits", "test", overrides={"train.pretrained": str(pkl)})
+    x, s = torch.randn(2, 1, 16, 16), torch.tensor([0.5, 3.0])
+    assert loaded.meta["pretrained"] == str(pkl) and torch.equal(loaded.net(x, s), edm.net(x, s))
+    with pytest.raises(UserError, match="does not exist"):
+        ensure_model("edm_digits", "test", overrides={"train.pretrained": str(tmp_path / "missing.pkl")})
+
+    disc = ensure_model("discriminator_digits", "test")
+    path = tmp_path / "disc.pt"
+    torch.save(disc.net.state_dict(), path)
+    got = ensure_model("discriminator_digits", "test", overrides={"train.pretrained": str(path)})
+    assert got.meta["epoch"] == "pretrained"
+    assert all(torch.equal(a, b) for a, b in zip(got.net.state_dict().values(), disc.net.state_dict().values()))
+    with pytest.raises(UserError, match="not an edm"):
+        ensure_model("discriminator_digits", "test", overrides={"train.generator": "evaluator_digits"})
+
+
+# ---------------------------------------------------------------- the grids
+def test_fig12_1_euler_grid(shared):
+    got = cells("fig12_1")
+    assert len(got) == 8 and shared["summaries"]["fig12_1"].total == 8
+    for c in got:
+        v, e = c["values"], c["extra"]
+        assert math.isfinite(v["fd_evalnet"]) and v["fd_evalnet"] >= 0
+        assert v["nfe"] == c["cell"]["steps"] and e["solver"] == "euler"     # Euler: NFE = N
+        assert e["eps_scale"] == (1.05 if c["cell"]["method"] == "sedm_gpp" else 1.0)
+        guided = c["cell"]["w_dg"] > 0
+        assert (e["discriminator_epoch"] == 2) if guided else (e["discriminator_epoch"] is None)
+        assert (e["guided_evals_per_image"] > 0) == guided
+        assert (shared["root"] / "results" / "fig12_1" / "test" / "artifacts" / c["key"] / "samples.png").exists()
+    # w = 0, b = 1 (EDM-G++ column at w = 0) differs from EDM with b = 1.05 (the SEDM-G++ column at w = 0)
+    a = by("fig12_1", steps=2, method="edm_gpp", w_dg=0.0)["values"]["fd_evalnet"]
+    b = by("fig12_1", steps=2, method="sedm_gpp", w_dg=0.0)["values"]["fd_evalnet"]
+    assert a != b
+    text = shared["reports"]["fig12_1"].read_text()
+    assert "fig12_1_test_curves.png" in text and "17.08" in text and "not comparable" in text
+    assert (shared["reports"]["fig12_1"].parent / "fig12_1_test_curves.png").stat().st_size > 1000
+
+
+def test_w0_b1_cell_equals_plain_edm_cell(shared):
+    """Same latents in every spec: the grid's w = 0, b = 1 cell is Tab. 12.1's EDM row, bit for bit."""
+    plain = by("table12_1", method="edm")
+    grid = by("fig12_3", w_dg=0.0, eps_scale=1.0)
+    assert plain["extra"]["effective_method"] == grid["extra"]["effective_method"] == "edm"
+    assert grid["values"]["fd_evalnet"] == plain["values"]["fd_evalnet"]
+    assert grid["values"]["nfe"] == plain["values"]["nfe"] == 3      # Heun, 2 steps: 2N - 1
+    scaled = by("fig12_3", w_dg=0.0, eps_scale=1.05)
+    assert scaled["values"]["fd_evalnet"] != plain["values"]["fd_evalnet"]
+
+
+def test_fig12_3_heatmap_report(shared):
+    got = cells("fig12_3")
+    assert sorted((c["cell"]["w_dg"], c["cell"]["eps_scale"]) for c in got) == [
+        (0.0, 1.0), (0.0, 1.05), (1.0, 1.0), (1.0, 1.05)]
+    assert all(c["extra"]["w_dg_2nd"] == 0.0 and c["extra"]["placement"] == "sedm" for c in got)
+    report = shared["reports"]["fig12_3"]
+    text = report.read_text()
+    png = report.parent / "fig12_3_test_heatmap.png"
+    assert "fig12_3_test_heatmap.png" in text and png.stat().st_size > 5000
+    assert "Best cell: w_DG_1st" in text and "1.67 and 2" in text
+
+
+def test_fig12_4_and_table12_1(shared):
+    assert {(c["cell"]["w_dg"], c["cell"]["eps_scale"]) for c in cells("fig12_4")} == {(1.0, 1.0), (1.0, 1.05)}
+    assert "1.73" in shared["reports"]["fig12_4"].read_text()
+    rows = {c["cell"]["method"]: c["extra"] for c in cells("table12_1")}
+    assert (rows["edm"]["w_dg"], rows["edm"]["eps_scale"]) == (0.0, 1.0)
+    assert (rows["edm_gpp"]["w_dg"], rows["edm_gpp"]["eps_scale"]) == (1.0, 1.0)
+    assert (rows["sedm_gpp"]["w_dg"], rows["sedm_gpp"]["eps_scale"]) == (1.0, 1.05)
+    text = shared["reports"]["table12_1"].read_text()
+    assert "VDM (Kingma et al., 2021)" in text and "table12_1_test_bars.png" in text and "ordering" in text
+
+
+def test_fig11_exposure_curves(shared):
+    got = {(c["cell"]["solver"], c["cell"]["method"]): c for c in cells("fig11_exposure")}
+    assert set(got) == {("euler", "edm"), ("euler", "edm_gpp"), ("heun", "edm"), ("heun", "edm_gpp")}
+    for (solver, method), c in got.items():
+        e = c["extra"]
+        nfe = 3                                             # Euler: 3 steps; Heun: 2 steps = 2N - 1
+        assert len(e["sampling_norm"]) == len(e["training_norm"]) == len(e["sigmas"]) == nfe == c["values"]["nfe"]
+        assert all(x > 0 for x in e["sampling_norm"] + e["training_norm"])
+        assert math.isfinite(c["values"]["eps_norm_excess_pct"])
+        assert e["sigmas"] == sorted(e["sigmas"], reverse=True)      # sampling order: sigma falls
+    # the training-side curve depends only on the schedule: shared by EDM and EDM-G++
+    assert got[("euler", "edm")]["extra"]["training_norm"] == got[("euler", "edm_gpp")]["extra"]["training_norm"]
+    assert got[("euler", "edm")]["extra"]["sampling_norm"][0] == got[("euler", "edm_gpp")]["extra"]["sampling_norm"][0]
+    assert got[("heun", "edm_gpp")]["extra"]["discriminator_epoch"] == 2
+    report = shared["reports"]["fig11_exposure"]
+    assert (report.parent / "fig11_exposure_test_eps_norms.png").exists() and "Thesis" in report.read_text()
+
+
+def test_discriminator_epoch_is_selectable_and_recorded(shared, tmp_path, monkeypatch):
+    from repro.experiments.engine import run_spec
+
+    key = "steps=2__method=edm_gpp__w_dg=1"
+    before = by("fig12_1", steps=2, method="edm_gpp", w_dg=1.0)["values"]["fd_evalnet"]
+    monkeypatch.setenv("REPRO_RESULTS", str(tmp_path / "results"))   # keep the shared results intact
+    run_spec("fig12_1", "test", overrides={"fixed.discriminator_epoch": 1}, device="cpu", progress=False,
+             only=[key])
+    rec = results.read_cell("fig12_1", "test", key)
+    assert rec["extra"]["discriminator_epoch"] == 1 and rec["values"]["fd_evalnet"] != before
+    with pytest.raises(UserError, match="no weights for epoch 7"):
+        run_spec("fig12_1", "test", overrides={"fixed.discriminator_epoch": 7}, device="cpu", progress=False,
+                 only=[key])
