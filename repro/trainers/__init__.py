@@ -14,8 +14,14 @@ from __future__ import annotations
 import importlib
 import pkgutil
 from types import ModuleType
+from typing import TypeVar
+
+from pydantic import BaseModel, ValidationError
 
 from repro.errors import UserError
+
+N = TypeVar("N", bound=BaseModel)
+T = TypeVar("T", bound=BaseModel)
 
 
 def model_kinds() -> list[str]:
@@ -26,3 +32,16 @@ def kind_module(kind: str) -> ModuleType:
     if kind not in model_kinds():
         raise UserError(f"unknown model kind {kind!r}; known kinds: {', '.join(model_kinds())}")
     return importlib.import_module(f"{__name__}.{kind}")
+
+
+def parse_settings(resolved, net_schema: type[N], train_schema: type[T]) -> tuple[N, T]:
+    """Validate a model config's `net` and `train` sections; a bad value is a one-line UserError."""
+    parsed = []
+    for section, schema in (("net", net_schema), ("train", train_schema)):
+        try:
+            parsed.append(schema.model_validate(getattr(resolved.config, section)))
+        except ValidationError as e:
+            err = e.errors()[0]
+            loc = ".".join(str(x) for x in (section, *err["loc"]))
+            raise UserError(f"model {resolved.id}: {loc}: {err['msg']}") from None
+    return parsed[0], parsed[1]

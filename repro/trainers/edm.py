@@ -11,10 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from repro.errors import UserError
 from repro.specs import ResolvedModel
+from repro.trainers import parse_settings
 
 
 class NetConfig(BaseModel):
@@ -52,11 +53,7 @@ class TrainSettings(BaseModel):
 
 
 def parse(resolved: ResolvedModel) -> tuple[NetConfig, TrainSettings]:
-    try:
-        return NetConfig.model_validate(resolved.config.net), TrainSettings.model_validate(resolved.config.train)
-    except ValidationError as e:
-        err = e.errors()[0]
-        raise UserError(f"model {resolved.id}: {'.'.join(map(str, err['loc']))}: {err['msg']}") from None
+    return parse_settings(resolved, NetConfig, TrainSettings)
 
 
 def validate(resolved: ResolvedModel) -> None:

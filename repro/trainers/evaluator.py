@@ -12,10 +12,11 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from repro.errors import UserError
 from repro.specs import ResolvedModel
+from repro.trainers import parse_settings
 
 
 class NetConfig(BaseModel):
@@ -35,11 +36,7 @@ class TrainSettings(BaseModel):
 
 
 def validate(resolved: ResolvedModel) -> tuple[NetConfig, TrainSettings]:
-    try:
-        return NetConfig.model_validate(resolved.config.net), TrainSettings.model_validate(resolved.config.train)
-    except ValidationError as e:
-        err = e.errors()[0]
-        raise UserError(f"model {resolved.id}: {'.'.join(map(str, err['loc']))}: {err['msg']}") from None
+    return parse_settings(resolved, NetConfig, TrainSettings)
 
 
 def build_net(resolved: ResolvedModel, meta: dict | None = None) -> torch.nn.Module:

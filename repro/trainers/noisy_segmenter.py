@@ -14,11 +14,11 @@ from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from repro.diffusion.schedules import estimate_sigma_max, ve_sigma
-from repro.errors import UserError
 from repro.specs import ResolvedModel
+from repro.trainers import parse_settings
 
 
 class NetConfig(BaseModel):
@@ -47,12 +47,7 @@ class TrainSettings(BaseModel):
 
 
 def parse(resolved: ResolvedModel) -> tuple[NetConfig, TrainSettings]:
-    try:
-        return NetConfig.model_validate(resolved.config.net), TrainSettings.model_validate(resolved.config.train)
-    except ValidationError as e:
-        err = e.errors()[0]
-        loc = ".".join(str(x) for x in err["loc"])
-        raise UserError(f"model {resolved.id}: {loc}: {err['msg']}") from None
+    return parse_settings(resolved, NetConfig, TrainSettings)
 
 
 def normalize_per_sample(x: torch.Tensor) -> torch.Tensor:
@@ -199,3 +194,7 @@ def train_model(resolved: ResolvedModel, out_dir: Path, device: torch.device, ru
         run.log_metrics({"peak_val_miou": peak if not math.isnan(peak) else -1.0,
                          "train_seconds": result.seconds})
     return final, meta
+
+
+def validate(resolved: ResolvedModel) -> None:
+    parse(resolved)

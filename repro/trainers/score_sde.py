@@ -18,10 +18,11 @@ from pathlib import Path
 from typing import Any, Callable, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from repro.errors import UserError
 from repro.specs import ResolvedModel
+from repro.trainers import parse_settings
 
 
 class NetConfig(BaseModel):
@@ -76,12 +77,7 @@ class TrainSettings(BaseModel):
 
 
 def parse(resolved: ResolvedModel) -> tuple[NetConfig, TrainSettings]:
-    try:
-        return NetConfig.model_validate(resolved.config.net), TrainSettings.model_validate(resolved.config.train)
-    except ValidationError as e:
-        err = e.errors()[0]
-        loc = ".".join(str(x) for x in err["loc"]) or "net"
-        raise UserError(f"model {resolved.id}: {loc}: {err['msg']}") from None
+    return parse_settings(resolved, NetConfig, TrainSettings)
 
 
 def validate(resolved: ResolvedModel) -> None:
