@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from repro import results
+from repro.atomic import atomic_write, atomic_write_text
 from repro.errors import UserError
 from repro.specs import ResolvedModel, resolve_model
 from repro.trainers import kind_module
@@ -70,14 +71,12 @@ def ensure_model(name: str, profile: str, *, overrides: dict[str, Any] | None = 
         params = {"profile": profile, **resolved.config.model_dump(mode="json", exclude={"profiles", "title"})}
         with Tracker(f"train-{name}", f"{name}-{profile}-{resolved.hash}", tags=tags, params=params) as tr:
             out.mkdir(parents=True, exist_ok=True)
-            results.atomic_write_text(out / "config.json", json.dumps(resolved.data, indent=2, default=str))
+            atomic_write_text(out / "config.json", json.dumps(resolved.data, indent=2, default=str))
             net, meta = module.train_model(resolved, out, device, tr.parent, progress)
-            tmp = out / "model.pt.tmp"
-            torch.save(net.state_dict(), tmp)
-            os.replace(tmp, weights)
+            atomic_write(weights, lambda f: torch.save(net.state_dict(), f), binary=True)
             meta = {**meta, "sha256": sha256_file(weights), "name": name, "profile": profile,
                     "hash": resolved.hash, "git_commit": results.git_commit(), "mlflow_run_id": tr.run_id}
-            results.atomic_write_text(out / "meta.json", json.dumps(meta, indent=2, default=str))
+            atomic_write_text(out / "meta.json", json.dumps(meta, indent=2, default=str))
             if tr.parent is not None:
                 tr.parent.log_artifact(out / "meta.json")
     meta_path = out / "meta.json"

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from repro import results
+from repro.atomic import atomic_write_text
 from repro.errors import UserError
 from repro.specs import PROFILES, Spec, cell_key, list_spec_ids, load_spec, match_cell, resolve_spec
 
@@ -197,7 +198,7 @@ def render_report(spec_id: str) -> Path:
     lines += [f"_Rendered {datetime.now(timezone.utc).isoformat(timespec='seconds')} from "
               f"`{results.results_root()}/{spec_id}/` by `repro report {spec_id}`._", ""]
     path = out_dir / f"{spec_id}.md"
-    results.atomic_write_text(path, "\n".join(lines))
+    atomic_write_text(path, "\n".join(lines))
     return path
 
 
@@ -220,7 +221,7 @@ def render_index() -> Path:
                      + " | ".join(cols) + f" | {link} |")
     lines.append("")
     path = out_dir / "README.md"
-    results.atomic_write_text(path, "\n".join(lines))
+    atomic_write_text(path, "\n".join(lines))
     return path
 
 

@@ -9,10 +9,11 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import tempfile
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
+
+from repro.atomic import atomic_write_text
 
 RESULTS_DIR = "results"
 
@@ -27,21 +28,6 @@ def cells_dir(spec_id: str, profile: str) -> Path:
 
 def run_dir(spec_id: str, profile: str) -> Path:
     return results_root() / spec_id / profile
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write via a temporary file in the same folder and os.replace: never half-written."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def write_cell(spec_id: str, profile: str, key: str, record: dict[str, Any]) -> Path:

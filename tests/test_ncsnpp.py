@@ -11,14 +11,6 @@ from repro.nets.ncsnpp import (AttnBlock, NCSNpp, count_parameters, ncsnpp_paper
                                ncsnpp_tiny_config)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread(_few_threads):
-    # tiny tensors: on a shared 2-core CPU a second intra-op thread makes these tests many times slower
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def _tiny(**kw):
     torch.manual_seed(0)

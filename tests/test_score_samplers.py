@@ -38,14 +38,6 @@ SDES = {"ve": VESDE, "vp": VPSDE, "subvp": SubVPSDE}
 TOLERANCES = {"c_only": dict(mean_tol=0.06, var_tol=0.08)}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread(_few_threads):
-    # these tensors are tiny: intra-op threads only add contention on a shared CPU
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def _run(sampler, sde, seed=0, n=N_SAMPLES, **kw):
     g = torch.Generator().manual_seed(seed)

@@ -11,14 +11,6 @@ from repro.diffusion.sde import (SDE, SubVPSDE, VESDE, VPSDE, batch_t, bcast, ga
 from repro.sampling.sde_solvers import integrate_forward
 
 
-@pytest.fixture(autouse=True)
-def _one_thread(_few_threads):
-    # tiny tensors: on a shared 2-core CPU a second intra-op thread makes these tests many times slower
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def test_ve_sigma_and_diffusion_match_eq_4_18():
     sde = VESDE(sigma_min=0.01, sigma_max=50.0)

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from repro import results
+from repro.atomic import atomic_write_text
 from repro.errors import UserError
 from repro.experiments import runner_module
 from repro.specs import ResolvedSpec, cell_key, resolve_model, resolve_spec, stable_hash
@@ -140,7 +141,7 @@ def run_spec(spec_id: str, profile: str = "smoke", overrides: dict[str, Any] | N
     with Tracker(spec_id, f"{spec_id}-{profile}", tags=tags, params=params) as tracker:
         ctx.tracker = tracker
         summary.mlflow_run_id = tracker.run_id
-        results.atomic_write_text(work_dir / "spec.json", _resolved_json(resolved))
+        atomic_write_text(work_dir / "spec.json", _resolved_json(resolved))
         state = module.prepare(ctx)
         with _progress(progress, len(todo), f"{spec_id} [{profile}]") as advance:
             for cell, key in todo:

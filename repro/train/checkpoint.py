@@ -6,12 +6,11 @@ float, bool, None), so loading never unpickles arbitrary objects.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 
+from repro.atomic import atomic_write
 from repro.errors import UserError
 
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -19,18 +18,7 @@ CHECKPOINT_NAME = "checkpoint.pt"
 
 def save_checkpoint(path: str | Path, state: dict) -> None:
     """Write `state` to `path` atomically: a temporary file in the same folder, then os.replace."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda f: torch.save(state, f), binary=True)
 
 
 def load_checkpoint(path: str | Path) -> dict | None:
