@@ -187,3 +187,15 @@ def test_sampler_table_end_to_end(env):
     assert {p["predictor"] for p in pub if p["sampler"] == "C2000"} == {"reverse_diffusion"}
     text = report(["sampler_table"])[0].read_text()
     assert "4.98" in text and "times 0.002" in text and "sampler_table_test_bars.png" in text
+
+
+def test_fid_without_inception_weights_fails_before_training(env, tmp_path, monkeypatch):
+    from repro.experiments.engine import run_spec
+    from repro.metrics.inception import FIDUnavailable
+
+    monkeypatch.setenv("REPRO_ARTIFACTS", str(tmp_path / "untouched"))
+    monkeypatch.setenv("REPRO_FID_WEIGHTS", str(tmp_path / "missing.pth"))
+    with pytest.raises(FIDUnavailable):
+        run_spec("snr_study", "test", overrides={"metrics": ["fid", "fid_std"]}, device="cpu", progress=False)
+    assert results.read_cells("snr_study", "test") == []
+    assert not (tmp_path / "untouched" / "ncsnpp_digits_ve").exists()  # no score model was trained for nothing

@@ -89,7 +89,7 @@ def run_setting(setting: SamplerSetting, model, x_init: torch.Tensor, generator:
                   denoise=s.denoise)
     if s.method == "ode":
         return probability_flow_ode_sample(model.score_fn, model.sde, x_init, steps=s.steps, eps=s.eps,
-                                           method=s.ode_method, rtol=s.rtol, atol=s.atol)
+                                           method=s.ode_method, rtol=s.rtol, atol=s.atol, denoise=s.denoise)
     raise UserError(f"unknown sampling method {s.method!r}")
 
 

@@ -50,10 +50,10 @@ class Fixed(BaseModel):
 def prepare(ctx):
     from repro.trainers.score_sde import score_model_for
 
+    scoring = prepare_scoring(ctx, ctx.spec.fixed)  # first: a missing metric (fid weights) fails before training
     roles = sorted({str(v) for v in ctx.spec.grid.get("sde", [])}) or ["score"]
     trained = {role: ctx.model(role) for role in roles}
-    return {"trained": trained, "models": {r: score_model_for(t) for r, t in trained.items()},
-            "scoring": prepare_scoring(ctx, ctx.spec.fixed)}
+    return {"trained": trained, "models": {r: score_model_for(t) for r, t in trained.items()}, "scoring": scoring}
 
 
 def setting_for(cell: dict, fixed: dict):
@@ -200,7 +200,7 @@ def report_notes(spec, df) -> list[str]:
     if metric is None:
         return []
     df = df[df[metric].notna()]
-    return _table_notes(df, metric) if "sampler" in df else _solver_notes(df, metric)
+    return _table_notes(spec, df, metric) if "sampler" in df else _solver_notes(df, metric)
 
 
 def _fmt(row, metric) -> str:
@@ -208,32 +208,67 @@ def _fmt(row, metric) -> str:
     return f"{row[metric]:.3g} ± {std:.2g}" if std is not None and row.get("n_runs", 1) > 1 else f"{row[metric]:.3g}"
 
 
-def _table_notes(df, metric) -> list[str]:
+def _claims(frame, metric) -> dict:
+    """The slides' comparisons in one SDE's cells: PC1000 vs P1000 and vs P2000 (same NFE) per
+    predictor, whether C2000 is the worst, probability flow vs reverse diffusion at P1000."""
+    def value(pred, sampler):
+        hit = frame[(frame["predictor"] == pred) & (frame["sampler"] == sampler)]
+        return float(hit[metric].iloc[0]) if len(hit) and hit[metric].notna().iloc[0] else None
+
+    out = {"pc_vs_p1000": [0, 0], "pc_vs_p2000": [0, 0]}
+    for pred in frame["predictor"].unique():
+        pc = value(pred, "PC1000")
+        for key, other in (("pc_vs_p1000", "P1000"), ("pc_vs_p2000", "P2000")):
+            o = value(pred, other)
+            if pc is not None and o is not None:
+                out[key][0] += pc < o
+                out[key][1] += 1
+    c = value(SHARED_PREDICTOR, "C2000")
+    out["c2000_worst"] = None if c is None else c >= frame[metric].max() - 1e-12
+    pf, rd = value("probability_flow", "P1000"), value(SHARED_PREDICTOR, "P1000")
+    out["pf_over_rd_p1000"] = None if pf is None or rd is None else pf / rd
+    return out
+
+
+def _table_notes(spec, df, metric) -> list[str]:
+    import pandas as pd
+
     notes = []
     scale = df["step_scale"].dropna()
     if len(scale) and float(scale.iloc[0]) != 1.0:
         s = float(scale.iloc[0])
-        notes.append(f"Step counts are the slides' times {s:g}: P1000 ran {max(1, round(1000 * s))} predictor steps, "
-                     f"P2000 {max(1, round(2000 * s))}, C2000 {max(1, round(2000 * s))} corrector steps, PC1000 "
-                     f"{max(1, round(1000 * s))} + {max(1, round(1000 * s))}; the column labels keep the slides' names.")
+        n = lambda k: max(1, round(k * s))  # noqa: E731
+        notes.append(f"Step counts are the slides' times {s:g}: P1000 ran {n(1000)} predictor steps, P2000 {n(2000)}, "
+                     f"C2000 {n(2000)} corrector steps, PC1000 {n(1000)} + {n(1000)}; the column labels keep the "
+                     f"slides' names.")
+    pub = pd.DataFrame(spec.paper.cells)
     for sde, sub in (df.groupby("sde") if "sde" in df else [("score", df)]):
+        name = str(sde).upper()
         best = sub.loc[sub[metric].idxmin()]
-        notes.append(f"{str(sde).upper()}: best {best['predictor']} / {best['sampler']} ({_fmt(best, metric)}).")
-        pairs = []
-        for pred, rows in sub.groupby("predictor"):
-            r = rows.set_index("sampler")
-            if "PC1000" in r.index and "P1000" in r.index:
-                pairs.append((pred, float(r.loc["PC1000", metric]), float(r.loc["P1000", metric])))
-        wins = sum(pc < p for _, pc, p in pairs)
-        notes.append(f"{str(sde).upper()}: PC1000 beats P1000 for {wins} of {len(pairs)} predictors "
-                     f"(slides: all of them).")
-        c = sub[sub["sampler"] == "C2000"]
-        if len(c):
-            worst = sub[metric].max()
-            notes.append(f"{str(sde).upper()}: corrector-only C2000 {_fmt(c.iloc[0], metric)}"
-                         + (" is the worst sampler (slides: the worst, 20.43 VE / 19.06 VP)." if
-                            float(c.iloc[0][metric]) >= worst - 1e-12 else
-                            " is not the worst here (slides: the worst, 20.43 VE / 19.06 VP)."))
+        notes.append(f"{name}: best {best['predictor']} / {best['sampler']} ({_fmt(best, metric)}).")
+        mine = _claims(sub, metric)
+        theirs = _claims(pub[pub["sde"] == sde], "fid") if len(pub) and "sde" in pub and "fid" in pub else None
+
+        def pair(key, what):
+            w, n_ = mine[key]
+            if not n_:
+                return None
+            t = f" (slides: {theirs[key][0]} of {theirs[key][1]})" if theirs and theirs[key][1] else ""
+            return f"{what} for {w} of {n_} predictors{t}"
+
+        claims = [c for c in (pair("pc_vs_p1000", "PC1000 beats P1000"),
+                              pair("pc_vs_p2000", "PC1000 beats P2000 (the same number of score evaluations)"))
+                  if c]
+        if claims:
+            notes.append(f"{name}: " + "; ".join(claims) + ".")
+        if mine["c2000_worst"] is not None:
+            t = f" (slides: {'the worst' if theirs and theirs['c2000_worst'] else 'not the worst'})" if theirs else ""
+            notes.append(f"{name}: corrector-only C2000 is {'the worst' if mine['c2000_worst'] else 'not the worst'} "
+                         f"sampler{t}.")
+        if mine["pf_over_rd_p1000"] is not None:
+            t = (f" (slides: {theirs['pf_over_rd_p1000']:.2f}x)" if theirs and theirs["pf_over_rd_p1000"] else "")
+            notes.append(f"{name}: probability-flow P1000 / reverse-diffusion P1000 = "
+                         f"{mine['pf_over_rd_p1000']:.2f}x{t}.")
     return notes
 
 

@@ -37,10 +37,11 @@ class Fixed(BaseModel):
 
 
 def prepare(ctx):
-    trained = ctx.model("score")
     from repro.trainers.score_sde import score_model_for
 
-    return {"trained": trained, "model": score_model_for(trained), "scoring": prepare_scoring(ctx, ctx.spec.fixed)}
+    scoring = prepare_scoring(ctx, ctx.spec.fixed)  # first: a missing metric (fid weights) fails before training
+    trained = ctx.model("score")
+    return {"trained": trained, "model": score_model_for(trained), "scoring": scoring}
 
 
 def run_cell(ctx, state, cell, run):
