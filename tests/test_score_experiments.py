@@ -134,6 +134,7 @@ def test_snr_study_end_to_end(env):
         assert x["metric"] == "fd_evalnet" and "fid" not in v  # never shown as the Inception FID
         assert v["fd_evalnet"] >= 0 and v["fd_evalnet_std"] >= 0 and len(x["fd_evalnet_runs"]) == 2
         assert v["nfe"] == 6  # 3 steps x (1 corrector + 1 predictor)
+        assert 0.0 <= v["class_entropy"] <= math.log(10) + 1e-9 and 0.1 - 1e-9 <= v["confidence"] <= 1.0
         assert (results.results_root() / x["strip_png"]).exists()
     # common random numbers: every snr starts from the same prior draw, so runs differ only by snr
     runs = {c["cell"]["snr"]: c["extra"]["fd_evalnet_runs"] for c in cells}

@@ -14,6 +14,7 @@ def prepare_scoring(ctx, fixed: dict[str, Any]) -> dict[str, Any]:
     """Reference images, the metric (fid / fd_evalnet) and its real-vs-real floor."""
     real = real_images(ctx, fixed["n_reference"])
     scorer = quality_scorer(ctx, ctx.spec.metrics, real, fixed["allow_rank_deficient"])
+    real_classes = scorer.class_statistics(real)
     floor = None
     if fixed.get("floor_split"):
         from repro.data import load_dataset, stack
@@ -23,7 +24,7 @@ def prepare_scoring(ctx, fixed: dict[str, Any]) -> dict[str, Any]:
                                    n=fixed["n_samples"], seed=ds.seed), limit=fixed["n_samples"])[0]
         if other.shape[0] == fixed["n_samples"]:
             floor = scorer(other)
-    return {"scorer": scorer, "real": real, "floor": floor}
+    return {"scorer": scorer, "real": real, "floor": floor, "real_classes": real_classes}
 
 
 def evaluate_setting(ctx, scoring: dict[str, Any], model, setting: SamplerSetting, key: str,
@@ -31,24 +32,28 @@ def evaluate_setting(ctx, scoring: dict[str, Any], model, setting: SamplerSettin
     """Sample `n_runs` times (run r uses the same seed in every cell: common random numbers), score
     each run; returns (values, extra, artifacts, the first run's draw)."""
     scorer = scoring["scorer"]
-    scores, seconds, nfes, first = [], [], [], None
+    scores, seconds, nfes, classes, first = [], [], [], [], None
     for r in range(fixed["n_runs"]):
         g = make_generator(ctx.device, ctx.spec.seed, "sampling-run", r)
         with torch.no_grad():
             draw = draw_samples(model, setting, fixed["n_samples"], fixed["batch_size"], g, ctx.device)
         scores.append(scorer(draw.images))
+        classes.append(scorer.class_statistics(draw.images))
         seconds.append(draw.seconds)
         nfes.append(draw.nfe)
         first = first or draw
     mean, std = mean_std(scores)
     values = {scorer.name: mean, f"{scorer.name}_std": std, "nfe": sum(nfes) / len(nfes),
               "seconds": sum(seconds) / len(seconds)}
+    for k in classes[0]:  # class entropy / confidence, averaged over runs
+        values[k] = sum(c[k] for c in classes) / len(classes)
     artifacts, extra = cell_outputs(ctx, key, first, fixed["grid_samples"], fixed["grid_nrow"])
     extra.update({"metric": scorer.name, f"{scorer.name}_runs": scores, "seconds_runs": seconds,
                   "n_runs": fixed["n_runs"], "n_samples": fixed["n_samples"], "n_reference": scorer.n_real,
                   "sampler_setting": setting.label(), "predictor_steps": setting.steps if setting.method != "ode" else None,
                   "ms_per_sample": 1000.0 * sum(seconds) / (len(seconds) * fixed["n_samples"]),
-                  "real_floor": scoring["floor"]})
+                  "real_floor": scoring["floor"],
+                  **{f"real_{k}": v for k, v in scoring.get("real_classes", {}).items()}})
     return values, extra, artifacts, first
 
 

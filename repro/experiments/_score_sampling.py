@@ -137,10 +137,11 @@ class FrechetScorer:
     """The Frechet distance (thesis Eq. 5.7) of generated images to a fixed real set, by metric name:
     `fid` on pytorch-fid's Inception features, `fd_evalnet` on the suite's evaluator features."""
 
-    def __init__(self, name: str, features, real: torch.Tensor, allow_rank_deficient: bool = False):
+    def __init__(self, name: str, features, real: torch.Tensor, allow_rank_deficient: bool = False,
+                 classify=None):
         from repro.metrics.frechet import feature_statistics
 
-        self.name, self.features, self.allow = name, features, allow_rank_deficient
+        self.name, self.features, self.allow, self.classify = name, features, allow_rank_deficient, classify
         self.mu, self.sigma = feature_statistics(features(real), allow_rank_deficient)
         self.n_real = int(real.shape[0])
 
@@ -149,6 +150,17 @@ class FrechetScorer:
 
         mu, sigma = feature_statistics(self.features(fake), self.allow)
         return float(frechet_distance(self.mu, self.sigma, mu, sigma))
+
+    @torch.no_grad()
+    def class_statistics(self, fake: torch.Tensor) -> dict[str, float]:
+        """With a classifying evaluator: entropy of the mean predicted class distribution (diversity
+        over classes, at most ln K) and the mean top-class probability (how recognisable samples are)."""
+        if self.classify is None:
+            return {}
+        probs = torch.softmax(self.classify(fake).double(), dim=1)
+        mean = probs.mean(0)
+        entropy = float(-(mean * mean.clamp_min(1e-12).log()).sum())
+        return {"class_entropy": entropy, "confidence": float(probs.max(1).values.mean())}
 
 
 def quality_scorer(ctx, metrics: list[str], real: torch.Tensor, allow_rank_deficient: bool = False) -> FrechetScorer:
@@ -163,8 +175,20 @@ def quality_scorer(ctx, metrics: list[str], real: torch.Tensor, allow_rank_defic
         from repro.metrics.fd_evalnet import evalnet_features
 
         evaluator = ctx.model("evaluator").net
-        return FrechetScorer("fd_evalnet", lambda im: evalnet_features(evaluator, im), real, allow_rank_deficient)
+        return FrechetScorer("fd_evalnet", lambda im: evalnet_features(evaluator, im), real, allow_rank_deficient,
+                             classify=_image_classifier(evaluator))
     raise UserError(f"spec {ctx.spec.id}: metrics must include fid or fd_evalnet")
+
+
+def _image_classifier(net):
+    """logits [N, K] of an evaluator that classifies whole images (the digits one), else None."""
+    from repro.nets.evaluator import DigitsClassifier
+
+    if not isinstance(net, DigitsClassifier):
+        return None
+    device = next(net.parameters()).device
+    return lambda images: torch.cat([net(images[i: i + 256].to(device).float()).cpu()
+                                     for i in range(0, images.shape[0], 256)])
 
 
 def real_images(ctx, n: int) -> torch.Tensor:

@@ -277,6 +277,12 @@ def _solver_notes(df, metric) -> list[str]:
     for _, r in df.sort_values(metric).iterrows():
         notes.append(f"{r['solver']}: {metric} {_fmt(r, metric)}, NFE {r['nfe']:.0f}, {r['seconds']:.2f} s per run "
                      f"({r['ms_per_sample']:.2f} ms per sample).")
+    if "class_entropy" in df and df["class_entropy"].notna().any():
+        top = df.loc[df["class_entropy"].idxmax()]
+        real = df["real_class_entropy"].dropna() if "real_class_entropy" in df else []
+        notes.append(f"Most varied samples (class entropy of the evaluator's predictions): {top['solver']} "
+                     f"({top['class_entropy']:.3f} nats" + (f"; real images {float(real.iloc[0]):.3f}" if len(real) else "")
+                     + "); the short report found the PC sampler the most varied.")
     mil = df[df["solver"] == "milstein"]
     if len(mil) and "max_abs_diff_vs_em" in mil and mil["max_abs_diff_vs_em"].notna().any():
         d = float(mil["max_abs_diff_vs_em"].iloc[0])

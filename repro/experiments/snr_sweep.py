@@ -63,7 +63,9 @@ def report_figures(spec, df, out_dir: Path, stem: str) -> list[Path]:
 
     metric = str(df["metric"].iloc[0])
     df = df.sort_values("snr")
-    fig, ax = plt.subplots(figsize=(6, 3.6))
+    has_classes = "class_entropy" in df and df["class_entropy"].notna().any()
+    fig, axes = plt.subplots(1, 2 if has_classes else 1, figsize=(11 if has_classes else 6, 3.6), squeeze=False)
+    ax = axes[0, 0]
     err = df[f"{metric}_std"] if f"{metric}_std" in df and df["n_runs"].max() > 1 else None
     ax.errorbar(df["snr"], df[metric], yerr=err, marker="o", capsize=3,
                 label=f"{metric} (mean ± std over {int(df['n_runs'].max())} runs)")
@@ -75,6 +77,18 @@ def report_figures(spec, df, out_dir: Path, stem: str) -> list[Path]:
     ax.set_ylabel(metric)
     ax.set_title("Sample quality vs snr (cf. thesis Fig. 5.11)", fontsize=10)
     ax.legend(fontsize=7)
+    if has_classes:
+        a2 = axes[0, 1]
+        for col, color, label in (("class_entropy", "tab:purple", "class entropy (diversity, nats)"),
+                                  ("confidence", "tab:red", "mean top-class probability")):
+            a2.plot(df["snr"], df[col], marker="o", color=color, label=label)
+            if f"real_{col}" in df and df[f"real_{col}"].notna().any():
+                a2.axhline(float(df[f"real_{col}"].dropna().iloc[0]), color=color, ls=":", lw=1,
+                           label=f"{label}: real images")
+        a2.axvline(THESIS_CHOICE, color="grey", ls="--", lw=1)
+        a2.set_xlabel("snr of the Langevin corrector")
+        a2.set_title("Evaluator's view: diversity and recognisability", fontsize=10)
+        a2.legend(fontsize=7)
     fig.tight_layout()
     curve = out_dir / f"{stem}_curve.png"
     fig.savefig(curve, dpi=120)
@@ -101,6 +115,18 @@ def report_notes(spec, df) -> list[str]:
         notes.append(f"At the thesis's choice snr = 0.1: {row[metric]:.3g} ({verdict}).")
     rho = df[["snr", metric]].corr(method="spearman").iloc[0, 1]
     notes.append(f"Spearman correlation of {metric} with snr: {rho:.2f} over {len(df)} values.")
+    if "class_entropy" in df and df["class_entropy"].notna().any():
+        lo, hi = df.iloc[0], df.iloc[-1]
+        real = (f" (real images: {float(df['real_class_entropy'].dropna().iloc[0]):.3f} and "
+                f"{float(df['real_confidence'].dropna().iloc[0]):.3f})" if "real_class_entropy" in df else "")
+        notes.append(f"From snr = {lo['snr']:g} to {hi['snr']:g} the class entropy of the samples goes "
+                     f"{lo['class_entropy']:.3f} -> {hi['class_entropy']:.3f} nats and the evaluator's mean "
+                     f"top-class probability {lo['confidence']:.3f} -> {hi['confidence']:.3f}{real}. The thesis "
+                     f"(after the NCSN authors): a higher snr gives higher quality, a lower one higher diversity.")
+    steps = df["predictor_steps"].dropna() if "predictor_steps" in df else []
+    if len(steps):
+        notes.append(f"Sampled with N = {int(steps.iloc[0])} predictor steps, each after one Langevin step; the "
+                     f"fewer the steps, the more of the denoising the corrector (and so snr) has to do.")
     if "real_floor" in df and df["real_floor"].notna().any():
         notes.append(f"Floor: {metric} of as many held-out real images = {float(df['real_floor'].dropna().iloc[0]):.3g}.")
     notes.append("The thesis published samples only (Fig. 5.11) and judged them by eye; there is no published "
