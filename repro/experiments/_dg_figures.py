@@ -1,11 +1,14 @@
-"""Report figures of the dg_epsilon_grid runner: curves (Fig. 12.1), heatmaps (Fig. 12.3), bars (Tab. 12.1).
+"""Report figures of the dg_epsilon_grid runner: curves (Fig. 12.1), heatmaps (Fig. 12.3/12.4), bars (Tab. 12.1).
 
+The layout follows the grid (`layout`): steps x w_DG -> curves of the metric over w_DG, one line
+per step count, one panel per method; w_DG x b -> a heatmap; otherwise bars per cell.
 Reproduced and published values sit in separate panels: on the embedded profiles they are
 different metrics (fd_evalnet on digits vs the thesis's FID on CIFAR-10).
 """
 from __future__ import annotations
 
 import math
+import textwrap
 from pathlib import Path
 
 FEATURE_METRICS = ("fid", "fd_evalnet")
@@ -48,13 +51,34 @@ def draw(spec, df, out_dir: Path, stem: str) -> list[Path]:
     metric = main_metric(spec, df)
     if metric is None or not len(df):
         return []
-    fig = spec.fixed["figure"]
+    fig = layout(spec.grid)
     kind = fig["type"]
     if kind == "heatmap":
         return [heatmap(spec, df, metric, fig, out_dir / f"{stem}_heatmap.png")]
     if kind == "curves":
         return [curves(spec, df, metric, fig, out_dir / f"{stem}_curves.png")]
     return [bars(spec, df, metric, fig, out_dir / f"{stem}_bars.png")]
+
+
+def layout(grid: dict) -> dict:
+    """Which figure a grid gets, and which keys go where."""
+    varied = {k for k, v in grid.items() if len(v) > 1}
+    if {"w_dg", "eps_scale"} <= varied and not varied - {"w_dg", "eps_scale"}:
+        return {"type": "heatmap", "rows": "w_dg", "cols": "eps_scale"}
+    for x in ("w_dg", "eps_scale", "steps"):
+        if x in varied:
+            rest = [k for k in grid if k != x and k in varied]
+            hue = rest[0] if rest else None
+            panel = rest[1] if len(rest) > 1 else None
+            if hue == "method" and panel is not None:
+                hue, panel = panel, hue
+            return {"type": "curves", "x": x, "hue": hue, "panel": panel}
+    return {"type": "bars", "x": next(iter(grid), None)}
+
+
+def _notes(spec, metric: str) -> list[dict]:
+    """Published cells without a value but with a `note`: what the text says about a cell."""
+    return [c for c in spec.paper.cells if "note" in c and metric not in c]
 
 
 def _col(df, key: str, name: str):
@@ -89,9 +113,11 @@ def curves(spec, df, metric: str, fig: dict, path: Path) -> Path:
             _published_panel(axes[1][j], spec, pub_metric, x, hue, panel, p, fig)
             axes[1][j].set_xlim(axes[0][j].get_xlim())
     f.suptitle(f"{spec.id}: {metric} ({spec.dataset.name}); published: {spec.source.cite()}", fontsize=10)
-    if rows == 2 and fig.get("published_note"):
-        f.text(0.5, 0.005, fig["published_note"], ha="center", va="bottom", fontsize=8)
-    f.tight_layout(rect=(0, 0.03 if rows == 2 else 0, 1, 1))
+    unstated = rows == 2 and any(pub_metric in c and x not in c for c in spec.paper.cells)
+    if unstated:
+        f.text(0.5, 0.005, f"dashed lines: published values whose {x} the text does not state", ha="center",
+               va="bottom", fontsize=8)
+    f.tight_layout(rect=(0, 0.03 if unstated else 0, 1, 1))
     f.savefig(path, dpi=120)
     plt.close(f)
     return path
@@ -134,8 +160,9 @@ def _matrix(cells: list[dict], metric: str, rows: str, cols: str, row_vals, col_
     return M
 
 
-def _heat(ax, M, row_vals, col_vals, rows, cols, title, cmap="viridis_r"):
+def _heat(ax, M, row_vals, col_vals, rows, cols, title, cmap="viridis_r", marks=()):
     import numpy as np
+    from matplotlib.patches import Rectangle
 
     masked = np.ma.masked_invalid(M)
     ax.set_facecolor("#dddddd")
@@ -148,21 +175,41 @@ def _heat(ax, M, row_vals, col_vals, rows, cols, title, cmap="viridis_r"):
     ax.set_title(title, fontsize=10)
     finite = M[np.isfinite(M)]
     best = np.unravel_index(np.nanargmin(M), M.shape) if finite.size else None
+    lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+    labels = {}
+    for mark in marks:   # facts the text states about cells whose values it does not give
+        for i, r in enumerate(row_vals):
+            for j, c in enumerate(col_vals):
+                if _matches(mark, {rows: r, cols: c}):
+                    labels[(i, j)] = str(mark.get("note", ""))
+                    ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, ec="tab:orange", lw=1.5, ls="--"))
     for i in range(M.shape[0]):
         for j in range(M.shape[1]):
-            txt = "n/a" if not np.isfinite(M[i, j]) else f"{M[i, j]:.3g}"
-            ax.text(j, i, txt, ha="center", va="center", fontsize=7,
-                    color="black" if not np.isfinite(M[i, j]) else "white",
-                    fontweight="bold" if best == (i, j) else "normal")
+            if np.isfinite(M[i, j]):
+                bright = (M[i, j] - lo) / max(hi - lo, 1e-12) < 0.5   # viridis_r is light for low values
+                ax.text(j, i, f"{M[i, j]:.3g}", ha="center", va="center", fontsize=7,
+                        color="black" if bright else "white", fontweight="bold" if best == (i, j) else "normal")
+            else:
+                label = "\n".join(textwrap.wrap(labels.get((i, j)) or "n/a", 16))
+                ax.text(j, i, label, ha="center", va="center", fontsize=5.5, color="black")
     if best is not None:
-        ax.add_patch(__import__("matplotlib").patches.Rectangle((best[1] - 0.5, best[0] - 0.5), 1, 1, fill=False,
-                                                                ec="red", lw=2))
+        ax.add_patch(Rectangle((best[1] - 0.5, best[0] - 0.5), 1, 1, fill=False, ec="red", lw=2))
     if finite.size:
         ax.figure.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
 
 
+def _matches(mark: dict, cell: dict) -> bool:
+    """A published note names some grid values; it matches every cell that has them."""
+    for k, v in cell.items():
+        if k in mark and not math.isclose(float(mark[k]), float(v), rel_tol=1e-9):
+            return False
+    return any(k in mark for k in cell)
+
+
 def heatmap(spec, df, metric: str, fig: dict, path: Path) -> Path:
     """Published grid (paper profile's axes) beside the reproduced grid; best cell outlined in red."""
+    import numpy as np
+
     from repro.specs import resolve_spec
 
     plt = _plt()
@@ -174,10 +221,10 @@ def heatmap(spec, df, metric: str, fig: dict, path: Path) -> Path:
     P = _matrix(spec.paper.cells, pub_metric, rows, cols, p_rows, p_cols)
     R = _matrix(df.to_dict("records"), metric, rows, cols, r_rows, r_cols)
     f, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4.4))
-    _heat(a1, P, p_rows, p_cols, rows, cols, f"published {pub_metric} (paper grid)")
-    if fig.get("published_note"):
-        a1.text(0.5, -0.32, fig["published_note"], transform=a1.transAxes, fontsize=7, ha="center", va="top",
-                wrap=True)
+    _heat(a1, P, p_rows, p_cols, rows, cols, f"published {pub_metric} (paper grid)", marks=_notes(spec, pub_metric))
+    if not np.isfinite(P).any():
+        a1.text(0.5, -0.3, "No value of this grid is in the thesis text (the figure is an image); dashed boxes: "
+                "cells the text comments on.", transform=a1.transAxes, fontsize=7, ha="center", va="top", wrap=True)
     _heat(a2, R, r_rows, r_cols, rows, cols, f"reproduced {metric} ({spec.dataset.name})")
     f.suptitle(f"{spec.id}: {rows} x {cols}; lower is better; red box = best", fontsize=10)
     f.tight_layout()

@@ -5,6 +5,9 @@ scale b, FID-10k), Fig. 12.4 (FID-50k at the best w_DG_1st) and Tab. 12.1 (EDM /
 SEDM-G++ rows). Grid keys: method, w_dg, eps_scale, steps, solver; anything not in the grid
 comes from `fixed` (see _dg_settings). The sampler is EDM's (repro.sampling.edm) with the
 discriminator-guidance term (Eq. 9.3) and epsilon scaling (Sec. 10.3, 11.2) as hooks.
+The report's figure follows the grid (curves, heatmap or bars; _dg_figures) and its findings
+test the thesis's statements that the grid can speak to (_dg_claims). Published cells with a
+`note` and no value mark what the text says about a cell it gives no number for.
 """
 from __future__ import annotations
 
@@ -18,21 +21,6 @@ from repro.experiments import _dg_eval as E
 from repro.experiments._dg_settings import METHODS, SETTING_KEYS, resolve_cell
 
 GRID_KEYS = ("method", "w_dg", "eps_scale", "steps", "solver")
-CLAIMS = ("dg_hurts_euler", "es_helps", "es_fewer_steps", "appendix_a", "best_w", "dg_helps_heun",
-          "best_cell", "ordering")
-
-
-class Figure(BaseModel):
-    """How the report draws the grid: curves (x, hue, panel), a heatmap (rows x cols) or bars (x)."""
-
-    model_config = ConfigDict(extra="forbid")
-    type: Literal["curves", "heatmap", "bars"] = "bars"
-    x: str | None = None
-    hue: str | None = None
-    panel: str | None = None
-    rows: str | None = None
-    cols: str | None = None
-    published_note: str | None = None
 
 
 class Fixed(BaseModel):
@@ -56,8 +44,6 @@ class Fixed(BaseModel):
     fid_weights: str | None = None
     discriminator_epoch: int | None = Field(None, ge=1, description="None: the epoch the model stored")
     grid_images: int = Field(64, ge=0)
-    figure: Figure = Field(default_factory=Figure)
-    claims: list[Literal[CLAIMS]] = Field(default_factory=list)  # type: ignore[valid-type]
 
     @field_validator("methods")
     @classmethod
