@@ -6,8 +6,14 @@ run exits 1 after its MLflow run is marked FAILED and finished cells are kept.
 """
 from __future__ import annotations
 
+import os
 import sys
 from typing import List, Optional
+
+# OpenMP threads that spin while waiting steal the CPU from the working ones whenever the
+# machine is shared (a training step measured 0.41 s spinning vs 0.22 s passive on a loaded
+# 2-core box). Set before torch is imported; an explicit user setting wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import typer
 
@@ -142,7 +148,6 @@ def ui(port: int = typer.Option(5000, help="port on 127.0.0.1"),
        backend_store_uri: Optional[str] = typer.Option(None, help="default: MLFLOW_TRACKING_URI or ./mlflow.db"),
        workers: int = typer.Option(1, help="server worker processes (one is plenty for one person)")) -> None:
     """Start the MLflow UI on 127.0.0.1 over the suite's tracking store."""
-    import os
     import subprocess
 
     if not 1 <= port <= 65535:
@@ -175,7 +180,6 @@ def pipeline(profile: Optional[str] = typer.Option(None, "--profile", "-p",
 def doctor() -> None:
     """Versions, device, datasets found, FID weights, MLflow store."""
     import importlib.metadata as md
-    import os
     import platform
 
     typer.echo(f"python      {platform.python_version()} ({sys.executable})")
