@@ -140,7 +140,8 @@ def train(name: str = typer.Argument(..., help="model name (experiments/models/N
     ds = resolved.config.dataset
     load_dataset(ds.name, split=ds.split, resolution=ds.resolution, root=ds.root, n=1, seed=ds.seed)
     model = ensure_model(name, profile, overrides=overrides, device=dev, force=force, progress=progress)
-    typer.echo(f"{name} [{profile}]: {model.path} (sha256 {model.meta.get('sha256', '?')[:12]})")
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 speaks for all
+            typer.echo(f"{name} [{profile}]: {model.path} (sha256 {model.meta.get('sha256', '?')[:12]})")
 
 
 @app.command()

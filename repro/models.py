@@ -62,26 +62,29 @@ def ensure_model(name: str, profile: str, *, overrides: dict[str, Any] | None = 
     if hasattr(module, "validate"):
         module.validate(resolved)
     out = artifact_dir(resolved)
-    weights = out / "model.pt"
+    weights, meta_path = out / "model.pt", out / "meta.json"
     device = torch.device(device)
-    if force or not weights.exists():
+    # Under torchrun every rank trains (DDP inside repro.train); rank 0 alone tracks and writes.
+    rank = int(os.environ.get("RANK", "0"))
+    if force or not meta_path.exists():  # meta.json is written last: its presence marks a finished model
         tags = {"repro.model": name, "repro.profile": profile, "repro.model_hash": resolved.hash,
                 "repro.git_commit": results.git_commit(), "repro.device": str(device),
                 "repro.dataset": resolved.config.dataset.name, "repro.host": platform.node()}
         params = {"profile": profile, **resolved.config.model_dump(mode="json", exclude={"profiles", "title"})}
-        with Tracker(f"train-{name}", f"{name}-{profile}-{resolved.hash}", tags=tags, params=params) as tr:
+        with Tracker(f"train-{name}", f"{name}-{profile}-{resolved.hash}", tags=tags, params=params,
+                     enabled=rank == 0) as tr:
             out.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(out / "config.json", json.dumps(resolved.data, indent=2, default=str))
-            net, meta = module.train_model(resolved, out, device, tr.parent, progress)
+            if rank == 0:
+                atomic_write_text(out / "config.json", json.dumps(resolved.data, indent=2, default=str))
+            net, meta = module.train_model(resolved, out, device, tr.parent, progress and rank == 0)
+            if rank != 0:
+                return TrainedModel(name, profile, resolved.hash, out, net.eval(), meta, resolved)
             atomic_write(weights, lambda f: torch.save(net.state_dict(), f), binary=True)
             meta = {**meta, "sha256": sha256_file(weights), "name": name, "profile": profile,
                     "hash": resolved.hash, "git_commit": results.git_commit(), "mlflow_run_id": tr.run_id}
-            atomic_write_text(out / "meta.json", json.dumps(meta, indent=2, default=str))
+            atomic_write_text(meta_path, json.dumps(meta, indent=2, default=str))
             if tr.parent is not None:
-                tr.parent.log_artifact(out / "meta.json")
-    meta_path = out / "meta.json"
-    if not meta_path.exists():
-        raise UserError(f"model {name}: {out} has weights but no meta.json; delete the folder and retrain")
+                tr.parent.log_artifact(meta_path)
     meta = json.loads(meta_path.read_text())
     net = module.build_net(resolved, meta)
     try:

@@ -326,3 +326,20 @@ def test_dvc_repro_twice_does_nothing_the_second_time(workdir):
                             timeout=600)
     assert second.returncode == 0, second.stdout + second.stderr
     assert "Running stage" not in second.stdout and "didn't change, skipping" in second.stdout
+
+
+@pytest.mark.slow
+def test_repro_train_under_torchrun_ddp_on_cpu(workdir):
+    """`torchrun --nproc_per_node 2 -m repro.cli train` (gloo): one model, one MLflow run, from rank 0."""
+    env = cli_env(workdir) | {"OMP_NUM_THREADS": "1"}
+    out = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                          "-m", "repro.cli", "train", "noisy_unet", "--profile", "test", "--device", "cpu",
+                          "--no-progress"], cwd=workdir, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert out.stdout.count("noisy_unet [test]: artifacts/noisy_unet/") == 1
+    (folder,) = list((workdir / "artifacts/noisy_unet").iterdir())
+    meta = json.loads((folder / "meta.json").read_text())
+    # 24 training images, 8 per rank and step: 2 global steps per epoch, 2 epochs.
+    assert meta["steps"] == 4 and len(meta["history"]) == 2
+    runs = _runs("train-noisy_unet")
+    assert len(runs) == 1 and runs[0].info.status == "FINISHED"
