@@ -145,7 +145,8 @@ def appendix_a(spec, df, metric):
 
 def best_w(spec, df, metric):
     """Sec. 12.2: the best w_DG_1st are 1.67 and 2; the optimal b falls as w_DG_1st grows."""
-    if not {"w_dg", "eps_scale"} <= set(spec.grid) or any(c.get(metric) for c in spec.paper.cells):
+    if not {"w_dg", "eps_scale"} <= set(spec.grid) or any(c.get(m) for c in spec.paper.cells
+                                                           for m in ("fid", metric)):
         return []   # the FID-10k grid (Fig. 12.3); a grid with published values has best_cell
     best = df.loc[df[metric].idxmin()]
     lines = [f"Best cell: w_DG_1st = {best['w_dg']:g}, b = {best['eps_scale']:g} ({metric} {_fmt(best[metric])}); "
