@@ -52,8 +52,9 @@ def by(spec_id: str, **grid) -> dict:
 
 
 # ---------------------------------------------------------------- settings of a cell
-FIXED = dict(solver="heun", steps=18, w_dg=0.0, w_dg_2nd=0.0, eps_scale=1.0, eps_k=0.0, placement="sedm",
-             methods={"edm_gpp": {"w_dg": 2.0}, "sedm_gpp": {"w_dg": 1.67, "eps_scale": {18: 1.0004, 9: 1.01}}})
+FIXED = {"solver": "heun", "steps": 18, "w_dg": 0.0, "w_dg_2nd": 0.0, "eps_scale": 1.0, "eps_k": 0.0,
+         "placement": "sedm",
+         "methods": {"edm_gpp": {"w_dg": 2.0}, "sedm_gpp": {"w_dg": 1.67, "eps_scale": {18: 1.0004, 9: 1.01}}}}
 
 
 def test_cell_settings_follow_fixed_then_method_then_cell():
@@ -175,7 +176,7 @@ def test_fig12_4_and_table12_1(shared):
 def test_fig11_exposure_curves(shared):
     got = {(c["cell"]["solver"], c["cell"]["method"]): c for c in cells("fig11_exposure")}
     assert set(got) == {("euler", "edm"), ("euler", "edm_gpp"), ("heun", "edm"), ("heun", "edm_gpp")}
-    for (solver, method), c in got.items():
+    for c in got.values():
         e = c["extra"]
         nfe = 3                                             # Euler: 3 steps; Heun: 2 steps = 2N - 1
         assert len(e["sampling_norm"]) == len(e["training_norm"]) == len(e["sigmas"]) == nfe == c["values"]["nfe"]

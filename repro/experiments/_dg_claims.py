@@ -6,6 +6,7 @@ cannot speak to it; the thesis statements they test are paraphrased from 002 Ch.
 from __future__ import annotations
 
 import math
+from itertools import pairwise
 
 from repro.experiments._dg_figures import main_metric
 from repro.experiments._dg_settings import METHOD_LABELS
@@ -17,6 +18,12 @@ def _fmt(v: float) -> str:
 
 def _held(ok: bool | None) -> str:
     return "held" if ok else ("did not hold" if ok is not None else "not testable here")
+
+
+def _partly(oks: list[bool]) -> str:
+    if all(oks):
+        return f"held ({len(oks)}/{len(oks)})"
+    return f"held at {sum(oks)}/{len(oks)} only" if any(oks) else f"did not hold (0/{len(oks)})"
 
 
 def notes(spec, df) -> list[str]:
@@ -56,9 +63,9 @@ def dg_hurts_euler(spec, df, metric):
         parts.append(f"{steps} steps: {' -> '.join(_fmt(v) for v in g[metric])} (Spearman {rho:+.2f})")
     if not parts:
         return []
-    return [f"Thesis Sec. 12.1: EDM-G++ with the Euler solver gets worse as w_DG grows. Here "
+    return [(f"Thesis Sec. 12.1: EDM-G++ with the Euler solver gets worse as w_DG grows. Here "
             f"{metric} over w_DG = {', '.join(f'{w:g}' for w in sorted(sub['w_dg'].unique()))}: "
-            f"{'; '.join(parts)}: {_held(all(oks))} ({sum(oks)}/{len(oks)} step counts)."]
+            f"{'; '.join(parts)}: {_partly(oks)}.")]
 
 
 def es_helps(spec, df, metric):
@@ -75,10 +82,10 @@ def es_helps(spec, df, metric):
             below += bool(len(down)) and float(down[metric].min()) < min(b0, b1)
     if not total:
         return []
-    out = [f"Thesis: epsilon scaling (b > 1) improves on b = 1 across step counts and w_DG. Here the best "
+    out = [(f"Thesis: epsilon scaling (b > 1) improves on b = 1 across step counts and w_DG. Here the best "
            f"b > 1 beat b = 1 in {wins}/{total} (solver, steps, w_DG) groups, median relative change "
            f"{-100 * sorted(gains)[len(gains) // 2]:+.1f}%: {_held(wins == total)}"
-           f"{'' if wins == total else ' (in part)' if wins else ''}."]
+           f"{'' if wins == total else ' (in part)' if wins else ''}.")]
     if below:
         out.append(f"In {below}/{total} groups a b < 1 (scaling epsilon up) was better still: this model's "
                    f"sampling-time epsilon is not too large everywhere (see fig11_exposure).")
@@ -92,7 +99,7 @@ def es_fewer_steps(spec, df, metric):
     sub = df[df["solver"] == "euler"]
     steps = sorted(sub["steps"].unique())
     out = []
-    for lo, hi in zip(steps, steps[1:]):
+    for lo, hi in pairwise(steps):
         s_lo = sub[(sub["steps"] == lo) & (sub["method"] == "sedm_gpp")][metric]
         g_hi = sub[(sub["steps"] == hi) & (sub["method"] == "edm_gpp")][metric]
         g_lo = sub[(sub["steps"] == lo) & (sub["method"] == "edm_gpp")][metric]
@@ -149,14 +156,14 @@ def best_w(spec, df, metric):
                                                            for m in ("fid", metric)):
         return []   # the FID-10k grid (Fig. 12.3); a grid with published values has best_cell
     best = df.loc[df[metric].idxmin()]
-    lines = [f"Best cell: w_DG_1st = {best['w_dg']:g}, b = {best['eps_scale']:g} ({metric} {_fmt(best[metric])}); "
-             f"the thesis names w_DG_1st = 1.67 and 2 as best (FID-10k, CIFAR-10)."]
+    lines = [(f"Best cell: w_DG_1st = {best['w_dg']:g}, b = {best['eps_scale']:g} ({metric} {_fmt(best[metric])}); "
+             f"the thesis names w_DG_1st = 1.67 and 2 as best (FID-10k, CIFAR-10).")]
     opt = []
     for w, g in df[df["w_dg"] > 0].groupby("w_dg"):
         opt.append((w, float(g.loc[g[metric].idxmin(), "eps_scale"])))
     if len(opt) >= 2:
-        ws, bs = zip(*sorted(opt))
-        non_increasing = all(b2 <= b1 for b1, b2 in zip(bs, bs[1:]))
+        bs = [b for _, b in sorted(opt)]
+        non_increasing = all(b2 <= b1 for b1, b2 in pairwise(bs))
         verdict = ("not shown (the same b for every w)" if len(set(bs)) == 1 else _held(non_increasing))
         lines.append(f"Optimal b per w_DG_1st > 0: {', '.join(f'w={w:g}: b={b:g}' for w, b in opt)}; the thesis: "
                      f"the optimal b decreases as w grows: {verdict}.")
@@ -173,8 +180,8 @@ def dg_helps_heun(spec, df, metric):
     base = float(sub[sub["w_dg"] == 0][metric].min())
     guided = sub[sub["w_dg"] > 0]
     bw = guided.loc[guided[metric].idxmin()]
-    return [f"Tab. 12.1: with Heun (35 NFE), DG lowers FID (EDM 1.97 -> EDM-G++ 1.77). Here at b = 1: w = 0 gives "
-            f"{_fmt(base)}, the best w = {bw['w_dg']:g} gives {_fmt(bw[metric])}: {_held(bw[metric] < base)}."]
+    return [(f"Tab. 12.1: with Heun (35 NFE), DG lowers FID (EDM 1.97 -> EDM-G++ 1.77). Here at b = 1: w = 0 gives "
+            f"{_fmt(base)}, the best w = {bw['w_dg']:g} gives {_fmt(bw[metric])}: {_held(bw[metric] < base)}.")]
 
 
 def best_cell(spec, df, metric):
@@ -201,7 +208,7 @@ def ordering(spec, df, metric):
     if len(r) < 3:
         return []
     ok = r["edm"] > r["edm_gpp"] > r["sedm_gpp"]
-    return [f"Tab. 12.1 orders EDM (1.97) > EDM-G++ (1.77) > SEDM-G++ (1.73). Here: "
+    return ["Tab. 12.1 orders EDM (1.97) > EDM-G++ (1.77) > SEDM-G++ (1.73). Here: "
             + ", ".join(f"{METHOD_LABELS[m]} {_fmt(v)}" for m, v in r.items()) + f": ordering {_held(ok)}"
             + ("" if ok else f" (EDM-G++ {'<' if r['edm_gpp'] < r['edm'] else '>='} EDM, SEDM-G++ "
                f"{'<' if r['sedm_gpp'] < r['edm_gpp'] else '>='} EDM-G++)") + "."]

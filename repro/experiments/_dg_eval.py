@@ -6,16 +6,15 @@ so cells differ only in their sampler settings; w = 0 and b = 1 give plain EDM b
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import torch
 
 from repro.errors import UserError
 from repro.experiments._dg_settings import CellSettings
 
-FEATURE_METRICS = ("fid", "fd_evalnet")
 
 
 @dataclass
@@ -61,7 +60,7 @@ def build_metrics(ctx, names: list[str], real: torch.Tensor, n_samples: int,
             from repro.metrics.fd_evalnet import evalnet_features
 
             ev = ctx.model("evaluator")
-            fn = lambda x, net=ev.net: evalnet_features(net, x)  # noqa: E731
+            fn = lambda x, net=ev.net: evalnet_features(net, x)
             what = f"evaluator {ev.name} ({ev.meta.get('feature_dim')} dims, hash {ev.hash})"
         else:
             continue
@@ -74,7 +73,7 @@ def build_metrics(ctx, names: list[str], real: torch.Tensor, n_samples: int,
 def load_edm(ctx):
     """The EDM model of role `edm`, with its image geometry."""
     model = ctx.model("edm")
-    net = model.net.eval()
+    model.net.eval()
     ds = ctx.spec.dataset
     from repro.data import dataset_info
 

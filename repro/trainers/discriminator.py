@@ -97,7 +97,11 @@ def _geometry(resolved: ResolvedModel) -> tuple[int, int]:
 
 
 def build_net(resolved: ResolvedModel, meta: dict | None = None) -> nn.Module:
-    from repro.nets.discriminator import DiscriminatorHead, SmallEncoder, TimeConditionedDiscriminator
+    from repro.nets.discriminator import (
+        DiscriminatorHead,
+        SmallEncoder,
+        TimeConditionedDiscriminator,
+    )
     from repro.specs import resolve_model
     from repro.trainers import kind_module
 
@@ -209,7 +213,7 @@ def train_model(resolved: ResolvedModel, out_dir: Path, device: torch.device, ru
     real = to_model_range(stack(load_dataset(ds.name, split=ds.split, resolution=ds.resolution, root=ds.root,
                                              n=ts.n_samples, seed=ds.seed))[0])
     n = min(real.shape[0], fake.shape[0])   # equal numbers of real and generated images
-    n_val = int(round(n * ts.val_fraction))
+    n_val = round(n * ts.val_fraction)
     real_tr, fake_tr, real_va, fake_va = real[: n - n_val], fake[: n - n_val], real[n - n_val: n], fake[n - n_val: n]
 
     params = [p for p in disc.parameters() if p.requires_grad]

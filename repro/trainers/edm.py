@@ -130,8 +130,8 @@ def save_preview(net, out: Path, n: int, steps: int, shape: tuple[int, int, int]
 
 def train_model(resolved: ResolvedModel, out_dir: Path, device: torch.device, run, progress: bool):
     """Train (resuming from out_dir/checkpoint.pt) or load `train.pretrained`; returns (net, meta)."""
-    from repro.diffusion.edm import edm_loss
     from repro.data import load_dataset
+    from repro.diffusion.edm import edm_loss
     from repro.train import TrainConfig, train
 
     net_cfg, ts = parse(resolved)
