@@ -17,6 +17,8 @@ from repro.errors import UserError
 from repro.experiments._dg_settings import derive_method, resolve_cell
 
 SPECS = ("fig12_1", "fig12_3", "fig12_4", "table12_1", "fig11_exposure")
+# One worker should build the shared models (with `pytest -n 2 --dist loadgroup`).
+pytestmark = pytest.mark.xdist_group("edm_experiments")
 
 
 @pytest.fixture(scope="module")

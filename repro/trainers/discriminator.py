@@ -12,6 +12,7 @@ trunk of a trained evaluator network, standing in for Kim et al.'s frozen ADM cl
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -188,6 +189,8 @@ def train_model(resolved: ResolvedModel, out_dir: Path, device: torch.device, ru
     net_cfg, ts = parse(resolved)
     cfg, ds = resolved.config, resolved.config.dataset
     out_dir = Path(out_dir)
+    # Under torchrun every rank runs this (the loop is small and not data-parallel): rank 0 writes.
+    writer = int(os.environ.get("RANK", "0")) == 0
     disc = build_net(resolved).to(device)
     meta_common = {"encoder": net_cfg.encoder, "encoder_trained": net_cfg.train_encoder,
                    "evaluator": net_cfg.evaluator, "generator": ts.generator}
@@ -206,7 +209,8 @@ def train_model(resolved: ResolvedModel, out_dir: Path, device: torch.device, ru
     cached = load_checkpoint(fake_path)
     if cached is None or cached["images"].shape[0] != ts.n_samples:
         fake = generate_fakes(gen_model.net, ts.n_samples, (channels, res, res), ts, cfg.seed, device)
-        save_checkpoint(fake_path, {"images": fake, "generator_hash": gen_model.hash})
+        if writer:
+            save_checkpoint(fake_path, {"images": fake, "generator_hash": gen_model.hash})
     else:
         fake = cached["images"]
     gen_seconds = time.perf_counter() - t0
@@ -228,6 +232,7 @@ def train_model(resolved: ResolvedModel, out_dir: Path, device: torch.device, ru
         noise.set_state(ckpt["noise"])
         history, start = list(ckpt["history"]), int(ckpt["epoch"])
     m = real_tr.shape[0]
+    chosen, selected = ts.select_epoch or ts.epochs, None
     t_train = time.perf_counter()
     for epoch in range(start + 1, ts.epochs + 1):
         disc.train()
@@ -247,11 +252,16 @@ def train_model(resolved: ResolvedModel, out_dir: Path, device: torch.device, ru
         history.append(record)
         if run is not None:
             run.log_metrics({k: v for k, v in record.items() if k != "epoch"}, step=epoch)
-        save_checkpoint(epoch_file(out_dir, epoch), trainable_state(disc))
-        save_checkpoint(ckpt_path, {"disc": disc.state_dict(), "optimizer": opt.state_dict(),
-                                    "noise": noise.get_state(), "history": history, "epoch": epoch})
-    chosen = ts.select_epoch or ts.epochs
-    disc.load_state_dict(load_checkpoint(epoch_file(out_dir, chosen)), strict=False)
+        weights = trainable_state(disc)
+        if epoch == chosen:
+            selected = weights
+        if writer:
+            save_checkpoint(epoch_file(out_dir, epoch), weights)
+            save_checkpoint(ckpt_path, {"disc": disc.state_dict(), "optimizer": opt.state_dict(),
+                                        "noise": noise.get_state(), "history": history, "epoch": epoch})
+    if selected is None:   # resumed after the chosen epoch
+        selected = load_checkpoint(epoch_file(out_dir, chosen))
+    disc.load_state_dict(selected, strict=False)
     meta = {**meta_common, "epoch": chosen, "epochs": ts.epochs, "history": history,
             "epoch_files": [epoch_file(out_dir, e).name for e in range(1, ts.epochs + 1)],
             "n_real": n, "n_generated": n, "n_val": n_val, "generator_hash": gen_model.hash,

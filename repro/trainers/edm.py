@@ -167,7 +167,9 @@ def train_model(resolved: ResolvedModel, out_dir: Path, device: torch.device, ru
             "final_loss": result.history[-1]["loss"] if result.history else None,
             "train_seconds": result.seconds, "probes": result.probes,
             "parameters": sum(p.numel() for p in final.parameters())}
-    if ts.preview_samples:
+    from repro.train import is_main
+
+    if ts.preview_samples and is_main():   # under torchrun rank 0 alone writes
         path = save_preview(final, out_dir / "preview.png", ts.preview_samples, ts.preview_steps,
                             (channels, res, res), cfg.seed)
         if run is not None:
