@@ -54,6 +54,11 @@ class Fixed(BaseModel):
             bad = set(settings) - set(SETTING_KEYS)
             if bad:
                 raise ValueError(f"methods.{name}: unknown setting(s) {sorted(bad)}; use {', '.join(SETTING_KEYS)}")
+            pinned = {"edm": ("w_dg", "w_dg_2nd", "eps_scale", "eps_k"), "edm_gpp": ("eps_scale", "eps_k")}
+            clash = [k for k in pinned.get(name, ()) if k in settings]
+            if clash:
+                raise ValueError(f"methods.{name}: {', '.join(clash)} cannot be set: {name} has "
+                                 f"{'no guidance and ' if name == 'edm' else ''}b = 1")
         return v
 
 
