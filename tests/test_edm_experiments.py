@@ -74,6 +74,13 @@ def test_cell_settings_follow_fixed_then_method_then_cell():
         resolve_cell(FIXED, {"method": "sedm_gpp", "steps": 5})
     with pytest.raises(UserError, match="unknown method"):
         resolve_cell(FIXED, {"method": "ddpm"})
+    from pydantic import ValidationError
+
+    from repro.experiments.dg_epsilon_grid import Fixed
+    with pytest.raises(ValidationError, match="edm has no guidance"):
+        Fixed.model_validate({"methods": {"edm": {"w_dg": 1.0}}})
+    with pytest.raises(ValidationError, match="unknown setting"):
+        Fixed.model_validate({"methods": {"sedm_gpp": {"b": 1.01}}})
 
 
 # ---------------------------------------------------------------- models
