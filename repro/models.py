@@ -76,7 +76,11 @@ def ensure_model(name: str, profile: str, *, overrides: dict[str, Any] | None = 
             out.mkdir(parents=True, exist_ok=True)
             if rank == 0:
                 atomic_write_text(out / "config.json", json.dumps(resolved.data, indent=2, default=str))
-            net, meta = module.train_model(resolved, out, device, tr.parent, progress and rank == 0)
+            # Initial weights (built inside train_model) follow the config's seed, not whatever the
+            # process drew before: the same config trains the same model in any order of specs.
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(resolved.config.seed)
+                net, meta = module.train_model(resolved, out, device, tr.parent, progress and rank == 0)
             if rank != 0:
                 return TrainedModel(name, profile, resolved.hash, out, net.eval(), meta, resolved)
             atomic_write(weights, lambda f: torch.save(net.state_dict(), f), binary=True)
