@@ -25,7 +25,7 @@ main: setup
 	$(BIN)/repro report all
 
 test: setup
-	$(BIN)/python -m pytest -q -n 2
+	$(BIN)/python -m pytest -q -n 2 --dist loadgroup
 
 bench: setup
 	$(BIN)/python -m pytest -q -m bench
