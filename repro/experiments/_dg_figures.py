@@ -11,6 +11,8 @@ import math
 import textwrap
 from pathlib import Path
 
+from repro.plots import pyplot
+
 FEATURE_METRICS = ("fid", "fd_evalnet")
 
 
@@ -29,14 +31,7 @@ def published_metric(spec) -> str | None:
 
 
 def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import seaborn as sns
-
-    sns.set_theme(style="whitegrid")
-    return plt
+    return pyplot()
 
 
 def _label(key: str | None, value) -> str:

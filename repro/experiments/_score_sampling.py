@@ -11,6 +11,7 @@ from typing import Any
 import torch
 
 from repro.errors import UserError
+from repro.plots import pyplot
 
 # ----------------------------------------------------------------------------- sampler settings
 
@@ -239,11 +240,9 @@ def save_image_grid(images: torch.Tensor, path: Path, nrow: int | None = None, p
 
 def rows_figure(rows: list[tuple[str, Path]], out_path: Path, title: str) -> Path | None:
     """Stack sample strips (one PNG per row) into one figure, each row labelled."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from PIL import Image
+
+    plt = pyplot(theme=False)
 
     rows = [(label, Path(p)) for label, p in rows if p is not None and Path(p).exists()]
     if not rows:

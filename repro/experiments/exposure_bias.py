@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from repro.experiments import _dg_eval as E
 from repro.experiments._dg_settings import METHOD_LABELS, resolve_cell
+from repro.plots import pyplot
 
 GRID_KEYS = ("solver", "method")
 
@@ -105,13 +106,7 @@ def run_cell(ctx, state, cell, run) -> dict:
 
 
 def report_figures(spec, df, out_dir: Path, stem: str) -> list[Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import seaborn as sns
-
-    sns.set_theme(style="whitegrid")
+    plt = pyplot()
     solvers = [s for s in ("euler", "heun") if s in set(df["solver"])]
     f, axes = plt.subplots(2, len(solvers), figsize=(6.2 * len(solvers), 7.2), squeeze=False,
                            gridspec_kw={"height_ratios": [2, 1]})

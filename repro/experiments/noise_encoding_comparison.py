@@ -10,6 +10,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from repro.plots import pyplot
+
 GRID_KEYS = ("encoding",)
 
 
@@ -49,13 +51,7 @@ def run_cell(ctx, state, cell, run):
 
 
 def report_figures(spec, df, out_dir: Path, stem: str) -> list[Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import seaborn as sns
-
-    sns.set_theme(style="whitegrid")
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4))
     for _, row in df.iterrows():
         curve = row.get("val_miou_curve")

@@ -20,8 +20,15 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from repro.experiments._score_eval import evaluate_setting, model_extra, prepare_scoring
-from repro.experiments._score_sampling import (budget_setting, draw_samples, make_generator, resolve_artifact,
-                                               rows_figure, solver_setting)
+from repro.experiments._score_sampling import (
+    budget_setting,
+    draw_samples,
+    make_generator,
+    resolve_artifact,
+    rows_figure,
+    solver_setting,
+)
+from repro.plots import pyplot
 
 GRID_KEYS = ("sde", "predictor", "sampler", "solver")
 SHARED_PREDICTOR = "reverse_diffusion"  # the row where the slides list corrector-only C2000
@@ -122,12 +129,7 @@ def report_figures(spec, df, out_dir: Path, stem: str) -> list[Path]:
 
 
 def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    return pyplot(theme=False)
 
 
 def _grouped(ax, frame, value, err, columns, groups, title, ylabel):

@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
+from repro.plots import pyplot
 from repro.trainers.noisy_segmenter import score_at
 
 GRID_KEYS = ("t",)
@@ -55,13 +56,7 @@ def run_cell(ctx, state, cell, run):
 
 
 def report_figures(spec, df, out_dir: Path, stem: str) -> list[Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import seaborn as sns
-
-    sns.set_theme(style="whitegrid")
+    plt = pyplot()
     df = df.sort_values("t")
     fig, ax = plt.subplots(figsize=(7, 4))
     ax.plot(df["t"], df["pixel_acc"], marker="o", ms=3, label="pixel accuracy")

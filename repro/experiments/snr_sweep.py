@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from repro.experiments._score_eval import evaluate_setting, model_extra, prepare_scoring
 from repro.experiments._score_sampling import SamplerSetting, resolve_artifact, rows_figure
+from repro.plots import pyplot
 
 GRID_KEYS = ("snr",)
 THESIS_CHOICE = 0.1  # thesis Sec. 5.4.4: "We therefore decide to go with a value of snr = 0.1"
@@ -56,11 +57,7 @@ def run_cell(ctx, state, cell, run):
 
 
 def report_figures(spec, df, out_dir: Path, stem: str) -> list[Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot(theme=False)
     metric = str(df["metric"].iloc[0])
     df = df.sort_values("snr")
     has_classes = "class_entropy" in df and df["class_entropy"].notna().any()

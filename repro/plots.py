@@ -1,0 +1,16 @@
+"""Figures for reports: headless matplotlib with the suite's seaborn theme."""
+from __future__ import annotations
+
+
+def pyplot(theme: bool = True):
+    """matplotlib.pyplot on the Agg backend (no display needed), seaborn's whitegrid theme on."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if theme:
+        import seaborn as sns
+
+        sns.set_theme(style="whitegrid")
+    return plt
