@@ -110,8 +110,13 @@ def protocol_differences(spec_id: str, profile: str, overrides: dict[str, Any] |
     from repro.specs import resolve_model
 
     by_setting: dict[str, list[str]] = {}  # differing setting -> the models it concerns
-    for name in dict.fromkeys(here.models.values()):
-        m_here, m_paper = resolve_model(name, profile), resolve_model(name, "paper")
+    for role, name in here.models.items():
+        paper_name = paper.models.get(role)
+        if paper_name is None:  # a model the paper's protocol does not use (e.g. our evaluator)
+            continue
+        if paper_name != name:
+            diffs.append(f"{role} model {name} (paper: {paper_name})")
+        m_here, m_paper = resolve_model(name, profile), resolve_model(paper_name, "paper")
         for section in ("net", "train"):
             a, b = getattr(m_here.config, section), getattr(m_paper.config, section)
             for k, v in a.items():
