@@ -14,3 +14,13 @@ def pyplot(theme: bool = True):
 
         sns.set_theme(style="whitegrid")
     return plt
+
+
+def save(fig, path, dpi: int = 120):
+    """Lay out, write and close a figure; returns the path (for a runner's list of figures)."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return path

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from repro.experiments import _dg_eval as E
 from repro.experiments._dg_settings import METHOD_LABELS, resolve_cell
-from repro.plots import pyplot
+from repro.plots import pyplot, save
 
 GRID_KEYS = ("solver", "method")
 
@@ -131,11 +131,7 @@ def report_figures(spec, df, out_dir: Path, stem: str) -> list[Path]:
         bottom.axhline(0, color="tab:green", lw=1)
         bottom.set_ylabel("sampling / training - 1 (%)")
         top.legend(fontsize=8)
-    f.tight_layout()
-    path = out_dir / f"{stem}_eps_norms.png"
-    f.savefig(path, dpi=120)
-    plt.close(f)
-    return [path]
+    return [save(f, out_dir / f"{stem}_eps_norms.png")]
 
 
 def report_notes(spec, df) -> list[str]:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from repro.plots import pyplot
+from repro.plots import pyplot, save
 
 GRID_KEYS = ("encoding",)
 
@@ -65,11 +65,7 @@ def report_figures(spec, df, out_dir: Path, stem: str) -> list[Path]:
     ax.set_ylabel("held-out mean IoU (t spread over [0, 0.8])")
     ax.set_title("Noise encoding: log sigma(t) vs t (cf. thesis Sec. 5.2.2)")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    path = out_dir / f"{stem}_curves.png"
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return [path]
+    return [save(fig, out_dir / f"{stem}_curves.png")]
 
 
 def report_notes(spec, df) -> list[str]:

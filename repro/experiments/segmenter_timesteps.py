@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from repro.plots import pyplot
+from repro.plots import pyplot, save
 from repro.trainers.noisy_segmenter import score_at
 
 GRID_KEYS = ("t",)
@@ -73,11 +73,7 @@ def report_figures(spec, df, out_dir: Path, stem: str) -> list[Path]:
     ax.set_ylim(0, 1)
     ax.set_title("Noise-conditional U-Net on noisy held-out images (cf. thesis Fig. 5.9)")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    path = out_dir / f"{stem}_curve.png"
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return [path]
+    return [save(fig, out_dir / f"{stem}_curve.png")]
 
 
 def report_notes(spec, df) -> list[str]:
