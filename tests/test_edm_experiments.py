@@ -126,6 +126,55 @@ def test_pretrained_edm_pickle_and_discriminator_state_dict_load_instead_of_trai
         ensure_model("discriminator_digits", "test", overrides={"train.generator": "evaluator_digits"})
 
 
+ADM = {"net.encoder": "adm", "net.adm_width": 32, "net.adm_depth": 1, "net.adm_head_channels": 32,
+       "net.train_encoder": False, "net.head": "adm", "net.head_channels": 32, "net.head_depth": 1}
+
+
+def test_kim_et_al_discriminator_frozen_adm_classifier_and_dg_checkpoints(shared, tmp_path):
+    """Kim et al.'s architecture: a frozen ADM classifier (loaded from its state dict file) and an
+    ADM-encoder head that alone trains; DG's discriminator_N.pt (the head's state dict) loads."""
+    from repro.guidance.discriminator import discriminator_correction
+    from repro.models import ensure_model
+    from repro.nets.adm import adm_classifier
+    from repro.train import load_checkpoint
+
+    torch.manual_seed(3)
+    clf = adm_classifier(16, 1, width=32, depth=1, num_head_channels=32)
+    clf_path = tmp_path / "32x32_classifier.pt"
+    torch.save(clf.state_dict(), clf_path)
+    over = {**ADM, "net.adm_classifier": str(clf_path)}
+    m = ensure_model("discriminator_digits", "test", overrides=over)
+    assert (m.meta["encoder"], m.meta["head"], m.meta["encoder_trained"]) == ("adm", "adm", False)
+    got = m.net.encoder.classifier.state_dict()
+    assert all(torch.equal(got[k], v) for k, v in clf.state_dict().items())   # loaded, then frozen
+    head_params = sum(p.numel() for p in m.net.head.parameters())
+    assert m.meta["trainable_parameters"] == head_params
+    for name in m.meta["epoch_files"]:
+        assert all(k.startswith("head.") for k in load_checkpoint(m.path / name))
+    x = torch.randn(2, 1, 16, 16, dtype=torch.float64)
+    g = discriminator_correction(m.net, x, torch.tensor([0.5, 2.0]))
+    assert g.dtype == x.dtype and bool(torch.isfinite(g).all()) and float(g.abs().sum()) > 0
+
+    # DG's train.py saves discriminator.state_dict() (the head alone, no prefix); DDP's 'module.' too.
+    dg = tmp_path / "discriminator_2.pt"
+    torch.save({f"module.{k}": v for k, v in m.net.head.head.state_dict().items()}, dg)
+    loaded = ensure_model("discriminator_digits", "test", overrides={**over, "train.pretrained": str(dg)})
+    assert loaded.meta["epoch"] == "pretrained"
+    x32 = x.float()
+    tau = torch.tensor([0.2, 0.7])
+    assert torch.equal(loaded.net(x32, tau), m.net(x32, tau))
+    wrong = tmp_path / "other.pt"
+    torch.save(adm_classifier(16, 1, width=32, depth=1, num_head_channels=32).state_dict(), wrong)
+    with pytest.raises(UserError, match="does not match"):
+        ensure_model("discriminator_digits", "test", overrides={**over, "train.pretrained": str(wrong)})
+    with pytest.raises(UserError, match="needs net.adm_classifier"):
+        ensure_model("discriminator_digits", "test", overrides=ADM)
+    with pytest.raises(UserError, match="adm_classifier .* does not exist"):
+        ensure_model("discriminator_digits", "test", overrides={**ADM, "net.adm_classifier": str(tmp_path / "no.pt")})
+    with pytest.raises(UserError, match="head_channels 48"):
+        ensure_model("discriminator_digits", "test", overrides={**over, "net.head_channels": 48})
+
+
 # ---------------------------------------------------------------- the grids
 def test_fig12_1_euler_grid(shared):
     got = cells("fig12_1")

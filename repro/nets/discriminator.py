@@ -1,8 +1,9 @@
 """Time-conditioned discriminator d(x, tau) for discriminator guidance (Kim et al. 2023).
 
 As in Kim et al. and the 002 thesis (Sec. 11.2): a frozen, pretrained feature encoder (for
-CIFAR-10, ADM's noise-conditional classifier encoder) followed by a small trainable head that
-sees the features and the VP time tau and outputs a logit. The head is all that trains.
+CIFAR-10, ADM's noise-conditional classifier encoder, repro.nets.adm) followed by a trainable
+head that sees the features and the VP time tau and outputs a logit. The head is all that
+trains. The small encoder and FiLM head below are the embedded profiles' stand-ins.
 Inputs are VP-scaled noisy images x_vp = (x0 + sigma n) / sqrt(1 + sigma^2), tau in (0, 1].
 """
 from __future__ import annotations
@@ -97,7 +98,7 @@ def sample_vp_time(n: int, generator: torch.Generator, *, t_min: float = 1e-5, t
     u = torch.rand(n, generator=generator, dtype=torch.float64, device=device)
     if not importance_sampling:
         return t_min + (t_max - t_min) * u
-    vp = dict(beta_min=beta_min, beta_max=beta_max)
+    vp = {"beta_min": beta_min, "beta_max": beta_max}
     lo, hi = vp_sigma(t_min, **vp).log().item(), vp_sigma(t_max, **vp).log().item()
     return sigma_to_vp_time((lo + (hi - lo) * u).exp(), **vp)
 

@@ -5,8 +5,9 @@
   class_labels)`, i.e. already a denoiser D for `edm_sample`. Unpickling imports the authors'
   `torch_utils` and `dnnlib` packages, so a checkout of NVlabs/edm must be on PYTHONPATH.
   A pickle runs code from its file: load only snapshots you trust.
-- Discriminator-guidance checkpoints (alsdudrla10/DG: the discriminator head, ADM's
-  pretrained classifier): torch state dicts, loaded with torch.load(weights_only=True).
+- Discriminator-guidance checkpoints (alsdudrla10/DG: `discriminator_N.pt`, the head, and ADM's
+  pretrained `32x32_classifier.pt`): torch state dicts of ADM's encoder U-Net
+  (repro.nets.adm), loaded with torch.load(weights_only=True) and strict key matching.
 """
 from __future__ import annotations
 
@@ -54,7 +55,7 @@ def load_state_dict_file(path, device: str | torch.device = "cpu",
     p = _existing(path, what)
     try:
         state = torch.load(p, map_location=device, weights_only=True)
-    except Exception as e:  # torch raises UnpicklingError, RuntimeError, ... for bad files
+    except Exception as e:  # noqa: BLE001  (torch raises UnpicklingError, RuntimeError, ...)
         raise UserError(f"{p} is not a weights-only torch state dict ({type(e).__name__}: "
                         f"{str(e).splitlines()[0] if str(e) else ''})") from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
