@@ -9,6 +9,8 @@ Timings are medians over --repeats, interleaved. On a shared, loaded CPU the sta
 t_eval drifts between measurements, so the overhead is also reported against the time spent
 inside the denoiser during the same sampling run (wall and process CPU time), which load
 affects alike. Run: python benchmarks/bench_edm_overhead.py [--device cuda] [--threads 1]
+--net paper uses EDM's CIFAR-10 DDPM++ (55.7M parameters) and --disc adm Kim et al.'s
+discriminator (ADM 32x32 classifier, frozen, + ADM head), both with random weights.
 """
 from __future__ import annotations
 
@@ -21,8 +23,13 @@ import torch
 
 from repro.diffusion.edm import EDMPrecond
 from repro.guidance.discriminator import DiscriminatorGuidance, discriminator_correction
-from repro.nets.ddpmpp import DDPMpp, DDPMppConfig, count_parameters
-from repro.nets.discriminator import small_discriminator
+from repro.nets.ddpmpp import (
+    DDPMpp,
+    DDPMppConfig,
+    count_parameters,
+    ddpmpp_cifar10_config,
+)
+from repro.nets.discriminator import TimeConditionedDiscriminator, small_discriminator
 from repro.sampling.edm import edm_sample
 
 
@@ -67,6 +74,10 @@ def main(argv=None) -> dict:
     ap.add_argument("--resolution", type=int, default=32)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--w", type=float, default=1.0, help="DG weight (1st order)")
+    ap.add_argument("--net", choices=["small", "paper"], default="small",
+                    help="small: DDPM++ with --channels; paper: EDM's CIFAR-10 DDPM++")
+    ap.add_argument("--disc", choices=["small", "adm"], default="small",
+                    help="small: the embedded profiles' discriminator; adm: Kim et al.'s (ADM encoders)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: leave default)")
     args = ap.parse_args(argv)
@@ -74,14 +85,25 @@ def main(argv=None) -> dict:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     torch.manual_seed(0)
-    cfg = DDPMppConfig(img_resolution=args.resolution, model_channels=args.channels,
-                       channel_mult=(1, 2), num_blocks=1, attn_resolutions=(args.resolution // 2,),
-                       dropout=0.0)
+    if args.net == "paper":
+        cfg = ddpmpp_cifar10_config(img_resolution=args.resolution, dropout=0.0, augment_dim=0)
+    else:
+        cfg = DDPMppConfig(img_resolution=args.resolution, model_channels=args.channels,
+                           channel_mult=(1, 2), num_blocks=1, attn_resolutions=(args.resolution // 2,),
+                           dropout=0.0)
     net = DDPMpp(cfg)
     with torch.no_grad():
         net.out_conv.weight.normal_(0, 0.05)   # a non-trivial output, as a trained net has
     D = EDMPrecond(net).to(device).eval().requires_grad_(False)
-    disc = small_discriminator(3, 32).to(device).eval().requires_grad_(False)
+    if args.disc == "adm":
+        from repro.nets.adm import ADMFeatures, ADMHead, adm_classifier, dg_head
+
+        enc = ADMFeatures(adm_classifier(args.resolution))
+        disc = TimeConditionedDiscriminator(enc, ADMHead(dg_head(enc.out_channels, args.resolution // 4)),
+                                            encoder_takes_time=True)
+    else:
+        disc = small_discriminator(3, 32)
+    disc = disc.to(device).eval().requires_grad_(False)
     g = torch.Generator(device=device).manual_seed(1)
     z = torch.randn(args.batch, 3, args.resolution, args.resolution, generator=g, device=device)
     x32, sig = z * 3.0, torch.full((args.batch,), 3.0, device=device)
@@ -113,16 +135,17 @@ def main(argv=None) -> dict:
         rows.append(r)
     m = lambda key: statistics.median(row[key] for row in rows)
     nfe, ge = rows[0]["nfe"], rows[0]["guided_evals"]
-    out = dict(device=str(device), threads=torch.get_num_threads(), batch=args.batch, steps=args.steps,
-               nfe=nfe, denoiser_params=count_parameters(net), repeats=args.repeats,
-               t_eval_ms=1e3 * m("t_eval"), heun_wall_s=m("plain_wall"),
-               overhead_standalone=statistics.median(r["plain_wall"] / (nfe * r["t_eval"]) for r in rows),
-               overhead_inrun_wall=statistics.median(r["plain_wall"] / r["inrun_eval_wall"] for r in rows),
-               overhead_inrun_cpu=statistics.median(r["plain_cpu"] / r["inrun_eval_cpu"] for r in rows),
-               guided_evals=ge, disc_fb_ms=1e3 * m("t_fb"),
-               dg_extra_per_guided_eval_ms=1e3 * statistics.median(
+    out = {"device": str(device), "threads": torch.get_num_threads(), "batch": args.batch, "steps": args.steps,
+               "nfe": nfe, "net": args.net, "disc": args.disc, "denoiser_params": count_parameters(net),
+               "disc_params": sum(p.numel() for p in disc.parameters()), "repeats": args.repeats,
+               "t_eval_ms": 1e3 * m("t_eval"), "heun_wall_s": m("plain_wall"),
+               "overhead_standalone": statistics.median(r["plain_wall"] / (nfe * r["t_eval"]) for r in rows),
+               "overhead_inrun_wall": statistics.median(r["plain_wall"] / r["inrun_eval_wall"] for r in rows),
+               "overhead_inrun_cpu": statistics.median(r["plain_cpu"] / r["inrun_eval_cpu"] for r in rows),
+               "guided_evals": ge, "disc_fb_ms": 1e3 * m("t_fb"),
+               "dg_extra_per_guided_eval_ms": 1e3 * statistics.median(
                    (r["guided_wall"] - r["plain_wall"]) / ge for r in rows),
-               dg_inrun_per_guided_eval_ms=1e3 * m("inrun_guidance_wall") / ge)
+               "dg_inrun_per_guided_eval_ms": 1e3 * m("inrun_guidance_wall") / ge}
     out["dg_extra_over_fb"] = out["dg_extra_per_guided_eval_ms"] / out["disc_fb_ms"]
     out["dg_inrun_over_fb"] = out["dg_inrun_per_guided_eval_ms"] / out["disc_fb_ms"]
     out["per_repeat"] = [{k: round(v, 5) if isinstance(v, float) else v for k, v in r.items()} for r in rows]
