@@ -5,7 +5,7 @@ The 002 thesis (Ch. 11.2) builds SEDM-G++ on EDM; the formulas below are EDM's T
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -23,8 +23,10 @@ class EDMPrecond(nn.Module):
     """D(x; sigma) = c_skip x + c_out F(c_in x, c_noise) around a raw network F.
 
     `net(x, noise_labels[, class_labels])` is called with class labels only when the net
-    declares `label_dim > 0`; otherwise labels are ignored. The computation runs in x's
-    dtype (the sampler hands float32 in, as EDM does).
+    declares `label_dim > 0`; otherwise labels are ignored. `augment_labels` (EDM's
+    augmentation labels, training only) are passed on as a keyword when given; sampling
+    gives none, which DDPM++ treats as all-zero labels. The computation runs in x's dtype
+    (the sampler hands float32 in, as EDM does).
     """
 
     def __init__(self, net: nn.Module, sigma_data: float = 0.5):
@@ -45,34 +47,43 @@ class EDMPrecond(nn.Module):
         c_noise = sigma.log() / 4
         return c_skip, c_out, c_in, c_noise
 
-    def forward(self, x: torch.Tensor, sigma, class_labels: torch.Tensor | None = None):
+    def forward(self, x: torch.Tensor, sigma, class_labels: torch.Tensor | None = None,
+                augment_labels: torch.Tensor | None = None):
         s = _per_sample(sigma, x)
         c_skip, c_out, c_in, c_noise = self.coefficients(s)
         args = (c_in * x, c_noise.reshape(-1))
         if class_labels is not None and self.label_dim > 0:
-            F_x = self.net(*args, class_labels)
-        else:
-            F_x = self.net(*args)
+            args = args + (class_labels,)
+        kwargs = {} if augment_labels is None else {"augment_labels": augment_labels}
+        F_x = self.net(*args, **kwargs)
         return c_skip * x + c_out * F_x.to(x.dtype)
 
 
 def edm_loss(denoiser: Callable, x0: torch.Tensor, generator: torch.Generator,
              P_mean: float = -1.2, P_std: float = 1.2, sigma_data: float = 0.5,
-             class_labels: torch.Tensor | None = None) -> torch.Tensor:
+             class_labels: torch.Tensor | None = None,
+             augment_pipe: Callable | None = None) -> torch.Tensor:
     """EDM training loss, averaged over batch and pixels.
 
     ln sigma ~ N(P_mean, P_std^2); weight lambda(sigma) = (sigma^2 + sd^2) / (sigma sd)^2,
     so that the effective target of F has unit variance at every sigma (EDM Table 1).
+    `augment_pipe(images, generator) -> (images, labels)` (repro.diffusion.augment), when
+    given, augments the clean images before noising; the denoiser learns to reproduce the
+    augmented image and gets the labels as `augment_labels` (EDM training/loss.py, EDMLoss).
     """
     shape = (x0.shape[0],) + (1,) * (x0.ndim - 1)
     rnd = torch.randn(shape, generator=generator, device=x0.device, dtype=x0.dtype)
     sigma = (rnd * P_std + P_mean).exp()
     weight = (sigma**2 + sigma_data**2) / (sigma * sigma_data) ** 2
+    kwargs = {}
+    if augment_pipe is not None:
+        x0, augment_labels = augment_pipe(x0, generator)
+        kwargs["augment_labels"] = augment_labels
     noise = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
-    if class_labels is None:
-        D = denoiser(x0 + sigma * noise, sigma.reshape(-1))
-    else:
-        D = denoiser(x0 + sigma * noise, sigma.reshape(-1), class_labels)
+    args = (x0 + sigma * noise, sigma.reshape(-1))
+    if class_labels is not None:
+        args = args + (class_labels,)
+    D = denoiser(*args, **kwargs)
     return (weight * (D - x0) ** 2).mean()
 
 

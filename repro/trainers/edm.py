@@ -30,6 +30,7 @@ class NetConfig(BaseModel):
     dropout: float = Field(0.13, ge=0, lt=1)
     embedding_type: str = "positional"
     sigma_data: float = Field(0.5, gt=0)
+    augment_dim: int = Field(0, ge=0, description="EDM's augmentation labels (9 with train.augment_p > 0)")
 
 
 class TrainSettings(BaseModel):
@@ -43,6 +44,8 @@ class TrainSettings(BaseModel):
     grad_clip: float | None = None
     P_mean: float = -1.2
     P_std: float = Field(1.2, gt=0)
+    augment_p: float = Field(0.0, ge=0, le=1, description="EDM's geometric augmentation probability "
+                             "(CIFAR-10: 0.12); needs net.augment_dim = 9")
     amp: bool = False
     ckpt_every: int = Field(0, ge=0)
     max_steps: int | None = Field(None, ge=1)
@@ -57,7 +60,13 @@ def parse(resolved: ResolvedModel) -> tuple[NetConfig, TrainSettings]:
 
 
 def validate(resolved: ResolvedModel) -> None:
-    _, ts = parse(resolved)
+    from repro.diffusion.augment import EDM_AUGMENT_DIM
+
+    net_cfg, ts = parse(resolved)
+    if ts.augment_p > 0 and net_cfg.augment_dim != EDM_AUGMENT_DIM and ts.pretrained is None:
+        raise UserError(f"model {resolved.id}: train.augment_p={ts.augment_p} needs net.augment_dim="
+                        f"{EDM_AUGMENT_DIM} (the net is conditioned on EDM's augmentation labels), got "
+                        f"net.augment_dim={net_cfg.augment_dim}; set both or train.augment_p=0")
     if ts.pretrained is not None and not Path(ts.pretrained).expanduser().is_file():
         raise UserError(f"model {resolved.id}: train.pretrained {ts.pretrained} does not exist; put NVlabs' "
                         f"snapshot (e.g. edm-cifar10-32x32-uncond-vp.pkl) there or set train.pretrained=null "
@@ -100,7 +109,7 @@ def build_net(resolved: ResolvedModel, meta: dict | None = None) -> torch.nn.Mod
                        model_channels=net_cfg.model_channels, channel_mult=tuple(net_cfg.channel_mult),
                        channel_mult_emb=net_cfg.channel_mult_emb, num_blocks=net_cfg.num_blocks,
                        attn_resolutions=tuple(net_cfg.attn_resolutions), dropout=net_cfg.dropout,
-                       embedding_type=net_cfg.embedding_type)
+                       embedding_type=net_cfg.embedding_type, augment_dim=net_cfg.augment_dim)
     return EDMPrecond(DDPMpp(cfg), sigma_data=net_cfg.sigma_data)
 
 
@@ -131,6 +140,7 @@ def save_preview(net, out: Path, n: int, steps: int, shape: tuple[int, int, int]
 def train_model(resolved: ResolvedModel, out_dir: Path, device: torch.device, run, progress: bool):
     """Train (resuming from out_dir/checkpoint.pt) or load `train.pretrained`; returns (net, meta)."""
     from repro.data import load_dataset
+    from repro.diffusion.augment import edm_cifar10_augment
     from repro.diffusion.edm import edm_loss
     from repro.train import TrainConfig, train
 
@@ -146,10 +156,12 @@ def train_model(resolved: ResolvedModel, out_dir: Path, device: torch.device, ru
     train_set = load_dataset(ds.name, split=ds.split, resolution=ds.resolution, root=ds.root,
                              n=ds.n_train, seed=ds.seed)
     P_mean, P_std, sd = ts.P_mean, ts.P_std, net_cfg.sigma_data
+    validate(resolved)
+    augment_pipe = edm_cifar10_augment(ts.augment_p) if ts.augment_p > 0 else None
 
     def loss_fn(model, batch: dict[str, Any], generator: torch.Generator) -> torch.Tensor:
         return edm_loss(model, to_model_range(batch["image"]), generator, P_mean=P_mean, P_std=P_std,
-                        sigma_data=sd)   # EDM Table 1, "Training"
+                        sigma_data=sd, augment_pipe=augment_pipe)   # EDM Table 1, "Training"
 
     def log_metrics(metrics: dict[str, float], step: int) -> None:
         if run is not None:
@@ -163,7 +175,8 @@ def train_model(resolved: ResolvedModel, out_dir: Path, device: torch.device, ru
     result = train(net, loss_fn, train_set, tcfg, out_dir, log_metrics=log_metrics, progress=progress)
     final = (result.ema if result.ema is not None else result.model).eval()
     meta = {"image_range": [-1, 1], "sigma_data": sd, "resolution": res, "channels": channels,
-            "ema_decay": decay, "n_train": len(train_set), "steps": result.steps, "history": result.history,
+            "ema_decay": decay, "augment_p": ts.augment_p, "augment_dim": net_cfg.augment_dim,
+            "n_train": len(train_set), "steps": result.steps, "history": result.history,
             "final_loss": result.history[-1]["loss"] if result.history else None,
             "train_seconds": result.seconds, "probes": result.probes,
             "parameters": sum(p.numel() for p in final.parameters())}
