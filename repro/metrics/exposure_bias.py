@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
+from repro.sampling.common import randn
 from repro.sampling.edm import edm_sample
 
 
@@ -46,7 +47,7 @@ def training_eps_norms(denoiser, x0: torch.Tensor, sigmas, generator: torch.Gene
         total, count = 0.0, 0
         for start in range(0, x0.shape[0], batch_size):
             xb = x0[start:start + batch_size].to(torch.float64)
-            n = torch.randn(xb.shape, generator=generator, device=xb.device, dtype=torch.float64)
+            n = randn(xb.shape, generator, xb.device, torch.float64)
             x = xb + sigma * n
             x_in = x if net_dtype is None else x.to(net_dtype)
             s_in = torch.full((xb.shape[0],), float(sigma), dtype=x_in.dtype, device=x.device)

@@ -14,6 +14,7 @@ from torch import nn
 
 from repro.guidance.discriminator import sigma_to_vp_time, vp_sigma
 from repro.nets.ddpmpp import PositionalEmbedding
+from repro.sampling.common import rand, randn
 
 
 def _gn(c: int) -> nn.GroupNorm:
@@ -95,7 +96,7 @@ def sample_vp_time(n: int, generator: torch.Generator, *, t_min: float = 1e-5, t
     ln sigma is uniform between sigma(t_min) and sigma(t_max), mapped back to tau. Every
     draw then has unit weight in the BCE. False draws tau uniformly on [t_min, t_max].
     """
-    u = torch.rand(n, generator=generator, dtype=torch.float64, device=device)
+    u = rand((n,), generator, device, torch.float64)
     if not importance_sampling:
         return t_min + (t_max - t_min) * u
     vp = {"beta_min": beta_min, "beta_max": beta_max}
@@ -117,7 +118,7 @@ def discriminator_bce_loss(disc: nn.Module, real: torch.Tensor, fake: torch.Tens
     tau = sample_vp_time(x0.shape[0], generator, t_min=t_min, importance_sampling=importance_sampling,
                          beta_min=beta_min, beta_max=beta_max, device=x0.device)
     sigma = vp_sigma(tau, beta_min, beta_max).to(x0.dtype).reshape(-1, *([1] * (x0.ndim - 1)))
-    noise = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
+    noise = randn(x0.shape, generator, x0.device, x0.dtype)
     x_vp = (x0 + sigma * noise) / (1 + sigma**2).sqrt()
     args = (x_vp, tau.to(x0.dtype)) if class_labels is None else (x_vp, tau.to(x0.dtype), class_labels)
     return F.binary_cross_entropy_with_logits(disc(*args), target)

@@ -1,7 +1,7 @@
 """Small helpers shared by the score-SDE samplers: time grids, guidance, noise, checks."""
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
@@ -46,5 +46,24 @@ def with_guidance(score_fn: ScoreFn, guidance: ScoreFn | None) -> ScoreFn:
     return guided
 
 
+def _draw(fn, shape, generator, device, dtype) -> torch.Tensor:
+    # Draw where the generator lives (a CPU generator cannot fill a CUDA tensor), then move:
+    # the same seed gives the same numbers whichever device the result goes to.
+    device = torch.device(device) if device is not None else None
+    if generator is None or device is None or generator.device == device:
+        return fn(tuple(shape), generator=generator, device=device, dtype=dtype)
+    return fn(tuple(shape), generator=generator, device=generator.device, dtype=dtype).to(device)
+
+
+def randn(shape, generator: torch.Generator | None, device=None, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """Standard normal draws of `shape` on `device` from `generator`, on any pair of devices."""
+    return _draw(torch.randn, shape, generator, device, dtype)
+
+
+def rand(shape, generator: torch.Generator | None, device=None, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """Uniform [0, 1) draws of `shape` on `device` from `generator`, on any pair of devices."""
+    return _draw(torch.rand, shape, generator, device, dtype)
+
+
 def randn_like(x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-    return torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+    return randn(x.shape, generator, x.device, x.dtype)

@@ -8,10 +8,13 @@ arguments. The state is float64 as in EDM; the denoiser is evaluated in `net_dty
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Protocol
+from typing import Protocol
 
 import torch
+
+from repro.sampling.common import randn
 
 
 class Guidance(Protocol):
@@ -111,7 +114,7 @@ def edm_sample(denoiser: Callable, latents: torch.Tensor, *, steps: int, solver:
         t_hat = t_cur + gamma * t_cur
         x_hat = x_cur
         if gamma > 0:
-            noise = torch.randn(x_cur.shape, generator=generator, device=device, dtype=torch.float64)
+            noise = randn(x_cur.shape, generator, device, torch.float64)
             x_hat = x_cur + (t_hat**2 - t_cur**2).sqrt() * S_noise * noise
         # Euler step.
         d_cur = direction(x_hat, t_hat, i, "euler")

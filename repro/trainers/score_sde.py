@@ -13,14 +13,16 @@ default, score SDE paper; 003 report Sec. 1), which is what every sampler uses.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from repro.errors import UserError
+from repro.sampling.common import rand
 from repro.specs import ResolvedModel
 from repro.trainers import parse_settings
 
@@ -94,7 +96,7 @@ def validate(resolved: ResolvedModel) -> None:
 
 def make_sde(params: dict[str, Any]):
     """The SDE described by meta["sde"] ({"name": ve|vp|subvp, its parameters, "N"})."""
-    from repro.diffusion.sde import SubVPSDE, VESDE, VPSDE
+    from repro.diffusion.sde import VESDE, VPSDE, SubVPSDE
 
     name, n = params["name"], int(params.get("N", 1000))
     if name == "ve":
@@ -169,7 +171,7 @@ def score_fn_for(trained):
 # ----------------------------------------------------------------------------- training
 
 def random_hflip(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    flip = torch.rand(x.shape[0], generator=generator, device=x.device) < 0.5
+    flip = rand((x.shape[0],), generator, x.device) < 0.5
     return torch.where(flip[:, None, None, None], x.flip(-1), x)
 
 
