@@ -3,7 +3,7 @@
 # and sampler overhead benchmarks at the paper's network sizes, AMP vs fp32 training steps, and
 # one smoke spec end to end on the GPU. Outputs go to $OUT (default /tmp/gpu_checks).
 # Python packages missing there can travel as wheels in .whl/ (see the device notes); they are
-# installed into /tmp/site first when present.
+# installed into /tmp/site first when present. BENCH=0 skips the benchmarks, SPEC=none the spec run.
 set -u
 OUT=${OUT:-/tmp/gpu_checks}
 mkdir -p "$OUT"
@@ -17,6 +17,7 @@ python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_devic
 step() { echo "== $1"; shift; local t0=$SECONDS; "$@"; echo "== rc $? in $((SECONDS - t0)) s"; }
 {
   step "CUDA tests" python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py tests/test_adm.py
+  [ "${BENCH:-1}" = 0 ] && exit 0   # BENCH=0: the tests alone
   step "EDM Heun + DG overhead, paper nets" python3 benchmarks/bench_edm_overhead.py --device cuda --net paper --disc adm --batch 64 --repeats 3
   step "EDM Heun + DG overhead, small nets" python3 benchmarks/bench_edm_overhead.py --device cuda --repeats 3
   step "AMP vs fp32 training, paper DDPM++" python3 benchmarks/bench_train_amp.py --device cuda --net paper --batch 128 --steps 20
