@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 
 from repro.diffusion.schedules import estimate_sigma_max, ve_sigma
+from repro.sampling.common import rand, randn
 from repro.specs import ResolvedModel
 from repro.trainers import parse_settings
 
@@ -68,7 +69,7 @@ def noise_level(t: torch.Tensor, encoding: str, sigma_min: float, sigma_max: flo
 def segmenter_input(x0: torch.Tensor, t: torch.Tensor, sigma_min: float, sigma_max: float,
                     generator: torch.Generator) -> torch.Tensor:
     """Perturb with the VE kernel (Eq. 5.1, 5.2) and normalise (Eq. 5.3)."""
-    z = torch.randn(x0.shape, generator=generator, device="cpu").to(x0.device, x0.dtype)
+    z = randn(x0.shape, generator, x0.device, torch.float32).to(x0.dtype)
     sigma = ve_sigma(t, sigma_min, sigma_max).to(x0.dtype).view(-1, 1, 1, 1)
     return normalize_per_sample(x0 + sigma * z)
 
@@ -140,7 +141,7 @@ def train_model(resolved: ResolvedModel, out_dir: Path, device: torch.device, ru
 
     def loss_fn(model, batch, generator):
         x0, y = batch["image"], batch["label"]
-        t = torch.rand(x0.shape[0], generator=generator).to(x0.device) * t_max  # t ~ U[0, t_max]
+        t = rand((x0.shape[0],), generator, x0.device) * t_max  # t ~ U[0, t_max]
         x = segmenter_input(x0, t, sigma_min, sigma_max, generator)
         logits = model(x, noise_level(t, enc, sigma_min, sigma_max))
         ignore = info.ignore_index if info.ignore_index is not None else -100
