@@ -197,6 +197,20 @@ def test_user_errors_exit_2_with_one_line_and_write_nothing(workdir, args, messa
     assert sorted(p.name for p in workdir.iterdir()) == [], "a failed command left files behind"
 
 
+def test_missing_dg_checkpoint_at_paper_is_named_before_anything_is_written(workdir, tmp_path):
+    """With CIFAR-10 in place, fig12_3 at `paper` needs DG's ADM classifier: one line, exit 2."""
+    from tests.test_data import _write_cifar
+
+    _write_cifar(tmp_path / "data" / "cifar10" / "cifar-10-batches-py")
+    env = cli_env(workdir) | {"REPRO_DATA": str(tmp_path / "data")}
+    out = subprocess.run(REPRO + ["run", "fig12_3", "--profile", "paper"], cwd=workdir, env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2, (out.stdout, out.stderr)
+    lines = [ln for ln in out.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "32x32_classifier.pt does not exist" in lines[0], out.stderr
+    assert list(workdir.iterdir()) == []
+
+
 def test_malformed_spec_yaml_exits_2(workdir, monkeypatch):
     import shutil
 

@@ -93,8 +93,10 @@ class RunSummary:
 
 
 def preflight(resolved: ResolvedSpec) -> None:
-    """Check every input a run needs before anything is written (datasets, model configs)."""
+    """Check every input a run needs before anything is written (datasets, model configs and
+    the checkpoints they name)."""
     from repro.data import load_dataset
+    from repro.trainers import kind_module
 
     ds = resolved.spec.dataset
     load_dataset(ds.name, split=ds.split, resolution=ds.resolution, root=ds.root, n=1, seed=ds.seed)
@@ -102,6 +104,9 @@ def preflight(resolved: ResolvedSpec) -> None:
         model = resolve_model(name, resolved.profile)
         mds = model.config.dataset
         load_dataset(mds.name, split=mds.split, resolution=mds.resolution, root=mds.root, n=1, seed=mds.seed)
+        module = kind_module(model.config.kind)
+        if hasattr(module, "validate"):
+            module.validate(model)
 
 
 def run_spec(spec_id: str, profile: str = "smoke", overrides: dict[str, Any] | None = None,
