@@ -197,12 +197,13 @@ def test_user_errors_exit_2_with_one_line_and_write_nothing(workdir, args, messa
     assert sorted(p.name for p in workdir.iterdir()) == [], "a failed command left files behind"
 
 
-def test_missing_dg_checkpoint_at_paper_is_named_before_anything_is_written(workdir, tmp_path):
+def test_missing_dg_checkpoint_at_paper_is_named_before_anything_is_written(workdir, tmp_path_factory):
     """With CIFAR-10 in place, fig12_3 at `paper` needs DG's ADM classifier: one line, exit 2."""
     from tests.test_data import _write_cifar
 
-    _write_cifar(tmp_path / "data" / "cifar10" / "cifar-10-batches-py")
-    env = cli_env(workdir) | {"REPRO_DATA": str(tmp_path / "data")}
+    data = tmp_path_factory.mktemp("data")
+    _write_cifar(data / "cifar10" / "cifar-10-batches-py")
+    env = cli_env(workdir) | {"REPRO_DATA": str(data)}
     out = subprocess.run(REPRO + ["run", "fig12_3", "--profile", "paper"], cwd=workdir, env=env,
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 2, (out.stdout, out.stderr)
