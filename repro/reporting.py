@@ -90,7 +90,8 @@ def resolved_for_results(spec_id: str, profile: str):
 
 def protocol_differences(spec_id: str, profile: str, overrides: dict[str, Any] | None = None) -> list[str]:
     """Where this profile's protocol differs from the paper profile's (dataset, resolution, fixed)."""
-    here = resolve_spec(spec_id, profile, overrides).spec
+    here_resolved = resolve_spec(spec_id, profile, overrides)
+    here = here_resolved.spec
     if profile == "paper" and not overrides:
         return []
     paper = resolve_spec(spec_id, "paper").spec
@@ -116,7 +117,7 @@ def protocol_differences(spec_id: str, profile: str, overrides: dict[str, Any] |
             continue
         if paper_name != name:
             diffs.append(f"{role} model {name} (paper: {paper_name})")
-        m_here, m_paper = resolve_model(name, profile), resolve_model(paper_name, "paper")
+        m_here, m_paper = here_resolved.model(role), resolve_model(paper_name, "paper")
         for section in ("net", "train"):
             a, b = getattr(m_here.config, section), getattr(m_paper.config, section)
             for k, v in a.items():

@@ -111,10 +111,16 @@ class Resolved(BaseModel):
 
 class ResolvedSpec(Resolved):
     spec: Spec
+    # `--set models.<role>.<key>=value`: settings of the model a role uses, per role.
+    model_overrides: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
     @property
     def id(self) -> str:
         return self.spec.id
+
+    def model(self, role: str) -> ResolvedModel:
+        """The config of the model `role` uses at this profile, with the run's model overrides."""
+        return resolve_model(self.spec.models[role], self.profile, self.model_overrides.get(role))
 
     def cells(self) -> list[dict[str, Any]]:
         """The grid as a list of cells (cartesian product, in the YAML's order)."""
@@ -307,7 +313,14 @@ def resolve_spec(spec_id: str, profile: str = DEFAULT_PROFILE, overrides: dict[s
         raise UserError(_validation_message(e, f"spec {spec_id}")) from None
     merged = _profile_doc(doc, profile, f"spec {spec_id}")
     overrides = overrides or {}
-    merged = apply_overrides(merged, overrides, protected=("id", "kind", "paper", "source"))
+    # models.<role>.<key...>=v sets a model's own setting; models.<role>=name swaps the model.
+    per_role: dict[str, dict[str, Any]] = {}
+    for dotted, value in overrides.items():
+        parts = dotted.split(".", 2)
+        if parts[0] == "models" and len(parts) == 3:
+            per_role.setdefault(parts[1], {})[parts[2]] = value
+    spec_overrides = {k: v for k, v in overrides.items() if not (k.startswith("models.") and k.count(".") >= 2)}
+    merged = apply_overrides(merged, spec_overrides, protected=("id", "kind", "paper", "source"))
     try:
         spec = Spec.model_validate({**merged, "profiles": doc.get("profiles") or {}})
     except ValidationError as e:
@@ -315,9 +328,17 @@ def resolve_spec(spec_id: str, profile: str = DEFAULT_PROFILE, overrides: dict[s
     from repro.experiments import validate_spec_for_kind  # kind-specific schema of `fixed`
 
     spec = validate_spec_for_kind(spec)
+    for role, settings in per_role.items():
+        if role not in spec.models:
+            roles = ", ".join(sorted(spec.models)) or "none"
+            raise UserError(f"--set models.{role}.{next(iter(settings))}: spec {spec_id} has no model role "
+                            f"{role!r}; its roles: {roles}")
+        resolve_model(spec.models[role], profile, settings)   # type-checks the settings now
     hashed = spec.model_dump(mode="json", exclude={"title", "description", "paper", "profiles"})
+    if per_role:   # a model setting changes the results: another hash (none: the hash as before)
+        hashed["model_overrides"] = per_role
     return ResolvedSpec(profile=profile, overrides=overrides, data=merged,
-                        hash=stable_hash({"profile": profile, **hashed}), spec=spec)
+                        hash=stable_hash({"profile": profile, **hashed}), spec=spec, model_overrides=per_role)
 
 
 def resolve_model(name: str, profile: str = DEFAULT_PROFILE, overrides: dict[str, Any] | None = None) -> ResolvedModel:

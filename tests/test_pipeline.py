@@ -187,6 +187,8 @@ def test_killed_run_resumes_with_only_the_missing_cells(workdir):
     (["train", "noisy_unet", "--set", "train.lr=fast"], "expected float"),
     (["train", "noisy_unet", "--set", "train.lr=-1"], "model noisy_unet: train.lr: Input should be greater than 0"),
     (["pipeline", "--profile", "huge"], "unknown profile"),
+    (["run", "fig12_3", "--profile", "test", "--set", "models.critic.train.epochs=2"], "no model role 'critic'"),
+    (["run", "fig12_3", "--profile", "test", "--set", "models.discriminator.train.epochs=x"], "expected int"),
 ])
 def test_user_errors_exit_2_with_one_line_and_write_nothing(workdir, args, message):
     out = subprocess.run(REPRO + args, cwd=workdir, env=cli_env(workdir), capture_output=True, text=True,

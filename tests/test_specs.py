@@ -62,6 +62,41 @@ def test_model_overrides_change_the_artifact_identity():
     assert t.config.train == a.config.train and t.hash != a.hash
 
 
+def test_run_level_model_settings_per_role():
+    """`--set models.<role>.<key>=v` sets the role's model config (e.g. a checkpoint path) for this run."""
+    plain = resolve_spec("fig12_3", "test")
+    r = resolve_spec("fig12_3", "test", parse_set(["models.discriminator.train.epochs=3",
+                                                   "models.discriminator.net.head_channels=16"]))
+    assert r.model_overrides == {"discriminator": {"train.epochs": 3, "net.head_channels": 16}}
+    assert r.spec == plain.spec and r.hash != plain.hash   # the results depend on the model
+    m = r.model("discriminator")
+    assert m.config.train["epochs"] == 3 and m.hash != plain.model("discriminator").hash
+    assert r.model("edm").hash == plain.model("edm").hash
+    with pytest.raises(UserError, match="no model role 'critic'; its roles: "):
+        resolve_spec("fig12_3", "test", parse_set(["models.critic.train.epochs=3"]))
+    with pytest.raises(UserError, match="expected int"):
+        resolve_spec("fig12_3", "test", parse_set(["models.discriminator.train.epochs=many"]))
+    with pytest.raises(UserError, match="unknown key"):
+        resolve_spec("fig12_3", "test", parse_set(["models.discriminator.train.epoch=3"]))
+    swapped = resolve_spec("fig12_3", "test", parse_set(["models.discriminator=discriminator_digits"]))
+    assert swapped.model_overrides == {} and swapped.hash == plain.hash
+
+
+def test_run_context_hands_the_role_settings_to_the_model(monkeypatch):
+    import torch
+
+    from repro.experiments import engine
+
+    seen = {}
+    monkeypatch.setattr("repro.models.ensure_model",
+                        lambda name, profile, overrides=None, **kw: seen.setdefault(name, overrides))
+    r = resolve_spec("fig12_3", "test", parse_set(["models.discriminator.train.epochs=3"]))
+    ctx = engine.RunContext(r, torch.device("cpu"), progress=False)
+    ctx.model("discriminator", {"train.select_epoch": 1})
+    ctx.model("edm")
+    assert seen == {"discriminator_digits": {"train.epochs": 3, "train.select_epoch": 1}, "edm_digits": None}
+
+
 def test_unknown_spec_profile_and_bad_names():
     with pytest.raises(UserError, match="unknown spec 'nope'"):
         resolve_spec("nope")

@@ -17,7 +17,7 @@ from repro import results
 from repro.atomic import atomic_write_text
 from repro.errors import UserError
 from repro.experiments import runner_module
-from repro.specs import ResolvedSpec, cell_key, resolve_model, resolve_spec, stable_hash
+from repro.specs import ResolvedSpec, cell_key, resolve_spec, stable_hash
 from repro.tracking import Tracker
 
 
@@ -71,7 +71,8 @@ class RunContext:
 
         if role not in self.spec.models:
             raise UserError(f"spec {self.spec.id} names no model for role {role!r}")
-        return ensure_model(self.spec.models[role], self.profile, overrides=overrides,
+        merged = {**self.resolved.model_overrides.get(role, {}), **(overrides or {})}
+        return ensure_model(self.spec.models[role], self.profile, overrides=merged or None,
                             device=self.device, progress=self.progress)
 
     def artifacts_dir(self, key: str) -> Path:
@@ -100,8 +101,8 @@ def preflight(resolved: ResolvedSpec) -> None:
 
     ds = resolved.spec.dataset
     load_dataset(ds.name, split=ds.split, resolution=ds.resolution, root=ds.root, n=1, seed=ds.seed)
-    for name in resolved.spec.models.values():
-        model = resolve_model(name, resolved.profile)
+    for role in resolved.spec.models:
+        model = resolved.model(role)
         mds = model.config.dataset
         load_dataset(mds.name, split=mds.split, resolution=mds.resolution, root=mds.root, n=1, seed=mds.seed)
         module = kind_module(model.config.kind)
