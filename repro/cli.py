@@ -179,7 +179,7 @@ def pipeline(profile: Optional[str] = typer.Option(None, "--profile", "-p",
 
 @app.command()
 def doctor() -> None:
-    """Versions, device, datasets found, FID weights, MLflow store."""
+    """Versions, device, datasets found, FID weights, paper checkpoints, MLflow store."""
     import importlib.metadata as md
     import platform
 
@@ -212,6 +212,15 @@ def doctor() -> None:
     typer.echo("fid         " + (f"Inception weights at {weights}" if weights else
                                  "unavailable: pytorch-fid's pt_inception-2015-12-05-6726825d.pth is not in the "
                                  "torch hub cache (set REPRO_FID_WEIGHTS to the file)"))
+    from repro.specs import list_model_ids, resolve_model
+
+    for name in list_model_ids():   # files the paper settings read (user-supplied checkpoints)
+        cfg = resolve_model(name, "paper").config
+        for section, key in (("net", "adm_classifier"), ("train", "pretrained")):
+            path = getattr(cfg, section).get(key)
+            if isinstance(path, str):
+                state = "found" if os.path.isfile(os.path.expanduser(path)) else "missing"
+                typer.echo(f"checkpoint  {name} {section}.{key}: {state} at {path}")
     from repro.tracking import tracking_uri
 
     typer.echo(f"mlflow      {tracking_uri()}")

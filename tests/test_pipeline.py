@@ -289,6 +289,8 @@ def test_doctor_reports_versions_datasets_fid_and_store(workdir):
     assert "torch" in text and "mlflow" in text and "street_scenes  embedded" in text
     assert "cityscapes     not found at data/cityscapes" in text
     assert "fid" in text and f"sqlite:///{workdir}/mlflow.db" in text
+    assert ("checkpoint  discriminator_digits net.adm_classifier: missing at "
+            "checkpoints/ADM_classifier/32x32_classifier.pt") in text
 
 
 def test_dvc_yaml_is_the_rendering_of_the_registry():
