@@ -187,27 +187,33 @@ def generate_fakes(net, n: int, shape: tuple[int, int, int], ts: TrainSettings, 
 
 @torch.no_grad()
 def evaluate(disc: nn.Module, real: torch.Tensor, fake: torch.Tensor, seed: int,
-             taus=(0.01, 0.1, 0.3, 0.6, 1.0)) -> dict[str, float]:
-    """Held-out accuracy per VP time (same noise every epoch) and importance-sampled BCE."""
+             taus=(0.01, 0.1, 0.3, 0.6, 1.0), chunk: int = 512) -> dict[str, float]:
+    """Held-out accuracy per VP time (same noise every epoch) and importance-sampled BCE, in
+    chunks of `chunk` real + `chunk` generated images (the ADM encoder at paper size)."""
     from repro.guidance.discriminator import vp_sigma
     from repro.nets.discriminator import discriminator_bce_loss
 
-    if real.shape[0] == 0:
+    n = real.shape[0]
+    if n == 0:
         return {}
     device = next(disc.parameters()).device
     was = disc.training
     disc.eval()
-    real, fake = real.to(device), fake.to(device)
-    x0 = torch.cat([real, fake])
-    target = torch.cat([torch.ones(real.shape[0]), torch.zeros(fake.shape[0])]).to(device)
     g = torch.Generator().manual_seed(seed)
-    out = {"val_bce": float(discriminator_bce_loss(disc, real, fake, g))}
+    parts = [(real[i: i + chunk].to(device), fake[i: i + chunk].to(device)) for i in range(0, n, chunk)]
+    bce = sum(float(discriminator_bce_loss(disc, r, f, g)) * r.shape[0] for r, f in parts) / n
+    out = {"val_bce": bce}
     for tau in taus:
         s = float(vp_sigma(tau))
-        noise = torch.randn(x0.shape, generator=g).to(device)
-        x_vp = (x0 + s * noise) / (1 + s**2) ** 0.5
-        logit = disc(x_vp, torch.full((x0.shape[0],), tau, device=device))
-        out[f"val_acc_tau{tau:g}"] = float(((logit > 0).float() == target).float().mean())
+        correct = 0.0
+        for r, f in parts:
+            x0 = torch.cat([r, f])
+            target = torch.cat([torch.ones(r.shape[0]), torch.zeros(f.shape[0])]).to(device)
+            noise = torch.randn(x0.shape, generator=g).to(device)
+            x_vp = (x0 + s * noise) / (1 + s**2) ** 0.5
+            logit = disc(x_vp, torch.full((x0.shape[0],), tau, device=device))
+            correct += float(((logit > 0).float() == target).float().sum())
+        out[f"val_acc_tau{tau:g}"] = correct / (2 * n)
     disc.train(was)
     return out
 
