@@ -118,9 +118,24 @@ class ResolvedSpec(Resolved):
     def id(self) -> str:
         return self.spec.id
 
+    def model_args(self, role: str, extra: dict[str, Any] | None = None):
+        """(name, overrides, inject) of the model `role` uses in this run, for resolve_model /
+        ensure_model: the run's `models.<role>.*` settings (then `extra`), and, for a model
+        trained on another model's output (a discriminator on a generator's samples,
+        `train.generator`), that model's settings as this run uses it when another role of
+        the spec is that generator (`train.generator_overrides`, part of the identity)."""
+        name = self.spec.models[role]
+        overrides = {**self.model_overrides.get(role, {}), **(extra or {})} or None
+        gen = resolve_model(name, self.profile, overrides).config.train.get("generator")
+        for other, other_name in self.spec.models.items():
+            if other != role and other_name == gen and self.model_overrides.get(other):
+                return name, overrides, {"train": {"generator_overrides": dict(self.model_overrides[other])}}
+        return name, overrides, None
+
     def model(self, role: str) -> ResolvedModel:
-        """The config of the model `role` uses at this profile, with the run's model overrides."""
-        return resolve_model(self.spec.models[role], self.profile, self.model_overrides.get(role))
+        """The config of the model `role` uses at this profile, with the run's model settings."""
+        name, overrides, inject = self.model_args(role)
+        return resolve_model(name, self.profile, overrides, inject=inject)
 
     def cells(self) -> list[dict[str, Any]]:
         """The grid as a list of cells (cartesian product, in the YAML's order)."""
@@ -341,11 +356,16 @@ def resolve_spec(spec_id: str, profile: str = DEFAULT_PROFILE, overrides: dict[s
                         hash=stable_hash({"profile": profile, **hashed}), spec=spec, model_overrides=per_role)
 
 
-def resolve_model(name: str, profile: str = DEFAULT_PROFILE, overrides: dict[str, Any] | None = None) -> ResolvedModel:
+def resolve_model(name: str, profile: str = DEFAULT_PROFILE, overrides: dict[str, Any] | None = None,
+                  inject: dict[str, Any] | None = None) -> ResolvedModel:
+    """A model config at a profile with `--set` overrides; `inject` adds settings the config file
+    does not have (merged in, not type-checked against it; the model kind validates them)."""
     doc = load_model_document(name)
     merged = _profile_doc(doc, profile, f"model {name}")
     overrides = overrides or {}
     merged = apply_overrides(merged, overrides, protected=("id", "kind"))
+    if inject:
+        merged = deep_merge(merged, inject)
     try:
         cfg = ModelConfig.model_validate({**merged, "profiles": doc.get("profiles") or {}})
     except ValidationError as e:

@@ -175,6 +175,15 @@ def test_kim_et_al_discriminator_frozen_adm_classifier_and_dg_checkpoints(shared
         ensure_model("discriminator_digits", "test", overrides={**over, "net.head_channels": 48})
 
 
+def test_discriminator_trains_on_the_generator_the_run_uses(shared):
+    from repro.models import ensure_model
+
+    gen = ensure_model("edm_digits", "test", overrides={"train.epochs": 2})
+    disc = ensure_model("discriminator_digits", "test", inject={"train": {"generator_overrides": {"train.epochs": 2}}})
+    assert disc.meta["generator_hash"] == gen.hash != ensure_model("edm_digits", "test").hash
+    assert disc.meta["generator_overrides"] == {"train.epochs": 2}
+
+
 # ---------------------------------------------------------------- the grids
 def test_fig12_1_euler_grid(shared):
     got = cells("fig12_1")

@@ -89,7 +89,7 @@ def test_run_context_hands_the_role_settings_to_the_model(monkeypatch):
 
     seen = {}
     monkeypatch.setattr("repro.models.ensure_model",
-                        lambda name, profile, overrides=None, **kw: seen.setdefault(name, overrides))
+                        lambda name, profile, overrides=None, inject=None, **kw: seen.setdefault(name, overrides))
     r = resolve_spec("fig12_3", "test", parse_set(["models.discriminator.train.epochs=3"]))
     ctx = engine.RunContext(r, torch.device("cpu"), progress=False)
     ctx.model("discriminator", {"train.select_epoch": 1})
@@ -133,3 +133,18 @@ def test_cells_and_keys():
     assert cell_key({"encoding": "log_sigma"}) == "encoding=log_sigma"
     assert match_cell({"s0": 0.0010000000001, "fid": 3.0}, {"s0": 0.001})
     assert not match_cell({"s0": 0.002}, {"s0": 0.001})
+
+
+def test_a_discriminator_sees_the_generator_this_run_uses():
+    """DG's discriminator learns the samples of the spec's EDM: settings given to the `edm` role
+    (e.g. NVlabs' checkpoint) reach the discriminator's generator and change its identity."""
+    from repro.trainers.discriminator import parse
+
+    plain = resolve_spec("fig12_3", "test")
+    r = resolve_spec("fig12_3", "test", parse_set(["models.edm.train.epochs=2"]))
+    disc = r.model("discriminator")
+    assert disc.config.train["generator_overrides"] == {"train.epochs": 2}
+    assert disc.hash != plain.model("discriminator").hash
+    assert "generator_overrides" not in plain.model("discriminator").config.train   # hashes as before
+    assert parse(disc)[1].generator_overrides == {"train.epochs": 2}
+    assert r.model("edm").hash == resolve_model("edm_digits", "test", {"train.epochs": 2}).hash

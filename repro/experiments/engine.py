@@ -71,9 +71,9 @@ class RunContext:
 
         if role not in self.spec.models:
             raise UserError(f"spec {self.spec.id} names no model for role {role!r}")
-        merged = {**self.resolved.model_overrides.get(role, {}), **(overrides or {})}
-        return ensure_model(self.spec.models[role], self.profile, overrides=merged or None,
-                            device=self.device, progress=self.progress)
+        name, merged, inject = self.resolved.model_args(role, overrides)
+        return ensure_model(name, self.profile, overrides=merged, inject=inject, device=self.device,
+                            progress=self.progress)
 
     def artifacts_dir(self, key: str) -> Path:
         d = self.work_dir / "artifacts" / key

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
@@ -47,6 +47,8 @@ class NetConfig(BaseModel):
 class TrainSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
     generator: str = Field(..., description="the EDM model whose samples are the 'fake' class")
+    generator_overrides: dict[str, Any] = Field(default_factory=dict,
+                                                description="settings of that EDM model (a run's models.<role>.*)")
     n_samples: int = Field(50_000, ge=2, description="generated images; as many real ones are used")
     gen_steps: int = Field(18, ge=2)
     gen_solver: Literal["euler", "heun"] = "heun"
@@ -71,7 +73,7 @@ def validate(resolved: ResolvedModel) -> None:
     from repro.specs import resolve_model
 
     net_cfg, ts = parse(resolved)
-    gen = resolve_model(ts.generator, resolved.profile)
+    gen = resolve_model(ts.generator, resolved.profile, ts.generator_overrides or None)
     if gen.config.kind != "edm":
         raise UserError(f"model {resolved.id}: train.generator {ts.generator!r} is a {gen.config.kind} model, "
                         f"not an edm one")
@@ -237,7 +239,8 @@ def train_model(resolved: ResolvedModel, out_dir: Path, device: torch.device, ru
     writer = int(os.environ.get("RANK", "0")) == 0
     disc = build_net(resolved).to(device)
     meta_common = {"encoder": net_cfg.encoder, "encoder_trained": net_cfg.train_encoder, "head": net_cfg.head,
-                   "evaluator": net_cfg.evaluator, "generator": ts.generator}
+                   "evaluator": net_cfg.evaluator, "generator": ts.generator,
+                   "generator_overrides": ts.generator_overrides}
     if net_cfg.adm_classifier is not None:   # Kim et al.'s frozen, pretrained feature extractor
         load_discriminator_checkpoint(disc.encoder.classifier, Path(net_cfg.adm_classifier).expanduser(), device)
         meta_common["adm_classifier"] = str(net_cfg.adm_classifier)
@@ -253,7 +256,8 @@ def train_model(resolved: ResolvedModel, out_dir: Path, device: torch.device, ru
         meta_common["evaluator_hash"] = trained.hash
     t0 = time.perf_counter()
     res, channels = _geometry(resolved)
-    gen_model = ensure_model(ts.generator, resolved.profile, device=device, progress=progress)
+    gen_model = ensure_model(ts.generator, resolved.profile, overrides=ts.generator_overrides or None,
+                             device=device, progress=progress)
     fake_path = out_dir / "generated.pt"
     cached = load_checkpoint(fake_path)
     if cached is None or cached["images"].shape[0] != ts.n_samples:
