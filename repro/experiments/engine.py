@@ -95,7 +95,7 @@ class RunSummary:
 
 def preflight(resolved: ResolvedSpec) -> None:
     """Check every input a run needs before anything is written (datasets, model configs and
-    the checkpoints they name)."""
+    the checkpoints they name, the FID weights)."""
     from repro.data import load_dataset
     from repro.trainers import kind_module
 
@@ -108,6 +108,10 @@ def preflight(resolved: ResolvedSpec) -> None:
         module = kind_module(model.config.kind)
         if hasattr(module, "validate"):
             module.validate(model)
+    if "fid" in resolved.spec.metrics:   # pytorch-fid's Inception weights: hours of training are no use without
+        from repro.metrics.inception import require_inception_weights
+
+        require_inception_weights(resolved.spec.fixed.get("fid_weights"))
 
 
 def run_spec(spec_id: str, profile: str = "smoke", overrides: dict[str, Any] | None = None,
