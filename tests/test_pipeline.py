@@ -201,7 +201,8 @@ def test_user_errors_exit_2_with_one_line_and_write_nothing(workdir, args, messa
 
 def test_missing_dg_checkpoint_at_paper_is_named_before_anything_is_written(workdir, tmp_path_factory):
     """With CIFAR-10 in place, fig12_3 at `paper` needs DG's ADM classifier, then pytorch-fid's
-    Inception weights: each missing one is named in one line (exit 2) before any training."""
+    Inception weights and enough samples for a 2048-dim FID: each problem is named in one line
+    (exit 2) before any training."""
     from tests.test_data import _write_cifar
 
     data = tmp_path_factory.mktemp("data")
@@ -209,11 +210,16 @@ def test_missing_dg_checkpoint_at_paper_is_named_before_anything_is_written(work
     env = cli_env(workdir) | {"REPRO_DATA": str(data), "TORCH_HOME": str(data / "torch")}
     clf = data / "32x32_classifier.pt"
     clf.write_bytes(b"")   # preflight checks that the file is there; loading it comes later
-    for extra, message in (([], "32x32_classifier.pt does not exist"),
-                           (["--set", f"models.discriminator.net.adm_classifier={clf}"],
-                            "`fid` is unavailable offline without the Inception weights")):
-        out = subprocess.run(REPRO + ["run", "fig12_3", "--profile", "paper", *extra], cwd=workdir, env=env,
-                             capture_output=True, text=True, timeout=120)
+    weights = data / "pt_inception.pth"
+    weights.write_bytes(b"")
+    with_clf = ["--set", f"models.discriminator.net.adm_classifier={clf}"]
+    for extra, more_env, message in (
+            ([], {}, "32x32_classifier.pt does not exist"),
+            (with_clf, {}, "`fid` is unavailable offline without the Inception weights"),
+            (with_clf + ["--set", "fixed.n_samples=100"], {"REPRO_FID_WEIGHTS": str(weights)},
+             "needs at least 2049 samples per set, got 100")):
+        out = subprocess.run(REPRO + ["run", "fig12_3", "--profile", "paper", *extra], cwd=workdir,
+                             env=env | more_env, capture_output=True, text=True, timeout=120)
         assert out.returncode == 2, (out.stdout, out.stderr)
         lines = [ln for ln in out.stderr.splitlines() if ln.strip()]
         assert len(lines) == 1 and message in lines[0], out.stderr

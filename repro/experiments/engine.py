@@ -112,6 +112,13 @@ def preflight(resolved: ResolvedSpec) -> None:
         from repro.metrics.inception import require_inception_weights
 
         require_inception_weights(resolved.spec.fixed.get("fid_weights"))
+        from repro.metrics.frechet import require_more_samples_than_dims
+        from repro.metrics.inception import FID_FEATURE_DIM
+
+        for key in ("n_samples", "n_ref", "n_reference"):   # the runners' names for the two sets' sizes
+            n = resolved.spec.fixed.get(key)
+            if isinstance(n, int):
+                require_more_samples_than_dims(n, FID_FEATURE_DIM, f"Inception pool3 features (fid; fixed.{key})")
 
 
 def run_spec(spec_id: str, profile: str = "smoke", overrides: dict[str, Any] | None = None,
