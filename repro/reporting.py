@@ -32,6 +32,31 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
+def _fmt_setting(v: Any) -> str:
+    """A grid value exactly as given (b = 1.0004 must not print as 1)."""
+    if isinstance(v, float) and not math.isnan(v):
+        return repr(v)
+    return _fmt(v)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return text == "–"
+    return True
+
+
+def _markdown(rows: list[dict[str, str]]) -> str:
+    """Rows of already formatted strings as a markdown table, numbers right-aligned, text left;
+    the strings are printed as they are (no re-parsing that would round 1.0004 to 1)."""
+    import pandas as pd
+
+    frame = pd.DataFrame(rows).fillna("–")
+    align = ["right" if all(_is_number(str(v)) for v in frame[c]) else "left" for c in frame.columns]
+    return frame.to_markdown(index=False, disable_numparse=True, colalign=align)
+
+
 def cells_frame(spec_id: str, profile: str):
     """One row per finished cell: grid values, metric values and scalar extras."""
     import pandas as pd
@@ -54,8 +79,6 @@ def cells_frame(spec_id: str, profile: str):
 
 def comparison_table(spec: Spec, df, metrics: list[str]) -> str:
     """Markdown table: grid columns, then reproduced / published / difference per metric."""
-    import pandas as pd
-
     grid_cols = list(spec.grid)
     published = spec.paper.cells
     with_paper = {m for m in metrics if any(m in p for p in published)}
@@ -63,7 +86,7 @@ def comparison_table(spec: Spec, df, metrics: list[str]) -> str:
     for _, row in df.iterrows():
         cell = {k: row[k] for k in grid_cols}
         pub = next((p for p in published if match_cell(p, cell)), {})
-        r: dict[str, Any] = {k: _fmt(row[k]) for k in grid_cols}
+        r: dict[str, Any] = {k: _fmt_setting(row[k]) for k in grid_cols}
         for m in metrics:
             mine = row.get(m)
             theirs = pub.get(m)
@@ -75,7 +98,7 @@ def comparison_table(spec: Spec, df, metrics: list[str]) -> str:
         out_rows.append(r)
     if not out_rows:
         return "_No finished cells._"
-    return pd.DataFrame(out_rows).to_markdown(index=False)
+    return _markdown(out_rows)
 
 
 def resolved_for_results(spec_id: str, profile: str):
@@ -163,9 +186,8 @@ def render_report(spec_id: str) -> Path:
     if spec.paper.notes:
         lines += [spec.paper.notes.strip(), ""]
     if spec.paper.cells:
-        import pandas as pd
-
-        lines += [pd.DataFrame(spec.paper.cells).to_markdown(index=False), ""]
+        keys = list(dict.fromkeys(k for c in spec.paper.cells for k in c))
+        lines += [_markdown([{k: _fmt_setting(c.get(k)) for k in keys} for c in spec.paper.cells]), ""]
 
     profiles = [p for p in PROFILES if p in results.profiles_with_results(spec_id)]
     if not profiles:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import pickle
+import re
 
 import pytest
 import torch
@@ -227,6 +228,16 @@ def test_fig12_3_heatmap_report(shared):
     png = report.parent / "fig12_3_test_heatmap.png"
     assert "fig12_3_test_heatmap.png" in text and png.stat().st_size > 5000
     assert "Best cell: w_DG_1st" in text and "1.67 and 2" in text
+    assert re.search(r"\|\s*1\.0004\s*\|", text)   # the published best b, not rounded to '1'
+
+
+def test_report_tables_keep_grid_values_exact():
+    """Epsilon scales like 1.0004 are settings: printed as given, never rounded to '1'."""
+    from repro.reporting import _fmt_setting, _markdown
+
+    table = _markdown([{"eps_scale": _fmt_setting(1.0004), "fid": "2.5"},
+                       {"eps_scale": _fmt_setting(1.000004), "fid": "–"}])
+    assert "1.0004 " in table and "1.000004 " in table and "| 1 " not in table
 
 
 def test_fig12_4_and_table12_1(shared):
