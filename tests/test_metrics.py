@@ -416,3 +416,20 @@ def test_importing_metrics_is_light():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_frechet_distance_with_a_dead_feature_dimension_is_finite_and_quiet():
+    import warnings
+
+    from repro.metrics.frechet import frechet_distance_from_features
+
+    g = torch.Generator().manual_seed(0)
+    f1, f2 = torch.randn(300, 5, generator=g), torch.randn(300, 5, generator=g) + 0.5
+    f1[:, 0] = 0.0   # a dimension that never fires: singular covariances
+    f2[:, 0] = 0.0
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        d = frechet_distance_from_features(f1, f2, allow_rank_deficient=True)
+        same = frechet_distance_from_features(f1, f1, allow_rank_deficient=True)
+    assert not [w for w in caught if "singular" in str(w.message).lower()]
+    assert abs(d - 4 * 0.25) < 0.3 and abs(same) < 1e-6   # mean shift 0.5 in 4 live dims

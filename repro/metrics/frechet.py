@@ -6,6 +6,8 @@ the metric's name: Inception pool3 -> `fid`; the suite's evaluator net -> `fd_ev
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 
@@ -53,7 +55,11 @@ def frechet_distance(mu1, sigma1, mu2, sigma2, eps: float = 1e-6) -> float:
             f"shape mismatch: mu {mu1.shape} vs {mu2.shape}, sigma {sigma1.shape} vs {sigma2.shape}"
         )
 
-    covmean = linalg.sqrtm(sigma1 @ sigma2)
+    with warnings.catch_warnings():
+        # A singular product (dead feature dimensions) still has a finite root; scipy warns,
+        # pytorch-fid asks it not to (disp=False). Non-finite roots are handled below.
+        warnings.simplefilter("ignore", linalg.LinAlgWarning)
+        covmean = linalg.sqrtm(sigma1 @ sigma2)
     if not np.isfinite(covmean).all():
         # a (near-)singular product: offset both covariances by eps * I and retry
         offset = np.eye(sigma1.shape[0]) * eps
