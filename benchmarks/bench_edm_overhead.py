@@ -31,11 +31,7 @@ from repro.nets.ddpmpp import (
 )
 from repro.nets.discriminator import TimeConditionedDiscriminator, small_discriminator
 from repro.sampling.edm import edm_sample
-
-
-def _sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+from repro.train.probes import synchronize as _sync
 
 
 class Timed:

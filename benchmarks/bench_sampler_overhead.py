@@ -24,11 +24,7 @@ from repro.nets.ncsnpp import NCSNpp
 from repro.sampling.ode import probability_flow_ode_sample
 from repro.sampling.predictor_corrector import predictor_corrector_sample
 from repro.sampling.sde_solvers import euler_maruyama_sample
-
-
-def _sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+from repro.train.probes import synchronize as _sync
 
 
 def _time(fn, device) -> float:
