@@ -90,9 +90,9 @@ def test_features_and_logits_have_dgs_shapes_and_a_saved_state_dict_loads_strict
     assert head(feats, tau).shape == (3, 1)
 
 
-def test_a_fresh_head_is_blind_to_its_input_as_adm_initialises():
-    # ADM zero-initialises each block's last conv and the attention projection, so the untrained
-    # trunk is the identity on the input conv's output: features depend on x, the logit too.
+def test_a_fresh_encoder_is_the_identity_after_its_input_conv():
+    # ADM zero-initialises each block's last conv and the attention projection, so every residual
+    # and attention block of an untrained encoder passes its input through unchanged.
     head = dg_head(32, 4, width=32, depth=1, num_head_channels=32)
     x = torch.randn(2, 32, 4, 4)
     conv = head.input_blocks[0][0](x)
@@ -136,3 +136,16 @@ def test_bad_shapes_are_named():
         EncoderUNet(24)
     with pytest.raises(ValueError, match="multiple of 64"):
         EncoderUNet(8, 3, 96, 1, 1, channel_mult=(1,))
+
+
+@pytest.mark.parametrize("res", [7, 16, 17, 32])
+def test_encoders_state_their_feature_map_size(res):
+    """The ADM head's attention pooling is sized from out_size(): it must match the forward pass."""
+    from repro.nets.adm import ADMFeatures
+    from repro.nets.discriminator import SmallEncoder
+
+    small = SmallEncoder(1, 4)
+    assert small(torch.zeros(1, 1, res, res)).shape[-1] == small.out_size(res)
+    if res in (16, 32):
+        feats = ADMFeatures(adm_classifier(res, 1, width=32, depth=1, num_head_channels=32))
+        assert feats(torch.zeros(1, 1, res, res), torch.ones(1)).shape[-1] == feats.out_size(res)

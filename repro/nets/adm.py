@@ -236,6 +236,10 @@ class ADMFeatures(nn.Module):
     def forward(self, x: torch.Tensor, tau: torch.Tensor) -> torch.Tensor:
         return self.classifier(x, tau, features=True)
 
+    def out_size(self, resolution: int) -> int:
+        """Side of the feature map (the classifier was built for this resolution)."""
+        return self.classifier.feature_size
+
 
 class ADMHead(nn.Module):
     """Wraps DG's head so that forward(features, tau) returns one logit per sample."""

@@ -36,6 +36,11 @@ class SmallEncoder(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.layers(x)
 
+    @staticmethod
+    def out_size(resolution: int) -> int:
+        """Side of the feature map: two stride-2 convolutions, ceil(ceil(n / 2) / 2) = ceil(n / 4)."""
+        return (resolution + 3) // 4
+
 
 class DiscriminatorHead(nn.Module):
     """Features + tau embedding -> logit: two FiLM-conditioned conv layers, mean pool, linear."""

@@ -110,10 +110,14 @@ class EvaluatorTrunk(nn.Module):
         super().__init__()
         self.body = evaluator.body
         with torch.no_grad():
-            self.out_channels = int(self.body(torch.zeros(1, in_channels, resolution, resolution)).shape[1])
+            shape = self.body(torch.zeros(1, in_channels, resolution, resolution)).shape
+        self.out_channels, self._size = int(shape[1]), int(shape[-1])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(x)
+
+    def out_size(self, resolution: int) -> int:
+        return self._size
 
 
 def _geometry(resolved: ResolvedModel) -> tuple[int, int]:
@@ -145,12 +149,9 @@ def build_net(resolved: ResolvedModel, meta: dict | None = None) -> nn.Module:
     else:
         ev = resolve_model(net_cfg.evaluator, resolved.profile)
         encoder = EvaluatorTrunk(kind_module(ev.config.kind).build_net(ev, {}), channels, res)
-    if net_cfg.head == "adm":
-        with torch.no_grad():   # the head's attention pooling needs the feature map's size
-            probe = torch.zeros(1, channels, res, res)
-            size = (encoder(probe, torch.ones(1)) if takes_time else encoder(probe)).shape[-1]
-        head = adm.ADMHead(adm.dg_head(encoder.out_channels, size, net_cfg.head_channels, net_cfg.head_depth,
-                                       net_cfg.adm_head_channels))
+    if net_cfg.head == "adm":   # its attention pooling needs the feature map's size
+        head = adm.ADMHead(adm.dg_head(encoder.out_channels, encoder.out_size(res), net_cfg.head_channels,
+                                       net_cfg.head_depth, net_cfg.adm_head_channels))
     else:
         head = DiscriminatorHead(encoder.out_channels, net_cfg.head_channels)
     disc = TimeConditionedDiscriminator(encoder, head, encoder_takes_time=takes_time)
