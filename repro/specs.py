@@ -126,10 +126,12 @@ class ResolvedSpec(Resolved):
         the spec is that generator (`train.generator_overrides`, part of the identity)."""
         name = self.spec.models[role]
         overrides = {**self.model_overrides.get(role, {}), **(extra or {})} or None
+        set_elsewhere = {self.spec.models[r]: v for r, v in self.model_overrides.items() if r != role and v}
+        if not set_elsewhere:   # the usual case: nothing to pass on, no config to read
+            return name, overrides, None
         gen = resolve_model(name, self.profile, overrides).config.train.get("generator")
-        for other, other_name in self.spec.models.items():
-            if other != role and other_name == gen and self.model_overrides.get(other):
-                return name, overrides, {"train": {"generator_overrides": dict(self.model_overrides[other])}}
+        if gen in set_elsewhere:
+            return name, overrides, {"train": {"generator_overrides": dict(set_elsewhere[gen])}}
         return name, overrides, None
 
     def model(self, role: str) -> ResolvedModel:
@@ -330,11 +332,13 @@ def resolve_spec(spec_id: str, profile: str = DEFAULT_PROFILE, overrides: dict[s
     overrides = overrides or {}
     # models.<role>.<key...>=v sets a model's own setting; models.<role>=name swaps the model.
     per_role: dict[str, dict[str, Any]] = {}
+    spec_overrides: dict[str, Any] = {}
     for dotted, value in overrides.items():
         parts = dotted.split(".", 2)
         if parts[0] == "models" and len(parts) == 3:
             per_role.setdefault(parts[1], {})[parts[2]] = value
-    spec_overrides = {k: v for k, v in overrides.items() if not (k.startswith("models.") and k.count(".") >= 2)}
+        else:
+            spec_overrides[dotted] = value
     merged = apply_overrides(merged, spec_overrides, protected=("id", "kind", "paper", "source"))
     try:
         spec = Spec.model_validate({**merged, "profiles": doc.get("profiles") or {}})

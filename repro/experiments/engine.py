@@ -108,13 +108,11 @@ def preflight(resolved: ResolvedSpec) -> None:
         module = kind_module(model.config.kind)
         if hasattr(module, "validate"):
             module.validate(model)
-    if "fid" in resolved.spec.metrics:   # pytorch-fid's Inception weights: hours of training are no use without
-        from repro.metrics.inception import require_inception_weights
+    if "fid" in resolved.spec.metrics:   # checked now: hours of training are no use without them
+        from repro.metrics.frechet import require_more_samples_than_dims
+        from repro.metrics.inception import FID_FEATURE_DIM, require_inception_weights
 
         require_inception_weights(resolved.spec.fixed.get("fid_weights"))
-        from repro.metrics.frechet import require_more_samples_than_dims
-        from repro.metrics.inception import FID_FEATURE_DIM
-
         for key in ("n_samples", "n_ref", "n_reference"):   # the runners' names for the two sets' sizes
             n = resolved.spec.fixed.get(key)
             if isinstance(n, int):
