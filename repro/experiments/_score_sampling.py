@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -286,6 +286,3 @@ def cell_outputs(ctx, key: str, draw: Draw, n_grid: int, nrow: int) -> tuple[lis
     strip = save_image_grid(draw.images[:nrow], d / "strip.png", nrow=nrow, scale=2)
     return [grid, strip], {"samples_png": relative_to_results(grid), "strip_png": relative_to_results(strip)}
 
-
-def with_steps(setting: SamplerSetting, **changes: Any) -> SamplerSetting:
-    return replace(setting, **changes)

@@ -163,11 +163,6 @@ def score_model_for(trained) -> ScoreModel:
                       shape=tuple(meta["sample_shape"]), net=net)
 
 
-def score_fn_for(trained):
-    """score_fn(x, t) of a trained score_sde model (see `score_model_for` for its SDE)."""
-    return score_model_for(trained).score_fn
-
-
 # ----------------------------------------------------------------------------- training
 
 def random_hflip(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
