@@ -25,9 +25,10 @@ _NOT_KINDS = {"engine"}
 
 
 def experiment_kinds() -> list[str]:
-    """Kinds are the runner modules of this package (found without importing them)."""
+    """Kinds are the runner modules of this package (found without importing them); subpackages
+    hold helpers that several runners of one family share, and are no kinds."""
     return sorted(m.name for m in pkgutil.iter_modules(__path__)
-                  if not m.name.startswith("_") and m.name not in _NOT_KINDS)
+                  if not m.ispkg and not m.name.startswith("_") and m.name not in _NOT_KINDS)
 
 
 def runner_module(kind: str) -> ModuleType:
