@@ -113,7 +113,10 @@ def preflight(resolved: ResolvedSpec) -> None:
         from repro.metrics.inception import FID_FEATURE_DIM, require_inception_weights
 
         require_inception_weights(resolved.spec.fixed.get("fid_weights"))
-        for key in ("n_samples", "n_ref", "n_reference"):   # the runners' names for the two sets' sizes
+        # A spec may mirror a published rank-deficient protocol (thesis Tab. 5.3: FID on 100
+        # samples) only by saying so (fixed.allow_rank_deficient); its report labels the value.
+        sizes = () if resolved.spec.fixed.get("allow_rank_deficient") else ("n_samples", "n_ref", "n_reference")
+        for key in sizes:   # the runners' names for the two sets' sizes
             n = resolved.spec.fixed.get(key)
             if isinstance(n, int):
                 require_more_samples_than_dims(n, FID_FEATURE_DIM, f"Inception pool3 features (fid; fixed.{key})")
