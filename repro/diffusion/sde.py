@@ -70,7 +70,7 @@ class SDE:
                      dtype: torch.dtype = torch.float32) -> torch.Tensor:
         """Sample the prior pi = N(0, prior_std^2 I) at t = T."""
         if device is None and generator is not None:
-            device = generator.device
+            device = (generator[0] if isinstance(generator, (list, tuple)) else generator).device
         z = randn(shape, generator, device, dtype)
         return z * self.prior_std
 

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 
 from repro.diffusion.schedules import estimate_sigma_max, ve_sigma
+from repro.guidance.segmentation import normalize_per_sample  # thesis Eq. 5.3, shared with the guidance
 from repro.sampling.common import rand, randn
 from repro.specs import ResolvedModel
 from repro.trainers import parse_settings
@@ -49,14 +50,6 @@ class TrainSettings(BaseModel):
 
 def parse(resolved: ResolvedModel) -> tuple[NetConfig, TrainSettings]:
     return parse_settings(resolved, NetConfig, TrainSettings)
-
-
-def normalize_per_sample(x: torch.Tensor) -> torch.Tensor:
-    """Min-max normalise every sample to [0, 1] (thesis Eq. 5.3)."""
-    flat = x.flatten(1)
-    lo = flat.min(dim=1).values.view(-1, *([1] * (x.dim() - 1)))
-    hi = flat.max(dim=1).values.view(-1, *([1] * (x.dim() - 1)))
-    return (x - lo) / (hi - lo).clamp_min(1e-12)
 
 
 def noise_level(t: torch.Tensor, encoding: str, sigma_min: float, sigma_max: float) -> torch.Tensor:

@@ -1,0 +1,75 @@
+"""What a semantic-synthesis run loads once: the maps, the three models (score, guide, evaluator),
+the quality metric and the evaluator's score on the real images (the Oracle of thesis Tab. 5.4)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from repro.experiments.semantic.scoring import compliance, load_maps, segment
+from repro.experiments.semantic.synthesis import Guide, check_compatible, guide_for
+
+
+@dataclass
+class SemanticState:
+    score_model: Any
+    guide: Guide
+    evaluator: torch.nn.Module
+    real: torch.Tensor          # the maps' own images [N, C, H, W]
+    maps: torch.Tensor          # [N, H, W]
+    colors: np.ndarray
+    num_classes: int
+    ignore_index: int | None
+    scorer: Any = None          # FrechetScorer (fid / fd_evalnet) or None
+    oracle: dict[str, float] = field(default_factory=dict)
+    models: dict[str, Any] = field(default_factory=dict)   # provenance of each role's model
+
+
+def prepare_semantic(ctx, n_maps: int, quality: dict[str, Any] | None = None) -> SemanticState:
+    """Load maps and models for the spec in ctx; `quality` = {n_reference, allow_rank_deficient} adds
+    the Frechet metric the spec lists (fid / fd_evalnet) on real images of the spec's split."""
+    from repro.data import dataset_info
+    from repro.data.palette import palette
+    from repro.trainers.score_sde import score_model_for
+
+    ds = ctx.spec.dataset
+    info = dataset_info(ds.name)
+    real, maps = load_maps(ds, n_maps)
+    scorer = None
+    if quality is not None:   # first: missing FID weights fail before any training
+        from repro.experiments._score_eval import prepare_scoring
+
+        scorer = prepare_scoring(ctx, {"n_reference": quality["n_reference"], "n_samples": n_maps,
+                                       "allow_rank_deficient": quality["allow_rank_deficient"],
+                                       "floor_split": None})["scorer"]
+    trained = {role: ctx.model(role) for role in ("score", "guide", "evaluator")}
+    score_model = score_model_for(trained["score"])
+    guide = guide_for(trained["guide"])
+    check_compatible(score_model, guide, maps)
+    evaluator = trained["evaluator"].net
+    oracle = compliance(segment(evaluator, real), maps, info.num_classes, info.ignore_index)
+    colors, _ = palette(ds.name)
+    models = {role: {"name": t.name, "hash": t.hash, "sha256": t.meta.get("sha256")} for role, t in trained.items()}
+    models["score"]["sigma_max"] = trained["score"].meta["sde"].get("sigma_max")
+    models["guide"].update(sigma_max=guide.noise.sigma_max, noise_encoding=guide.noise.encoding)
+    return SemanticState(score_model, guide, evaluator, real, maps, colors, info.num_classes, info.ignore_index,
+                         scorer, {"oracle_miou": oracle["miou"], "oracle_pixel_acc": oracle["pixel_acc"],
+                                  "oracle_miou_dataset": oracle["miou_dataset"]}, models)
+
+
+def evaluate_images(state: SemanticState, images: torch.Tensor, maps: torch.Tensor | None = None
+                    ) -> tuple[dict[str, float], dict[str, Any]]:
+    """Metric values and extras of generated images for their maps (default: all the run's maps)."""
+    maps = state.maps if maps is None else maps
+    judged = compliance(segment(state.evaluator, images), maps, state.num_classes, state.ignore_index)
+    guide_view = compliance(state.guide.clean_labels(images), maps, state.num_classes, state.ignore_index)
+    values = {"miou": judged["miou"], "pixel_acc": judged["pixel_acc"], "miou_dataset": judged["miou_dataset"]}
+    if state.scorer is not None:
+        values[state.scorer.name] = state.scorer(images)
+    extra = {"per_class_iou": judged["per_class_iou"], "guide_miou": guide_view["miou"],
+             "guide_pixel_acc": guide_view["pixel_acc"], "metric": state.scorer.name if state.scorer else None,
+             "n_maps": int(maps.shape[0]), **state.oracle, "models": state.models,
+             "evaluator": state.models["evaluator"]["name"]}
+    return values, extra
