@@ -195,8 +195,9 @@ class DRNSeg(nn.Module):
         return self.up(self.seg(self.base(x)))
 
 
-#: The background channel's log-probability: exp(-1e4) = 0 in any float, so a softmax over the
-#: extended channels is DRN's own distribution (representable in float16, unlike -inf-safe maths).
+#: The log-probability of channels DRN does not predict: exp(-1e4) is 0 in every float type, so a
+#: softmax over all channels is DRN's own distribution; finite (and within float16), unlike -inf,
+#: so a cross-entropy or a difference of these logits stays finite.
 NEVER = -1.0e4
 
 
