@@ -144,6 +144,37 @@ def train(name: str = typer.Argument(..., help="model name (experiments/models/N
             typer.echo(f"{name} [{profile}]: {model.path} (sha256 {model.meta.get('sha256', '?')[:12]})")
 
 
+sample_app = typer.Typer(no_args_is_help=True, help="Generate images with the trained models of a profile.")
+app.add_typer(sample_app, name="sample")
+
+
+@sample_app.command("semantic")
+def sample_semantic(map_path: str = typer.Option(..., "--map", "-m", help="colour map PNG (dataset palette; "
+                                                                       "Cityscapes' official colours at paper)"),
+                    n: int = typer.Option(4, "-n", help="images to sample for the map"),
+                    s0: Optional[float] = typer.Option(None, "--s0", help="maximum guidance scale (Eq. 5.5); "
+                                                                         "default: table5_3's fixed.s0"),
+                    out: str = typer.Option("samples/semantic", "--out", "-o", help="output folder"),
+                    profile: str = ProfileOpt, set_: Optional[List[str]] = SetOpt,
+                    seed: int = typer.Option(0, help="seed of the prior draws and noise"),
+                    device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N"),
+                    progress: bool = typer.Option(True, "--progress/--no-progress")) -> None:
+    """Images from a drawn semantic map: guided PC sampling with table5_3's models and settings."""
+    from pathlib import Path
+
+    from repro.experiments.semantic.from_map import sample_from_map
+    from repro.specs import parse_set
+
+    result = sample_from_map(Path(map_path), profile=profile, n=n, s0=s0, out_dir=Path(out), device=device,
+                             seed=seed, overrides=parse_set(set_), progress=progress)
+    for note in result.notes:
+        typer.echo(f"note: {note}")
+    scores = ", ".join(f"{m:.3f}" for m in result.miou)
+    typer.echo(f"{n} image(s) in {result.out_dir} (sheet.png, sample_*.png) in {result.seconds:.1f} s; "
+               f"mIoU vs the map by the evaluator: {scores}"
+               + (f"; MLflow run {result.mlflow_run_id}" if result.mlflow_run_id else ""))
+
+
 @app.command()
 def ui(port: int = typer.Option(5000, help="port on 127.0.0.1"),
        backend_store_uri: Optional[str] = typer.Option(None, help="default: MLFLOW_TRACKING_URI or ./mlflow.db"),
@@ -216,7 +247,7 @@ def doctor() -> None:
 
     for name in list_model_ids():   # files the paper settings read (user-supplied checkpoints)
         cfg = resolve_model(name, "paper").config
-        for section, key in (("net", "adm_classifier"), ("train", "pretrained")):
+        for section, key in (("net", "adm_classifier"), ("net", "checkpoint"), ("train", "pretrained")):
             path = getattr(cfg, section).get(key)
             if isinstance(path, str):
                 state = "found" if os.path.isfile(os.path.expanduser(path)) else "missing"
