@@ -83,7 +83,10 @@ def _published(spec):
 def _spearman(x, y) -> float:
     import pandas as pd
 
-    return float(pd.Series(list(x)).corr(pd.Series(list(y)), method="spearman"))
+    a, b = pd.Series(list(x), dtype=float), pd.Series(list(y), dtype=float)
+    if a.nunique() < 2 or b.nunique() < 2:   # undefined for a constant series
+        return float("nan")
+    return float(a.corr(b, method="spearman"))
 
 
 def report_figures(spec, df, out_dir: Path, stem: str) -> list[Path]:

@@ -75,7 +75,7 @@ def run_cell(ctx, state, cell, run):
     extra.update(setting.record())
     extra.update({"first_png": relative_to_results(first), "strip_png": relative_to_results(strip),
                   "sheet_png": relative_to_results(sheet), "seconds_sampling": out.seconds,
-                  "nfe_per_sample": out.nfe, "repeats": f["repeats"]})
+                  "nfe_per_sample": out.nfe, "guide_passes_per_batch": out.guide_calls, "repeats": f["repeats"]})
     return {"values": values, "extra": extra, "artifacts": [first, strip, sheet]}
 
 
