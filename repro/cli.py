@@ -105,12 +105,67 @@ def run(spec_id: str = typer.Argument(..., help="spec id, or `all`"),
         typer.echo(f"{i} [{profile}]: {summary.total} cells ({done}); {where}{mlf}")
 
 
+_STORAGE_HELP = ("the study storage: a journal file path (default results/sweeps/optuna.journal) or an RDB URL, "
+                 "e.g. postgresql://user:pass@host/db to share one study between machines")
+
+
 @app.command()
-def report(spec_id: str = typer.Argument("all", help="spec id, or `all`")) -> None:
+def sweep(name: str = typer.Argument(..., help="sweep name (experiments/sweeps/NAME.yaml)"),
+          profile: Optional[str] = typer.Option(None, "--profile", "-p", help="test | smoke | paper (default: the sweep's)"),
+          workers: int = typer.Option(1, "--workers", "-w", help="worker processes on this machine, on one study"),
+          storage: Optional[str] = typer.Option(None, "--storage", help=_STORAGE_HELP),
+          n_trials: Optional[int] = typer.Option(None, "--n-trials", help="at most this many trials in this invocation"),
+          study: Optional[str] = typer.Option(None, "--study", help="study name (default NAME-PROFILE)"),
+          refine: bool = typer.Option(False, "--refine", help="the sweep's refine stage, around the grid's best"),
+          status: bool = typer.Option(False, "--status", help="print finished/running/failed/remaining and the best"),
+          dashboard: bool = typer.Option(False, "--dashboard", help="serve optuna-dashboard over the storage"),
+          port: int = typer.Option(8080, help="with --dashboard: port on 127.0.0.1"),
+          device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N")) -> None:
+    """Run an Optuna sweep: each trial is one cell of the base spec (reused when already computed)."""
+    if status:
+        from repro.sweeps.status import status_lines
+
+        for line in status_lines(name, profile, storage, study, refine):
+            typer.echo(line)
+        return
+    if dashboard:
+        from repro.sweeps.dashboard import serve
+        from repro.sweeps.spec import resolve_sweep
+
+        resolve_sweep(name, profile)
+        serve(storage, port, echo=typer.echo)
+        return
+    from repro.sweeps.runner import SweepCrashed, run_sweep
+
+    try:
+        s = run_sweep(name, profile, workers=workers, storage=storage, n_trials=n_trials, study=study,
+                      refine=refine, device=device, echo=typer.echo)
+    except SweepCrashed as e:
+        _echo_err(f"sweep {name}: {e}")
+        raise typer.Exit(1)
+    p = s.progress
+    typer.echo(f"{s.sweep} [{s.profile}]: study {s.study!r} in {s.storage}: {p['finished']}/{p['budget']} finished, "
+               f"{p['remaining']} remaining, {p['failed']} failed")
+    for b in s.best[:10]:
+        vals = ", ".join(f"{m}={v:.4g}" for m, v in b["values"].items())
+        typer.echo(f"  best: trial {b['number']} ({', '.join(f'{k}={v!r}' for k, v in b['params'].items())}): {vals}")
+    if s.artifacts_dir is not None:
+        mlf = f"; MLflow run {s.mlflow_run_id}" if s.mlflow_run_id else ""
+        typer.echo(f"  trials and best in {s.artifacts_dir}{mlf}")
+
+
+@app.command()
+def report(spec_id: str = typer.Argument("all", help="spec id, `all`, or sweep:NAME (a sweep's studies)"),
+           storage: Optional[str] = typer.Option(None, "--storage", help="with sweep:NAME: " + _STORAGE_HELP)) -> None:
     """Render reports/<id>.md (and figures) from the results files, and reports/README.md."""
     from repro.reporting import attach_to_mlflow, reports_root
     from repro.reporting import report as render
+    from repro.sweeps.report import render_sweep_report, sweep_name
 
+    if sweep_name(spec_id) is not None:   # reports/sweep-NAME.md from the sweep's studies
+        for path in render_sweep_report(sweep_name(spec_id), storage):
+            typer.echo(f"wrote {path}")
+        return
     ids = _spec_ids(spec_id)
     for path in render(ids):
         typer.echo(f"wrote {path}")
@@ -176,12 +231,20 @@ def sample_semantic(map_path: str = typer.Option(..., "--map", "-m", help="colou
 
 
 @app.command()
-def ui(port: int = typer.Option(5000, help="port on 127.0.0.1"),
+def ui(port: Optional[int] = typer.Option(None, help="port on 127.0.0.1 (default 5000; 8080 with --optuna)"),
        backend_store_uri: Optional[str] = typer.Option(None, help="default: MLFLOW_TRACKING_URI or ./mlflow.db"),
-       workers: int = typer.Option(1, help="server worker processes (one is plenty for one person)")) -> None:
-    """Start the MLflow UI on 127.0.0.1 over the suite's tracking store."""
+       workers: int = typer.Option(1, help="server worker processes (one is plenty for one person)"),
+       optuna: bool = typer.Option(False, "--optuna", help="serve optuna-dashboard over the sweeps' study storage"),
+       storage: Optional[str] = typer.Option(None, "--storage", help="with --optuna: " + _STORAGE_HELP)) -> None:
+    """Start the MLflow UI (or, with --optuna, optuna-dashboard) on 127.0.0.1."""
     import subprocess
 
+    if optuna:
+        from repro.sweeps.dashboard import serve
+
+        serve(storage, 8080 if port is None else port, echo=typer.echo)
+        return
+    port = 5000 if port is None else port
     if not 1 <= port <= 65535:
         raise UserError(f"--port {port}: must be between 1 and 65535")
     uri = backend_store_uri or os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlflow.db"

@@ -122,6 +122,56 @@ def preflight(resolved: ResolvedSpec) -> None:
                 require_more_samples_than_dims(n, FID_FEATURE_DIM, f"Inception pool3 features (fid; fixed.{key})")
 
 
+def finished_record(resolved: ResolvedSpec, key: str) -> dict[str, Any] | None:
+    """The cell's results file when it was computed with this resolved spec (same hash), else None."""
+    rec = results.read_cell(resolved.id, resolved.profile, key)
+    return rec if rec is not None and rec.get("spec_hash") == resolved.hash else None
+
+
+def run_tags(resolved: ResolvedSpec, dev: torch.device) -> dict[str, str]:
+    """The tags of a run's parent MLflow run (and, through the tracker, of its child runs)."""
+    spec = resolved.spec
+    return {"repro.spec": spec.id, "repro.kind": spec.kind, "repro.profile": resolved.profile,
+            "repro.spec_hash": resolved.hash, "repro.git_commit": results.git_commit(),
+            "repro.device": str(dev), "repro.dataset": spec.dataset.name,
+            "repro.host": platform.node()}
+
+
+def run_params(resolved: ResolvedSpec) -> dict[str, Any]:
+    """The resolved spec as the parent run's params."""
+    return {"profile": resolved.profile,
+            **resolved.spec.model_dump(mode="json", exclude={"paper", "profiles", "title", "description", "source"})}
+
+
+def write_run_meta(resolved: ResolvedSpec, work_dir: Path) -> None:
+    atomic_write_text(work_dir / "spec.json", _resolved_json(resolved))
+
+
+def run_one_cell(ctx: RunContext, module: Any, state: Any, cell: dict[str, Any],
+                 tags: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Compute one cell with the runner, write its results file atomically, track it as a child
+    run of `ctx.tracker`; returns the record written. `repro run` and every sweep trial use this."""
+    resolved, spec, key = ctx.resolved, ctx.spec, cell_key(cell)
+    with ctx.tracker.child(key, params={"cell": cell}, tags={"repro.cell": key, **(tags or {})}) as run:
+        t0 = time.perf_counter()
+        out = module.run_cell(ctx, state, cell, run)
+        seconds = time.perf_counter() - t0
+        record = {
+            "spec": spec.id, "profile": resolved.profile, "key": key, "cell": cell,
+            "values": out.get("values", {}), "extra": out.get("extra", {}),
+            "seconds": seconds, "seed": seed_for(spec.seed, key),
+            "spec_hash": resolved.hash, "git_commit": results.git_commit(),
+            "device": str(ctx.device), "mlflow_run_id": run.run_id,
+            "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+        path = results.write_cell(spec.id, resolved.profile, key, record)
+        run.log_metrics({**out.get("values", {}), "seconds": seconds})
+        run.log_artifact(path)
+        for art in out.get("artifacts", []):
+            run.log_artifact(art)
+    return record
+
+
 def run_spec(spec_id: str, profile: str = "smoke", overrides: dict[str, Any] | None = None,
              device: str = "auto", force: bool = False, progress: bool = True,
              only: list[str] | None = None) -> RunSummary:
@@ -136,11 +186,7 @@ def run_spec(spec_id: str, profile: str = "smoke", overrides: dict[str, Any] | N
         wanted = set(only)
         cells, keys = [c for c, k in zip(cells, keys) if k in wanted], [k for k in keys if k in wanted]
 
-    def finished(key: str) -> bool:
-        rec = results.read_cell(spec_id, profile, key)
-        return rec is not None and rec.get("spec_hash") == resolved.hash
-
-    todo = [(c, k) for c, k in zip(cells, keys) if force or not finished(k)]
+    todo = [(c, k) for c, k in zip(cells, keys) if force or finished_record(resolved, k) is None]
     skipped = [k for k in keys if k not in {k2 for _, k2 in todo}]
     work_dir = results.run_dir(spec_id, profile)
     summary = RunSummary(spec_id, profile, len(cells), [], skipped, work_dir, None, 0.0)
@@ -148,38 +194,15 @@ def run_spec(spec_id: str, profile: str = "smoke", overrides: dict[str, Any] | N
         return summary
 
     t_start = time.perf_counter()
-    spec = resolved.spec
-    tags = {"repro.spec": spec_id, "repro.kind": spec.kind, "repro.profile": profile,
-            "repro.spec_hash": resolved.hash, "repro.git_commit": results.git_commit(),
-            "repro.device": str(dev), "repro.dataset": spec.dataset.name,
-            "repro.host": platform.node()}
-    params = {"profile": profile, **spec.model_dump(mode="json", exclude={"paper", "profiles", "title",
-                                                                         "description", "source"})}
     ctx = RunContext(resolved=resolved, device=dev, progress=progress, force=force, work_dir=work_dir)
-    with Tracker(spec_id, f"{spec_id}-{profile}", tags=tags, params=params) as tracker:
+    with Tracker(spec_id, f"{spec_id}-{profile}", tags=run_tags(resolved, dev), params=run_params(resolved)) as tracker:
         ctx.tracker = tracker
         summary.mlflow_run_id = tracker.run_id
-        atomic_write_text(work_dir / "spec.json", _resolved_json(resolved))
+        write_run_meta(resolved, work_dir)
         state = module.prepare(ctx)
         with _progress(progress, len(todo), f"{spec_id} [{profile}]") as advance:
             for cell, key in todo:
-                with tracker.child(key, params={"cell": cell}, tags={"repro.cell": key}) as run:
-                    t0 = time.perf_counter()
-                    out = module.run_cell(ctx, state, cell, run)
-                    seconds = time.perf_counter() - t0
-                    record = {
-                        "spec": spec_id, "profile": profile, "key": key, "cell": cell,
-                        "values": out.get("values", {}), "extra": out.get("extra", {}),
-                        "seconds": seconds, "seed": seed_for(spec.seed, key),
-                        "spec_hash": resolved.hash, "git_commit": results.git_commit(),
-                        "device": str(dev), "mlflow_run_id": run.run_id,
-                        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                    }
-                    path = results.write_cell(spec_id, profile, key, record)
-                    run.log_metrics({**out.get("values", {}), "seconds": seconds})
-                    run.log_artifact(path)
-                    for art in out.get("artifacts", []):
-                        run.log_artifact(art)
+                run_one_cell(ctx, module, state, cell)
                 summary.ran.append(key)
                 advance()
     summary.seconds = time.perf_counter() - t_start

@@ -1,0 +1,226 @@
+"""One `repro sweep NAME` invocation: check everything, open the study, run the workers, record.
+
+Order matters for "nothing partial": the sweep spec, its base spec, the datasets and model configs
+are checked before the storage is opened, and the storage and the study's identity before any
+MLflow run or file is written. Models are trained (once) before several workers start, so that
+they do not each train the same model.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from repro.errors import UserError
+from repro.sweeps.spec import ResolvedSweep, resolve_sweep
+from repro.sweeps.storage import SweepStorage, open_study, open_storage, sweeps_root
+
+
+class SweepCrashed(Exception):
+    """A worker's trial raised, or a worker died; finished trials are kept, the next run retries."""
+
+
+@dataclass
+class SweepSummary:
+    sweep: str
+    profile: str
+    study: str
+    storage: str
+    stage: str
+    progress: dict[str, Any]
+    best: list[dict[str, Any]]
+    counts: dict[str, int] = field(default_factory=dict)
+    artifacts_dir: Path | None = None
+    mlflow_run_id: str | None = None
+    seconds: float = 0.0
+
+
+def plan(name: str, profile: str | None, storage: str | None, study: str | None, refine: bool):
+    """Validate and open: (resolved sweep, storage, study name, stage, space, identity)."""
+    from repro.experiments.engine import preflight
+
+    rs = resolve_sweep(name, profile)
+    if refine and rs.sweep.refine is None:
+        raise UserError(f"sweep {name} has no refine stage (add `refine:` to experiments/sweeps/{name}.yaml)")
+    preflight(rs.base)
+    st = open_storage(storage)
+    main_name = study or rs.default_study()
+    if not refine:
+        return rs, st, main_name, "main", rs.space, rs.identity("main")
+    from repro.sweeps.refine import refine_space, refine_study_name
+    from repro.sweeps.storage import check_identity, find_study
+
+    main = find_study(st, main_name)
+    if main is None:
+        raise UserError(f"sweep {name}: no grid study {main_name!r} in {st.label} to refine; run "
+                        f"`repro sweep {name} --profile {rs.profile}` first")
+    check_identity(main, main_name, rs.identity("main"), st.label)
+    space = refine_space(rs, main)
+    identity = rs.identity("refine")
+    from repro.specs import stable_hash
+
+    identity["repro.definition"] = stable_hash([identity["repro.definition"],
+                                                {n: p.model_dump(mode="json") for n, p in space.items()}])
+    return rs, st, refine_study_name(main_name), "refine", space, identity
+
+
+def run_sweep(name: str, profile: str | None = None, *, workers: int = 1, storage: str | None = None,
+              n_trials: int | None = None, study: str | None = None, refine: bool = False,
+              device: str = "auto", echo: Callable[[str], None] = print) -> SweepSummary:
+    from repro.experiments.engine import resolve_device
+    from repro.sweeps import queue
+    from repro.sweeps.samplers import make_pruner, make_sampler
+
+    if workers < 1:
+        raise UserError(f"--workers {workers}: must be at least 1")
+    if n_trials is not None and n_trials < 1:
+        raise UserError(f"--n-trials {n_trials}: must be at least 1")
+    dev = resolve_device(device)
+    rs, st, study_name, stage, space, identity = plan(name, profile, storage, study, refine)
+    kind = rs.sweep.sampler if stage == "main" else rs.sweep.refine.sampler
+    budget = rs.budget() if stage == "main" else rs.sweep.refine.n_trials
+    t0 = time.perf_counter()
+    the_study = open_study(st, study_name, identity, rs.directions,
+                           make_sampler(kind, space, budget, rs.sweep.seed, len(rs.metrics)),
+                           make_pruner(rs.sweep.pruner))
+    points = rs.grid_points() if stage == "main" and kind == "grid" else None
+    invocation = uuid.uuid4().hex[:12]
+    queue.sync(st, the_study, points, invocation)
+    before = queue.progress(st, the_study, points, budget)
+    summary = SweepSummary(rs.id, rs.profile, study_name, st.label, stage, before, [])
+    if not before["remaining"]:
+        summary.best = best_trials(the_study, rs)
+        summary.artifacts_dir = write_artifacts(the_study, rs, study_name, stage)
+        return summary
+    if workers > 1 and _anything_to_compute(rs, points, before):
+        _ensure_models(rs, dev)
+    from repro.experiments.engine import run_params, run_tags
+    from repro.tracking import Tracker
+
+    tags = {**run_tags(rs.base, dev), "repro.sweep": rs.id, "repro.study": study_name, "repro.stage": stage,
+            "repro.storage": st.label, "repro.workers": workers}
+    params = {**run_params(rs.base), "sweep": {"id": rs.id, "stage": stage, "sampler": kind, "budget": budget,
+                                               "objectives": [o.model_dump() for o in rs.sweep.objectives],
+                                               "space": {n: p.model_dump(mode="json") for n, p in space.items()}}}
+    with Tracker(rs.base.id, f"sweep-{rs.id}-{rs.profile}" + ("-refine" if stage == "refine" else ""),
+                 tags=tags, params=params) as tracker:
+        summary.mlflow_run_id = tracker.run_id
+        from repro.sweeps.worker import WorkerArgs
+
+        shares = _shares(n_trials, workers)
+        base_args = dict(sweep=rs.id, profile=rs.profile, study=study_name, stage=stage,
+                         space={n: p.model_dump(mode="json") for n, p in space.items()},
+                         storage=st.url, invocation=invocation, parent_run_id=tracker.run_id, device=device)
+        if workers == 1:
+            from repro.sweeps.worker import work
+
+            summary.counts = work(WorkerArgs(**base_args, index=0, cap=shares[0]), echo=echo)
+        else:
+            threads = max(1, (os.cpu_count() or 1) // workers)
+            args = [WorkerArgs(**base_args, index=i, cap=shares[i], threads=threads) for i in range(workers)]
+            _run_processes(args, echo)
+        summary.progress = queue.progress(st, the_study, points, budget)
+        summary.best = best_trials(the_study, rs)
+        summary.artifacts_dir = write_artifacts(the_study, rs, study_name, stage)
+        if tracker.parent is not None:
+            for path in sorted(summary.artifacts_dir.glob("*")):
+                tracker.parent.log_artifact(path, "sweep")
+    summary.seconds = time.perf_counter() - t0
+    return summary
+
+
+def _shares(n_trials: int | None, workers: int) -> list[int | None]:
+    if n_trials is None:
+        return [None] * workers
+    return [n_trials // workers + (1 if i < n_trials % workers else 0) for i in range(workers)]
+
+
+def _anything_to_compute(rs: ResolvedSweep, points, progress: dict[str, Any]) -> bool:
+    if points is None:
+        return True
+    from repro.experiments.engine import finished_record
+    from repro.specs import cell_key
+
+    keys = set(progress["remaining_keys"])
+    return any(finished_record(rs.base, cell_key(p)) is None for p in points if cell_key(p) in keys)
+
+
+def _ensure_models(rs: ResolvedSweep, dev) -> None:
+    """Train the base spec's models here, once, before the workers load them."""
+    from repro.models import ensure_model
+
+    for role in rs.base.spec.models:
+        name, overrides, inject = rs.base.model_args(role)
+        ensure_model(name, rs.profile, overrides=overrides, inject=inject, device=dev, progress=True)
+
+
+def _run_processes(args: list, echo) -> None:
+    import signal
+
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    procs = [subprocess.Popen([sys.executable, "-m", "repro.sweeps.worker", a.to_json()], env=env) for a in args]
+    try:
+        codes = [p.wait() for p in procs]
+    except KeyboardInterrupt:
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGINT)
+        for p in procs:
+            try:
+                p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        raise
+    bad = [(a.index, c) for a, c in zip(args, codes) if c != 0]
+    if bad:
+        what = ", ".join(f"worker {i} exited {c}" for i, c in bad)
+        raise SweepCrashed(f"{what}; finished trials are kept, run the same command again to retry the rest")
+
+
+def best_trials(study, rs: ResolvedSweep) -> list[dict[str, Any]]:
+    """The best trial (one objective) or the Pareto front (several), as plain dicts."""
+    from optuna.trial import TrialState
+
+    if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        return []
+    best = [study.best_trial] if len(rs.metrics) == 1 else study.best_trials
+    return [trial_row(t, rs) for t in sorted(best, key=lambda t: t.number)]
+
+
+def trial_row(t, rs: ResolvedSweep) -> dict[str, Any]:
+    return {"number": t.number, "state": t.state.name, "params": dict(t.params),
+            "values": dict(zip(rs.metrics, t.values)) if t.values else {},
+            "cell_key": t.user_attrs.get("repro.cell_key"), "reused": t.user_attrs.get("repro.reused"),
+            "mlflow_run_id": t.user_attrs.get("mlflow_run_id"),
+            "seconds": t.user_attrs.get("repro.seconds"),
+            "started": t.datetime_start.isoformat(timespec="seconds") if t.datetime_start else None,
+            "finished": t.datetime_complete.isoformat(timespec="seconds") if t.datetime_complete else None}
+
+
+def study_dir(study_name: str) -> Path:
+    from repro.sweeps.storage import _safe
+
+    return sweeps_root() / _safe(study_name)
+
+
+def write_artifacts(study, rs: ResolvedSweep, study_name: str, stage: str) -> Path:
+    """trials.json (every trial), best.json (best trial or Pareto front), beside the journal."""
+    from repro.atomic import atomic_write_text
+
+    out = study_dir(study_name)
+    rows = [trial_row(t, rs) for t in study.get_trials(deepcopy=False)]
+    best = best_trials(study, rs)
+    atomic_write_text(out / "trials.json", json.dumps(rows, indent=2, default=str))
+    body = {"sweep": rs.id, "profile": rs.profile, "study": study_name, "stage": stage,
+            "objectives": [o.model_dump() for o in rs.sweep.objectives],
+            ("best" if len(rs.metrics) == 1 else "pareto_front"): best,
+            "published": rs.sweep.published.model_dump(mode="json")}
+    atomic_write_text(out / ("best.json" if len(rs.metrics) == 1 else "pareto.json"),
+                      json.dumps(body, indent=2, default=str))
+    return out
