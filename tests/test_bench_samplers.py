@@ -31,3 +31,13 @@ def test_edm_heun_overhead_and_dg_cost_goal():
     assert out["nfe"] == 35 and out["guided_evals"] > 0
     assert out["overhead_inrun_cpu"] <= 1.05, out   # CPU time: what machine load affects least
     assert 0.7 <= out["dg_inrun_over_fb"] <= 1.4, out   # about one forward + backward, no second one
+
+
+@pytest.mark.bench
+def test_guided_score_cost_goal():
+    """Issue 8: a segmentation-guided score evaluation costs at most one score evaluation plus one
+    segmenter forward + backward (batch 16, smoke network sizes), and the sampler makes exactly one
+    segmenter pass per score evaluation inside Eq. 5.5's window."""
+    out = _load("bench_guided_score").main(["--batch", "16", "--repeats", "3", "--threads", "1"])
+    assert out["ratio"] <= 1.05, out
+    assert out["segmenter_passes"] == out["evaluations_inside_window"] < out["sampler_nfe"], out
