@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 PROFILE ?= smoke
 
-.PHONY: setup main test bench reports clean-results
+.PHONY: setup postgres main test bench reports clean-results
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -18,7 +18,15 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $@
 
-setup: $(VENV)/.installed
+setup: $(VENV)/.installed postgres
+
+# PostgreSQL server binaries (Debian's package) for the sweep test that shares one study between
+# processes through PostgreSQL; installed where apt-get can (root, as on CI), else that test skips.
+postgres:
+	@ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || command -v pg_ctl >/dev/null 2>&1 || \
+	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; } || \
+	  echo "postgresql not installed (needs root and apt-get): tests/test_sweep_postgres.py will skip"
 
 main: setup
 	$(BIN)/repro run all --profile $(PROFILE)

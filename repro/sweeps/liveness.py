@@ -99,8 +99,8 @@ def fail_orphans(st: SweepStorage, study) -> list:
         trial_id = st.storage.get_trial_id_from_study_id_trial_number(
             st.storage.get_study_id_from_name(study.study_name), t.number)
         try:
+            st.storage.set_trial_user_attr(trial_id, "repro.failed_because", "its worker died")
             if st.storage.set_trial_state_values(trial_id, TrialState.FAIL):
-                st.storage.set_trial_user_attr(trial_id, "repro.failed_because", "its worker died")
                 failed.append(t)
         except optuna.exceptions.UpdateFinishedTrialError:
             pass   # another worker failed it first

@@ -152,12 +152,14 @@ def _anything_to_compute(rs: ResolvedSweep, points, progress: dict[str, Any]) ->
 
 
 def _ensure_models(rs: ResolvedSweep, dev) -> None:
-    """Train the base spec's models here, once, before the workers load them."""
-    from repro.models import ensure_model
+    """Train the base spec's missing models here, once, before the workers load them."""
+    from repro.models import artifact_dir, ensure_model
+    from repro.specs import resolve_model
 
     for role in rs.base.spec.models:
         name, overrides, inject = rs.base.model_args(role)
-        ensure_model(name, rs.profile, overrides=overrides, inject=inject, device=dev, progress=True)
+        if not (artifact_dir(resolve_model(name, rs.profile, overrides, inject=inject)) / "meta.json").exists():
+            ensure_model(name, rs.profile, overrides=overrides, inject=inject, device=dev, progress=True)
 
 
 def _run_processes(args: list, echo) -> None:

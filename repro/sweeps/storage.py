@@ -180,11 +180,14 @@ def open_study(st: SweepStorage, name: str, identity: dict[str, str], directions
     """Create the study, or join it when it exists and was made by the same sweep definition."""
     import optuna
 
-    try:
-        study = optuna.create_study(study_name=name, storage=st.storage, directions=directions,
-                                    sampler=sampler, pruner=pruner, load_if_exists=False)
-    except optuna.exceptions.DuplicatedStudyError:
-        existing = optuna.load_study(study_name=name, storage=st.storage)
+    existing = find_study(st, name)   # looked up first: a refused study is not written to at all
+    if existing is None:
+        try:
+            study = optuna.create_study(study_name=name, storage=st.storage, directions=directions,
+                                        sampler=sampler, pruner=pruner, load_if_exists=False)
+        except optuna.exceptions.DuplicatedStudyError:   # another worker created it just now
+            existing = optuna.load_study(study_name=name, storage=st.storage)
+    if existing is not None:
         check_identity(existing, name, identity, st.label)
         return optuna.load_study(study_name=name, storage=st.storage, sampler=sampler, pruner=pruner)
     for k, v in identity.items():
