@@ -229,3 +229,31 @@ def test_sample_semantic_bad_map_is_one_line_exit_2_and_writes_nothing(env):
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and "pixel (x=7, y=5) has colour (1, 2, 3)" in lines[0] and "nearest:" in lines[0]
     assert not (env / "out").exists() and not (env / "artifacts").exists()
+
+
+def test_paper_profile_names_each_missing_file_before_anything_runs(workdir, monkeypatch):
+    """At `paper`, table5_3 needs Cityscapes, the DRN checkpoint and pytorch-fid's weights: each is
+    named in one line (exit 2) before any model trains, and nothing is written."""
+    from tests.test_data import _write_cityscapes
+
+    data = workdir / "data" / "cityscapes"
+    for split in ("train", "val"):
+        _write_cityscapes(data, split=split)
+    monkeypatch.setenv("REPRO_FID_WEIGHTS", str(workdir / "no-inception.pth"))
+    monkeypatch.setenv("TORCH_HOME", str(workdir / "torch-home"))
+    base = [sys.executable, "-m", "repro.cli", "run", "table5_3", "--profile", "paper"]
+
+    def run(*extra):
+        return subprocess.run(base + list(extra), cwd=workdir, env={**cli_env(workdir),
+                              "REPRO_FID_WEIGHTS": str(workdir / "no-inception.pth"),
+                              "TORCH_HOME": str(workdir / "torch-home")}, capture_output=True, text=True, timeout=120)
+
+    r = run()
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert "drn_d_105_cityscapes" in r.stderr and "net.checkpoint" in r.stderr
+    ckpt = workdir / "drn.pth"
+    ckpt.write_bytes(b"not checked until loading")
+    r = run("--set", f"models.evaluator.net.checkpoint={ckpt}")
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert "Inception" in r.stderr or "fid" in r.stderr
+    assert not (workdir / "results").exists() and not (workdir / "artifacts").exists()
