@@ -32,7 +32,7 @@ class Fixed(SynthesisFixed):
 
 def prepare(ctx):
     from repro.experiments._score_sampling import save_image_grid
-    from repro.experiments.semantic.prepare import prepare_semantic
+    from repro.experiments.semantic.prepare import prepare_semantic, score_guidance_norms
     from repro.experiments.semantic.scoring import triptych_sheet
 
     f = ctx.spec.fixed
@@ -42,6 +42,7 @@ def prepare(ctx):
     d = ctx.artifacts_dir("maps")
     triptych_sheet(state.real[:k], state.maps[:k], [], state.colors, d / "maps.png")
     save_image_grid(state.real[:k], d / "real_strip.png", nrow=k, scale=2)
+    state.norm_ratio = score_guidance_norms(state)
     return state
 
 
@@ -68,7 +69,8 @@ def run_cell(ctx, state, cell, run):
                   "seconds_sampling": out.seconds, "ms_per_image": 1000 * out.seconds / n,
                   "sheet_png": relative_to_results(sheet), "strip_png": relative_to_results(strip),
                   "maps_png": relative_to_results(ctx.artifacts_dir("maps") / "maps.png"),
-                  "n_reference": f["n_reference"], "rank_deficient": f["allow_rank_deficient"]})
+                  "n_reference": f["n_reference"], "rank_deficient": f["allow_rank_deficient"],
+                  "s0_scale": f["s0_scale"], "score_to_guidance_norm_ratio": state.norm_ratio})
     return {"values": values, "extra": extra, "artifacts": [sheet, strip]}
 
 
@@ -192,6 +194,13 @@ def report_notes(spec, df) -> list[str]:
     notes.append("Tab. 5.3's FIDs are on 100 maps, fewer than the 2048 Inception dimensions: a rank-deficient, "
                  "biased estimate, comparable across its own s0 values but not with the 500-map FIDs of Tab. 5.5 "
                  "(e.g. 66.46 at s0 = 0.002 there vs 102.48 here).")
+    ratio = first.get("score_to_guidance_norm_ratio")
+    if isinstance(ratio, dict) and ratio:
+        scale = float(first.get("s0_scale", 1.0))
+        notes.append("Balance of the two terms: ||score|| / ||grad log p_t(y | x)|| on real images noised to t = "
+                     + ", ".join(f"{t}: {r:.3g}" for t, r in ratio.items())
+                     + (f"; at this profile every s0 is multiplied by {scale:g} (fixed.s0_scale) so that the "
+                        f"thesis's s0 range spans weak to strong guidance here." if scale != 1 else "."))
     if "nfe_per_sample" in df:
         notes.append(f"Cost: {int(first['nfe_per_sample'])} guided score evaluations per image, "
                      f"{float(df['ms_per_image'].mean()):.0f} ms per image on {first.get('_device')}.")

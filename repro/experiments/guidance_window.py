@@ -46,7 +46,7 @@ def prepare(ctx):
 
     f = ctx.spec.fixed
     for cell in ctx.resolved.cells():   # a bad window name fails before any model trains
-        _schedule(cell, f["s0"])
+        _schedule(cell, f["s0"] * f["s0_scale"])
     state = prepare_semantic(ctx, f["n_maps"])
     # each map `repeats` times: sample r of map m has its own seed, the same in every cell
     state.maps = state.maps.repeat_interleave(f["repeats"], dim=0)
@@ -64,7 +64,7 @@ def run_cell(ctx, state, cell, run):
     from repro.specs import cell_key
 
     f = ctx.spec.fixed
-    setting = synthesis_setting(f, {}, schedule=_schedule(cell, f["s0"]))
+    setting = synthesis_setting(f, {}, schedule=_schedule(cell, f["s0"] * f["s0_scale"]))
     out = synthesize(state.score_model, state.guide, state.maps, setting, state.indices,
                      (ctx.spec.seed, "semantic-window"), f["batch_size"], ctx.device)
     values, extra = evaluate_images(state, out.images)
@@ -75,7 +75,8 @@ def run_cell(ctx, state, cell, run):
     extra.update(setting.record())
     extra.update({"first_png": relative_to_results(first), "strip_png": relative_to_results(strip),
                   "sheet_png": relative_to_results(sheet), "seconds_sampling": out.seconds,
-                  "nfe_per_sample": out.nfe, "guide_passes_per_batch": out.guide_calls, "repeats": f["repeats"]})
+                  "nfe_per_sample": out.nfe, "guide_passes_per_batch": out.guide_calls, "repeats": f["repeats"],
+                  "s0_scale": f["s0_scale"]})
     return {"values": values, "extra": extra, "artifacts": [first, strip, sheet]}
 
 

@@ -59,6 +59,32 @@ def prepare_semantic(ctx, n_maps: int, quality: dict[str, Any] | None = None) ->
                                   "oracle_miou_dataset": oracle["miou_dataset"]}, models)
 
 
+def score_guidance_norms(state: SemanticState, ts=(0.5, 0.6, 0.7), n: int = 16, seed: int = 0
+                         ) -> dict[str, float]:
+    """Median over real images perturbed to t (VE kernel) of ||score|| / ||grad log p_t(y | x)||,
+    per t: how much s0 the guidance needs to matter at all (thesis Sec. 5.1: "around 1000 times
+    smaller"). Measured once per run; it depends on the networks and the resolution."""
+    from repro.guidance.segmentation import GuidanceSettings, segmentation_log_likelihood_grad
+    from repro.sampling.common import randn
+
+    sm, guide = state.score_model, state.guide
+    device = next(guide.net.parameters()).device
+    x0 = sm.from_images(state.real[:n]).to(device)
+    y = state.maps[:n].to(device)
+    g = torch.Generator().manual_seed(seed)
+    out = {}
+    for t in ts:
+        tt = torch.full((x0.shape[0],), float(t), device=device)
+        x = x0 + sm.sde.sigma(tt).reshape(-1, 1, 1, 1) * randn(x0.shape, g, device)
+        with torch.no_grad():
+            score = sm.score_fn(x, tt)
+        grad = segmentation_log_likelihood_grad(guide.net, x, y, guide.noise.channel(sm.sde.sigma(tt)),
+                                                GuidanceSettings(), guide.ignore_index)
+        ratio = score.flatten(1).norm(dim=1) / grad.flatten(1).norm(dim=1).clamp_min(1e-30)
+        out[f"{t:g}"] = float(ratio.median())
+    return out
+
+
 def evaluate_images(state: SemanticState, images: torch.Tensor, maps: torch.Tensor | None = None
                     ) -> tuple[dict[str, float], dict[str, Any]]:
     """Metric values and extras of generated images for their maps (default: all the run's maps)."""

@@ -18,6 +18,8 @@ class SynthesisFixed(BaseModel):
     corrector_norms: Literal["batch", "per_sample"] = "per_sample"
     eps: float | None = Field(None, gt=0, lt=1)
     s0: float = Field(0.002, ge=0, description="maximum scale of Eq. 5.5 (thesis's choice 0.002)")
+    s0_scale: float = Field(1.0, gt=0, description="multiplies every s0 (1 at paper): the balance of score and "
+                                                    "segmenter gradients depends on the networks and resolution")
     t_start: float = Field(0.8, ge=0, le=1, description="Eq. 5.5: no guidance above (code: 0.7)")
     t_decay: float = Field(0.45, ge=0, le=1, description="Eq. 5.5: quadratic decay below")
     objective: Literal["log_prob", "prob"] = Field("log_prob", description="log_prob: the text (Eq. 4.22); "
@@ -41,7 +43,8 @@ def synthesis_setting(fixed: dict[str, Any], cell: dict[str, Any], schedule: Sca
             from repro.errors import UserError
 
             raise UserError(f"t_decay ({f['t_decay']}) must not exceed t_start ({f['t_start']})")
-        schedule = ScaleSchedule("eq5_5", s0=float(f["s0"]), t_start=float(f["t_start"]), t_decay=float(f["t_decay"]))
+        schedule = ScaleSchedule("eq5_5", s0=float(f["s0"]) * float(f["s0_scale"]), t_start=float(f["t_start"]),
+                                 t_decay=float(f["t_decay"]))
     return SynthesisSetting(schedule=schedule,
                             guidance=GuidanceSettings(objective=f["objective"], chain_rule=bool(f["chain_rule"])),
                             snr=float(f["snr"]), steps=int(f["steps"]), predictor=f["predictor"],
