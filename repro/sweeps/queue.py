@@ -77,6 +77,7 @@ def pop(st: SweepStorage, study):
         trial_id = _trial_id(st, study, t.number)
         try:
             if st.storage.set_trial_state_values(trial_id, TrialState.RUNNING):
+                study.get_trials(deepcopy=False)   # so the study's own (cached) storage knows the trial
                 return optuna.trial.Trial(study, trial_id)
         except optuna.exceptions.UpdateFinishedTrialError:
             continue

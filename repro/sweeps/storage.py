@@ -149,16 +149,23 @@ def _open_rdb(url: str, readonly: bool) -> SweepStorage:
     engine_kwargs: dict[str, Any] = {}
     if url.startswith(("postgresql", "postgres")):
         engine_kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT_S}
-    try:
-        storage = RDBStorage(url, engine_kwargs=engine_kwargs, skip_table_creation=readonly,
-                             heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
-                             heartbeat_stale_trial_callback=lambda study, trial: stale.append(trial))
-    except ModuleNotFoundError as e:
-        raise UserError(f"--storage {label}: the database driver {e.name!r} is not installed") from None
-    except Exception as e:  # sqlalchemy's OperationalError / ArgumentError: unreachable or malformed
-        reason = str(getattr(e, "orig", None) or e).strip().splitlines()
-        raise UserError(f"--storage {label}: cannot open the study storage ({reason[0] if reason else type(e).__name__})") \
-            from None
+    for attempt in range(3):
+        try:
+            storage = RDBStorage(url, engine_kwargs=engine_kwargs, skip_table_creation=readonly,
+                                 heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
+                                 heartbeat_stale_trial_callback=lambda study, trial: stale.append(trial))
+            break
+        except ModuleNotFoundError as e:
+            raise UserError(f"--storage {label}: the database driver {e.name!r} is not installed") from None
+        except Exception as e:  # sqlalchemy's OperationalError / ArgumentError: unreachable or malformed
+            reason = str(getattr(e, "orig", None) or e).strip().splitlines()
+            # Workers that start together on an empty database race to create Optuna's tables;
+            # the loser finds them made a moment later.
+            if attempt < 2 and any(w in str(e) for w in ("already exists", "duplicate key")):
+                time.sleep(1.0 + attempt)
+                continue
+            raise UserError(f"--storage {label}: cannot open the study storage "
+                            f"({reason[0] if reason else type(e).__name__})") from None
     local = sweeps_root() / "rdb" / "".join(c if c.isalnum() else "_" for c in label)[:80]
     return SweepStorage("rdb", label, storage, local, url, stale)
 
