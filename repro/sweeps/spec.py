@@ -175,11 +175,21 @@ class ResolvedSweep:
         return [self.cell(c) for c in grid_cells(values)]
 
     def cell(self, params: dict[str, Any]) -> dict[str, Any]:
-        """Trial params -> the base spec's cell (its grid's key order, so keys match `repro run`'s)."""
-        return {n: params[n] for n in self.names}
+        """Trial params -> the base spec's cell, in its grid's key order so that keys match `repro
+        run`'s. A name the base grid does not vary, at the base spec's fixed value, is left out: that
+        cell is then the very one `repro run` computes (and either reuses the other's result)."""
+        fixed = self.base.spec.fixed
+        return {n: params[n] for n in self.names
+                if n in self.base.spec.grid or n not in fixed or not _same(params[n], fixed[n])}
 
     def budget(self) -> int:
         return len(self.grid_points()) if self.sweep.sampler == "grid" else int(self.sweep.n_trials)
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):
+        return math.isclose(float(a), float(b), rel_tol=1e-9, abs_tol=1e-12)
+    return a == b
 
 
 def _cell_order(base: ResolvedSpec, names: list[str]) -> list[str]:
