@@ -207,8 +207,9 @@ app.add_typer(sample_app, name="sample")
 def sample_semantic(map_path: str = typer.Option(..., "--map", "-m", help="colour map PNG (dataset palette; "
                                                                        "Cityscapes' official colours at paper)"),
                     n: int = typer.Option(4, "-n", help="images to sample for the map"),
-                    s0: Optional[float] = typer.Option(None, "--s0", help="maximum guidance scale (Eq. 5.5); "
-                                                                         "default: table5_3's fixed.s0"),
+                    s0: Optional[float] = typer.Option(None, "--s0", help="maximum guidance scale (Eq. 5.5) in the "
+                                                                         "thesis's units (the profile's fixed.s0_scale "
+                                                                         "applies); default 0.002"),
                     out: str = typer.Option("samples/semantic", "--out", "-o", help="output folder"),
                     profile: str = ProfileOpt, set_: Optional[List[str]] = SetOpt,
                     seed: int = typer.Option(0, help="seed of the prior draws and noise"),
