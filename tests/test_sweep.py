@@ -5,7 +5,6 @@ test_sweep_postgres.py."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path

@@ -88,7 +88,7 @@ def test_two_processes_share_one_study_in_postgresql(tmp_path, models, postgres_
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     assert sorted(t.user_attrs["repro.cell_key"] for t in complete) == sorted(keys)   # once per point
     assert not [t for t in trials if t.state != TrialState.COMPLETE]                  # no duplicate, no loss
-    assert all(f"study 'shared' in postgresql+psycopg2://repro@127.0.0.1" in o and "16/16 finished" in o
+    assert all("study 'shared' in postgresql+psycopg2://repro@127.0.0.1" in o and "16/16 finished" in o
                for o in outs)
     workers = {t.user_attrs["repro.worker"] for t in complete}
     invocations = {t.user_attrs["repro.invocation"] for t in complete}

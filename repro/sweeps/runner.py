@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 from repro.errors import UserError
 from repro.sweeps.spec import ResolvedSweep, resolve_sweep
-from repro.sweeps.storage import SweepStorage, open_study, open_storage, sweeps_root
+from repro.sweeps.storage import open_study, open_storage, sweeps_root
 
 
 class SweepCrashed(Exception):
@@ -75,7 +75,7 @@ def run_sweep(name: str, profile: str | None = None, *, workers: int = 1, storag
               device: str = "auto", echo: Callable[[str], None] = print) -> SweepSummary:
     from repro.experiments.engine import resolve_device
     from repro.sweeps import queue
-    from repro.sweeps.samplers import make_pruner, make_sampler
+    from repro.sweeps.samplers import make_sampler
 
     if workers < 1:
         raise UserError(f"--workers {workers}: must be at least 1")
@@ -87,8 +87,7 @@ def run_sweep(name: str, profile: str | None = None, *, workers: int = 1, storag
     budget = rs.budget() if stage == "main" else rs.sweep.refine.n_trials
     t0 = time.perf_counter()
     the_study = open_study(st, study_name, identity, rs.directions,
-                           make_sampler(kind, space, budget, rs.sweep.seed, len(rs.metrics)),
-                           make_pruner(rs.sweep.pruner))
+                           make_sampler(kind, space, budget, rs.sweep.seed, len(rs.metrics)))
     points = rs.grid_points() if stage == "main" and kind == "grid" else None
     invocation = uuid.uuid4().hex[:12]
     queue.sync(st, the_study, points, invocation)
@@ -117,14 +116,9 @@ def run_sweep(name: str, profile: str | None = None, *, workers: int = 1, storag
         base_args = dict(sweep=rs.id, profile=rs.profile, study=study_name, stage=stage,
                          space={n: p.model_dump(mode="json") for n, p in space.items()},
                          storage=st.url, invocation=invocation, parent_run_id=tracker.run_id, device=device)
-        if workers == 1:
-            from repro.sweeps.worker import work
-
-            summary.counts = work(WorkerArgs(**base_args, index=0, cap=shares[0]), echo=echo)
-        else:
-            threads = max(1, (os.cpu_count() or 1) // workers)
-            args = [WorkerArgs(**base_args, index=i, cap=shares[i], threads=threads) for i in range(workers)]
-            _run_processes(args, echo)
+        threads = None if workers == 1 else max(1, (os.cpu_count() or 1) // workers)
+        summary.counts = _run_workers([WorkerArgs(**base_args, index=i, cap=shares[i], threads=threads)
+                                       for i in range(workers)], echo)
         summary.progress = queue.progress(st, the_study, points, budget)
         summary.best = best_trials(the_study, rs)
         summary.artifacts_dir = write_artifacts(the_study, rs, study_name, stage)
@@ -162,12 +156,24 @@ def _ensure_models(rs: ResolvedSweep, dev) -> None:
             ensure_model(name, rs.profile, overrides=overrides, inject=inject, device=dev, progress=True)
 
 
-def _run_processes(args: list, echo) -> None:
+def _run_workers(args: list, echo) -> dict[str, int]:
+    """Worker 0 runs in this process, which is set up already, so it starts at once; the others
+    are processes of their own (`python -m repro.sweeps.worker`). Waits for all of them."""
     import signal
+    import traceback
+
+    from repro.sweeps.trial import TrialFailed
+    from repro.sweeps.worker import work
 
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    procs = [subprocess.Popen([sys.executable, "-m", "repro.sweeps.worker", a.to_json()], env=env) for a in args]
+    procs = [subprocess.Popen([sys.executable, "-m", "repro.sweeps.worker", a.to_json()], env=env) for a in args[1:]]
+    failures, counts = [], {}
     try:
+        try:
+            counts = work(args[0], echo=echo)
+        except TrialFailed as e:
+            traceback.print_exception(e.__cause__, file=sys.stderr)
+            failures.append(f"worker 0: {e}")
         codes = [p.wait() for p in procs]
     except KeyboardInterrupt:
         for p in procs:
@@ -179,10 +185,11 @@ def _run_processes(args: list, echo) -> None:
             except subprocess.TimeoutExpired:
                 p.kill()
         raise
-    bad = [(a.index, c) for a, c in zip(args, codes) if c != 0]
-    if bad:
-        what = ", ".join(f"worker {i} exited {c}" for i, c in bad)
-        raise SweepCrashed(f"{what}; finished trials are kept, run the same command again to retry the rest")
+    failures += [f"worker {a.index} exited {c}" for a, c in zip(args[1:], codes) if c != 0]
+    if failures:
+        raise SweepCrashed(f"{'; '.join(failures)}; finished trials are kept, run the same command again to "
+                           f"retry the rest")
+    return counts
 
 
 def best_trials(study, rs: ResolvedSweep) -> list[dict[str, Any]]:

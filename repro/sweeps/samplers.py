@@ -1,4 +1,4 @@
-"""Optuna samplers and pruners from a sweep spec, seeded per worker and attempt.
+"""Optuna samplers from a sweep spec, seeded per worker and attempt.
 
 A fixed sampler seed makes a restarted worker replay the first trial it drew before (Optuna 5.0);
 each worker's seed is derived from the sweep's seed, the study, the host, the worker's index and
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from repro.sweeps.spec import CategoricalParam, GridParam, Pruner
+from repro.sweeps.spec import CategoricalParam, GridParam
 
 
 def worker_seed(sweep_seed: int, study: str, host: str, index: int, attempt: int) -> int:
@@ -36,18 +36,3 @@ def make_sampler(kind: str, space: dict[str, Any], budget: int, seed: int, n_obj
         # Population 50 (the default) would make a budget of a few dozen one random generation.
         return optuna.samplers.NSGAIISampler(seed=seed, population_size=max(4, min(50, budget // 3)))
     raise ValueError(f"unknown sampler {kind!r}")
-
-
-def make_pruner(p: Pruner | None):
-    import optuna
-
-    if p is None:
-        return optuna.pruners.NopPruner()
-    if p.type == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=p.n_startup_trials, n_warmup_steps=p.n_warmup_steps)
-    if p.type == "percentile":
-        return optuna.pruners.PercentilePruner(p.percentile, n_startup_trials=p.n_startup_trials,
-                                               n_warmup_steps=p.n_warmup_steps)
-    if p.type == "successive-halving":
-        return optuna.pruners.SuccessiveHalvingPruner()
-    return optuna.pruners.HyperbandPruner()

@@ -71,14 +71,6 @@ class Objective(_Strict):
     direction: Literal["minimize", "maximize"]
 
 
-class Pruner(_Strict):
-    """One of Optuna's pruners, for sweeps whose runner reports intermediate values."""
-    type: Literal["median", "percentile", "successive-halving", "hyperband"]
-    n_startup_trials: int = Field(5, ge=0)
-    n_warmup_steps: int = Field(0, ge=0)
-    percentile: float = Field(50.0, gt=0, lt=100)
-
-
 class Refine(_Strict):
     """A second, model-based stage after a grid: `param` between the grid neighbours of the best
     cell's value, the other names fixed at the best cell's values; its own study `<study>-refine`."""
@@ -108,7 +100,6 @@ class SweepSpec(_Strict):
     objectives: list[Objective] = Field(min_length=1)
     n_trials: int | None = Field(None, ge=1, description="trial budget (grid: the number of grid points)")
     seed: int = 0
-    pruner: Pruner | None = None
     refine: Refine | None = None
     published: Published = Field(default_factory=Published)
     profiles: dict[Literal["test", "smoke", "paper"], dict[str, Any]] = Field(default_factory=dict)

@@ -183,7 +183,7 @@ def find_study(st: SweepStorage, name: str):
 
 
 def open_study(st: SweepStorage, name: str, identity: dict[str, str], directions: list[str],
-               sampler: Any, pruner: Any = None):
+               sampler: Any):
     """Create the study, or join it when it exists and was made by the same sweep definition."""
     import optuna
 
@@ -191,12 +191,12 @@ def open_study(st: SweepStorage, name: str, identity: dict[str, str], directions
     if existing is None:
         try:
             study = optuna.create_study(study_name=name, storage=st.storage, directions=directions,
-                                        sampler=sampler, pruner=pruner, load_if_exists=False)
+                                        sampler=sampler, load_if_exists=False)
         except optuna.exceptions.DuplicatedStudyError:   # another worker created it just now
             existing = optuna.load_study(study_name=name, storage=st.storage)
     if existing is not None:
         check_identity(existing, name, identity, st.label)
-        return optuna.load_study(study_name=name, storage=st.storage, sampler=sampler, pruner=pruner)
+        return optuna.load_study(study_name=name, storage=st.storage, sampler=sampler)
     for k, v in identity.items():
         study.set_user_attr(k, v)
     return study

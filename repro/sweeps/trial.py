@@ -96,9 +96,6 @@ class TrialFailed(Exception):
 def run_trial(study, trial, rs: ResolvedSweep, space: dict[str, Any], cells: CellSource, st: SweepStorage,
               worker: str, invocation: str, log) -> dict[str, Any]:
     """Run one popped (or asked) trial to its end; returns what happened, for the worker's log."""
-    import optuna
-    from optuna.trial import TrialState
-
     for k, v in {"repro.worker": worker, "repro.host": platform.node(), "repro.invocation": invocation}.items():
         trial.set_user_attr(k, v)
     params = {n: suggest(trial, n, p) for n, p in space.items()}

@@ -70,7 +70,7 @@ def work(args: WorkerArgs, echo=None) -> dict[str, Any]:
     from repro.experiments.engine import resolve_device
     from repro.sweeps import queue
     from repro.sweeps.liveness import WorkerLease
-    from repro.sweeps.samplers import make_pruner, make_sampler, worker_seed
+    from repro.sweeps.samplers import make_sampler, worker_seed
     from repro.sweeps.spec import resolve_sweep
     from repro.sweeps.storage import open_storage
     from repro.sweeps.trial import CellSource, run_trial
@@ -88,8 +88,7 @@ def work(args: WorkerArgs, echo=None) -> dict[str, Any]:
     attempt = len(optuna.load_study(study_name=args.study, storage=st.storage).get_trials(deepcopy=False))
     seed = worker_seed(rs.sweep.seed, args.study, platform.node(), args.index, attempt)
     study = optuna.load_study(study_name=args.study, storage=st.storage,
-                              sampler=make_sampler(kind, space, budget, seed, len(rs.metrics)),
-                              pruner=make_pruner(rs.sweep.pruner))
+                              sampler=make_sampler(kind, space, budget, seed, len(rs.metrics)))
     dev = resolve_device(args.device)
     tracker = _tracker(rs.base, dev, args.parent_run_id,
                        {"repro.sweep": rs.id, "repro.study": args.study, "repro.worker_index": args.index})
