@@ -148,7 +148,7 @@ def sweep(name: str = typer.Argument(..., help="sweep name (experiments/sweeps/N
                f"{p['remaining']} remaining, {p['failed']} failed")
     for b in s.best[:10]:
         vals = ", ".join(f"{m}={v:.4g}" for m, v in b["values"].items())
-        typer.echo(f"  best: trial {b['number']} ({', '.join(f'{k}={v!r}' for k, v in b['params'].items())}): {vals}")
+        typer.echo(f"  {'best' if len(b['values']) == 1 else 'Pareto front'}: trial {b['number']} ({', '.join(f'{k}={v!r}' for k, v in b['params'].items())}): {vals}")
     if s.artifacts_dir is not None:
         mlf = f"; MLflow run {s.mlflow_run_id}" if s.mlflow_run_id else ""
         typer.echo(f"  trials and best in {s.artifacts_dir}{mlf}")

@@ -279,3 +279,30 @@ def test_a_sweep_reuses_repro_runs_cells_then_tracks_refines_and_reports(trained
     md = paths[0].read_text()
     assert "1.0004" in md and "1.004" in md and "16 finished trials (4 reused" in md
     assert default_journal().is_file()
+
+
+def test_s0_front_finds_a_pareto_front_and_reports_it_beside_the_published_curve(workdir):
+    """Two objectives (fd_evalnet down, mIoU up) over s0 and snr of table5_3, NSGA-II, 4 trials at test."""
+    from repro.sweeps.report import render_sweep_report
+    from repro.sweeps.runner import run_sweep
+    from repro.sweeps.spec import resolve_sweep
+
+    rs = resolve_sweep("s0-front", "test")
+    assert rs.cell({"s0": 0.002, "snr": 0.1}) == {"s0": 0.002}           # the cell `repro run table5_3` makes
+    assert rs.cell({"s0": 0.002, "snr": 0.2}) == {"s0": 0.002, "snr": 0.2}
+    s = run_sweep("s0-front", "test", device="cpu", echo=lambda m: None)
+    assert s.progress["finished"] == 4
+    front = json.loads((s.artifacts_dir / "pareto.json").read_text())["pareto_front"]
+    trials = json.loads((s.artifacts_dir / "trials.json").read_text())
+    point = [(t["values"]["fd_evalnet"], -t["values"]["miou"]) for t in trials]   # both minimised
+
+    def dominated(p):
+        return any(q[0] <= p[0] and q[1] <= p[1] and q != p for q in point)
+
+    on_front = {t["number"] for t in front}
+    assert on_front and all(not dominated(point[n]) for n in on_front)
+    assert all(dominated(point[t["number"]]) or point[t["number"]] in {point[n] for n in on_front}
+               for t in trials if t["number"] not in on_front)
+    assert all(0.0 <= t["params"]["s0"] <= 0.004 and t["params"]["snr"] in (0.05, 0.075, 0.1, 0.15, 0.2) for t in trials)
+    names = {p.name for p in render_sweep_report("s0-front")}
+    assert {"sweep-s0-front_test_pareto.png", "sweep-s0-front_test_params.png"} <= names

@@ -70,7 +70,10 @@ def render_sweep_report(name: str, storage: str | None = None) -> list[Path]:
         lines += [f"## Profile `{profile}`: study `{study.study_name}`", ""]
         lines += _study_lines(rs, study)
         figs = [history_figure(rs, study, out_dir / f"{stem}_history.png")]
-        figs.append(grid_figure(rs, study, out_dir / f"{stem}_grid.png"))
+        if rs.sweep.sampler == "grid":
+            figs.append(grid_figure(rs, study, out_dir / f"{stem}_grid.png"))
+        else:
+            figs.append(params_figure(rs, study, out_dir / f"{stem}_params.png"))
         if len(rs.metrics) >= 2:
             figs.append(pareto_figure(rs, study, out_dir / f"{stem}_pareto.png"))
         refine = find_study(st, refine_study_name(study.study_name))
@@ -230,6 +233,26 @@ def grid_figure(rs: ResolvedSweep, study, path: Path) -> Path | None:
     fig.suptitle(f"{rs.id} [{rs.profile}]: {m} over {rows} x {cols}", fontsize=10)
     if note:
         fig.text(0.5, 0.01, note, ha="center", va="bottom", fontsize=7)
+    return save(fig, path)
+
+
+def params_figure(rs: ResolvedSweep, study, path: Path) -> Path | None:
+    """A sampled sweep: each objective over each searched name, one point per trial."""
+    trials = _complete(study)
+    names = [n for n in rs.names if len({t.params[n] for t in trials}) > 1]
+    if not trials or not names:
+        return None
+    plt = pyplot()
+    fig, axes = plt.subplots(len(rs.metrics), len(names), figsize=(4.4 * len(names), 3.2 * len(rs.metrics)),
+                             squeeze=False)
+    for i, (m, d) in enumerate(zip(rs.metrics, rs.directions)):
+        for j, n in enumerate(names):
+            ax = axes[i][j]
+            ax.scatter([t.params[n] for t in trials], [t.values[i] for t in trials], s=18, c=[t.number for t in trials],
+                       cmap="viridis")
+            ax.set_xlabel(n)
+            ax.set_ylabel(f"{m} ({d})")
+    fig.suptitle(f"{rs.id} [{rs.profile}]: objectives over the searched settings (colour: trial number)", fontsize=10)
     return save(fig, path)
 
 
