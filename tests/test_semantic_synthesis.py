@@ -47,7 +47,7 @@ def test_table5_3_runs_resumes_records_its_reading_and_reports(env):
         assert (x["schedule_kind"], x["schedule_t_start"], x["schedule_t_decay"]) == ("eq5_5", 0.8, 0.45)
         assert x["corrector_norms"] == "per_sample" and x["steps"] == 3
         # judged by a separate network, not the guide
-        assert x["evaluator"] == "evaluator_scenes" and x["models"]["guide"]["name"] == "noisy_unet"
+        assert x["evaluator"] == "evaluator_scenes" and x["models"]["guide"]["name"] == "noisy_unet_synthesis"
         assert x["schedule_s0"] == rec["cell"]["s0"]
         assert 0 <= x["oracle_miou"] <= 1 and x["nfe_per_sample"] == 6
     # the unguided cell makes no segmenter pass; a guided one makes at most one per score evaluation

@@ -37,13 +37,14 @@ def prepare_semantic(ctx, n_maps: int, quality: dict[str, Any] | None = None) ->
     ds = ctx.spec.dataset
     info = dataset_info(ds.name)
     real, maps = load_maps(ds, n_maps)
-    scorer = None
+    scorer, floor = None, None
     if quality is not None:   # first: missing FID weights fail before any training
         from repro.experiments._score_eval import prepare_scoring
 
-        scorer = prepare_scoring(ctx, {"n_reference": quality["n_reference"], "n_samples": n_maps,
-                                       "allow_rank_deficient": quality["allow_rank_deficient"],
-                                       "floor_split": None})["scorer"]
+        scoring = prepare_scoring(ctx, {"n_reference": quality["n_reference"], "n_samples": n_maps,
+                                        "allow_rank_deficient": quality["allow_rank_deficient"],
+                                        "floor_split": quality.get("floor_split")})
+        scorer, floor = scoring["scorer"], scoring["floor"]
     trained = {role: ctx.model(role) for role in ("score", "guide", "evaluator")}
     score_model = score_model_for(trained["score"])
     guide = guide_for(trained["guide"])
@@ -56,7 +57,7 @@ def prepare_semantic(ctx, n_maps: int, quality: dict[str, Any] | None = None) ->
     models["guide"].update(sigma_max=guide.noise.sigma_max, noise_encoding=guide.noise.encoding)
     return SemanticState(score_model, guide, evaluator, real, maps, colors, info.num_classes, info.ignore_index,
                          scorer, {"oracle_miou": oracle["miou"], "oracle_pixel_acc": oracle["pixel_acc"],
-                                  "oracle_miou_dataset": oracle["miou_dataset"]}, models)
+                                  "oracle_miou_dataset": oracle["miou_dataset"], "real_floor": floor}, models)
 
 
 def score_guidance_norms(state: SemanticState, ts=(0.5, 0.6, 0.7), n: int = 16, seed: int = 0
