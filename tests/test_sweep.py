@@ -306,3 +306,32 @@ def test_s0_front_finds_a_pareto_front_and_reports_it_beside_the_published_curve
     assert all(0.0 <= t["params"]["s0"] <= 0.004 and t["params"]["snr"] in (0.05, 0.075, 0.1, 0.15, 0.2) for t in trials)
     names = {p.name for p in render_sweep_report("s0-front")}
     assert {"sweep-s0-front_test_pareto.png", "sweep-s0-front_test_params.png"} <= names
+
+
+def test_ui_optuna_serves_the_dashboard_on_localhost_over_the_journal(tmp_path):
+    import socket
+    import time
+    import urllib.request
+
+    import optuna
+
+    from repro.sweeps.storage import open_storage
+
+    journal = tmp_path / "studies.journal"
+    optuna.create_study(study_name="seen-by-the-dashboard", storage=open_storage(str(journal)).storage)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "repro.cli", "ui", "--optuna", "--storage", str(journal),
+                             "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        body, deadline = None, time.monotonic() + 120
+        while body is None and time.monotonic() < deadline and proc.poll() is None:
+            try:
+                body = urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=5).read().decode()
+            except OSError:
+                time.sleep(0.5)
+        assert body is not None and "seen-by-the-dashboard" in body, proc.poll()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
