@@ -99,3 +99,35 @@ def test_two_processes_share_one_study_in_postgresql(tmp_path, models, postgres_
     with create_engine(postgres_url).connect() as conn:
         beats = conn.execute(text("SELECT count(*) FROM trial_heartbeats")).scalar()
     assert beats == len(complete)
+
+
+def test_a_trial_whose_heartbeat_stops_is_failed_and_its_point_enqueued_again(postgres_url, monkeypatch):
+    """Optuna's RDB heartbeat: a RUNNING trial silent for the grace period belongs to a dead worker."""
+    import time
+
+    from optuna.trial import TrialState
+
+    from repro.sweeps import queue, storage
+    from repro.sweeps.samplers import make_sampler
+    from repro.sweeps.spec import resolve_sweep
+
+    monkeypatch.setattr(storage, "HEARTBEAT_S", 1)
+    monkeypatch.setattr(storage, "GRACE_S", 2)
+    monkeypatch.setenv("REPRO_RESULTS", str(Path(tempfile.mkdtemp(prefix="repro-pg-results-"))))
+    st = storage.open_storage(postgres_url)
+    rs = resolve_sweep("dg-epsilon", "test")
+    study = storage.open_study(st, "heartbeat", rs.identity(), rs.directions, make_sampler("grid", rs.space, 16, 0, 1))
+    queue.sync(st, study, rs.grid_points(), "inv")
+    trial = queue.pop(st, study)
+    trial_id = st.storage.get_trial_id_from_study_id_trial_number(st.storage.get_study_id_from_name("heartbeat"),
+                                                                  trial.number)
+    st.storage.record_heartbeat(trial_id)   # its worker beat once, then died
+    assert queue.sync(st, study, rs.grid_points(), "inv") == []   # not stale yet
+    time.sleep(3)
+    failed = queue.sync(st, study, rs.grid_points(), "inv")
+    assert [t.number for t in failed] == [trial.number]
+    trials = study.get_trials()
+    assert trials[trial.number].state == TrialState.FAIL
+    key = trial.user_attrs[queue.KEY_ATTR]
+    retry = [t for t in trials if t.state == TrialState.WAITING and queue.point_key(t) == key]
+    assert len(retry) == 1 and retry[0].user_attrs["repro.retry_of"] == trial.number
