@@ -94,7 +94,7 @@ def _spearman(x, y) -> float:
 
 
 def report_figures(spec, df, out_dir: Path, stem: str) -> list[Path]:
-    from repro.experiments._score_sampling import resolve_artifact, rows_figure
+    from repro.experiments._score_sampling import copy_first_artifact, resolve_artifact, rows_figure
 
     plt = pyplot(theme=False)
     df = df.sort_values("s0")
@@ -129,16 +129,8 @@ def report_figures(spec, df, out_dir: Path, stem: str) -> list[Path]:
     rows += [(f"s0 = {s:g}", resolve_artifact(p)) for s, p in zip(df["s0"], df.get("strip_png", [None] * len(df)))]
     grid = rows_figure(rows, out_dir / f"{stem}_samples.png",
                        "Samples for the same maps and noise in every row (cf. thesis Tab. 5.3)")
-    figs = [curve] + ([grid] if grid else [])
-    if "maps_png" in df and df["maps_png"].notna().any():
-        import shutil
-
-        src = resolve_artifact(str(df["maps_png"].dropna().iloc[0]))
-        if src is not None and src.exists():
-            dst = out_dir / f"{stem}_maps.png"
-            shutil.copyfile(src, dst)
-            figs.append(dst)
-    return figs
+    maps = copy_first_artifact(df, "maps_png", out_dir / f"{stem}_maps.png")
+    return [f for f in (curve, grid, maps) if f]
 
 
 def trend_verdicts(spec, df) -> list[dict]:

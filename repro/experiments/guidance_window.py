@@ -125,7 +125,7 @@ def report_figures(spec, df, out_dir: Path, stem: str) -> list[Path]:
     import numpy as np
     from PIL import Image
 
-    from repro.experiments._score_sampling import resolve_artifact
+    from repro.experiments._score_sampling import copy_first_artifact, resolve_artifact
 
     plt = pyplot(theme=False)
     off, on = _curves(df)
@@ -165,17 +165,8 @@ def report_figures(spec, df, out_dir: Path, stem: str) -> list[Path]:
     grid = out_dir / f"{stem}_samples.png"
     fig.savefig(grid, dpi=110)
     plt.close(fig)
-    figs = [curve, grid]
-    sheet = df["sheet_png"].dropna() if "sheet_png" in df else []
-    if len(sheet):
-        import shutil
-
-        src = resolve_artifact(str(sheet.iloc[0]))
-        if src is not None and src.exists():
-            dst = out_dir / f"{stem}_map.png"
-            shutil.copyfile(src, dst)
-            figs.append(dst)
-    return figs
+    sheet = copy_first_artifact(df, "sheet_png", out_dir / f"{stem}_map.png")
+    return [f for f in (curve, grid, sheet) if f]
 
 
 def report_notes(spec, df) -> list[str]:
