@@ -127,6 +127,8 @@ def history_figure(rs: ResolvedSweep, study, path: Path) -> Path | None:
     trials = _complete(study)
     if not trials:
         return None
+    from matplotlib.ticker import MaxNLocator
+
     plt = pyplot()
     n = len(rs.metrics)
     fig, axes = plt.subplots(1, n, figsize=(5.2 * n, 3.4), squeeze=False)
@@ -143,6 +145,7 @@ def history_figure(rs: ResolvedSweep, study, path: Path) -> Path | None:
             ax.scatter([x for x, r in zip(xs, reused) if r], [y for y, r in zip(ys, reused) if r], s=18,
                        marker="s", facecolors="none", edgecolors="C2", label="reused cell")
         ax.step(xs, best, where="post", color="C3", label="best so far")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("trial")
         ax.set_ylabel(f"{m} ({d})")
         ax.legend(fontsize=7)
@@ -214,7 +217,7 @@ def grid_figure(rs: ResolvedSweep, study, path: Path) -> Path | None:
             if np.isfinite(M[i, j]):
                 good = (M[i, j] - lo) / max(hi - lo, 1e-12)
                 light = good < 0.5 if d == "minimize" else good >= 0.5   # the colormap's light end
-                ax.text(j, i, f"{M[i, j]:.3g}", ha="center", va="center", fontsize=7,
+                ax.text(j, i, f"{M[i, j]:.4g}", ha="center", va="center", fontsize=7,
                         color="black" if light else "white")
     bi, bj = np.unravel_index(np.nanargmin(M) if d == "minimize" else np.nanargmax(M), M.shape)
     ax.add_patch(Rectangle((bj - 0.5, bi - 0.5), 1, 1, fill=False, ec="red", lw=2.5,
