@@ -173,7 +173,10 @@ def report_notes(spec, df) -> list[str]:
     w = window_findings(df)
     if not w:
         return ["The grid must include t = 0 and t = 1 of the off_below window (always on / never on) for a verdict."]
-    notes = [f"Always-on guidance (s0 = {df['schedule_s0'].iloc[0]:g} for every t > 0): mIoU {w['full']:.3f}; "
+    scale = float(df["s0_scale"].iloc[0]) if "s0_scale" in df else 1.0
+    s0 = float(df["schedule_s0"].iloc[0]) / scale
+    notes = [f"Always-on guidance (s0 = {s0:g}{f' x s0_scale {scale:g}' if scale != 1 else ''} for every t > 0): "
+             f"mIoU {w['full']:.3f}; "
              f"never on: {w['none']:.3f}; gain {w['gain']:+.3f}."]
     if w["gain"] <= 0.01:
         notes.append("**Inconclusive**: guidance gives no measurable gain at this profile, so no window can be read.")
@@ -183,16 +186,18 @@ def report_notes(spec, df) -> list[str]:
     if start is None:
         notes.append(f"Switched on below t: no start time keeps {share}.")
     else:
-        verdict = "held" if start >= THESIS_START - 0.1 else "did not hold"
+        verdict = "held" if abs(start - THESIS_START) <= 0.1 else "did not hold"
+        why = ("" if verdict == "held" else f" (a start as late as t = {start:g} suffices here)" if start < THESIS_START
+               else f" (here it must start even earlier, at t >= {start:g})")
         notes.append(f"Switched on below t: starting at t >= {start:g} keeps {share}; the thesis's 'guidance must "
-                     f"start above about 0.65': **{verdict}** (starting lower {'is' if verdict == 'did not hold' else 'is not'} "
-                     f"needed here).")
+                     f"start above about 0.65': **{verdict}**{why}.")
     if stop is None:
         notes.append(f"Switched off below t: no stop time keeps {share}.")
     else:
-        verdict = "held" if stop >= THESIS_STOP else "did not hold"
+        verdict = "held" if stop >= THESIS_STOP - 0.05 else "did not hold"
+        why = "" if verdict == "held" else f" (guidance below t = 0.45 still matters here: stopping above t = {stop:g} loses more)"
         notes.append(f"Switched off below t: stopping at t <= {stop:g} keeps {share}; the thesis's 'can stop below "
-                     f"0.45': **{verdict}**.")
+                     f"0.45': **{verdict}**{why}.")
     notes.append(f"Judged on {int(df['n_maps'].iloc[0])} samples per setting ({int(df['repeats'].iloc[0])} noise "
                  f"draws of each map), by the evaluator segmenter; the thesis judged one sample by eye.")
     return notes
