@@ -10,7 +10,7 @@ BENCH = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_sweep_wor
 
 
 @pytest.mark.bench
-def test_two_workers_take_at_most_0_6_of_one_workers_time_on_a_12_trial_grid():
+def test_two_workers_take_at_most_0_6_of_one_workers_time_on_a_16_trial_grid():
     spec = importlib.util.spec_from_file_location("bench_sweep_workers", BENCH)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
