@@ -131,6 +131,11 @@ def run_trial(study, trial, rs: ResolvedSweep, space: dict[str, Any], cells: Cel
 
 
 def objective_values(record: dict[str, Any], metrics: list[str]) -> tuple[list[float], str | None]:
+    """The objectives from a cell's record; ([], why) when it has none to give (a cell the runner
+    reported as failed, e.g. a diverged run, has a "failed" entry and no values)."""
+    if record.get("failed"):
+        failure = record["failed"]
+        return [], f"cell {record.get('key')} failed: {failure.get('reason', failure) if isinstance(failure, dict) else failure}"
     got = record.get("values", {})
     values = []
     for m in metrics:
