@@ -91,6 +91,7 @@ class RunSummary:
     work_dir: Path
     mlflow_run_id: str | None
     seconds: float
+    failed: list[str] = field(default_factory=list)  # cells whose runner reported a failure (e.g. diverged)
 
 
 def preflight(resolved: ResolvedSpec) -> None:
@@ -147,28 +148,89 @@ def write_run_meta(resolved: ResolvedSpec, work_dir: Path) -> None:
     atomic_write_text(work_dir / "spec.json", _resolved_json(resolved))
 
 
+FAILED_DIR = "failed"
+
+
+class _CellFailed(Exception):
+    """Raised inside a cell's child run so that MLflow marks it FAILED; caught by run_one_cell."""
+
+
+def failed_cells_dir(spec_id: str, profile: str) -> Path:
+    """Records of cells whose runner reported a failure: beside `cells/`, never read as results."""
+    return results.run_dir(spec_id, profile) / FAILED_DIR
+
+
+def read_failed_cells(spec_id: str, profile: str, spec_hash: str | None = None) -> list[dict[str, Any]]:
+    """The failure records of a spec at a profile (of one resolved spec when `spec_hash` is given)."""
+    import json
+
+    folder = failed_cells_dir(spec_id, profile)
+    recs = [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))] if folder.is_dir() else []
+    return [r for r in recs if spec_hash is None or r.get("spec_hash") == spec_hash]
+
+
+def _record_failure(ctx: RunContext, run: Any, cell: dict[str, Any], key: str, failure: dict[str, Any],
+                    seconds: float) -> dict[str, Any]:
+    """A runner may return {"failed": {"reason": ..., ...}} for a cell that ran but produced nothing to
+    report (thesis Sec. 5.3.1: a mixed-precision run whose loss became NaN "had to be discarded"): the
+    record goes to failed/ (so it is no finished cell: a rerun tries it again, a report never shows
+    its numbers), its MLflow child run is tagged with the failure and marked FAILED."""
+    import json
+
+    resolved, spec = ctx.resolved, ctx.spec
+    record = {"spec": spec.id, "profile": resolved.profile, "key": key, "cell": cell, "failed": failure,
+              "seconds": seconds, "spec_hash": resolved.hash, "git_commit": results.git_commit(),
+              "device": str(ctx.device), "mlflow_run_id": run.run_id,
+              "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    path = failed_cells_dir(spec.id, resolved.profile) / f"{key}.json"
+    atomic_write_text(path, json.dumps(record, indent=2, sort_keys=True, default=results._json_default))
+    run.set_tags({"repro.status": "failed", **{f"repro.failure.{k}": v for k, v in failure.items()
+                                               if isinstance(v, (str, int, float, bool)) or v is None}})
+    run.log_metrics({f"failure_{k}": v for k, v in failure.items() if isinstance(v, (int, float))})
+    run.log_artifact(path)
+    return record
+
+
 def run_one_cell(ctx: RunContext, module: Any, state: Any, cell: dict[str, Any],
                  tags: dict[str, Any] | None = None) -> dict[str, Any]:
     """Compute one cell with the runner, write its results file atomically, track it as a child
-    run of `ctx.tracker`; returns the record written. `repro run` and every sweep trial use this."""
+    run of `ctx.tracker`; returns the record written. `repro run` and every sweep trial use this.
+    A cell the runner reports as failed returns its failure record (with a "failed" entry)."""
     resolved, spec, key = ctx.resolved, ctx.spec, cell_key(cell)
-    with ctx.tracker.child(key, params={"cell": cell}, tags={"repro.cell": key, **(tags or {})}) as run:
-        t0 = time.perf_counter()
-        out = module.run_cell(ctx, state, cell, run)
-        seconds = time.perf_counter() - t0
-        record = {
-            "spec": spec.id, "profile": resolved.profile, "key": key, "cell": cell,
-            "values": out.get("values", {}), "extra": out.get("extra", {}),
-            "seconds": seconds, "seed": seed_for(spec.seed, key),
-            "spec_hash": resolved.hash, "git_commit": results.git_commit(),
-            "device": str(ctx.device), "mlflow_run_id": run.run_id,
-            "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        }
-        path = results.write_cell(spec.id, resolved.profile, key, record)
-        run.log_metrics({**out.get("values", {}), "seconds": seconds})
-        run.log_artifact(path)
-        for art in out.get("artifacts", []):
-            run.log_artifact(art)
+    failed_record = None
+    try:
+        with ctx.tracker.child(key, params={"cell": cell}, tags={"repro.cell": key, **(tags or {})}) as run:
+            t0 = time.perf_counter()
+            out = module.run_cell(ctx, state, cell, run)
+            seconds = time.perf_counter() - t0
+            if out.get("failed"):
+                failed_record = _record_failure(ctx, run, cell, key, out["failed"], seconds)
+                raise _CellFailed(key)
+            record = _finish_cell(ctx, run, cell, key, out, seconds)
+    except _CellFailed:
+        return failed_record
+    stale = failed_cells_dir(spec.id, resolved.profile) / f"{key}.json"
+    stale.unlink(missing_ok=True)  # an earlier failure of this cell is superseded
+    return record
+
+
+def _finish_cell(ctx: RunContext, run: Any, cell: dict[str, Any], key: str, out: dict[str, Any],
+                 seconds: float) -> dict[str, Any]:
+    """Write a finished cell's results file and log it to its child run."""
+    resolved, spec = ctx.resolved, ctx.spec
+    record = {
+        "spec": spec.id, "profile": resolved.profile, "key": key, "cell": cell,
+        "values": out.get("values", {}), "extra": out.get("extra", {}),
+        "seconds": seconds, "seed": seed_for(spec.seed, key),
+        "spec_hash": resolved.hash, "git_commit": results.git_commit(),
+        "device": str(ctx.device), "mlflow_run_id": run.run_id,
+        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    path = results.write_cell(spec.id, resolved.profile, key, record)
+    run.log_metrics({**out.get("values", {}), "seconds": seconds})
+    run.log_artifact(path)
+    for art in out.get("artifacts", []):
+        run.log_artifact(art)
     return record
 
 
@@ -202,8 +264,8 @@ def run_spec(spec_id: str, profile: str = "smoke", overrides: dict[str, Any] | N
         state = module.prepare(ctx)
         with _progress(progress, len(todo), f"{spec_id} [{profile}]") as advance:
             for cell, key in todo:
-                run_one_cell(ctx, module, state, cell)
-                summary.ran.append(key)
+                record = run_one_cell(ctx, module, state, cell)
+                (summary.failed if "failed" in record else summary.ran).append(key)
                 advance()
     summary.seconds = time.perf_counter() - t_start
     return summary

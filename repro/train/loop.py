@@ -44,6 +44,9 @@ class TrainConfig:
     betas: tuple[float, float] = (0.9, 0.999)
     weight_decay: float = 0.0
     amp: bool = False  # CUDA: fp16 autocast + GradScaler; CPU: bf16 autocast, no scaler
+    amp_dtype: str | None = None  # "float16" | "bfloat16" | None (the device's default above); bf16: no scaler
+    clip_scaled_grads: bool = False  # True: clip the *scaled* grads, no unscale_ (the thesis authors' code's order)
+    min_loss_scale: float | None = None  # stop (TrainingDiverged) when the GradScaler's scale falls below this
     ema_decay: float | None = 0.999  # None = no EMA
     grad_clip: float | None = 1.0  # max global grad norm; None = off
     ckpt_every: int = 0  # also checkpoint every N optimizer steps (0 = only at each epoch end)
@@ -72,12 +75,36 @@ def lr_at_step(base_lr: float, step: int, warmup_steps: int) -> float:
     return base_lr * min(1.0, step / warmup_steps)
 
 
-def autocast_context(device: torch.device, enabled: bool):
-    """fp16 autocast on CUDA, bf16 on the CPU; a no-op context when disabled."""
+class TrainingDiverged(RuntimeError):
+    """A run that can no longer train: a non-finite loss, or a GradScaler scale collapsed below the
+    floor (thesis Sec. 5.3.1: such mixed-precision runs "had to be discarded")."""
+
+    def __init__(self, message: str, *, reason: str, step: int, epoch: int, loss: float,
+                 last_finite_loss: float | None, loss_scale: float | None = None):
+        super().__init__(message)
+        self.reason, self.step, self.epoch, self.loss = reason, step, epoch, loss
+        self.last_finite_loss, self.loss_scale = last_finite_loss, loss_scale
+
+    def details(self) -> dict:
+        return {"reason": self.reason, "step": self.step, "epoch": self.epoch, "loss": self.loss,
+                "last_finite_loss": self.last_finite_loss, "loss_scale": self.loss_scale, "message": str(self)}
+
+
+_AMP_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def amp_dtype_for(device: torch.device, name: str | None = None) -> torch.dtype:
+    """The autocast dtype: `name` if given, else fp16 on CUDA and bf16 on the CPU."""
+    if name is not None:
+        return _AMP_DTYPES[name]
+    return torch.float16 if device.type == "cuda" else torch.bfloat16
+
+
+def autocast_context(device: torch.device, enabled: bool, dtype: torch.dtype | None = None):
+    """fp16 autocast on CUDA, bf16 on the CPU (or `dtype`); a no-op context when disabled."""
     if not enabled:
         return contextlib.nullcontext()
-    dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
-    return torch.autocast(device.type, dtype=dtype)
+    return torch.autocast(device.type, dtype=dtype or amp_dtype_for(device))
 
 
 def _validate(cfg: TrainConfig) -> None:
@@ -90,6 +117,8 @@ def _validate(cfg: TrainConfig) -> None:
         (cfg.ckpt_every >= 0, f"ckpt_every must be >= 0, got {cfg.ckpt_every}"),
         (cfg.max_steps is None or cfg.max_steps >= 0, f"max_steps must be >= 0 or None, got {cfg.max_steps}"),
         (cfg.warmup_steps >= 0, f"warmup_steps must be >= 0, got {cfg.warmup_steps}"),
+        (cfg.amp_dtype in (None, *_AMP_DTYPES), f"amp_dtype must be float16, bfloat16 or None, got {cfg.amp_dtype!r}"),
+        (cfg.min_loss_scale is None or cfg.min_loss_scale > 0, f"min_loss_scale must be > 0 or None, got {cfg.min_loss_scale}"),
     ]
     for ok, msg in checks:
         if not ok:
@@ -205,7 +234,11 @@ def train(model: nn.Module, loss_fn: LossFn, dataset: Dataset, cfg: TrainConfig,
 
     model = model.to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
-    use_scaler = cfg.amp and device.type == "cuda"
+    amp_dtype = amp_dtype_for(device, cfg.amp_dtype)
+    if cfg.amp and amp_dtype == torch.float16 and device.type != "cuda":
+        raise UserError(f"train config: amp_dtype float16 (autocast + GradScaler) needs CUDA, the device is {device}; "
+                        "use bfloat16 on the CPU")
+    use_scaler = cfg.amp and device.type == "cuda" and amp_dtype == torch.float16
     scaler = torch.amp.GradScaler(device.type, enabled=use_scaler)
     ema = EMA(model, cfg.ema_decay) if cfg.ema_decay is not None else None
     noise_gen = torch.Generator(device=device)
@@ -256,6 +289,7 @@ def train(model: nn.Module, loss_fn: LossFn, dataset: Dataset, cfg: TrainConfig,
     total = cfg.epochs * n_batches if cfg.max_steps is None else min(cfg.epochs * n_batches, cfg.max_steps)
     first_step = state.step
     train_seconds, samples, epoch_times = 0.0, 0, []
+    last_finite = None
     bar = _progress_bar(progress and info.is_main)
     with bar:
         task = bar.add_task("train", total=total, completed=min(state.step, total), loss=float("nan"))
@@ -268,19 +302,23 @@ def train(model: nn.Module, loss_fn: LossFn, dataset: Dataset, cfg: TrainConfig,
             tick = time.perf_counter()
             for batch in loader:
                 batch = _to_device(batch, device)
-                with autocast_context(device, cfg.amp):
+                with autocast_context(device, cfg.amp, amp_dtype):
                     loss = loss_fn(net, batch, noise_gen)
                 if loss.ndim != 0:
                     raise ValueError(f"loss_fn must return a scalar, got shape {tuple(loss.shape)}")
                 # reduced before backward so that every rank sees a NaN and stops together
                 loss_value = float(reduce_mean(loss.detach().float()))
                 if not math.isfinite(loss_value):
-                    raise RuntimeError(f"training loss is {loss_value} at step {state.step + 1} (epoch {state.epoch}, "
-                                       f"batch {state.batch_in_epoch}); the run is unusable, discard it "
-                                       f"(try amp=False, a lower lr or grad_clip)")
+                    raise TrainingDiverged(
+                        f"training loss is {loss_value} at step {state.step + 1} (epoch {state.epoch}, "
+                        f"batch {state.batch_in_epoch}); the run is unusable, discard it "
+                        f"(try amp=False, a lower lr or grad_clip)", reason="non_finite_loss", step=state.step + 1,
+                        epoch=state.epoch, loss=loss_value, last_finite_loss=last_finite,
+                        loss_scale=scaler.get_scale() if use_scaler else None)
+                last_finite = loss_value
                 (scaler.scale(loss) if use_scaler else loss).backward()
                 if cfg.grad_clip is not None:
-                    if use_scaler:
+                    if use_scaler and not cfg.clip_scaled_grads:
                         scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
                     torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
                 lr = lr_at_step(cfg.lr, state.step + 1, cfg.warmup_steps)
@@ -289,6 +327,13 @@ def train(model: nn.Module, loss_fn: LossFn, dataset: Dataset, cfg: TrainConfig,
                 if use_scaler:
                     scaler.step(optimizer)
                     scaler.update()
+                    if cfg.min_loss_scale is not None and scaler.get_scale() < cfg.min_loss_scale:
+                        # overflowing gradients at every step: the scaler halves the scale and skips the step
+                        raise TrainingDiverged(
+                            f"GradScaler scale {scaler.get_scale():.3g} fell below {cfg.min_loss_scale:g} at step "
+                            f"{state.step + 1} (epoch {state.epoch}); the run is unusable, discard it",
+                            reason="loss_scale_collapse", step=state.step + 1, epoch=state.epoch, loss=loss_value,
+                            last_finite_loss=last_finite, loss_scale=scaler.get_scale())
                 else:
                     optimizer.step()
                 optimizer.zero_grad(set_to_none=True)

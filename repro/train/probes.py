@@ -76,3 +76,80 @@ class Timer:
     def __exit__(self, *exc) -> None:
         synchronize(self.device)
         self.seconds = time.perf_counter() - self._start
+
+
+NVML_KIND = "nvml_device_used"
+
+
+def _nvml_handle(pynvml, device: torch.device):
+    """The NVML handle of a torch CUDA device (by PCI bus id: CUDA_VISIBLE_DEVICES renumbers devices)."""
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    try:
+        p = torch.cuda.get_device_properties(index)
+        return pynvml.nvmlDeviceGetHandleByPciBusId(f"{p.pci_domain_id:08x}:{p.pci_bus_id:02x}:{p.pci_device_id:02x}.0")
+    except Exception:  # noqa: BLE001 (older drivers / bindings: fall back to the index)
+        return pynvml.nvmlDeviceGetHandleByIndex(index)
+
+
+class NvmlPeakMemory:
+    """Peak device memory as the driver reports it (what `nvidia-smi` shows), polled on a thread.
+
+    Thesis Tab. 5.1 reports "the total vRAM needed"; torch's allocator figures leave out the CUDA
+    context and the allocator's fragmentation, NVML does not. `device_mb`: the whole device's used
+    memory (other processes included); `process_mb`: this process's share, where the driver
+    tells. Both None when pynvml (nvidia-ml-py) is not importable or the device is not CUDA.
+    """
+
+    def __init__(self, device: torch.device | str, interval_s: float = 0.05):
+        self.device = _device(device)
+        self.interval_s = interval_s
+        self.device_mb: float | None = None
+        self.process_mb: float | None = None
+        self.total_mb: float | None = None
+        self.unavailable: str | None = None
+        self._stop = None
+        self._thread = None
+
+    def __enter__(self) -> "NvmlPeakMemory":
+        import os
+        import threading
+
+        if self.device.type != "cuda":
+            self.unavailable = "not a CUDA device"
+            return self
+        try:
+            import pynvml
+        except ImportError:
+            self.unavailable = "pynvml (nvidia-ml-py) is not installed"
+            return self
+        pynvml.nvmlInit()
+        handle = _nvml_handle(pynvml, self.device)
+        pid = os.getpid()
+        self.total_mb = pynvml.nvmlDeviceGetMemoryInfo(handle).total / 2**20
+        self._stop = threading.Event()
+
+        def poll() -> None:
+            while True:
+                used = pynvml.nvmlDeviceGetMemoryInfo(handle).used / 2**20
+                self.device_mb = max(self.device_mb or 0.0, used)
+                try:
+                    mine = [p.usedGpuMemory for p in pynvml.nvmlDeviceGetComputeRunningProcesses(handle)
+                            if p.pid == pid and p.usedGpuMemory is not None]
+                except pynvml.NVMLError:
+                    mine = []
+                if mine:
+                    self.process_mb = max(self.process_mb or 0.0, sum(mine) / 2**20)
+                if self._stop.wait(self.interval_s):
+                    return
+
+        self._thread = threading.Thread(target=poll, name="nvml-peak", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join()
+            import pynvml
+
+            pynvml.nvmlShutdown()
