@@ -170,6 +170,8 @@ def run_cell(ctx, state, cell, run):
 
         m = run_arm(job)
     shutil.rmtree(folder, ignore_errors=True)
+    if not any(folder.parent.iterdir()):
+        folder.parent.rmdir()
     context = {"batch_source": state["batch_source"], "batch_note": state["batch_note"],
                "batch_search": state.get("batch_search"), "amp_batch": state["amp_batch"], "repeat": repeat,
                "seed": job["seed"], "sigma_max": job["sigma_max"], "epochs": f["epochs"]}
