@@ -104,8 +104,8 @@ def work(args: WorkerArgs, echo=None) -> dict[str, Any]:
                 trial = queue.pop(st, study)
             if trial is None:
                 prog = queue.progress(st, study, points, budget)
-                if not grid:
-                    if prog["finished"] + prog["running"] >= budget:
+                if not grid:   # failed cells count too, so that a sweep whose every cell fails ends
+                    if prog["finished"] + prog["running"] + counts["failed"] >= budget:
                         break
                     trial = study.ask()
                 elif not prog["remaining"] or not prog["running"]:
