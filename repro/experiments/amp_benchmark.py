@@ -21,7 +21,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from repro.errors import UserError
-from repro.experiments.amp.arm import ARMS, arm_unavailable, device_name
+from repro.experiments.amp.arm import ARMS, arm_unavailable
 from repro.experiments.amp.report import report_figures, report_notes  # noqa: F401 (the runner protocol)
 
 GRID_KEYS = ("precision", "repeat")
@@ -107,7 +107,11 @@ def prepare(ctx):
 def _cached_search(ctx, base: dict, precision: str) -> dict:
     """The batch search at `precision`, kept in the run folder per (spec hash, device name)."""
     path = ctx.work_dir / f"batch_search_{precision}.json"
-    tag = {"spec_hash": ctx.resolved.hash, "device_name": device_name(ctx.device)}
+    import os
+
+    # not the device's name: asking for it would start a CUDA context in this process
+    tag = {"spec_hash": ctx.resolved.hash, "device": str(ctx.device),
+           "visible": os.environ.get("CUDA_VISIBLE_DEVICES")}
     if path.exists() and not ctx.force:
         cached = json.loads(path.read_text())
         if cached.get("tag") == tag:
@@ -175,6 +179,8 @@ def run_cell(ctx, state, cell, run):
     context = {"batch_source": state["batch_source"], "batch_note": state["batch_note"],
                "batch_search": state.get("batch_search"), "amp_batch": state["amp_batch"], "repeat": repeat,
                "seed": job["seed"], "sigma_max": job["sigma_max"], "epochs": f["epochs"]}
+    if "unavailable" in m:
+        return {"failed": {"reason": "unavailable", "message": m["unavailable"], "precision": precision}}
     if "diverged" in m:  # thesis Sec. 5.3.1: such runs "had to be discarded"
         d = m["diverged"]
         return {"failed": {"reason": d["reason"], "message": d["message"], "precision": precision,

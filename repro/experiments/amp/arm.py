@@ -29,13 +29,23 @@ ARM_LABELS = {"fp32": "fp32 (mixed precision off)", "fp16": "fp16 autocast + Gra
 
 
 def arm_unavailable(precision: str, device: torch.device) -> str | None:
-    """Why an arm cannot run on `device` (None: it can)."""
+    """Why an arm cannot run on `device` (None: it can). Asks nothing of the GPU: a CUDA context in
+    the parent process would count in the device-level memory of every arm (bf16 support is checked
+    by the arm's own process)."""
     if precision == "fp16" and device.type != "cuda":
         return (f"fp16 autocast + GradScaler is the CUDA arm (PyTorch AMP as the thesis used it); not run on "
                 f"{device}, where the mixed-precision arm is bf16")
-    if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        return f"{torch.cuda.get_device_name(device)} has no bf16 support"
     return None
+
+
+def cpu_bf16_flags() -> list[str]:
+    """The CPU's native bf16 instructions (without them bf16 autocast is emulated, and slow)."""
+    try:
+        flags = set(next(line for line in Path("/proc/cpuinfo").read_text().splitlines()
+                         if line.startswith("flags")).split(":", 1)[1].split())
+    except (OSError, StopIteration):
+        return []
+    return sorted(flags & {"avx512_bf16", "amx_bf16"})
 
 
 def device_name(device: torch.device) -> str:
@@ -199,6 +209,8 @@ def run_arm(job: dict[str, Any]) -> dict[str, Any]:
     from repro.train.probes import NvmlPeakMemory, cpu_peak_rss_mb, reset_peak_memory
 
     device = torch.device(job["device"])
+    if job["precision"] == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        return {"unavailable": f"{torch.cuda.get_device_name(device)} has no bf16 support"}
     out_dir = Path(job["out_dir"])
     out_dir.mkdir(parents=True, exist_ok=True)
     steps_path = out_dir / "steps.jsonl"
@@ -239,6 +251,8 @@ def run_arm(job: dict[str, Any]) -> dict[str, Any]:
                                 "parameters": sum(p.numel() for p in net.parameters()),
                                 "clip_order": job["clip_order"], "isolated_process": bool(job.get("isolated")),
                                 "torch": torch.__version__}
+    if device.type == "cpu":
+        measured["cpu_bf16_flags"] = cpu_bf16_flags()
     if diverged is not None:
         measured["diverged"] = diverged
         measured["steps_completed"] = diverged["step"] - 1

@@ -18,7 +18,7 @@ MEMORY_METRICS = {  # value -> what it is (labelled: a CPU figure is never shown
     "cuda_max_memory_reserved_mb": "torch.cuda.max_memory_reserved",
     "cuda_max_memory_allocated_mb": "torch.cuda.max_memory_allocated",
     "cpu_peak_rss_mb": "CPU figure: peak RSS of the arm's fresh process",
-    "cpu_rss_increase_mb": "CPU figure: peak RSS minus the RSS before training",
+    "cpu_rss_increase_mb": "CPU figure: the arm process's peak RSS above its peak before training",
 }
 TIME_METRICS = {"seconds_per_epoch": "mean time per epoch after warm-up",
                 "seconds_per_step": "mean time per optimizer step after warm-up"}
@@ -125,6 +125,10 @@ def report_notes(spec, df) -> list[str]:
                  f"({first.get('batch_source')}{'; ' + batch_note if batch_note else ''}), the same seed, data order "
                  f"and initial weights per repeat; "
                  f"{'a fresh process per arm' if bool(first.get('isolated_process')) else 'all arms in one process'}.")
+    flags = first.get("cpu_bf16_flags")
+    if isinstance(flags, list):
+        notes.append("The CPU's native bf16 instructions: " + (", ".join(flags) if flags else
+                     "none (bf16 arithmetic is emulated)") + "; bf16 autocast on the CPU runs oneDNN's kernels.")
     if isinstance(first.get("amp_batch"), dict) and first.get("amp_batch"):
         notes.append("Largest batch that fits with mixed precision: "
                      + ", ".join(f"{k} {v}" for k, v in first["amp_batch"].items()) + ".")
@@ -137,9 +141,13 @@ def report_notes(spec, df) -> list[str]:
     pub_text = ", ".join(f"{gpu} {r:.3f}" for gpu, r in published.items())
     for metric, label in (_focus_metrics(focus, df).items() if focus != "loss" else []):
         for arm, (ratio, n) in arm_ratios(df, metric).items():
-            word = ("saves" if ratio < 1 else "costs") if focus == "memory" else ("is faster" if ratio < 1 else "is slower")
-            notes.append(f"{ARM_LABELS[arm]} / fp32, {label}: {ratio:.3f} (mixed precision {word} by "
-                         f"{abs(1 - ratio) * 100:.1f} %{f', mean of {n} repeats' if n > 1 else ''}); thesis fp16 AMP / "
+            pct = f"{abs(1 - ratio) * 100:.1f} %"
+            if focus == "memory":
+                word = f"saves {pct}" if ratio < 1 else f"needs {pct} more"
+            else:
+                word = f"is {pct} {'faster' if ratio < 1 else 'slower'}"
+            notes.append(f"{ARM_LABELS[arm]} / fp32, {label}: {ratio:.3f} (mixed precision {word}"
+                         f"{f', mean of {n} repeats' if n > 1 else ''}); thesis fp16 AMP / "
                          f"fp32: {pub_text or 'no published ratio'}.")
     if focus == "memory" and "cpu_peak_rss_mb" in df and df["cpu_peak_rss_mb"].notna().any():
         notes.append("On the CPU the figures are peak resident memory of the process, not accelerator memory; "
