@@ -165,7 +165,8 @@ def test_table5_1_at_test_fresh_process_per_arm_cpu_memory_and_ratio_report(work
     for rec in (fp32, bf16):
         v = rec["values"]
         assert rec["extra"]["isolated_process"] is True
-        assert v["cpu_peak_rss_mb"] >= v["cpu_rss_before_training_mb"] > 50   # torch alone is more than that
+        assert v["cpu_peak_rss_mb"] >= v["cpu_training_peak_rss_mb"] >= v["cpu_rss_at_start_mb"] > 50  # torch > 50 MB
+        assert v["cpu_rss_increase_mb"] == v["cpu_training_peak_rss_mb"] - v["cpu_rss_at_start_mb"]
         assert not any(k.startswith(("cuda_", "nvml_")) for k in v)           # never shown as accelerator memory
         assert v["batch_size"] == 4 and rec["extra"]["steps_completed"] == 2 * 4
     assert fp32["extra"]["seed"] == bf16["extra"]["seed"]   # same data order, noise and initial weights
@@ -279,3 +280,15 @@ def test_cuda_loss_scale_collapse_stops_the_fp16_arm(tmp_path):
     # the scale halves from 65536 at every overflowing step: 65536 / 2^7 = 512 < 1000 after step 7
     assert (info.value.reason, info.value.step, info.value.loss_scale) == ("loss_scale_collapse", 7, 512.0)
     assert math.isfinite(info.value.last_finite_loss)
+
+
+def test_cpu_rss_peak_sees_what_the_block_allocates():
+    from repro.train.probes import CpuRssPeak
+
+    with CpuRssPeak() as rss:
+        block = torch.ones(64 * 2**20 // 4)   # 64 MiB, touched
+        block += 1
+        del block
+    if rss.start_mb is None:
+        pytest.skip("no /proc/self/statm on this system")
+    assert rss.peak_mb - rss.start_mb >= 60

@@ -189,11 +189,11 @@ def run_cell(ctx, state, cell, run):
                            "device_name": m["device_name"], "batch_size": m["batch_size"]}}
     names = ("seconds_per_epoch", "seconds_per_step", "images_per_second", "cuda_max_memory_allocated_mb",
              "cuda_max_memory_reserved_mb", "nvml_device_used_mb", "nvml_process_used_mb", "cpu_peak_rss_mb",
-             "cpu_rss_before_training_mb", "last_epoch_loss", "loss_last_quarter")
+             "cpu_rss_at_start_mb", "cpu_training_peak_rss_mb", "last_epoch_loss", "loss_last_quarter")
     values = {n: float(m[n]) for n in names if m.get(n) is not None}
     values["batch_size"] = float(m["batch_size"])
-    if "cpu_peak_rss_mb" in values:
-        values["cpu_rss_increase_mb"] = values["cpu_peak_rss_mb"] - values["cpu_rss_before_training_mb"]
+    if "cpu_training_peak_rss_mb" in values:
+        values["cpu_rss_increase_mb"] = values["cpu_training_peak_rss_mb"] - values["cpu_rss_at_start_mb"]
     _log_curve(run, m)
     extra = {k: v for k, v in m.items() if k not in values}
     extra.update(context)

@@ -153,3 +153,52 @@ class NvmlPeakMemory:
             import pynvml
 
             pynvml.nvmlShutdown()
+
+
+def cpu_rss_mb() -> float | None:
+    """This process's resident set size now, in MiB (Linux /proc/self/statm; None elsewhere)."""
+    import os
+
+    try:
+        pages = int(open("/proc/self/statm").read().split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+class CpuRssPeak:
+    """Peak resident memory over a block, polled on a thread: unlike ru_maxrss (the whole process's
+    lifetime peak, data loading included) it sees what the block itself adds (a CPU figure)."""
+
+    def __init__(self, interval_s: float = 0.01):
+        self.interval_s = interval_s
+        self.start_mb: float | None = None
+        self.peak_mb: float | None = None
+        self._stop = None
+        self._thread = None
+
+    def __enter__(self) -> "CpuRssPeak":
+        import threading
+
+        self.start_mb = self.peak_mb = cpu_rss_mb()
+        if self.start_mb is None:
+            return self
+        self._stop = threading.Event()
+
+        def poll() -> None:
+            while not self._stop.wait(self.interval_s):
+                now = cpu_rss_mb()
+                if now is not None and now > self.peak_mb:
+                    self.peak_mb = now
+
+        self._thread = threading.Thread(target=poll, name="rss-peak", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join()
+            now = cpu_rss_mb()
+            if now is not None and now > self.peak_mb:
+                self.peak_mb = now

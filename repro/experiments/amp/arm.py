@@ -206,7 +206,7 @@ def run_arm(job: dict[str, Any]) -> dict[str, Any]:
     """Train one arm (resuming from its checkpoint) and return its measurements, or
     {"diverged": {...}} when the loss went non-finite or the loss scale collapsed."""
     from repro.train.loop import TrainingDiverged, train
-    from repro.train.probes import NvmlPeakMemory, cpu_peak_rss_mb, reset_peak_memory
+    from repro.train.probes import CpuRssPeak, NvmlPeakMemory, cpu_peak_rss_mb, reset_peak_memory
 
     device = torch.device(job["device"])
     if job["precision"] == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
@@ -234,9 +234,8 @@ def run_arm(job: dict[str, Any]) -> dict[str, Any]:
     if device.type == "cuda":
         torch.cuda.empty_cache()
     reset_peak_memory(device)
-    rss_before = cpu_peak_rss_mb()
     diverged = None
-    with NvmlPeakMemory(device) as nvml:
+    with NvmlPeakMemory(device) as nvml, CpuRssPeak() as rss:
         try:
             result = train(net, loss_fn, train_set, cfg, out_dir, log_metrics=log_metrics, progress=False)
         except TrainingDiverged as exc:
@@ -270,7 +269,9 @@ def run_arm(job: dict[str, Any]) -> dict[str, Any]:
         measured["nvml_unavailable"] = nvml.unavailable
     elif job.get("isolated"):
         measured["cpu_peak_rss_mb"] = cpu_peak_rss_mb()  # of this fresh process: this arm only
-        measured["cpu_rss_before_training_mb"] = rss_before
+        if rss.peak_mb is not None:  # what training itself adds to the process (data loading left out)
+            measured["cpu_rss_at_start_mb"] = rss.start_mb
+            measured["cpu_training_peak_rss_mb"] = rss.peak_mb
     else:
         measured["cpu_memory_unavailable"] = ("fixed.isolate is false: the arm shares its process's peak RSS "
                                               "with everything before it")

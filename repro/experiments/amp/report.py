@@ -18,7 +18,7 @@ MEMORY_METRICS = {  # value -> what it is (labelled: a CPU figure is never shown
     "cuda_max_memory_reserved_mb": "torch.cuda.max_memory_reserved",
     "cuda_max_memory_allocated_mb": "torch.cuda.max_memory_allocated",
     "cpu_peak_rss_mb": "CPU figure: peak RSS of the arm's fresh process",
-    "cpu_rss_increase_mb": "CPU figure: the arm process's peak RSS above its peak before training",
+    "cpu_rss_increase_mb": "CPU figure: peak RSS during training minus the RSS when training started",
 }
 TIME_METRICS = {"seconds_per_epoch": "mean time per epoch after warm-up",
                 "seconds_per_step": "mean time per optimizer step after warm-up"}
