@@ -17,8 +17,9 @@ MEMORY_METRICS = {  # value -> what it is (labelled: a CPU figure is never shown
     "nvml_device_used_mb": "NVML: the whole device's used memory (as nvidia-smi shows it)",
     "cuda_max_memory_reserved_mb": "torch.cuda.max_memory_reserved",
     "cuda_max_memory_allocated_mb": "torch.cuda.max_memory_allocated",
-    "cpu_peak_rss_mb": "CPU figure: peak RSS of the arm's fresh process",
+    "cpu_training_peak_rss_mb": "CPU figure: peak RSS of the arm's fresh process during training",
     "cpu_rss_increase_mb": "CPU figure: peak RSS during training minus the RSS when training started",
+    "cpu_peak_rss_mb": "CPU figure: the arm process's lifetime peak RSS (ru_maxrss, data loading included)",
 }
 TIME_METRICS = {"seconds_per_epoch": "mean time per epoch after warm-up",
                 "seconds_per_step": "mean time per optimizer step after warm-up"}
@@ -87,7 +88,7 @@ def report_figures(spec, df, out_dir: Path, stem: str) -> list[Path]:
         ax.invert_yaxis()
         what = "memory" if focus == "memory" else "time"
         ax.set_xlabel(f"mixed precision / fp32 ({what}; < 1: mixed precision {'saves memory' if focus == 'memory' else 'is faster'})")
-        ax.set_title(f"On/off ratios on {_devices(df)} vs the thesis (Tab. {spec.source.table})", fontsize=9)
+        ax.set_title(f"On/off ratios vs the thesis (Tab. {spec.source.table})\n{_devices(df)}", fontsize=8)
         fig.tight_layout()
         path = out_dir / f"{stem}_ratios.png"
         fig.savefig(path, dpi=120)
@@ -105,7 +106,7 @@ def report_figures(spec, df, out_dir: Path, stem: str) -> list[Path]:
         ax.set_yscale("log")
         ax.set_xlabel("optimizer step")
         ax.set_ylabel("DSM training loss (binned step losses)")
-        ax.set_title(f"Loss curves, mixed precision on vs off (cf. thesis Fig. 5.6); {_devices(df)}", fontsize=9)
+        ax.set_title(f"Loss curves, mixed precision on vs off (cf. thesis Fig. 5.6)\n{_devices(df)}", fontsize=8)
         ax.legend(fontsize=7)
         fig.tight_layout()
         path = out_dir / f"{stem}_loss_curves.png"
