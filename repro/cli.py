@@ -103,6 +103,9 @@ def run(spec_id: str = typer.Argument(..., help="spec id, or `all`"),
         where = f"results in {summary.work_dir}"
         mlf = f"; MLflow run {summary.mlflow_run_id}" if summary.mlflow_run_id else ""
         typer.echo(f"{i} [{profile}]: {summary.total} cells ({done}); {where}{mlf}")
+        if summary.failed:   # a runner's reported failure (e.g. a diverged training arm): kept out of results
+            typer.echo(f"{i} [{profile}]: {len(summary.failed)} cell(s) failed ({', '.join(summary.failed)}); "
+                       f"see {summary.work_dir / 'failed'}; a rerun tries them again", err=True)
 
 
 _STORAGE_HELP = ("the study storage: a journal file path (default results/sweeps/optuna.journal) or an RDB URL, "
