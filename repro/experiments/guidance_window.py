@@ -40,8 +40,6 @@ def _schedule(cell, s0: float) -> ScaleSchedule:
 
 
 def prepare(ctx):
-    import torch
-
     from repro.experiments.semantic.prepare import prepare_semantic
 
     f = ctx.spec.fixed
@@ -52,7 +50,6 @@ def prepare(ctx):
     state.maps = state.maps.repeat_interleave(f["repeats"], dim=0)
     state.real = state.real.repeat_interleave(f["repeats"], dim=0)
     state.indices = list(range(state.maps.shape[0]))
-    del torch
     return state
 
 

@@ -25,6 +25,8 @@ class SemanticState:
     scorer: Any = None          # FrechetScorer (fid / fd_evalnet) or None
     oracle: dict[str, float] = field(default_factory=dict)
     models: dict[str, Any] = field(default_factory=dict)   # provenance of each role's model
+    indices: list[int] = field(default_factory=list)        # seed index of each map (its noise)
+    norm_ratio: dict[str, float] = field(default_factory=dict)   # ||score|| / ||grad log p|| per t
 
 
 def prepare_semantic(ctx, n_maps: int, quality: dict[str, Any] | None = None) -> SemanticState:
