@@ -45,3 +45,20 @@ def parse_settings(resolved, net_schema: type[N], train_schema: type[T]) -> tupl
             loc = ".".join(str(x) for x in (section, *err["loc"]))
             raise UserError(f"model {resolved.id}: {loc}: {err['msg']}") from None
     return parsed[0], parsed[1]
+
+
+def upstream_model(resolved, role: str, name: str, overrides: dict | None, kind: str, *, article: str = "a"):
+    """The config (at this profile) of the model another one is trained on (a discriminator on a
+    generator's samples, a noise-conditional classifier on a score model's SDE), checked: of `kind`
+    and on the same dataset and resolution. `role` names the setting, e.g. "generator"."""
+    from repro.specs import resolve_model
+
+    up = resolve_model(name, resolved.profile, overrides or None)
+    if up.config.kind != kind:
+        raise UserError(f"model {resolved.id}: train.{role} {name!r} is a {up.config.kind} model, "
+                        f"not {article} {kind} one")
+    a, b = resolved.config.dataset, up.config.dataset
+    if (a.name, a.resolution) != (b.name, b.resolution):
+        raise UserError(f"model {resolved.id}: dataset {a.name} {a.resolution} differs from {role.replace('_', ' ')} "
+                        f"{name}'s {b.name} {b.resolution}; train on the {role.replace('_', ' ')}'s data")
+    return up

@@ -70,17 +70,10 @@ def parse(resolved: ResolvedModel) -> tuple[NetConfig, TrainSettings]:
 
 
 def validate(resolved: ResolvedModel) -> None:
-    from repro.specs import resolve_model
+    from repro.trainers import upstream_model
 
     net_cfg, ts = parse(resolved)
-    gen = resolve_model(ts.generator, resolved.profile, ts.generator_overrides or None)
-    if gen.config.kind != "edm":
-        raise UserError(f"model {resolved.id}: train.generator {ts.generator!r} is a {gen.config.kind} model, "
-                        f"not an edm one")
-    a, b = resolved.config.dataset, gen.config.dataset
-    if (a.name, a.resolution) != (b.name, b.resolution):
-        raise UserError(f"model {resolved.id}: dataset {a.name} {a.resolution} differs from generator "
-                        f"{ts.generator}'s {b.name} {b.resolution}; train on the generator's data")
+    gen = upstream_model(resolved, "generator", ts.generator, ts.generator_overrides, "edm", article="an")
     if net_cfg.encoder == "evaluator" and not net_cfg.evaluator:
         raise UserError(f"model {resolved.id}: net.encoder 'evaluator' needs net.evaluator (a model name)")
     if net_cfg.encoder == "adm":

@@ -79,18 +79,10 @@ def parse(resolved: ResolvedModel) -> tuple[NetConfig, TrainSettings]:
 
 def score_model_config(resolved: ResolvedModel, ts: TrainSettings | None = None) -> ResolvedModel:
     """The score model's config at this profile, checked: a score_sde model on the same data."""
-    from repro.specs import resolve_model
+    from repro.trainers import upstream_model
 
     ts = ts or parse(resolved)[1]
-    score = resolve_model(ts.score_model, resolved.profile, ts.score_model_overrides or None)
-    if score.config.kind != "score_sde":
-        raise UserError(f"model {resolved.id}: train.score_model {ts.score_model!r} is a {score.config.kind} "
-                        f"model, not a score_sde one")
-    a, b = resolved.config.dataset, score.config.dataset
-    if (a.name, a.resolution) != (b.name, b.resolution):
-        raise UserError(f"model {resolved.id}: dataset {a.name} {a.resolution} differs from score model "
-                        f"{ts.score_model}'s {b.name} {b.resolution}; train the classifier on the score model's data")
-    return score
+    return upstream_model(resolved, "score_model", ts.score_model, ts.score_model_overrides, "score_sde")
 
 
 def validate(resolved: ResolvedModel) -> None:
