@@ -276,6 +276,39 @@ def pipeline(profile: Optional[str] = typer.Option(None, "--profile", "-p",
 
 
 @app.command()
+def compare(spec_id: str = typer.Argument("all", help="spec id, or `all`"),
+            fmt: str = typer.Option("csv", "--format", "-f", help="csv | md | json"),
+            out: Optional[str] = typer.Option(None, "--out", "-o", help="write to this file (default: stdout)"),
+            metrics_dir: Optional[str] = typer.Option(
+                None, "--metrics-dir", help="instead: write DIR/<spec>.json (dvc metrics) and DIR/<spec>.csv "
+                                            "(dvc plots) of the reproduced cells at --profile"),
+            profile: str = ProfileOpt) -> None:
+    """The paper-vs-reproduced table: one row per published value, reproduced value per profile, verdict."""
+    from pathlib import Path
+
+    from repro import comparison
+    from repro.atomic import atomic_write_text
+
+    ids = _spec_ids(spec_id)
+    if metrics_dir is not None:
+        from repro.specs import PROFILES
+
+        if profile not in PROFILES:
+            raise UserError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
+        for i in ids:
+            for path in comparison.write_metrics(i, profile, Path(metrics_dir)):
+                typer.echo(str(path))
+        return
+    if fmt not in comparison.FORMATS:
+        raise UserError(f"--format {fmt!r}: choose one of {', '.join(comparison.FORMATS)}")
+    text = comparison.FORMATS[fmt](comparison.comparison_rows(ids))
+    if out is None:
+        typer.echo(text, nl=False)
+    else:
+        atomic_write_text(Path(out), text)
+
+
+@app.command()
 def doctor() -> None:
     """Versions, device, datasets found, FID weights, paper checkpoints, MLflow store."""
     import importlib.metadata as md
