@@ -17,6 +17,10 @@ CORRECTORS = ("langevin", "none")
 # the batch first (score_sde_pytorch's LangevinCorrector), so a sample's step depends on its
 # batch-mates; "per_sample" uses each sample's own norms (thesis Alg. 3 line 4, one image).
 CORRECTOR_NORMS = ("batch", "per_sample")
+# How the reverse chain is discretised: "grid" (the suite's: coefficients from the SDE between
+# neighbouring times of the sampling grid) or "score_sde" (score_sde_pytorch's get_pc_sampler:
+# discrete tables of N = steps levels, dt = -1/N; repro.sampling.score_sde_pc).
+DISCRETISATIONS = ("grid", "score_sde")
 
 
 def langevin_corrector_step(sde: SDE, score: torch.Tensor, x: torch.Tensor, t: torch.Tensor,
@@ -68,7 +72,7 @@ def predictor_corrector_sample(score_fn: ScoreFn, sde: SDE, x_init: torch.Tensor
                                predictor: str = "reverse_diffusion", corrector: str = "langevin",
                                snr: float = 0.16, n_corrector_steps: int = 1, corrector_norms: str = "batch",
                                guidance: ScoreFn | None = None, denoise: bool = True,
-                               keep_trajectory: bool = False) -> SampleResult:
+                               keep_trajectory: bool = False, discretisation: str = "grid") -> SampleResult:
     """PC sampler: at each t of linspace(1, eps, steps) run `n_corrector_steps` Langevin steps,
     then one predictor step to the next time (the last goes to t = 0). `predictor="none"` gives
     corrector-only (C) sampling (it returns the last Langevin sample at t = eps),
@@ -76,6 +80,7 @@ def predictor_corrector_sample(score_fn: ScoreFn, sde: SDE, x_init: torch.Tensor
     noise-free mean. `guidance(x, t)` is added to the score at every evaluation, corrector and
     predictor alike (thesis Eq. 5.6). `generator` may be one generator per sample; with
     `corrector_norms="per_sample"` as well, every sample is independent of its batch-mates.
+    `discretisation` (DISCRETISATIONS) picks the suite's grid chain or score_sde_pytorch's.
     """
     steps, eps = check_steps(steps), resolve_eps(sde, eps)
     if predictor not in PREDICTORS:
@@ -87,6 +92,15 @@ def predictor_corrector_sample(score_fn: ScoreFn, sde: SDE, x_init: torch.Tensor
     n_corr = n_corrector_steps if corrector == "langevin" else 0
     if n_corr < 0 or (n_corr == 0 and predictor == "none"):
         raise UserError("predictor_corrector_sample needs a predictor or at least one corrector step")
+    if discretisation not in DISCRETISATIONS:
+        raise UserError(f"unknown discretisation {discretisation!r}; choose one of {', '.join(DISCRETISATIONS)}")
+    if discretisation == "score_sde":
+        from repro.sampling.score_sde_pc import score_sde_pc_sample
+
+        return score_sde_pc_sample(score_fn, sde, x_init, steps=steps, eps=eps, generator=generator,
+                                   predictor=predictor, corrector=corrector, snr=snr, n_corrector_steps=n_corr,
+                                   corrector_norms=corrector_norms, guidance=guidance, denoise=denoise,
+                                   keep_trajectory=keep_trajectory)
     score_fn = with_guidance(score_fn, guidance)
     grid = reverse_time_grid(steps, eps, x_init, sde.T)
     b = x_init.shape[0]

@@ -31,8 +31,16 @@ def ito_taylor_step(x: torch.Tensor, drift: torch.Tensor, g: torch.Tensor, dt: t
 
 
 def _reverse_ito_taylor(score_fn, sde, x_init, steps, generator, eps, guidance, denoise,
-                        keep_trajectory, milstein):
+                        keep_trajectory, milstein, discretisation="grid"):
     steps, eps = check_steps(steps), resolve_eps(sde, eps)
+    if discretisation == "score_sde":  # score_sde's EulerMaruyamaPredictor alone: dt = -1/N every step
+        from repro.sampling.score_sde_pc import score_sde_pc_sample
+
+        return score_sde_pc_sample(score_fn, sde, x_init, steps=steps, eps=eps, generator=generator,
+                                   predictor="milstein" if milstein else "euler_maruyama", corrector="none",
+                                   guidance=guidance, denoise=denoise, keep_trajectory=keep_trajectory)
+    if discretisation != "grid":
+        raise UserError(f"unknown discretisation {discretisation!r}; choose one of grid, score_sde")
     score_fn = with_guidance(score_fn, guidance)
     grid = reverse_time_grid(steps, eps, x_init, sde.T)
     b = x_init.shape[0]
@@ -56,20 +64,21 @@ def _reverse_ito_taylor(score_fn, sde, x_init, steps, generator, eps, guidance, 
 def euler_maruyama_sample(score_fn: ScoreFn, sde: SDE, x_init: torch.Tensor, *, steps: int,
                           generator: torch.Generator | None = None, eps: float | None = None,
                           guidance: ScoreFn | None = None, denoise: bool = True,
-                          keep_trajectory: bool = False) -> SampleResult:
-    """Euler-Maruyama on the reverse SDE at linspace(1, eps, steps), last step to t = 0."""
+                          keep_trajectory: bool = False, discretisation: str = "grid") -> SampleResult:
+    """Euler-Maruyama on the reverse SDE at linspace(1, eps, steps), last step to t = 0
+    (discretisation "score_sde": score_sde's dt = -1/N on every step)."""
     return _reverse_ito_taylor(score_fn, sde, x_init, steps, generator, eps, guidance, denoise,
-                               keep_trajectory, milstein=False)
+                               keep_trajectory, milstein=False, discretisation=discretisation)
 
 
 @torch.no_grad()
 def milstein_sample(score_fn: ScoreFn, sde: SDE, x_init: torch.Tensor, *, steps: int,
                     generator: torch.Generator | None = None, eps: float | None = None,
                     guidance: ScoreFn | None = None, denoise: bool = True,
-                    keep_trajectory: bool = False) -> SampleResult:
+                    keep_trajectory: bool = False, discretisation: str = "grid") -> SampleResult:
     """Milstein (short report Eq. 6) on the reverse SDE; same grid and noise as Euler-Maruyama."""
     return _reverse_ito_taylor(score_fn, sde, x_init, steps, generator, eps, guidance, denoise,
-                               keep_trajectory, milstein=True)
+                               keep_trajectory, milstein=True, discretisation=discretisation)
 
 
 @torch.no_grad()
