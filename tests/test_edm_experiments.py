@@ -104,6 +104,33 @@ def test_models_are_stored_with_their_epochs(shared):
     assert any(not torch.equal(first[k], last[k]) for k in last)
 
 
+def test_discriminator_trains_on_the_suites_loop_and_resumes_bit_for_bit(shared, tmp_path):
+    """The discriminator kind trains through repro/train/loop.py: a run stopped after one epoch and
+    continued to two ends with the same weights, bit for bit, as one that trained two epochs straight
+    (and its loop checkpoint is the loop's format, not a second loop's)."""
+    from repro.specs import resolve_model
+    from repro.train import load_checkpoint
+    from repro.trainers import discriminator
+
+    cpu = torch.device("cpu")
+
+    def train(epochs, out):   # initial weights follow the seed, as repro.models seeds them
+        torch.manual_seed(0)
+        return discriminator.train_model(resolve_model("discriminator_digits", "test", {"train.epochs": epochs}),
+                                         tmp_path / out, cpu, None, False)
+
+    net_a, meta_a = train(2, "a")
+    train(1, "b")
+    assert load_checkpoint(tmp_path / "b" / "checkpoint.pt")["epoch"] == 1   # the loop's own checkpoint
+    net_b, meta_b = train(2, "b")
+    sa, sb = net_a.state_dict(), net_b.state_dict()
+    assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert [h["epoch"] for h in meta_b["history"]] == [1, 2]
+    assert [h["train_bce"] for h in meta_a["history"]] == [h["train_bce"] for h in meta_b["history"]]
+    # a balanced BCE of an untrained discriminator starts near log 2
+    assert math.isclose(meta_a["history"][0]["train_bce"], math.log(2), rel_tol=0.5)
+
+
 def test_pretrained_edm_pickle_and_discriminator_state_dict_load_instead_of_training(shared, tmp_path):
     from repro.models import ensure_model
 

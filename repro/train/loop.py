@@ -43,6 +43,7 @@ class TrainConfig:
     lr: float = 2e-4
     betas: tuple[float, float] = (0.9, 0.999)
     weight_decay: float = 0.0
+    optimizer: str = "adamw"  # "adamw" (decoupled weight decay) | "adam" (L2 in the gradient, as DG's train.py)
     amp: bool = False  # CUDA: fp16 autocast + GradScaler; CPU: bf16 autocast, no scaler
     amp_dtype: str | None = None  # "float16" | "bfloat16" | None (the device's default above); bf16: no scaler
     clip_scaled_grads: bool = False  # True: clip the *scaled* grads, no unscale_ (the thesis authors' code's order)
@@ -118,6 +119,7 @@ def _validate(cfg: TrainConfig) -> None:
         (cfg.max_steps is None or cfg.max_steps >= 0, f"max_steps must be >= 0 or None, got {cfg.max_steps}"),
         (cfg.warmup_steps >= 0, f"warmup_steps must be >= 0, got {cfg.warmup_steps}"),
         (cfg.amp_dtype in (None, *_AMP_DTYPES), f"amp_dtype must be float16, bfloat16 or None, got {cfg.amp_dtype!r}"),
+        (cfg.optimizer in ("adamw", "adam"), f"optimizer must be adamw or adam, got {cfg.optimizer!r}"),
         (cfg.min_loss_scale is None or cfg.min_loss_scale > 0, f"min_loss_scale must be > 0 or None, got {cfg.min_loss_scale}"),
     ]
     for ok, msg in checks:
@@ -233,7 +235,8 @@ def train(model: nn.Module, loss_fn: LossFn, dataset: Dataset, cfg: TrainConfig,
     ckpt_path = Path(out_dir) / CHECKPOINT_NAME
 
     model = model.to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
+    opt_class = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
+    optimizer = opt_class(model.parameters(), lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
     amp_dtype = amp_dtype_for(device, cfg.amp_dtype)
     if cfg.amp and amp_dtype == torch.float16 and device.type != "cuda":
         raise UserError(f"train config: amp_dtype float16 (autocast + GradScaler) needs CUDA, the device is {device}; "

@@ -160,6 +160,22 @@ def trainable_state(disc: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in disc.state_dict().items() if k.split(".")[0] in keep}
 
 
+class RealFakePairs(torch.utils.data.Dataset):
+    """Item i: the i-th real and the i-th generated training image (both i.i.d. sets, so a fixed
+    pairing loses nothing; the loop shuffles the pairs every epoch)."""
+
+    def __init__(self, real: torch.Tensor, fake: torch.Tensor):
+        if real.shape != fake.shape:
+            raise ValueError(f"real and generated sets must match: {tuple(real.shape)} vs {tuple(fake.shape)}")
+        self.real, self.fake = real, fake
+
+    def __len__(self) -> int:
+        return self.real.shape[0]
+
+    def __getitem__(self, i: int) -> dict:
+        return {"real": self.real[i], "fake": self.fake[i]}
+
+
 def epoch_file(out_dir: Path, epoch: int) -> Path:
     return Path(out_dir) / f"epoch_{epoch:03d}.pt"
 
@@ -222,14 +238,14 @@ def train_model(resolved: ResolvedModel, out_dir: Path, device: torch.device, ru
     from repro.models import ensure_model
     from repro.nets.discriminator import discriminator_bce_loss
     from repro.nets.official import load_discriminator_checkpoint
-    from repro.train import derive_seed, load_checkpoint, save_checkpoint
+    from repro.train import TrainConfig, derive_seed, load_checkpoint, save_checkpoint, train
     from repro.trainers.edm import to_model_range
 
     validate(resolved)
     net_cfg, ts = parse(resolved)
     cfg, ds = resolved.config, resolved.config.dataset
     out_dir = Path(out_dir)
-    # Under torchrun every rank runs this (the loop is small and not data-parallel): rank 0 writes.
+    # Under torchrun every rank runs this (the loop is data-parallel; the fakes are the same on every rank): rank 0 writes.
     writer = int(os.environ.get("RANK", "0")) == 0
     disc = build_net(resolved).to(device)
     meta_common = {"encoder": net_cfg.encoder, "encoder_trained": net_cfg.train_encoder, "head": net_cfg.head,
@@ -268,52 +284,37 @@ def train_model(resolved: ResolvedModel, out_dir: Path, device: torch.device, ru
     real_tr, fake_tr, real_va, fake_va = real[: n - n_val], fake[: n - n_val], real[n - n_val: n], fake[n - n_val: n]
 
     params = [p for p in disc.parameters() if p.requires_grad]
-    opt = torch.optim.Adam(params, lr=ts.lr, weight_decay=ts.weight_decay)
-    noise = torch.Generator().manual_seed(derive_seed(cfg.seed, "disc-noise"))
-    ckpt_path = out_dir / "checkpoint.pt"
-    ckpt = load_checkpoint(ckpt_path)
-    history, start = [], 0
-    if ckpt is not None:
-        disc.load_state_dict(ckpt["disc"])
-        opt.load_state_dict(ckpt["optimizer"])
-        noise.set_state(ckpt["noise"])
-        history, start = list(ckpt["history"]), int(ckpt["epoch"])
-    m = real_tr.shape[0]
-    chosen, selected = ts.select_epoch or ts.epochs, None
-    t_train = time.perf_counter()
-    for epoch in range(start + 1, ts.epochs + 1):
-        disc.train()
-        order = torch.Generator().manual_seed(derive_seed(cfg.seed, "order", epoch))
-        pr, pf = torch.randperm(m, generator=order), torch.randperm(m, generator=order)
-        total, count = 0.0, 0
-        for i in range(0, m, ts.batch_size):
-            r, f = real_tr[pr[i: i + ts.batch_size]].to(device), fake_tr[pf[i: i + ts.batch_size]].to(device)
-            loss = discriminator_bce_loss(disc, r, f, noise, t_min=ts.t_min,   # thesis Eq. 9.2
-                                          importance_sampling=ts.importance_sampling)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total, count = total + float(loss.detach()) * r.shape[0], count + r.shape[0]
-        record = {"epoch": epoch, "train_bce": total / max(count, 1),
-                  **evaluate(disc, real_va, fake_va, derive_seed(cfg.seed, "val"))}
-        history.append(record)
-        if run is not None:
-            run.log_metrics({k: v for k, v in record.items() if k != "epoch"}, step=epoch)
-        weights = trainable_state(disc)
-        if epoch == chosen:
-            selected = weights
+    chosen = ts.select_epoch or ts.epochs
+    val_seed = derive_seed(cfg.seed, "val")
+
+    def loss_fn(model, batch, generator):   # thesis Eq. 9.2
+        return discriminator_bce_loss(model, batch["real"], batch["fake"], generator, t_min=ts.t_min,
+                                      importance_sampling=ts.importance_sampling)
+
+    def on_epoch_end(epoch, model):   # epoch counts from 0; the files and meta count from 1
         if writer:
-            save_checkpoint(epoch_file(out_dir, epoch), weights)
-            save_checkpoint(ckpt_path, {"disc": disc.state_dict(), "optimizer": opt.state_dict(),
-                                        "noise": noise.get_state(), "history": history, "epoch": epoch})
-    if selected is None:   # resumed after the chosen epoch
-        selected = load_checkpoint(epoch_file(out_dir, chosen))
-    disc.load_state_dict(selected, strict=False)
+            save_checkpoint(epoch_file(out_dir, epoch + 1), trainable_state(model))
+        return evaluate(model, real_va, fake_va, val_seed)
+
+    def log_metrics(metrics, step):
+        if run is not None:
+            run.log_metrics(metrics, step=step)
+
+    # The suite's one training loop (mid-epoch resume bit for bit, DDP, AMP, the NaN guard): each item is
+    # one real and one generated image, so every batch holds as many of each (Kim et al.'s balanced BCE).
+    # Adam with L2 weight decay, no clipping, no EMA: DG's train.py.
+    tcfg = TrainConfig(epochs=ts.epochs, batch_size=ts.batch_size, lr=ts.lr, weight_decay=ts.weight_decay,
+                       optimizer="adam", ema_decay=None, grad_clip=None, seed=derive_seed(cfg.seed, "disc"),
+                       device=str(device))
+    result = train(disc, loss_fn, RealFakePairs(real_tr, fake_tr), tcfg, out_dir, on_epoch_end=on_epoch_end,
+                   log_metrics=log_metrics, progress=progress)
+    history = [{**h, "epoch": int(h["epoch"]) + 1, "train_bce": h["loss"]} for h in result.history]
+    disc.load_state_dict(load_checkpoint(epoch_file(out_dir, chosen)), strict=False)   # model.pt: that epoch
     meta = {**meta_common, "epoch": chosen, "epochs": ts.epochs, "history": history,
             "epoch_files": [epoch_file(out_dir, e).name for e in range(1, ts.epochs + 1)],
             "n_real": n, "n_generated": n, "n_val": n_val, "generator_hash": gen_model.hash,
             "gen_steps": ts.gen_steps, "gen_solver": ts.gen_solver, "gen_seconds": gen_seconds,
-            "train_seconds": time.perf_counter() - t_train,
+            "train_seconds": result.seconds, "steps": result.steps, "probes": result.probes,
             "trainable_parameters": sum(p.numel() for p in params),
             "parameters": sum(p.numel() for p in disc.parameters())}
     return disc.eval(), meta
