@@ -1,0 +1,152 @@
+"""BDD100K of the 001 paper: loader on a fixture tree, colour book, embedded profile, specs end to end."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from repro.data import load_dataset, stack
+from repro.data.bdd100k import CLASS_NAMES, centre_square, polygon_points, split_indices
+from repro.data.colorbook import ColorBook, one_hot
+from repro.errors import UserError
+
+W, H = 64, 36   # a 16:9 frame like BDD100K's 1280x720
+
+
+def _frame(k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Image: the centre square is mid grey + k, the side bands pure red; labels: left band car (13),
+    centre columns road (0) over sky (10) rows, right band 200 (not a class -> unlabeled)."""
+    img = np.zeros((H, W, 3), np.uint8)
+    img[:, :, 0] = 255
+    img[:, 14:50] = 100 + k
+    lab = np.full((H, W), 10, np.uint8)
+    lab[18:] = 0
+    lab[:, :14] = 13
+    lab[:, 50:] = 200
+    return img, lab
+
+
+@pytest.fixture
+def bdd_root(tmp_path) -> Path:
+    root = tmp_path / "bdd100k"
+    for split, names in (("train", [f"t{i}" for i in range(6)]), ("val", ["v0", "v1"])):
+        (root / "images" / "10k" / split).mkdir(parents=True)
+        (root / "labels" / "sem_seg" / "masks" / split).mkdir(parents=True)
+        for k, name in enumerate(names):
+            img, lab = _frame(k + (10 if split == "val" else 0))
+            Image.fromarray(img).save(root / "images" / "10k" / split / f"{name}.jpg", quality=100)
+            Image.fromarray(lab).save(root / "labels" / "sem_seg" / "masks" / split / f"{name}.png")
+    return root
+
+
+def test_centre_square_of_a_bdd_frame():
+    assert centre_square((1280, 720)) == (280, 0, 1000, 720)   # 720x720 (001 Sec. 4.1)
+
+
+def test_loader_crops_resizes_and_splits(bdd_root):
+    train = load_dataset("bdd100k", split="train", resolution=(18, 18), root=str(bdd_root), seed=3)
+    test = load_dataset("bdd100k", split="test", resolution=(18, 18), root=str(bdd_root), seed=3)
+    assert (len(train), len(test)) == (7, 1)                        # 7000/1000 of 8000, scaled
+    names = lambda ds: {f[1].stem for f in ds.frames}  # noqa: E731
+    assert names(train).isdisjoint(names(test)) and len(names(train) | names(test)) == 8
+    item = train[0]
+    assert item["image"].shape == (3, 18, 18) and item["label"].shape == (18, 18)
+    # the red side bands (red - green = 1) are cropped away; JPEG bleeds a little into the edge columns
+    assert float((item["image"][0] - item["image"][1]).abs().max()) < 0.3
+    lab = item["label"].numpy()
+    # 36x36 centre (cols 14..49) -> 18x18: left band (13) and 200 -> gone; sky on top, road below
+    assert set(np.unique(lab)) == {0, 10}
+    assert (lab[:9] == 10).all() and (lab[9:] == 0).all()
+    other = load_dataset("bdd100k", split="test", resolution=(18, 18), root=str(bdd_root), seed=4)
+    again = load_dataset("bdd100k", split="test", resolution=(18, 18), root=str(bdd_root), seed=3)
+    assert names(again) == names(test)
+    assert split_indices(8000, 0)["test"].__len__() == 1000 and len(split_indices(8000, 0)["train"]) == 7000
+    assert split_indices(8000, 0) != split_indices(8000, 1) or names(other) != names(test)
+    official = load_dataset("bdd100k", split="official_val", resolution=(18, 18), root=str(bdd_root))
+    assert {f[1].stem for f in official.frames} == {"v0", "v1"}
+
+
+def test_uncropped_unlabeled_ids_become_255(bdd_root):
+    ds = load_dataset("bdd100k", split="official_train", resolution=(36, 64), root=str(bdd_root))
+    # a square crop is always taken: 36x36 -> resized to 36x64 keeps only centre content
+    lab = ds[0]["label"].numpy()
+    assert set(np.unique(lab)) <= {0, 10}
+
+
+def test_polygon_layout(tmp_path):
+    root = tmp_path / "bdd100k"
+    (root / "images" / "10k" / "train").mkdir(parents=True)
+    (root / "labels" / "sem_seg" / "polygons").mkdir(parents=True)
+    Image.fromarray(np.full((H, W, 3), 90, np.uint8)).save(root / "images" / "10k" / "train" / "a.jpg")
+    frames = [{"name": "a.jpg", "labels": [
+        {"category": "sky", "poly2d": [{"vertices": [[0, 0], [63, 0], [63, 35], [0, 35]], "types": "LLLL",
+                                        "closed": True}]},
+        {"category": "car", "poly2d": [{"vertices": [[14, 18], [49, 18], [49, 35], [14, 35]], "types": "LLLL",
+                                        "closed": True}]}]}]
+    (root / "labels" / "sem_seg" / "polygons" / "sem_seg_train.json").write_text(json.dumps(frames))
+    ds = load_dataset("bdd100k", split="official_train", resolution=(36, 36), root=str(root))
+    assert ds.label_kind == "polygons"
+    lab = ds[0]["label"].numpy()
+    assert (lab[:17] == 10).all() and (lab[19:] == CLASS_NAMES.index("car")).all()   # later labels paint over
+
+
+def test_bezier_with_collinear_controls_is_the_segment():
+    pts = polygon_points([[0, 0], [1, 0], [2, 0], [3, 0], [3, 3]], "LCCLL")
+    xs = np.array(pts)
+    assert np.allclose(xs[1:9, 1], 0) and np.allclose(xs[8], [3, 0]) and np.allclose(xs[-1], [3, 3])
+
+
+def test_missing_dataset_is_one_line(tmp_path):
+    with pytest.raises(UserError, match="bdd100k not found"):
+        load_dataset("bdd100k", split="train", root=str(tmp_path / "nowhere"))
+
+
+# ----------------------------------------------------------------------------- colour book
+
+def test_colour_book_has_the_19_cityscapes_colours():
+    from repro.data.palette import CITYSCAPES_COLORS
+
+    book = ColorBook.load()
+    assert book.num_classes == 19 and book.names[13] == "car"
+    assert np.array_equal(book.colors, CITYSCAPES_COLORS[:19])
+
+
+def test_colour_book_round_trip_and_unknown_colour(tmp_path):
+    book = ColorBook.load()
+    labels = np.array([[0, 13, 255], [10, 18, 5]])
+    path = book.write_mask(labels, tmp_path / "m.png")
+    assert np.array_equal(book.read_mask(path), labels)
+    rgb = book.to_rgb(labels)
+    rgb[1, 2] = (0, 0, 140)    # a near-car colour, as an antialiased brush leaves
+    Image.fromarray(rgb).save(tmp_path / "bad.png")
+    with pytest.raises(UserError) as e:
+        book.read_mask(tmp_path / "bad.png")
+    msg = str(e.value)
+    assert "(x=2, y=1)" in msg and "(0, 0, 140)" in msg and "car (0, 0, 142)" in msg and "\n" not in msg
+
+
+def test_one_hot_unlabeled_is_zero():
+    oh = one_hot(torch.tensor([[[0, 255], [18, 3]]]), 19)
+    assert oh.shape == (1, 19, 2, 2)
+    assert oh[0, :, 0, 1].sum() == 0 and oh[0, 0, 0, 0] == 1 and oh[0, 18, 1, 0] == 1
+    assert torch.equal(oh.sum(1), torch.tensor([[[1.0, 0.0], [1.0, 1.0]]]))
+
+
+def test_embedded_profile_is_square_with_bdd_ids():
+    from repro.data.street_canvas import CLASS_NAMES as street_names
+    from repro.data.street_scenes import StreetScenes
+
+    ds = load_dataset("bdd_scenes", split="train", resolution=(16, 16), n=4)
+    images, labels = stack(ds)
+    assert images.shape == (4, 3, 16, 16) and labels.shape == (4, 16, 16)
+    wide = StreetScenes("train", (16, 32), n=4)
+    w_img, w_lab = wide.stack()
+    assert torch.equal(images, w_img[..., 8:24])                        # the centre square of the frame
+    names = np.array(street_names)[w_lab[..., 8:24].numpy()]
+    expect = {"background": "terrain", "traffic_sign": "traffic sign"}
+    assert all(CLASS_NAMES[b] == expect.get(s, s) for s, b in zip(names.ravel(), labels.numpy().ravel()))
+    assert torch.equal(ds[1]["label"], labels[1])
