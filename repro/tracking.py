@@ -100,6 +100,9 @@ class Tracker:
         _quiet_mlflow()
         from mlflow.tracking import MlflowClient
 
+        from repro.parallel.store import prepare_store
+
+        prepare_store()   # a fresh store's schema is created once, under a lock (parallel ranks/workers)
         client = MlflowClient()
         exp = client.get_experiment_by_name(self.experiment)
         exp_id = exp.experiment_id if exp is not None else client.create_experiment(self.experiment)
@@ -187,6 +190,9 @@ def log_to_parent_runs(child_run_ids: list[str], paths: list[Path], artifact_pat
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
+    from repro.parallel.store import prepare_store
+
+    prepare_store()
     client = MlflowClient()
     parents: set[str] = set()
     for rid in set(child_run_ids):

@@ -1,0 +1,70 @@
+"""A tracking store that survives parallel use: initialised once, under a file lock.
+
+MLflow creates (or migrates) its SQL schema the first time a process opens a store. Two
+processes opening the same fresh `mlflow.db` at once both run the migration, and one fails
+("Online migration expected to match one row ... 0 found"): that is what torchrun ranks, sweep
+workers and parallel cells did. `prepare_store` opens the store while holding a lock beside it,
+so the first process creates the schema and every later one finds it complete. A process
+prepares a store once; MLflow caches the opened store per URI for the rest of its life.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+
+_prepared: set[str] = set()
+LOCK_TIMEOUT_S = 600.0   # a schema migration takes seconds; a lock held longer is a stuck process
+
+
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a `sqlite:///path` URI (None for any other store)."""
+    if not uri.startswith("sqlite:"):
+        return None
+    rest = uri[len("sqlite:"):]
+    if not rest.startswith("///"):
+        return None
+    path = rest[3:].split("?", 1)[0]
+    return Path(path) if path and path != ":memory:" else None
+
+
+def lock_path(uri: str) -> Path:
+    """Beside a SQLite file (every process on the machine, and on a shared file system, sees it);
+    for a server or other database, a per-URI file in the temp folder (processes of this machine)."""
+    db = sqlite_path(uri)
+    if db is not None:
+        return db.with_name(db.name + ".init.lock")
+    digest = hashlib.sha256(uri.encode()).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / f"repro-mlflow-{digest}.init.lock"
+
+
+def prepare_store(uri: str | None = None) -> str:
+    """Open the tracking store at `uri` (default: MLflow's current one) under the lock, creating its
+    schema if it is fresh; returns the URI. Idempotent and cheap after the first call in a process."""
+    import mlflow
+    from filelock import FileLock
+
+    uri = uri or mlflow.get_tracking_uri()
+    if uri in _prepared:
+        return uri
+    if uri.startswith(("http:", "https:", "databricks")):   # a server owns its schema
+        _prepared.add(uri)
+        return uri
+    db = sqlite_path(uri)
+    if db is not None and db.parent != Path(""):
+        db.parent.mkdir(parents=True, exist_ok=True)
+    lock = lock_path(uri)
+    with FileLock(str(lock), timeout=LOCK_TIMEOUT_S):
+        from mlflow.tracking import MlflowClient
+
+        MlflowClient(tracking_uri=uri).search_experiments(max_results=1)   # opens the store: schema now
+    _prepared.add(uri)
+    return uri
+
+
+def forget_prepared() -> None:
+    """For tests: prepare again on the next call (e.g. after the store file was deleted)."""
+    _prepared.clear()
+
+
