@@ -342,8 +342,26 @@ def test_progress_bar_only_on_a_terminal():
 
 
 def test_probes_report_cpu_peak_rss_and_time():
+    """Peak RSS against the kernel's own count (VmHWM in /proc/self/status), and it must grow by the
+    size of a freshly touched 256 MiB tensor (in a fresh process, whose earlier peak is small)."""
+    import subprocess
+    import sys
+
     mb, kind = peak_memory("cpu")
-    assert kind == "cpu_peak_rss" and 10 < mb < 1e6
+    assert kind == "cpu_peak_rss"
+    if sys.platform.startswith("linux"):
+        code = ("import torch\n"
+                "from repro.train.probes import peak_memory\n"
+                "def status(key):\n"
+                "    line = [x for x in open('/proc/self/status') if x.startswith(key)][0]\n"
+                "    return int(line.split()[1]) / 1024\n"
+                "rss = status('VmRSS:')\n"
+                "x = torch.ones(64 * 2**20)\n"   # 256 MiB of float32, every page written
+                "print(rss, peak_memory('cpu')[0], status('VmHWM:'))\n")
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+        rss_before, after, kernel = map(float, out.split())
+        assert abs(after - kernel) <= 1.0            # the same quantity the kernel reports, in MiB
+        assert after >= rss_before + 256 - 8          # the resident pages before plus the tensor's 256 MiB
     with Timer() as t:
         time.sleep(0.02)
     assert 0.02 <= t.seconds < 1.0
