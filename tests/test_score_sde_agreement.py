@@ -253,3 +253,22 @@ def test_unknown_discretisation_is_a_user_error():
 
     with pytest.raises(UserError, match="discretisation"):
         predictor_corrector_sample(score_fn, VESDE(), torch.zeros(1, 1, 2, 2), steps=2, discretisation="bogus")
+
+
+@pytest.mark.parametrize("spec_id", ["sampler_table", "snr_study", "milstein_study"])
+def test_score_sde_specs_use_its_discretisation_at_paper_and_grid_at_smoke(spec_id):
+    from repro.experiments._score_sampling import SamplerSetting
+    from repro.specs import resolve_spec
+
+    assert resolve_spec(spec_id, "paper").spec.fixed["discretisation"] == "score_sde"
+    assert resolve_spec(spec_id, "smoke").spec.fixed["discretisation"] == "grid"
+    assert "score_sde" in SamplerSetting("pc", 5, discretisation="score_sde").label()
+
+
+def test_sampler_table_cells_carry_the_discretisation_to_the_sampler():
+    from repro.experiments.sampler_comparison import setting_for
+    from repro.specs import resolve_spec
+
+    fixed = resolve_spec("sampler_table", "paper").spec.fixed
+    s = setting_for({"sde": "vp", "predictor": "ancestral", "sampler": "PC1000"}, fixed)
+    assert (s.discretisation, s.steps, s.predictor, s.corrector) == ("score_sde", 1000, "ancestral", "langevin")

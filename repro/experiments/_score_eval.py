@@ -50,7 +50,8 @@ def evaluate_setting(ctx, scoring: dict[str, Any], model, setting: SamplerSettin
     artifacts, extra = cell_outputs(ctx, key, first, fixed["grid_samples"], fixed["grid_nrow"])
     extra.update({"metric": scorer.name, f"{scorer.name}_runs": scores, "seconds_runs": seconds,
                   "n_runs": fixed["n_runs"], "n_samples": fixed["n_samples"], "n_reference": scorer.n_real,
-                  "sampler_setting": setting.label(), "predictor_steps": setting.steps if setting.method != "ode" else None,
+                  "sampler_setting": setting.label(), "discretisation": setting.discretisation if setting.method != "ode" else None,
+                  "predictor_steps": setting.steps if setting.method != "ode" else None,
                   "ms_per_sample": 1000.0 * sum(seconds) / (len(seconds) * fixed["n_samples"]),
                   "real_floor": scoring["floor"],
                   **{f"real_{k}": v for k, v in scoring.get("real_classes", {}).items()}})
@@ -62,3 +63,23 @@ def model_extra(trained) -> dict[str, Any]:
     return {"model": trained.name, "model_hash": trained.hash, "model_sha256": meta.get("sha256"),
             "sde": meta["sde"]["name"], "sigma_max": meta["sde"].get("sigma_max"),
             "model_val_dsm": meta.get("val_dsm"), "model_parameters": meta.get("parameters")}
+
+
+DISCRETISATION_NOTES = {
+    "grid": "the suite's grid chain (coefficients from the SDE between neighbouring sampling times)",
+    "score_sde": "score_sde_pytorch's get_pc_sampler (N = steps discrete betas/sigmas indexed by "
+                 "(t (N - 1)).long(), Euler-Maruyama dt = -1/N)",
+}
+
+
+def protocol_notes(df) -> list[str]:
+    """The report lines that say how the cells were produced: the reverse chain's discretisation
+    and the Frechet inputs' quantisation (as recorded in each cell)."""
+    notes = []
+    if "discretisation" in df and df["discretisation"].notna().any():
+        used = sorted(str(v) for v in df["discretisation"].dropna().unique())
+        notes.append("Discretisation: " + "; ".join(f"{u} = {DISCRETISATION_NOTES.get(u, u)}" for u in used) + ".")
+    if "fid_inputs" in df and df["fid_inputs"].notna().any():
+        used = sorted(str(v) for v in df["fid_inputs"].dropna().unique())
+        notes.append("Frechet-distance inputs: " + ", ".join(used) + ".")
+    return notes

@@ -33,13 +33,15 @@ class SamplerSetting:
     atol: float = 1e-5
     eps: float | None = None
     denoise: bool = True
+    discretisation: str = "grid"  # grid | score_sde (repro.sampling.predictor_corrector.DISCRETISATIONS)
 
     def label(self) -> str:
+        tag = "" if self.discretisation == "grid" else f", {self.discretisation}"
         if self.method == "pc":
-            return f"PC({self.predictor}, {self.corrector}, N={self.steps}, snr={self.snr:g})"
+            return f"PC({self.predictor}, {self.corrector}, N={self.steps}, snr={self.snr:g}{tag})"
         if self.method == "ode":
             return f"ODE({self.ode_method})"
-        return f"{self.method}(N={self.steps})"
+        return f"{self.method}(N={self.steps}{tag})"
 
 
 def solver_setting(solver: str, steps: int, **options: Any) -> SamplerSetting:
@@ -83,11 +85,12 @@ def run_setting(setting: SamplerSetting, model, x_init: torch.Tensor, generator:
     if s.method == "pc":
         return predictor_corrector_sample(model.score_fn, model.sde, x_init, steps=s.steps, generator=generator,
                                           eps=s.eps, predictor=s.predictor, corrector=s.corrector, snr=s.snr,
-                                          n_corrector_steps=s.n_corrector_steps, denoise=s.denoise)
+                                          n_corrector_steps=s.n_corrector_steps, denoise=s.denoise,
+                                          discretisation=s.discretisation)
     if s.method in ("euler_maruyama", "milstein"):
         fn = euler_maruyama_sample if s.method == "euler_maruyama" else milstein_sample
         return fn(model.score_fn, model.sde, x_init, steps=s.steps, generator=generator, eps=s.eps,
-                  denoise=s.denoise)
+                  denoise=s.denoise, discretisation=s.discretisation)
     if s.method == "ode":
         return probability_flow_ode_sample(model.score_fn, model.sde, x_init, steps=s.steps, eps=s.eps,
                                            method=s.ode_method, rtol=s.rtol, atol=s.atol, denoise=s.denoise)

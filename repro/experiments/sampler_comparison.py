@@ -44,6 +44,8 @@ class Fixed(BaseModel):
     rtol: float = Field(1e-5, gt=0)
     atol: float = Field(1e-5, gt=0)
     eps: float | None = Field(None, gt=0, lt=1)
+    discretisation: Literal["grid", "score_sde"] = Field(
+        "grid", description="reverse chain: the suite's grid or score_sde_pytorch's (repro.sampling.score_sde_pc)")
     n_samples: int = Field(50000, ge=2, description="generated images per run")
     n_reference: int = Field(50000, ge=2)
     batch_size: int = Field(1000, ge=1)
@@ -64,7 +66,8 @@ def prepare(ctx):
 
 
 def setting_for(cell: dict, fixed: dict):
-    common = dict(n_corrector_steps=fixed["n_corrector_steps"], eps=fixed["eps"])
+    common = dict(n_corrector_steps=fixed["n_corrector_steps"], eps=fixed["eps"],
+                  discretisation=fixed.get("discretisation", "grid"))
     if "sampler" in cell:
         return budget_setting(cell["sampler"], cell.get("predictor", SHARED_PREDICTOR), fixed["step_scale"],
                               fixed["snr"], **common)
@@ -198,11 +201,13 @@ def _solver_bars(df, metric, out_dir: Path, stem: str) -> Path:
 
 
 def report_notes(spec, df) -> list[str]:
+    from repro.experiments._score_eval import protocol_notes
+
     metric = str(df["metric"].dropna().iloc[0]) if "metric" in df and df["metric"].notna().any() else None
     if metric is None:
-        return []
+        return protocol_notes(df)
     df = df[df[metric].notna()]
-    return _table_notes(spec, df, metric) if "sampler" in df else _solver_notes(df, metric)
+    return protocol_notes(df) + (_table_notes(spec, df, metric) if "sampler" in df else _solver_notes(df, metric))
 
 
 def _fmt(row, metric) -> str:

@@ -26,6 +26,8 @@ class Fixed(BaseModel):
     steps: int = Field(2000, ge=1, description="predictor steps N (one Langevin step before each)")
     n_corrector_steps: int = Field(1, ge=1)
     eps: float | None = Field(None, gt=0, lt=1)
+    discretisation: Literal["grid", "score_sde"] = Field(
+        "grid", description="reverse chain: the suite's grid or score_sde_pytorch's (repro.sampling.score_sde_pc)")
     n_samples: int = Field(500, ge=2, description="generated images per run")
     n_reference: int = Field(500, ge=2, description="real images of the spec's dataset/split")
     batch_size: int = Field(8, ge=1)
@@ -50,7 +52,8 @@ def run_cell(ctx, state, cell, run):
 
     f = ctx.spec.fixed
     setting = SamplerSetting("pc", f["steps"], predictor=f["predictor"], corrector="langevin", snr=float(cell["snr"]),
-                             n_corrector_steps=f["n_corrector_steps"], eps=f["eps"])
+                             n_corrector_steps=f["n_corrector_steps"], eps=f["eps"],
+                             discretisation=f.get("discretisation", "grid"))
     values, extra, artifacts, _ = evaluate_setting(ctx, state["scoring"], state["model"], setting, cell_key(cell), f)
     extra.update(model_extra(state["trained"]))
     return {"values": values, "extra": extra, "artifacts": artifacts}
@@ -97,10 +100,12 @@ def report_figures(spec, df, out_dir: Path, stem: str) -> list[Path]:
 
 
 def report_notes(spec, df) -> list[str]:
+    from repro.experiments._score_eval import protocol_notes
+
     metric = str(df["metric"].iloc[0])
     df = df.sort_values("snr")
     best = df.loc[df[metric].idxmin()]
-    notes = [f"Lowest {metric} at snr = {best['snr']:g}: {best[metric]:.3g}"
+    notes = protocol_notes(df) + [f"Lowest {metric} at snr = {best['snr']:g}: {best[metric]:.3g}"
              + (f" ± {best[f'{metric}_std']:.2g}" if best.get("n_runs", 1) > 1 else "") + "."]
     at = df[(df["snr"] - THESIS_CHOICE).abs() < 1e-9]
     if len(at):
