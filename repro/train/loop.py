@@ -15,6 +15,7 @@ import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 from pathlib import Path
 
 import torch
@@ -34,6 +35,21 @@ from repro.train.sampler import DeterministicBatchSampler, derive_seed
 CHECKPOINT_FORMAT = 1
 
 LossFn = Callable[[nn.Module, dict, torch.Generator], torch.Tensor]
+
+
+class StepRule(Protocol):
+    """A model whose parts update in turn with their own optimizers (a GAN's G and D, see
+    repro/train/gan_step.py) instead of one loss and one optimizer: called per batch, it does its
+    own forward, backward and optimizer steps and returns the step loss; its state_dict (the
+    optimizers') goes into the checkpoint in the optimizer's place; `lr` is logged."""
+
+    lr: float
+
+    def __call__(self, model: nn.Module, batch: dict, generator: torch.Generator) -> float: ...
+
+    def state_dict(self) -> dict: ...
+
+    def load_state_dict(self, state: dict) -> None: ...
 
 
 @dataclass
@@ -220,13 +236,14 @@ def _restore(ckpt: dict, cfg: TrainConfig, info: DistInfo, n_items: int, model: 
 def train(model: nn.Module, loss_fn: LossFn, dataset: Dataset, cfg: TrainConfig, out_dir: str | Path, *,
           on_epoch_end: Callable[[int, nn.Module], dict[str, float]] | None = None,
           log_metrics: Callable[[dict[str, float], int], None] | None = None,
-          progress: bool = True) -> TrainResult:
+          progress: bool = True, step_rule: StepRule | None = None) -> TrainResult:
     """Train `model` on `dataset` by minimizing `loss_fn`; resume from out_dir/checkpoint.pt if present.
 
     Under torchrun this joins the process group (see distributed.py), wraps the model in
     DDP, gives each rank its slice of every global batch, and lets only rank 0 write the
     checkpoint, call on_epoch_end and log. A non-finite loss raises RuntimeError naming
-    the step (thesis Sec. 5.3.1: mixed-precision runs sometimes went NaN).
+    the step (thesis Sec. 5.3.1: mixed-precision runs sometimes went NaN). With `step_rule`,
+    loss_fn is unused: the rule updates the model per batch (fp32, one process).
     """
     _validate(cfg)
     call_start = time.perf_counter()
@@ -237,6 +254,11 @@ def train(model: nn.Module, loss_fn: LossFn, dataset: Dataset, cfg: TrainConfig,
     model = model.to(device)
     opt_class = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
     optimizer = opt_class(model.parameters(), lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
+    if step_rule is not None:
+        if cfg.amp or info.world_size > 1:
+            raise UserError("train config: a step rule (GAN training) runs in fp32 on one process; set amp=False "
+                            "and start one process")
+        optimizer = step_rule  # checkpointed and restored through its state_dict / load_state_dict
     amp_dtype = amp_dtype_for(device, cfg.amp_dtype)
     if cfg.amp and amp_dtype == torch.float16 and device.type != "cuda":
         raise UserError(f"train config: amp_dtype float16 (autocast + GradScaler) needs CUDA, the device is {device}; "
@@ -306,7 +328,8 @@ def train(model: nn.Module, loss_fn: LossFn, dataset: Dataset, cfg: TrainConfig,
             for batch in loader:
                 batch = _to_device(batch, device)
                 with autocast_context(device, cfg.amp, amp_dtype):
-                    loss = loss_fn(net, batch, noise_gen)
+                    loss = (loss_fn(net, batch, noise_gen) if step_rule is None
+                            else torch.tensor(float(step_rule(net, batch, noise_gen))))
                 if loss.ndim != 0:
                     raise ValueError(f"loss_fn must return a scalar, got shape {tuple(loss.shape)}")
                 # reduced before backward so that every rank sees a NaN and stops together
@@ -319,27 +342,30 @@ def train(model: nn.Module, loss_fn: LossFn, dataset: Dataset, cfg: TrainConfig,
                         epoch=state.epoch, loss=loss_value, last_finite_loss=last_finite,
                         loss_scale=scaler.get_scale() if use_scaler else None)
                 last_finite = loss_value
-                (scaler.scale(loss) if use_scaler else loss).backward()
-                if cfg.grad_clip is not None:
-                    if use_scaler and not cfg.clip_scaled_grads:
-                        scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
-                    torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-                lr = lr_at_step(cfg.lr, state.step + 1, cfg.warmup_steps)
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
-                if use_scaler:
-                    scaler.step(optimizer)
-                    scaler.update()
-                    if cfg.min_loss_scale is not None and scaler.get_scale() < cfg.min_loss_scale:
-                        # overflowing gradients at every step: the scaler halves the scale and skips the step
-                        raise TrainingDiverged(
-                            f"GradScaler scale {scaler.get_scale():.3g} fell below {cfg.min_loss_scale:g} at step "
-                            f"{state.step + 1} (epoch {state.epoch}); the run is unusable, discard it",
-                            reason="loss_scale_collapse", step=state.step + 1, epoch=state.epoch, loss=loss_value,
-                            last_finite_loss=last_finite, loss_scale=scaler.get_scale())
+                if step_rule is not None:  # it has updated the model itself
+                    lr = step_rule.lr
                 else:
-                    optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
+                    (scaler.scale(loss) if use_scaler else loss).backward()
+                    if cfg.grad_clip is not None:
+                        if use_scaler and not cfg.clip_scaled_grads:
+                            scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
+                        torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+                    lr = lr_at_step(cfg.lr, state.step + 1, cfg.warmup_steps)
+                    for group in optimizer.param_groups:
+                        group["lr"] = lr
+                    if use_scaler:
+                        scaler.step(optimizer)
+                        scaler.update()
+                        if cfg.min_loss_scale is not None and scaler.get_scale() < cfg.min_loss_scale:
+                            # overflowing gradients at every step: the scaler halves the scale and skips the step
+                            raise TrainingDiverged(
+                                f"GradScaler scale {scaler.get_scale():.3g} fell below {cfg.min_loss_scale:g} at step "
+                                f"{state.step + 1} (epoch {state.epoch}); the run is unusable, discard it",
+                                reason="loss_scale_collapse", step=state.step + 1, epoch=state.epoch, loss=loss_value,
+                                last_finite_loss=last_finite, loss_scale=scaler.get_scale())
+                    else:
+                        optimizer.step()
+                    optimizer.zero_grad(set_to_none=True)
                 if ema is not None:
                     ema.update(model)
 
