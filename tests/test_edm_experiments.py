@@ -309,3 +309,34 @@ def test_discriminator_epoch_is_selectable_and_recorded(shared, tmp_path, monkey
     with pytest.raises(UserError, match="no weights for epoch 7"):
         run_spec("fig12_1", "test", overrides={"fixed.discriminator_epoch": 7}, device="cpu", progress=False,
                  only=[key])
+
+
+@pytest.mark.parametrize("spec_id", SPECS)
+def test_report_tables_hold_the_published_and_the_reproduced_values_in_their_rows(shared, spec_id):
+    """Each published value stands in its own cell's row of the report's published table, and each
+    reproduced metric in the row of the cell file it came from (to the printed precision)."""
+    from repro.specs import load_spec
+    from tests._report_tables import row_for, section, same, tables
+
+    spec = load_spec(spec_id)
+    md = shared["reports"][spec_id].read_text()
+    if spec.paper.cells:
+        published = [r for t in tables(section(md, "Published values")) for r in t]
+        for cell in spec.paper.cells:
+            numbers = {k: v for k, v in cell.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+            keys = {k: v for k, v in cell.items() if k in spec.grid or not isinstance(v, (int, float))}
+            rows = [r for r in published if all(k in r and same(r[k], v, exact=True) for k, v in keys.items())]
+            assert rows, f"published cell {cell} has no row in {spec_id}'s report"
+            for metric, value in numbers.items():
+                if metric not in keys:
+                    assert any(metric in r and same(r[metric], value) for r in rows), (spec_id, cell, metric)
+    reproduced = [r for t in tables(section(md, "Reproduction at profile `test`")) for r in t
+                  if all(k in r for k in spec.grid)]
+    checked = 0
+    for c in cells(spec_id):
+        row = row_for(reproduced, {k: v for k, v in c["cell"].items() if k in spec.grid})
+        for metric, value in c["values"].items():
+            if metric in row and isinstance(value, (int, float)) and math.isfinite(value):
+                assert same(row[metric], value), (spec_id, c["cell"], metric, row[metric], value)
+                checked += 1
+    assert checked >= len(cells(spec_id))   # at least one reproduced number per cell was found and matched
