@@ -85,7 +85,10 @@ def run(spec_id: str = typer.Argument(..., help="spec id, or `all`"),
         profile: str = ProfileOpt, set_: Optional[List[str]] = SetOpt,
         device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N"),
         force: bool = typer.Option(False, "--force", help="recompute finished cells"),
-        progress: bool = typer.Option(True, "--progress/--no-progress", help="show progress bars")) -> None:
+        progress: bool = typer.Option(True, "--progress/--no-progress", help="show progress bars"),
+        yes: bool = typer.Option(False, "--yes", "-y", help="start even when the plan's estimate is above the threshold"),
+        max_hours: Optional[float] = typer.Option(None, "--max-hours", help="warn above this estimate (default "
+                                                  "REPRO_PLAN_WARN_HOURS or 1)")) -> None:
     """Run every cell of a spec's grid (finished cells are skipped; an interrupted run resumes)."""
     from repro.specs import parse_set, resolve_spec
 
@@ -96,6 +99,9 @@ def run(spec_id: str = typer.Argument(..., help="spec id, or `all`"),
     resolve_device(device)
     for i in ids:  # validate every spec and find its data before running any
         preflight(resolve_spec(i, profile, overrides))
+    from repro.plan import run_guard
+
+    run_guard(ids, profile, overrides, device, yes, typer.echo, max_hours)   # a long run needs --yes
 
     for i in ids:
         summary = run_spec(i, profile, overrides, device=device, force=force, progress=progress)
@@ -106,6 +112,20 @@ def run(spec_id: str = typer.Argument(..., help="spec id, or `all`"),
         if summary.failed:   # a runner's reported failure (e.g. a diverged training arm): kept out of results
             typer.echo(f"{i} [{profile}]: {len(summary.failed)} cell(s) failed ({', '.join(summary.failed)}); "
                        f"see {summary.work_dir / 'failed'}; a rerun tries them again", err=True)
+
+
+@app.command()
+def plan(spec_id: str = typer.Argument(..., help="spec id, or `all`"),
+         profile: str = ProfileOpt, set_: Optional[List[str]] = SetOpt,
+         device: str = typer.Option("auto", help="the device to estimate for: auto | cpu | cuda | cuda:N"),
+         calibrate: bool = typer.Option(False, "--calibrate", help="time the spec's networks on the device first "
+                                        "(random weights, a few seconds each) and store the calibration"),
+         cells: bool = typer.Option(True, "--cells/--no-cells", help="one line per cell")) -> None:
+    """What a run will train and sample and what it costs, without running anything."""
+    from repro.plan import plan_command
+    from repro.specs import parse_set
+
+    plan_command(_spec_ids(spec_id), profile, parse_set(set_), device, calibrate, typer.echo, cells=cells)
 
 
 _STORAGE_HELP = ("the study storage: a journal file path (default results/sweeps/optuna.journal) or an RDB URL, "

@@ -201,6 +201,9 @@ def render_report(spec_id: str) -> Path:
         lines += [f"Status: {state} ({n_done}/{n_total} cells), last cell {date or '–'}; spec hash "
                   f"`{resolved.hash}`; device {', '.join(sorted(set(df['_device'].dropna()))) if len(df) else '–'}; "
                   f"code {', '.join(sorted(set(str(c)[:12] for c in df['_git_commit'].dropna()))) if len(df) else '–'}.", ""]
+        from repro.plan.render import report_cost_lines   # measured wall time of this run (issue 13)
+
+        lines += report_cost_lines(spec_id, profile, resolved.hash, df["_seconds"].dropna().tolist() if len(df) else [])
         if resolved.overrides:
             lines += ["Run with overrides: " + ", ".join(f"`{k}={v}`" for k, v in resolved.overrides.items())
                       + ".", ""]
@@ -220,6 +223,9 @@ def render_report(spec_id: str) -> Path:
             notes = getattr(module, "report_notes", lambda *a: [])(resolved.spec, df)
             if notes:
                 lines += ["Findings:", ""] + [f"- {n}" for n in notes] + [""]
+    from repro.plan.render import paper_estimate_line   # the paper-scale cost (issue 13)
+
+    lines += [paper_estimate_line(spec_id), ""]
     extra = getattr(module, "REPORT_FOOTER", None)
     if extra:
         lines += [extra.strip(), ""]

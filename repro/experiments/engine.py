@@ -262,12 +262,17 @@ def run_spec(spec_id: str, profile: str = "smoke", overrides: dict[str, Any] | N
         summary.mlflow_run_id = tracker.run_id
         write_run_meta(resolved, work_dir)
         state = module.prepare(ctx)
+        prepare_seconds = time.perf_counter() - t_start
         with _progress(progress, len(todo), f"{spec_id} [{profile}]") as advance:
             for cell, key in todo:
                 record = run_one_cell(ctx, module, state, cell)
                 (summary.failed if "failed" in record else summary.ran).append(key)
                 advance()
     summary.seconds = time.perf_counter() - t_start
+    from repro.plan.runs import record_run   # the run's measured wall time, for the report's cost line
+
+    record_run(spec_id, profile, resolved.hash, str(dev), summary.seconds, prepare_seconds,
+               len(summary.ran), len(summary.failed))
     return summary
 
 

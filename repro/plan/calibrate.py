@@ -1,0 +1,205 @@
+"""Timing the networks of a plan on a device: each network at its profile's size with random
+weights, each (op, batch) a few seconds (warm-up, then the median of repeated calls), with the
+peak memory it needs (CUDA max_memory_allocated; on the CPU the process's peak RSS, labelled so).
+
+A probe per model kind says how to build the network and feed it (a registry keyed by kind);
+the Inception of `fid` is pytorch-fid's architecture with random weights.
+"""
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from repro.plan.store import Calibration
+from repro.plan.work import EVAL, FEATURES, GRAD, TRAIN, CellWork, NetRef
+
+CUDA_MEMORY = "cuda max_memory_allocated"
+CPU_MEMORY = "cpu peak RSS of the process"
+
+
+@dataclass
+class Probe:
+    """A built network and how to call it on a batch: `inputs(b)` -> (x, *other args)."""
+
+    net: torch.nn.Module
+    inputs: Callable[[int], tuple]
+    features: Callable | None = None   # net.features for feature extractors
+
+
+PROBES: dict[str, Callable] = {}   # model kind -> (resolved model, device) -> Probe
+
+
+def probe(kind: str):
+    def register(fn):
+        PROBES[kind] = fn
+        return fn
+    return register
+
+
+def _shape(resolved) -> tuple[int, int, int]:
+    from repro.data import dataset_info
+
+    ds = resolved.config.dataset
+    info = dataset_info(ds.name)
+    h, w = ds.resolution or info.default_resolution or (32, 32)
+    return info.channels, int(h), int(w)
+
+
+def _image_and_level(resolved, device, level: float = 1.0):
+    c, h, w = _shape(resolved)
+    return lambda b: (torch.rand(b, c, h, w, device=device), torch.full((b,), level, device=device))
+
+
+def _image_only(resolved, device):
+    c, h, w = _shape(resolved)
+    return lambda b: (torch.rand(b, c, h, w, device=device),)
+
+
+def _built(resolved):
+    from repro.trainers import kind_module
+
+    return kind_module(resolved.config.kind).build_net(resolved, {})
+
+
+# noise-conditional networks: (x, noise level) — sigma, log sigma or the VP time, all a [B] tensor
+for _kind, _level in (("score_sde", 1.0), ("edm", 1.0), ("noisy_classifier", 1.0), ("noisy_segmenter", 0.0),
+                      ("discriminator", 0.5)):
+    PROBES[_kind] = (lambda level: lambda resolved, device: Probe(_built(resolved).to(device),
+                                                                  _image_and_level(resolved, device, level)))(_level)
+
+
+@probe("evaluator")
+def _evaluator(resolved, device) -> Probe:
+    net = _built(resolved).to(device)
+    return Probe(net, _image_only(resolved, device), getattr(net, "features", None))
+
+
+@probe("pretrained_segmenter")
+def _pretrained_segmenter(resolved, device) -> Probe:
+    return Probe(_built(resolved).to(device), _image_only(resolved, device))
+
+
+def inception_probe(ref: NetRef, device) -> Probe:
+    from repro.metrics.inception import build_fid_inception
+
+    net = build_fid_inception(None).to(device)   # pytorch-fid's architecture, random weights
+    h, w = ref.resolution or (299, 299)
+    return Probe(net, lambda b: (torch.rand(b, 3, h, w, device=device),))
+
+
+def build_probe(ref: NetRef, device) -> Probe | None:
+    if ref.profile is None:
+        return inception_probe(ref, device) if ref.name == "inception" else None
+    from repro.specs import resolve_model
+
+    resolved = resolve_model(ref.name, ref.profile, {k: _literal(v) for k, v in ref.overrides} or None)
+    fn = PROBES.get(resolved.config.kind)
+    return fn(resolved, device) if fn else None
+
+
+def _literal(text: str):
+    import ast
+
+    return ast.literal_eval(text)
+
+
+# ----------------------------------------------------------------------------- timing
+
+def _call(p: Probe, op: str, batch: int, opt) -> Callable[[], None]:
+    args = p.inputs(batch)
+    if op in (EVAL, FEATURES):
+        fn = p.features if op == FEATURES and p.features is not None else p.net
+
+        def run():
+            with torch.no_grad():
+                fn(*args)
+        return run
+    if op == GRAD:
+        def run():
+            x = args[0].detach().requires_grad_(True)
+            out = p.net(x, *args[1:])
+            out = out[0] if isinstance(out, (list, tuple)) else out
+            torch.autograd.grad(out.float().sum(), x)
+        return run
+
+    def run():   # TRAIN: forward, a squared-error loss, backward, an Adam step
+        opt.zero_grad(set_to_none=True)
+        out = p.net(*args)
+        out = out[0] if isinstance(out, (list, tuple)) else out
+        out.float().square().mean().backward()
+        opt.step()
+    return run
+
+
+def time_op(p: Probe, op: str, batch: int, device, budget_s: float = 2.0, max_repeats: int = 7) -> dict:
+    """Warm-up call, then repeated calls until `budget_s` (at least one, at most max_repeats): the
+    median seconds per call and the peak memory."""
+    from repro.train.probes import CpuRssPeak
+
+    p.net.train(op == TRAIN)
+    opt = torch.optim.Adam([q for q in p.net.parameters() if q.requires_grad] or [torch.zeros(1)], lr=1e-9) \
+        if op == TRAIN else None
+    run = _call(p, op, batch, opt)
+    cuda = torch.device(device).type == "cuda"
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    if cuda:
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+    with CpuRssPeak() as rss:
+        run()
+        sync()
+        times, start = [], time.perf_counter()
+        while len(times) < max_repeats and (not times or time.perf_counter() - start < budget_s):
+            t0 = time.perf_counter()
+            run()
+            sync()
+            times.append(time.perf_counter() - t0)
+    p.net.eval()
+    mem = (torch.cuda.max_memory_allocated(device) / 2**20, CUDA_MEMORY) if cuda else (rss.peak_mb, CPU_MEMORY)
+    return {"seconds_per_call": statistics.median(times), "repeats": len(times),
+            "images_per_second": batch / statistics.median(times), "peak_memory_mb": mem[0], "memory_kind": mem[1]}
+
+
+def targets(work: CellWork, share: float = 0.1) -> list[tuple[NetRef, str, int]]:
+    """The (network, op, batch) to time: per (network, op) the batch carrying the most images, and any
+    other batch carrying at least `share` of that network's images in that op (the rest is scaled)."""
+    by: dict[tuple[str, str], dict[int, int]] = {}
+    refs: dict[str, NetRef] = {}
+    for w in work.items:
+        refs[w.net.key] = w.net
+        by.setdefault((w.net.key, w.op), {}).setdefault(w.batch, 0)
+        by[(w.net.key, w.op)][w.batch] += w.images
+    out = []
+    for (key, op), batches in by.items():
+        total = sum(batches.values())
+        top = max(batches, key=batches.get)
+        out += [(refs[key], op, b) for b, n in batches.items() if b == top or n >= share * total]
+    return out
+
+
+def calibrate(work: CellWork, device, cal: Calibration, budget_s: float = 2.0,
+              echo: Callable[[str], None] = lambda s: None) -> Calibration:
+    """Time every target of `work` on `device` into `cal`; networks that cannot be built are skipped."""
+    device = torch.device(device)
+    cache: dict[str, Probe | None] = {}
+    for ref, op, batch in sorted(targets(work), key=lambda t: (t[0].key, t[1], t[2])):
+        if ref.key not in cache:
+            try:
+                cache.clear()   # one network in memory at a time
+                cache[ref.key] = build_probe(ref, device)
+            except Exception as e:   # noqa: BLE001 - a network we cannot build is reported, not fatal
+                echo(f"  {ref.key}: cannot build for timing ({type(e).__name__}: {e})")
+                cache[ref.key] = None
+        p = cache[ref.key]
+        if p is None:
+            continue
+        m = time_op(p, op, batch, device, budget_s)
+        cal.put(ref.key, op, batch, **m)
+        echo(f"  {ref.key} {op} batch {batch}: {m['seconds_per_call'] * 1000:.1f} ms/call "
+             f"({m['images_per_second']:.1f} images/s, {m['repeats']} calls), peak {m['peak_memory_mb']:.0f} MiB "
+             f"({m['memory_kind']})")
+    return cal

@@ -1,0 +1,120 @@
+"""Calibrations stored per device: results/calibration/<device-slug>.json, with the device's
+name and the date of every entry, so that a plan without --calibrate says which it used."""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from repro.atomic import atomic_write_text
+
+
+def calibration_dir() -> Path:
+    from repro.results import results_root
+
+    return results_root() / "calibration"
+
+
+def slugify(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "device"
+
+
+def device_identity(device) -> tuple[str, str]:
+    """(slug, description) of a torch.device: the CPU model and thread count, or the CUDA device name."""
+    import torch
+
+    device = torch.device(device)
+    if device.type == "cuda":
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        name = torch.cuda.get_device_name(index)
+        return f"cuda-{slugify(name)}", f"cuda:{index} ({name})"
+    model = _cpu_model()
+    threads = torch.get_num_threads()
+    return f"cpu-{slugify(model)}-{threads}t", f"cpu ({model}; {threads} torch threads)"
+
+
+def _cpu_model() -> str:
+    import platform
+
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown cpu"
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+@dataclass
+class Calibration:
+    """Measured seconds per call of (network, op, batch) on one device."""
+
+    slug: str
+    device: str
+    entries: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @staticmethod
+    def entry_key(net_key: str, op: str, batch: int) -> str:
+        return f"{net_key}|{op}|{batch}"
+
+    def put(self, net_key: str, op: str, batch: int, **measured: Any) -> None:
+        self.entries[self.entry_key(net_key, op, batch)] = {"net": net_key, "op": op, "batch": int(batch),
+                                                            "measured_at": now_iso(), **measured}
+
+    def lookup(self, net_key: str, op: str, batch: int) -> tuple[dict[str, Any] | None, float | None]:
+        """(entry, seconds per call at `batch`): the entry at this batch, else the nearest batch of the
+        same network and op scaled per image (linear in the batch; marked by entry['batch'] != batch)."""
+        hit = self.entries.get(self.entry_key(net_key, op, batch))
+        if hit is not None:
+            return hit, float(hit["seconds_per_call"])
+        same = [e for e in self.entries.values() if e["net"] == net_key and e["op"] == op]
+        if not same:
+            return None, None
+        near = min(same, key=lambda e: abs(e["batch"] - batch))
+        return near, float(near["seconds_per_call"]) * batch / near["batch"]
+
+    @property
+    def latest(self) -> str | None:
+        return max((e["measured_at"] for e in self.entries.values()), default=None)
+
+    def to_json(self) -> str:
+        return json.dumps({"device": self.device, "slug": self.slug, "updated": self.latest,
+                           "entries": dict(sorted(self.entries.items()))}, indent=2)
+
+
+def calibration_path(slug: str) -> Path:
+    return calibration_dir() / f"{slug}.json"
+
+
+def load_calibration(slug: str, device: str = "") -> Calibration:
+    """The stored calibration of a device (empty when there is none)."""
+    path = calibration_path(slug)
+    if not path.exists():
+        return Calibration(slug, device)
+    doc = json.loads(path.read_text())
+    return Calibration(doc.get("slug", slug), doc.get("device", device), doc.get("entries", {}))
+
+
+def save_calibration(cal: Calibration) -> Path:
+    """Merge `cal` into the stored file (newer entries replace older ones of the same key)."""
+    stored = load_calibration(cal.slug, cal.device)
+    stored.entries.update(cal.entries)
+    stored.device = cal.device or stored.device
+    path = calibration_path(cal.slug)
+    atomic_write_text(path, stored.to_json())
+    return path
+
+
+def latest_calibration() -> Calibration | None:
+    """The calibration file with the most recent entry, of any device."""
+    folder = calibration_dir()
+    cals = [load_calibration(p.stem) for p in sorted(folder.glob("*.json"))] if folder.is_dir() else []
+    cals = [c for c in cals if c.latest]
+    return max(cals, key=lambda c: c.latest) if cals else None
