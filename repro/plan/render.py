@@ -21,6 +21,8 @@ def units_text(work: CellWork) -> str:
 def cost_text(est: Estimate, cal: Calibration | None) -> str:
     if cal is None or not cal.entries:
         return "no calibration for this device"
+    if est.missing and not est.seconds:
+        return "not calibrated on this device"
     parts = [f"~{fmt_seconds(est.seconds)}"]
     if est.missing:
         parts.append(f"without {len(est.missing)} uncalibrated network op(s)")
