@@ -1,0 +1,35 @@
+"""The trained mask-guided DDPM of a spec (role `ddpm`), and its size as `repro show` prints it."""
+from __future__ import annotations
+
+from repro.guidance.classifier_free import Guidance
+
+
+def load_ddpm(ctx):
+    from repro.trainers.mask_ddpm import mask_ddpm_for
+
+    return mask_ddpm_for(ctx.model("ddpm"))
+
+
+def guidance_for(fixed: dict, cell: dict) -> Guidance:
+    """The cell's guidance weight (grid key `guidance`, else fixed.guidance) in the spec's convention."""
+    return Guidance(float(cell.get("guidance", fixed["guidance"])), fixed["guidance_convention"])
+
+
+def describe(resolved) -> list[str]:
+    """Lines for `repro show`: the DDPM's parameter count at this profile (built on the meta device)."""
+    from repro.data import dataset_info
+    from repro.nets.bdd_unet import PAPER_PARAMETERS, paper_parameter_count
+    from repro.trainers.mask_ddpm import parse
+
+    if "ddpm" not in resolved.spec.models:
+        return []
+    model = resolved.model("ddpm")
+    net_cfg, ts = parse(model)
+    info = dataset_info(model.config.dataset.name)
+    n = paper_parameter_count(info.channels, info.num_classes, net_cfg.base, net_cfg.emb_dim)
+    same = " (the paper's 88,842,371, Sec. 4.2)" if n == PAPER_PARAMETERS else ""
+    return [f"\n# model {model.id} at profile {resolved.profile}",
+            f"parameters: {n:,}{same}; base width {net_cfg.base}, step embedding {net_cfg.emb_dim}, "
+            f"{info.num_classes} mask classes, T = {net_cfg.T}, schedule {net_cfg.schedule}",
+            f"training: AdamW lr {ts.lr}, batch {ts.batch_size}, {ts.epochs} epochs, EMA {ts.ema_decay}, "
+            f"mask drop p = {ts.p_uncond} {ts.drop_mode}"]
