@@ -84,6 +84,10 @@ def _spec_ids(arg: str) -> list[str]:
 def run(spec_id: str = typer.Argument(..., help="spec id, or `all`"),
         profile: str = ProfileOpt, set_: Optional[List[str]] = SetOpt,
         device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N"),
+        jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="run cells in N processes at once (each "
+                                           "with cores / N threads unless --threads says)"),
+        devices: Optional[str] = typer.Option(None, "--devices", help="run cells in one process per device, "
+                                              "e.g. cuda:0,cuda:1 (with --jobs: N processes over them)"),
         force: bool = typer.Option(False, "--force", help="recompute finished cells"),
         progress: bool = typer.Option(True, "--progress/--no-progress", help="show progress bars"),
         yes: bool = typer.Option(False, "--yes", "-y", help="start even when the plan's estimate is above the threshold"),
@@ -104,7 +108,15 @@ def run(spec_id: str = typer.Argument(..., help="spec id, or `all`"),
     run_guard(ids, profile, overrides, device, yes, typer.echo, max_hours)   # a long run needs --yes
 
     for i in ids:
-        summary = run_spec(i, profile, overrides, device=device, force=force, progress=progress)
+        if jobs is not None or devices is not None:   # cells over processes (repro.parallel.cells)
+            from repro.parallel.cells import run_spec_jobs
+
+            summary = run_spec_jobs(i, profile, overrides, jobs=jobs, devices=devices, device=device,
+                                    force=force, echo=typer.echo)
+        else:
+            summary = run_spec(i, profile, overrides, device=device, force=force, progress=progress)
+        if os.environ.get("RANK", "0") != "0":   # under torchrun rank 0 speaks for all
+            continue
         done = f"{len(summary.ran)} run, {len(summary.skipped)} already finished"
         where = f"results in {summary.work_dir}"
         mlf = f"; MLflow run {summary.mlflow_run_id}" if summary.mlflow_run_id else ""

@@ -116,23 +116,28 @@ def sampler_objects(settings: CellSettings, disc_net, time_min: float, time_max:
     return guidance, eps
 
 
+def n_batches(n: int, batch_size: int) -> int:
+    return -(-n // batch_size)
+
+
 def sample_cell(ctx, net, shape, settings: CellSettings, *, n: int, batch_size: int, guidance, eps_scale,
-                on_batch: Callable[[torch.Tensor], None], sigma_min: float, sigma_max: float,
+                on_batch: Callable[[int, torch.Tensor, dict], None], sigma_min: float, sigma_max: float,
                 rho: float) -> dict:
-    """Draw n images (in [0, 1], CPU) in batches, handing each to `on_batch`; returns counts."""
+    """Draw this process's batches of the n images (in [0, 1], CPU), handing each to
+    `on_batch(j, images, counts)`; returns the sampling time. Batch j is a fixed unit (latents from
+    ctx.generator("latents", j), size min(batch_size, n - j * batch_size)): under torchrun each rank
+    draws its share of the batches (ctx.shard) and the images do not depend on the number of ranks."""
     from repro.sampling.edm import edm_sample
     from repro.trainers.edm import to_unit_range
 
-    nfe = guided = 0
     t0 = time.perf_counter()
-    for j, start in enumerate(range(0, n, batch_size)):
-        b = min(batch_size, n - start)
+    for j in ctx.shard(n_batches(n, batch_size)):
+        b = min(batch_size, n - j * batch_size)
         latents = torch.randn((b, *shape), generator=ctx.generator("latents", j)).to(ctx.device)
         res = edm_sample(net, latents, steps=settings.steps, solver=settings.solver, guidance=guidance,
                          eps_scale=eps_scale, sigma_min=sigma_min, sigma_max=sigma_max, rho=rho)
-        nfe, guided = res.nfe, res.guided_evals
-        on_batch(to_unit_range(res.samples.float()).cpu())
-    return {"nfe": nfe, "guided_evals": guided, "sampling_seconds": time.perf_counter() - t0}
+        on_batch(j, to_unit_range(res.samples.float()).cpu(), {"nfe": res.nfe, "guided_evals": res.guided_evals})
+    return {"sampling_seconds": time.perf_counter() - t0}
 
 
 def save_grid(images: torch.Tensor, path: Path) -> Path:

@@ -21,6 +21,7 @@ from repro.experiments import _dg_eval as E
 from repro.experiments._dg_settings import METHODS, SETTING_KEYS, resolve_cell
 
 GRID_KEYS = ("method", "w_dg", "eps_scale", "steps", "solver")
+SHARDS_CELLS = True   # under torchrun each rank samples its share of a cell's batches (repro.parallel.ranks)
 
 
 class Fixed(BaseModel):
@@ -83,19 +84,22 @@ def run_cell(ctx, state, cell, run) -> dict:
     s = resolve_cell(fixed, cell)
     disc = state["disc"]
     guidance, eps = E.sampler_objects(s, disc.net if disc else None, fixed["time_min"], fixed["time_max"])
-    feats: dict[str, list[torch.Tensor]] = {m.name: [] for m in state["metrics"]}
-    keep: list[torch.Tensor] = []
+    grid_batches = E.n_batches(fixed["grid_images"], fixed["batch_size"])   # the first grid_images images
+    local: dict[int, dict] = {}
 
-    def on_batch(images: torch.Tensor) -> None:
-        for m in state["metrics"]:
-            feats[m.name].append(m.features(images))
-        if sum(k.shape[0] for k in keep) < fixed["grid_images"]:
-            keep.append(images)
+    def on_batch(j: int, images: torch.Tensor, counts: dict) -> None:
+        local[j] = {"features": {m.name: m.features(images) for m in state["metrics"]},
+                    "images": images if j < grid_batches else None, **counts}
 
-    counts = E.sample_cell(ctx, state["edm"].net, state["shape"], s, n=fixed["n_samples"],
+    timing = E.sample_cell(ctx, state["edm"].net, state["shape"], s, n=fixed["n_samples"],
                            batch_size=fixed["batch_size"], guidance=guidance, eps_scale=eps, on_batch=on_batch,
                            sigma_min=fixed["sigma_min"], sigma_max=fixed["sigma_max"], rho=fixed["rho"])
-    values = {m.name: m.distance(torch.cat(feats[m.name])) for m in state["metrics"]}
+    batches = ctx.gather(local, E.n_batches(fixed["n_samples"], fixed["batch_size"]))
+    if batches is None:   # a rank other than 0 under torchrun: its batches went to rank 0
+        return {}
+    values = {m.name: m.distance(torch.cat([b["features"][m.name] for b in batches])) for m in state["metrics"]}
+    counts = {"nfe": batches[-1]["nfe"], "guided_evals": batches[-1]["guided_evals"], **timing}
+    keep = [b["images"] for b in batches if b["images"] is not None]
     values["nfe"] = float(counts["nfe"])
     artifacts = []
     if keep:

@@ -17,6 +17,7 @@ from repro import results
 from repro.atomic import atomic_write_text
 from repro.errors import UserError
 from repro.experiments import runner_module
+from repro.parallel.ranks import agree, barrier, follow_cell, is_main, join, parallel_tags
 from repro.specs import ResolvedSpec, cell_key, resolve_spec, stable_hash
 from repro.tracking import Tracker
 
@@ -64,6 +65,18 @@ class RunContext:
         g = torch.Generator(device="cpu")
         g.manual_seed(seed_for(self.spec.seed, *salt))
         return g
+
+    def shard(self, n: int) -> list[int]:
+        """This process's units of a cell's n work units: all of them, or its rank's share under torchrun."""
+        from repro.parallel.ranks import shard_indices
+
+        return shard_indices(n)
+
+    def gather(self, local: dict[int, Any], n: int | None = None) -> list[Any] | None:
+        """{unit: payload} of every rank -> all payloads in unit order on rank 0, None on the others."""
+        from repro.parallel.ranks import gather_units
+
+        return gather_units(local, n)
 
     def model(self, role: str, overrides: dict[str, Any] | None = None):
         """The trained model the spec names for `role`, trained now if it does not exist yet."""
@@ -135,7 +148,7 @@ def run_tags(resolved: ResolvedSpec, dev: torch.device) -> dict[str, str]:
     return {"repro.spec": spec.id, "repro.kind": spec.kind, "repro.profile": resolved.profile,
             "repro.spec_hash": resolved.hash, "repro.git_commit": results.git_commit(),
             "repro.device": str(dev), "repro.dataset": spec.dataset.name,
-            "repro.host": platform.node()}
+            "repro.host": platform.node(), **parallel_tags()}
 
 
 def run_params(resolved: ResolvedSpec) -> dict[str, Any]:
@@ -197,6 +210,8 @@ def run_one_cell(ctx: RunContext, module: Any, state: Any, cell: dict[str, Any],
     run of `ctx.tracker`; returns the record written. `repro run` and every sweep trial use this.
     A cell the runner reports as failed returns its failure record (with a "failed" entry)."""
     resolved, spec, key = ctx.resolved, ctx.spec, cell_key(cell)
+    if not is_main():   # under torchrun: this rank's share of the cell; rank 0 writes and tracks
+        return follow_cell(ctx, module, state, cell)
     failed_record = None
     try:
         with ctx.tracker.child(key, params={"cell": cell}, tags={"repro.cell": key, **(tags or {})}) as run:
@@ -238,7 +253,7 @@ def run_spec(spec_id: str, profile: str = "smoke", overrides: dict[str, Any] | N
              device: str = "auto", force: bool = False, progress: bool = True,
              only: list[str] | None = None) -> RunSummary:
     resolved = resolve_spec(spec_id, profile, overrides)
-    dev = resolve_device(device)
+    dev = join(resolve_device(device))   # under torchrun: this rank's device in the process group
     module = runner_module(resolved.spec.kind)
     preflight(resolved)
 
@@ -248,7 +263,7 @@ def run_spec(spec_id: str, profile: str = "smoke", overrides: dict[str, Any] | N
         wanted = set(only)
         cells, keys = [c for c, k in zip(cells, keys) if k in wanted], [k for k in keys if k in wanted]
 
-    todo = [(c, k) for c, k in zip(cells, keys) if force or finished_record(resolved, k) is None]
+    todo = agree([(c, k) for c, k in zip(cells, keys) if force or finished_record(resolved, k) is None])
     skipped = [k for k in keys if k not in {k2 for _, k2 in todo}]
     work_dir = results.run_dir(spec_id, profile)
     summary = RunSummary(spec_id, profile, len(cells), [], skipped, work_dir, None, 0.0)
@@ -257,22 +272,26 @@ def run_spec(spec_id: str, profile: str = "smoke", overrides: dict[str, Any] | N
 
     t_start = time.perf_counter()
     ctx = RunContext(resolved=resolved, device=dev, progress=progress, force=force, work_dir=work_dir)
-    with Tracker(spec_id, f"{spec_id}-{profile}", tags=run_tags(resolved, dev), params=run_params(resolved)) as tracker:
+    with Tracker(spec_id, f"{spec_id}-{profile}", tags=run_tags(resolved, dev), params=run_params(resolved),
+                 enabled=is_main()) as tracker:
         ctx.tracker = tracker
         summary.mlflow_run_id = tracker.run_id
-        write_run_meta(resolved, work_dir)
+        if is_main():
+            write_run_meta(resolved, work_dir)
         state = module.prepare(ctx)
         prepare_seconds = time.perf_counter() - t_start
-        with _progress(progress, len(todo), f"{spec_id} [{profile}]") as advance:
+        with _progress(progress and is_main(), len(todo), f"{spec_id} [{profile}]") as advance:
             for cell, key in todo:
                 record = run_one_cell(ctx, module, state, cell)
                 (summary.failed if "failed" in record else summary.ran).append(key)
                 advance()
+        barrier()
     summary.seconds = time.perf_counter() - t_start
-    from repro.plan.runs import record_run   # the run's measured wall time, for the report's cost line
+    if is_main():   # the run's measured wall time, for the report's cost line (repro.plan.runs)
+        from repro.plan.runs import record_run
 
-    record_run(spec_id, profile, resolved.hash, str(dev), summary.seconds, prepare_seconds,
-               len(summary.ran), len(summary.failed))
+        record_run(spec_id, profile, resolved.hash, str(dev), summary.seconds, prepare_seconds,
+                   len(summary.ran), len(summary.failed))
     return summary
 
 

@@ -3,14 +3,13 @@
 MLflow creates (or migrates) its SQL schema the first time a process opens a store. Two
 processes opening the same fresh `mlflow.db` at once both run the migration, and one fails
 ("Online migration expected to match one row ... 0 found"): that is what torchrun ranks, sweep
-workers and parallel cells did. `prepare_store` opens the store while holding a lock beside it,
+workers and parallel cells did. `prepare_store` opens the store while holding a lock,
 so the first process creates the schema and every later one finds it complete. A process
 prepares a store once; MLflow caches the opened store per URI for the rest of its life.
 """
 from __future__ import annotations
 
 import hashlib
-import os
 import tempfile
 from pathlib import Path
 
@@ -30,12 +29,11 @@ def sqlite_path(uri: str) -> Path | None:
 
 
 def lock_path(uri: str) -> Path:
-    """Beside a SQLite file (every process on the machine, and on a shared file system, sees it);
-    for a server or other database, a per-URI file in the temp folder (processes of this machine)."""
+    """A per-store file in the temp folder (every process of this machine sees it; none is left in
+    the working directory). A SQLite store is named by its absolute path, any other by its URI."""
     db = sqlite_path(uri)
-    if db is not None:
-        return db.with_name(db.name + ".init.lock")
-    digest = hashlib.sha256(uri.encode()).hexdigest()[:16]
+    name = str(db.resolve()) if db is not None else uri
+    digest = hashlib.sha256(name.encode()).hexdigest()[:16]
     return Path(tempfile.gettempdir()) / f"repro-mlflow-{digest}.init.lock"
 
 
