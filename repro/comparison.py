@@ -204,8 +204,7 @@ def write_metrics(spec_id: str, profile: str, folder: Path) -> tuple[Path, Path]
     jpath, cpath = folder / f"{spec_id}.json", folder / f"{spec_id}.csv"
     atomic_write_text(jpath, json.dumps({profile: metrics_values(spec_id, profile)}, indent=2, sort_keys=True) + "\n")
     cells = current_cells(spec_id, profile)
-    metric_cols = list(dict.fromkeys(m for m in spec.metrics
-                                     if any(_is_number((c.get("values") or {}).get(m)) for c in cells)))
+    metric_cols = list(spec.metrics)   # every column the plot of dvc.yaml names, blank where unmeasured
     grid_cols = list(spec.grid)
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")

@@ -329,6 +329,7 @@ def resolve_spec(spec_id: str, profile: str = DEFAULT_PROFILE, overrides: dict[s
     except ValidationError as e:
         raise UserError(_validation_message(e, f"spec {spec_id}")) from None
     merged = _profile_doc(doc, profile, f"spec {spec_id}")
+    merged.setdefault("seed", Spec.model_fields["seed"].default)   # `--set seed=N` (params.yaml) on any spec
     overrides = overrides or {}
     # models.<role>.<key...>=v sets a model's own setting; models.<role>=name swaps the model.
     per_role: dict[str, dict[str, Any]] = {}

@@ -320,43 +320,152 @@ def test_dvc_yaml_is_the_rendering_of_the_registry():
     for spec_id in list_spec_ids():
         assert f"experiments/{spec_id}.yaml" in stages[spec_id]["deps"]
         assert f"results/{spec_id}/${{profile}}" in stages["reports"]["deps"]
+        assert f"specs.{spec_id}" in stages[spec_id]["params"]
         for model in spec_models(spec_id, "smoke"):
             assert f"train_{model}" in stages and f"artifacts/{model}" in stages[spec_id]["deps"]
 
 
-@pytest.mark.slow
-def test_dvc_repro_twice_does_nothing_the_second_time(workdir):
-    """`dvc repro` on a copy of the repository at the test profile, then again: nothing reruns."""
+def test_stage_dependencies_are_narrow():
+    """A spec stage depends on its own runner and the modules it imports, not on the package."""
+    from repro.pipeline import code_closure, spec_stage, train_stage
+
+    deps = set(spec_stage("fig5_9", "smoke")["deps"])
+    assert {"repro/experiments/engine.py", "repro/experiments/segmenter_timesteps.py", "repro/nets/unet.py",
+            "repro/data/street_scenes.py", "repro/specs.py", "artifacts/noisy_unet"} <= deps
+    assert "repro" not in deps and "experiments" not in deps
+    for other in ("repro/experiments/dg_epsilon_grid.py", "repro/experiments/amp_benchmark.py",
+                  "repro/data/cifar10.py", "repro/data/digits.py", "repro/cli.py", "repro/sweeps/runner.py"):
+        assert other not in deps
+    # The registry imports every dataset loader; a stage depends on its own datasets' code only.
+    digits = set(train_stage("evaluator_digits", "smoke")["deps"])
+    assert "repro/data/digits.py" in digits and "repro/data/street_scenes.py" not in digits
+    # Function-level imports count: the engine imports repro.models inside RunContext.model.
+    assert "repro/models.py" in code_closure("repro/experiments/engine.py")
+
+
+def test_params_yaml_holds_every_stage_knob_at_its_profile():
+    """params.yaml has what the stages interpolate (profile, specs.<id>.seed and sample count), and its
+    values are the profile's own (so that `dvc repro` computes what `repro run` would)."""
+    import yaml
+
+    from repro.pipeline import default_params, read_params
+    from repro.specs import resolve_spec
+
+    params = read_params()
+    defaults = default_params(params["profile"])
+    assert set(params["specs"]) == set(defaults["specs"])
+    for spec_id, knobs in defaults["specs"].items():
+        assert set(params["specs"][spec_id]) == set(knobs)
+    # Hand-checked against experiments/fig5_9.yaml's smoke profile: fixed.n_images 128, seed 0.
+    assert default_params("smoke")["specs"]["fig5_9"] == {"seed": 0, "n_images": 128}
+    assert default_params("test")["specs"]["fig5_9"] == {"seed": 0, "n_images": 6}
+    # Setting a spec's own value through --set gives the same hash (the cells already run are kept).
+    assert resolve_spec("fig5_9", "smoke", {"seed": 0, "fixed.n_images": 128}).hash == \
+        resolve_spec("fig5_9", "smoke").hash
+    assert yaml.safe_load(__import__("repro.pipeline", fromlist=["x"]).render_params("smoke")) == \
+        default_params("smoke")
+
+
+def _copy_repo(dst: Path) -> None:
+    """The tracked files, and the package as it is in the working tree (what dvc.yaml was rendered from)."""
     import shutil
 
     from repro.specs import repo_root
 
     src = repo_root()
-    repo = workdir / "clone"
     tracked = subprocess.run(["git", "ls-files"], cwd=src, capture_output=True, text=True).stdout.split()
     for rel in tracked:
-        if (src / rel).is_file():
-            (repo / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src / rel, repo / rel)
-    (repo / "params.yaml").write_text("profile: test\n")
-    from repro.pipeline import render_dvc_yaml
+        if (src / rel).is_file() and not rel.startswith(("reports/", "metrics/")):
+            (dst / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src / rel, dst / rel)
+    shutil.copytree(src / "repro", dst / "repro", dirs_exist_ok=True,
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
 
+
+def _dvc_env(repo: Path) -> dict[str, str]:
+    import os
+
+    return cli_env(repo) | {"PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+                            "DVC_NO_ANALYTICS": "1", "PYTHONPATH": str(repo)}
+
+
+def _dvc(repo: Path, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    out = subprocess.run([str(Path(sys.executable).parent / "dvc"), *args], cwd=repo, env=_dvc_env(repo),
+                         capture_output=True, text=True, timeout=timeout)
+    assert out.returncode == 0, out.stdout + out.stderr
+    return out
+
+
+def test_changing_one_sample_count_reruns_only_its_stage(workdir):
+    """On a copy of the repository whose every stage is recorded as done (outputs stood in by files,
+    `dvc commit`), `dvc status` names exactly the stages a change concerns."""
+    import yaml
+
+    from repro.pipeline import render_dvc_yaml, render_params
+
+    repo = workdir / "clone"
+    _copy_repo(repo)
+    (repo / "params.yaml").write_text(render_params("test"))
     (repo / "dvc.yaml").write_text(render_dvc_yaml("test"))
-    env = cli_env(repo) | {"PATH": f"{Path(sys.executable).parent}:{__import__('os').environ['PATH']}",
-                           "DVC_NO_ANALYTICS": "1"}
+    subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
+    stages = yaml.safe_load((repo / "dvc.yaml").read_text())["stages"]
+    for stage in stages.values():
+        for section in ("outs", "metrics", "plots"):
+            for out in stage.get(section, []):
+                path = repo / (out if isinstance(out, str) else next(iter(out))).replace("${profile}", "test")
+                if path.suffix in (".json", ".csv"):
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    path.write_text("{}\n" if path.suffix == ".json" else "a\n1\n")
+                else:
+                    path.mkdir(parents=True, exist_ok=True)
+                    (path / "stand-in").write_text("x")
+    _dvc(repo, "commit", "-f", "-q")
+
+    def changed() -> set[str]:
+        return set(json.loads(_dvc(repo, "status", "--json").stdout or "{}"))
+
+    assert changed() == set()
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["specs"]["fig5_9"]["n_images"] += 1
+    (repo / "params.yaml").write_text(yaml.safe_dump(params))
+    assert changed() == {"fig5_9"}
+    # A change to one runner: the specs of that kind, and the reports (which draw its figures);
+    # fig5_9 is still pending from the change above.
+    runner = repo / "repro/experiments/guidance_scale_sweep.py"
+    runner.write_text(runner.read_text() + "\n# changed\n")
+    assert changed() == {"fig5_9", "table5_3", "reports"}
+
+
+@pytest.mark.slow
+def test_dvc_repro_twice_does_nothing_the_second_time(workdir):
+    """`dvc repro` on a copy of the repository at the test profile, then again: nothing reruns; the
+    stage's results are in DVC's cache (shareable with `dvc push`), its metrics readable by dvc."""
+    from repro.pipeline import render_dvc_yaml, render_params
+
+    repo = workdir / "clone"
+    _copy_repo(repo)
+    (repo / "params.yaml").write_text(render_params("test"))
+    (repo / "dvc.yaml").write_text(render_dvc_yaml("test"))
+    env = _dvc_env(repo)
     for cmd in (["git", "init", "-q"], ["git", "add", "-A"],
                 ["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "x"]):
-        subprocess.run(cmd, cwd=repo, check=True, env=env)
-    dvc = [str(Path(sys.executable).parent / "dvc")]
-    first = subprocess.run(dvc + ["repro", "fig5_9"], cwd=repo, env=env, capture_output=True, text=True,
-                           timeout=600)
-    assert first.returncode == 0, first.stdout + first.stderr
-    assert "Running stage 'fig5_9'" in first.stdout
+        subprocess.run(cmd, cwd=repo, check=True, env=env, capture_output=True)
+    first = _dvc(repo, "repro", "fig5_9", timeout=600)
+    assert "Running stage 'train_noisy_unet'" in first.stdout and "Running stage 'fig5_9'" in first.stdout
     assert len(list((repo / "results/fig5_9/test/cells").glob("*.json"))) == 4
-    second = subprocess.run(dvc + ["repro", "fig5_9"], cwd=repo, env=env, capture_output=True, text=True,
-                            timeout=600)
-    assert second.returncode == 0, second.stdout + second.stderr
+    second = _dvc(repo, "repro", "fig5_9", timeout=600)
     assert "Running stage" not in second.stdout and "didn't change, skipping" in second.stdout
+    # Cached outputs: the results and the model are in .dvc/cache, so `dvc push` shares them.
+    lock = (repo / "dvc.lock").read_text()
+    assert "results/fig5_9/test" in lock and "artifacts/noisy_unet" in lock
+    assert any((repo / ".dvc/cache").rglob("*.dir"))
+    metrics = json.loads(_dvc(repo, "metrics", "show", "--json").stdout)
+    shown = json.dumps(metrics)
+    assert '"t=0.4"' in shown and '"miou"' in shown and '"wall_seconds"' in shown
+    cells = {json.loads(p.read_text())["key"]: json.loads(p.read_text())["values"]
+             for p in (repo / "results/fig5_9/test/cells").glob("*.json")}
+    assert json.loads((repo / "metrics/fig5_9.json").read_text())["test"]["t=0.4"]["miou"] == \
+        cells["t=0.4"]["miou"]
 
 
 @pytest.mark.slow
