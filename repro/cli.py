@@ -234,6 +234,26 @@ def train(name: str = typer.Argument(..., help="model name (experiments/models/N
             typer.echo(f"{name} [{profile}]: {model.path} (sha256 {model.meta.get('sha256', '?')[:12]})")
 
 
+@app.command()
+def evaluate(images: str = typer.Option(..., "--images", help="folder of generated images"),
+             maps: str = typer.Option(..., "--maps", help="folder of their label maps (class-id PNGs, same names)"),
+             reference: Optional[str] = typer.Option(None, "--reference", help="real images (default: the dataset's)"),
+             metrics: Optional[str] = typer.Option(None, "--metrics", help="e.g. fid,miou,pixel_acc (default: the profile's)"),
+             name: Optional[str] = typer.Option(None, "--name", help="result name (default: the folder's)"),
+             profile: str = ProfileOpt, set_: Optional[List[str]] = SetOpt,
+             device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N"),
+             progress: bool = typer.Option(True, "--progress/--no-progress")) -> None:
+    """Score a folder of generated images against their maps as table5_4_5 scores its rows."""
+    from repro.experiments.semantic.folder_eval import evaluate_folder
+    from repro.specs import parse_set
+
+    r = evaluate_folder(images, maps, reference=reference, metrics=metrics, name=name, profile=profile,
+                        device=device, progress=progress, overrides=parse_set(set_))
+    vals = ", ".join(f"{k}={v:.4g}" for k, v in r.values.items())
+    mlf = f"; MLflow run {r.mlflow_run_id}" if r.mlflow_run_id else ""
+    typer.echo(f"{r.record['name']} [{profile}]: {len(r.record['files'])} images: {vals} -> {r.path}{mlf}")
+
+
 sample_app = typer.Typer(no_args_is_help=True, help="Generate images with the trained models of a profile.")
 app.add_typer(sample_app, name="sample")
 
