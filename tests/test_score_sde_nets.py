@@ -251,3 +251,39 @@ def test_vp_forward_recovers_t_from_std_and_matches_the_release_score_fn():
     assert torch.allclose(net._t_of_std(sde.noise_level(t)), t, atol=1e-12, rtol=0)
     # the release embeds 999 t in float32, so the two paths agree to float32 rounding of t
     assert torch.allclose(net_score_fn(net, sde)(x, t), net.score_fn(sde)(x, t), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["ncsnpp_digits_ve", "ncsnpp_digits_vp"])
+def test_train_pretrained_loads_the_release_checkpoint_with_ema_weights(workdir, monkeypatch, name):
+    from repro.models import ensure_model
+    from repro.specs import resolve_model
+    from repro.trainers.score_sde import release_net, score_model_for
+
+    monkeypatch.setenv("REPRO_NO_MLFLOW", "1")
+    net_over = {"architecture": "score_sde", "sigma_max": 5.0, "nf": 8, "ch_mult": [1, 2], "attn_resolutions": [8]}
+    resolved = resolve_model(name, "test", {"net": net_over})
+    ref = release_net(resolved)
+    g = torch.Generator().manual_seed(3)
+    shadow = [torch.randn(p.shape, generator=g) for p in ref.parameters() if p.requires_grad]
+    path = workdir / "checkpoint_5.pth"
+    torch.save({"model": ref.state_dict(), "ema": {"decay": 0.9999, "num_updates": 1, "shadow_params": shadow},
+                "optimizer": {}, "step": 5}, path)
+    trained = ensure_model(name, "test", overrides={"net": net_over, "train": {"pretrained": str(path)}},
+                           progress=False)
+    assert trained.meta["weights"] == "ema" and trained.meta["checkpoint_step"] == 5
+    params = [p for p in trained.net.parameters() if p.requires_grad]
+    assert all(torch.equal(p, s) for p, s in zip(params, shadow))
+    model = score_model_for(trained)
+    x = torch.rand(2, *model.shape)
+    t = torch.tensor([0.2, 0.8])
+    assert torch.equal(model.score_fn(x, t), trained.net.score_fn(model.sde)(x, t))
+
+
+def test_missing_pretrained_checkpoint_is_named(workdir):
+    from repro.errors import UserError
+    from repro.specs import resolve_model
+    from repro.trainers.score_sde import validate
+
+    resolved = resolve_model("ncsnpp_digits_ve", "paper", {"train": {"pretrained": "/nowhere/checkpoint_24.pth"}})
+    with pytest.raises(UserError, match="/nowhere/checkpoint_24.pth"):
+        validate(resolved)

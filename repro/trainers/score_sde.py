@@ -45,6 +45,20 @@ class NetConfig(BaseModel):
     attn_resolutions: list[int] = Field(default_factory=lambda: [16])
     dropout: float = Field(0.1, ge=0, lt=1)
     fourier_scale: float = Field(16.0, gt=0)
+    # architecture "score_sde": the release's network (repro.nets.score_sde), whose checkpoints
+    # train.pretrained loads; its options as in the release's config.model
+    architecture: Literal["suite", "score_sde"] = Field("suite", description="suite: repro.nets.ncsnpp; "
+                                                        "score_sde: the score SDE release's NCSN++/DDPM++")
+    fir: bool = True
+    fir_kernel: list[int] = Field(default_factory=lambda: [1, 3, 3, 1], min_length=1)
+    skip_rescale: bool = True
+    resblock_type: Literal["biggan", "ddpm"] = "biggan"
+    progressive: Literal["none", "output_skip", "residual"] = "none"
+    progressive_input: Literal["none", "input_skip", "residual"] = "residual"
+    progressive_combine: Literal["sum", "cat"] = "sum"
+    embedding_type: Literal["fourier", "positional"] = "fourier"
+    scale_by_sigma: bool | None = Field(None, description="None: True for VE, False for VP/sub-VP")
+    init_scale: float = Field(0.0, ge=0)
 
     @model_validator(mode="after")
     def _check(self):
@@ -76,6 +90,9 @@ class TrainSettings(BaseModel):
     eval_split: str = "val"
     preview_samples: int = Field(16, ge=0, description="PC samples drawn after training for preview.png")
     preview_steps: int = Field(50, ge=1)
+    pretrained: str | None = Field(None, description="score SDE release checkpoint_N.pth (net.architecture "
+                                   "score_sde): loaded instead of training")
+    pretrained_weights: Literal["ema", "model"] = Field("ema", description="the checkpoint's EMA or raw weights")
 
 
 def parse(resolved: ResolvedModel) -> tuple[NetConfig, TrainSettings]:
@@ -83,7 +100,22 @@ def parse(resolved: ResolvedModel) -> tuple[NetConfig, TrainSettings]:
 
 
 def validate(resolved: ResolvedModel) -> None:
-    net_cfg, _ = parse(resolved)
+    net_cfg, ts = parse(resolved)
+    if ts.pretrained is not None:
+        if net_cfg.architecture != "score_sde":
+            raise UserError(f"model {resolved.id}: train.pretrained loads the score SDE release's networks; "
+                            f"set net.architecture=score_sde")
+        if not Path(ts.pretrained).expanduser().is_file():
+            raise UserError(f"model {resolved.id}: train.pretrained {ts.pretrained} does not exist; put the score "
+                            f"SDE release's checkpoint there (see README) or set train.pretrained=null to train")
+    if net_cfg.architecture == "score_sde":
+        res = resolved.config.dataset.resolution
+        if net_cfg.sde == "ve" and net_cfg.sigma_max is None:
+            raise UserError(f"model {resolved.id}: net.architecture=score_sde needs net.sigma_max (the release "
+                            f"stores sigma_max in the network)")
+        if res is not None and res[0] != res[1]:
+            raise UserError(f"model {resolved.id}: the score SDE release's networks need square images, got "
+                            f"{res[0]}x{res[1]}")
     res = resolved.config.dataset.resolution
     if res is not None:
         multiple = 2 ** (len(net_cfg.ch_mult) - 1)
@@ -122,7 +154,29 @@ def net_kwargs(resolved: ResolvedModel) -> dict[str, Any]:
 def build_net(resolved: ResolvedModel, meta: dict[str, Any] | None = None) -> torch.nn.Module:
     from repro.nets.ncsnpp import NCSNpp
 
+    net_cfg, _ = parse(resolved)
+    if net_cfg.architecture == "score_sde":
+        return release_net(resolved)
     return NCSNpp(**net_kwargs(resolved))
+
+
+def release_net(resolved: ResolvedModel) -> torch.nn.Module:
+    """The score SDE release's NCSN++ / DDPM++ for this config (repro.nets.score_sde)."""
+    from repro.nets.score_sde import ScoreSdeNetConfig, ScoreSdeScoreNet
+
+    net_cfg, _ = parse(resolved)
+    kw = net_kwargs(resolved)
+    scale_by_sigma = net_cfg.sde == "ve" if net_cfg.scale_by_sigma is None else net_cfg.scale_by_sigma
+    cfg = ScoreSdeNetConfig(
+        image_size=int(kw["image_size"][0]), num_channels=kw["in_channels"], centered=net_cfg.is_centered(),
+        nf=net_cfg.nf, ch_mult=tuple(net_cfg.ch_mult), num_res_blocks=net_cfg.num_res_blocks,
+        attn_resolutions=tuple(net_cfg.attn_resolutions), dropout=net_cfg.dropout, fir=net_cfg.fir,
+        fir_kernel=tuple(net_cfg.fir_kernel), skip_rescale=net_cfg.skip_rescale, resblock_type=net_cfg.resblock_type,
+        progressive=net_cfg.progressive, progressive_input=net_cfg.progressive_input,
+        progressive_combine=net_cfg.progressive_combine, init_scale=net_cfg.init_scale,
+        embedding_type=net_cfg.embedding_type, fourier_scale=net_cfg.fourier_scale, scale_by_sigma=scale_by_sigma,
+        sigma_min=net_cfg.sigma_min, sigma_max=float(net_cfg.sigma_max or 50.0), num_scales=net_cfg.num_scales)
+    return ScoreSdeScoreNet(cfg, sde=net_cfg.sde, beta_min=net_cfg.beta_min, beta_max=net_cfg.beta_max)
 
 
 def to_model_space(images: torch.Tensor, centered: bool) -> torch.Tensor:
@@ -159,7 +213,9 @@ def score_model_for(trained) -> ScoreModel:
     meta = trained.meta
     sde = make_sde(meta["sde"])
     net = trained.net.eval()
-    return ScoreModel(sde=sde, score_fn=net_score_fn(net, sde), centered=bool(meta["centered"]),
+    # the release's networks take t as the release does (repro.nets.score_sde.model); ours take std(t)
+    score_fn = net.score_fn(sde) if callable(getattr(net, "score_fn", None)) else net_score_fn(net, sde)
+    return ScoreModel(sde=sde, score_fn=score_fn, centered=bool(meta["centered"]),
                       shape=tuple(meta["sample_shape"]), net=net)
 
 
@@ -210,6 +266,8 @@ def train_model(resolved: ResolvedModel, out_dir: Path, device: torch.device, ru
     net_cfg, ts = parse(resolved)
     cfg, ds = resolved.config, resolved.config.dataset
     info = dataset_info(ds.name)
+    if ts.pretrained is not None:
+        return load_pretrained(resolved, device)
     train_set = load_dataset(ds.name, split=ds.split, resolution=ds.resolution, root=ds.root, n=ds.n_train,
                              seed=ds.seed)
     eval_images, _ = stack(load_dataset(ds.name, split=ts.eval_split, resolution=ds.resolution, root=ds.root,
@@ -273,6 +331,30 @@ def train_model(resolved: ResolvedModel, out_dir: Path, device: torch.device, ru
         if meta.get("preview"):
             run.log_artifact(out_dir / meta["preview"])
     return final, meta
+
+
+def load_pretrained(resolved: ResolvedModel, device: torch.device):
+    """The release's checkpoint (`train.pretrained`) in the configured network, EMA weights by default."""
+    from repro.data import dataset_info
+    from repro.nets.score_sde.checkpoint import load_score_sde_checkpoint
+
+    validate(resolved)
+    net_cfg, ts = parse(resolved)
+    ds = resolved.config.dataset
+    net = build_net(resolved)
+    info = load_score_sde_checkpoint(net, ts.pretrained, ts.pretrained_weights)
+    sde_params: dict[str, Any] = {"name": net_cfg.sde, "N": net_cfg.num_scales}
+    if net_cfg.sde == "ve":
+        sde_params.update(sigma_min=net_cfg.sigma_min, sigma_max=float(net_cfg.sigma_max), sigma_max_estimated=False)
+    else:
+        sde_params.update(beta_min=net_cfg.beta_min, beta_max=net_cfg.beta_max)
+    size = net_kwargs(resolved)["image_size"]
+    meta = {"sde": sde_params, "centered": net_cfg.is_centered(),
+            "sample_shape": [dataset_info(ds.name).channels, int(size[0]), int(size[1])], "dataset": ds.name,
+            "architecture": "score_sde", "pretrained": str(Path(ts.pretrained).expanduser()),
+            "checkpoint_step": info["step"], "weights": info["weights"], "ema_decay": info["ema_decay"],
+            "parameters": sum(p.numel() for p in net.parameters())}
+    return net.to(device).eval(), meta
 
 
 def _write_preview(net, sde, centered: bool, shape, ts: TrainSettings, seed: int, out_dir: Path) -> str:
