@@ -33,6 +33,7 @@ class State:
 
 def prepare(ctx):
     from repro.experiments.bdd.model import load_ddpm
+    from repro.experiments.bdd.scoring import feature_module
     from repro.experiments.semantic.scoring import load_maps
 
     f = ctx.spec.fixed
@@ -41,23 +42,8 @@ def prepare(ctx):
     st.model = load_ddpm(ctx)
     st.evaluator = ctx.model("evaluator").net.to(ctx.device).eval()
     st.evaluator_name = ctx.spec.models["evaluator"]
-    st.features, st.feature_names = _features(ctx, st)
+    st.features, st.feature_names = feature_module(ctx, st.evaluator, st.real[:1])
     return st
-
-
-def _features(ctx, st):
-    from repro.experiments.bdd.scoring import FeatureModule
-
-    if "fid" in ctx.spec.metrics or "kid" in ctx.spec.metrics:
-        from repro.metrics.inception import FID_FEATURE_DIM, InceptionFeatures
-
-        ext = InceptionFeatures(ctx.spec.fixed.get("fid_weights"), ctx.device)
-        return FeatureModule(lambda im: ext.features(im), FID_FEATURE_DIM), ("fid", "kid")
-    from repro.metrics.fd_evalnet import evalnet_features
-
-    ev = st.evaluator
-    dim = int(evalnet_features(ev, st.real[:1]).shape[1])
-    return FeatureModule(lambda im: evalnet_features(ev, im), dim), ("fd_evalnet", "kid_evalnet")
 
 
 def run_cell(ctx, state, cell, run):

@@ -49,12 +49,15 @@ def ancestral_update(x: torch.Tensor, eps: torch.Tensor, coefs: tuple[float, flo
 @torch.no_grad()
 def ddpm_sample(eps_fn: EpsFn, schedule: DDPMSchedule, x_init: torch.Tensor, *,
                 generator: torch.Generator | None = None, loop: str = "algorithm2",
-                keep_trajectory: bool = False) -> SampleResult:
+                keep_trajectory: bool = False, first_steps: int | None = None) -> SampleResult:
     """Ancestral sampling from x_T = x_init. eps_fn(x, t) takes integer steps t [B] (long, 0-based array
     indices, what the network was trained on). nfe counts eps_fn calls (a classifier-free guided eps_fn
-    is one batched network pass of size 2B)."""
+    is one batched network pass of size 2B). first_steps: run only the first k steps (timing; the result
+    is then x at an intermediate step, not a sample)."""
     steps = ddpm_timesteps(schedule.T, loop)
     last = steps[-1]
+    if first_steps is not None:
+        steps = steps[: max(1, int(first_steps))]
     b, device = x_init.shape[0], x_init.device
     t_all = torch.arange(schedule.T, device=device, dtype=torch.long)
     coefs = {i: step_coefficients(schedule, i) for i in steps}

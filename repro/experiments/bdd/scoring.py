@@ -39,6 +39,27 @@ class FeatureModule(nn.Module):
         return self.fn(x).double()
 
 
+def feature_module(ctx, evaluator: nn.Module | None, probe: torch.Tensor) -> tuple[FeatureModule, tuple[str, str]]:
+    """The spec's feature space and its metric names: pytorch-fid's Inception when the spec lists fid or
+    kid (the paper's), else the evaluator's features (fd_evalnet, kid_evalnet)."""
+    if "fid" in ctx.spec.metrics or "kid" in ctx.spec.metrics:
+        from repro.metrics.inception import FID_FEATURE_DIM, InceptionFeatures
+
+        ext = InceptionFeatures(ctx.spec.fixed.get("fid_weights"), ctx.device)
+        return FeatureModule(lambda im: ext.features(im), FID_FEATURE_DIM), ("fid", "kid")
+    from repro.metrics.fd_evalnet import evalnet_features
+
+    dim = int(evalnet_features(evaluator, probe).shape[1])
+    return FeatureModule(lambda im: evalnet_features(evaluator, im), dim), ("fd_evalnet", "kid_evalnet")
+
+
+def mean_abs_laplacian(images: torch.Tensor) -> torch.Tensor:
+    """Per image: the mean |4-neighbour Laplacian| of the grey image, a high-frequency (sharpness) measure."""
+    grey = images.float().mean(1, keepdim=True)
+    k = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]]).reshape(1, 1, 3, 3)
+    return torch.nn.functional.conv2d(grey, k).abs().mean(dim=(1, 2, 3))
+
+
 def fid_kid(real: torch.Tensor, fake: torch.Tensor, features: FeatureModule, subset_size: int, degree: int,
             seed: int, batch_size: int = 64) -> dict[str, float]:
     """torchmetrics' FrechetInceptionDistance and KernelInceptionDistance (subset_size, polynomial degree;
