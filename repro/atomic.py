@@ -1,25 +1,37 @@
 """Atomic file writes: a temporary file in the same folder, fsync, then os.replace.
 
 A reader sees the old file or the new one, never half of one; an interrupted write leaves
-no partial file behind (DESIGN.md: nothing half-written).
+no partial file behind (DESIGN.md: nothing half-written). A SIGKILL between the temporary
+file's creation and the rename cannot run any cleanup, so the temporary file names its
+writer (`.<name>.<host tag>.<pid>.<random>.tmp`): `remove_orphan_temporaries` deletes the
+ones whose writer is dead at the start of the next run, and leaves a live writer's alone.
 """
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import IO, Callable
+
+from repro.killpoints import kill_point
+from repro.liveness import host_tag, pid_alive
+
+# .<target>.<8 hex host>.<pid>.<mkstemp's random part>.tmp
+_TMP_RE = re.compile(r"^\.(?P<target>.+)\.(?P<host>[0-9a-f]{8})\.(?P<pid>\d+)\.[^.]+\.tmp$")
 
 
 def atomic_write(path: str | Path, write: Callable[[IO], None], binary: bool = False) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{host_tag()}.{os.getpid()}.",
+                               suffix=".tmp")
     try:
         with os.fdopen(fd, "wb" if binary else "w") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
+        kill_point(f"write:{path.name}")
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -28,3 +40,25 @@ def atomic_write(path: str | Path, write: Callable[[IO], None], binary: bool = F
 
 def atomic_write_text(path: str | Path, text: str) -> None:
     atomic_write(path, lambda f: f.write(text))
+
+
+def orphan_owner(tmp: Path) -> int | None:
+    """The pid that wrote temporary file `tmp` on this host, or None when it is not one of ours."""
+    m = _TMP_RE.match(tmp.name)
+    if m is None or m["host"] != host_tag():
+        return None   # another host's writer (a shared folder): its liveness cannot be judged here
+    return int(m["pid"])
+
+
+def remove_orphan_temporaries(root: str | Path) -> list[Path]:
+    """Delete the temporary files under `root` left by dead writers on this host; returns them."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    removed = []
+    for tmp in root.rglob(".*.tmp"):
+        pid = orphan_owner(tmp)
+        if pid is not None and pid != os.getpid() and not pid_alive(pid):
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from repro import results
+from repro import environment, results
 from repro.atomic import atomic_write, atomic_write_text
 from repro.errors import UserError
 from repro.specs import ResolvedModel, resolve_model
@@ -75,6 +75,9 @@ def ensure_model(name: str, profile: str, *, overrides: dict[str, Any] | None = 
         with Tracker(f"train-{name}", f"{name}-{profile}-{resolved.hash}", tags=tags, params=params,
                      enabled=rank == 0) as tr:
             out.mkdir(parents=True, exist_ok=True)
+            from repro.atomic import remove_orphan_temporaries
+
+            remove_orphan_temporaries(out)   # a killed training's half-written checkpoint
             if rank == 0:
                 atomic_write_text(out / "config.json", json.dumps(resolved.data, indent=2, default=str))
             # Initial weights (built inside train_model) follow the config's seed, not whatever the
@@ -86,7 +89,8 @@ def ensure_model(name: str, profile: str, *, overrides: dict[str, Any] | None = 
                 return TrainedModel(name, profile, resolved.hash, out, net.eval(), meta, resolved)
             atomic_write(weights, lambda f: torch.save(net.state_dict(), f), binary=True)
             meta = {**meta, "sha256": sha256_file(weights), "name": name, "profile": profile,
-                    "hash": resolved.hash, "git_commit": results.git_commit(), "mlflow_run_id": tr.run_id}
+                    "hash": resolved.hash, "git_commit": results.git_commit(), "mlflow_run_id": tr.run_id,
+                    "environment": environment.record()}
             atomic_write_text(meta_path, json.dumps(meta, indent=2, default=str))
             if tr.parent is not None:
                 tr.parent.log_artifact(meta_path)

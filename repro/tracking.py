@@ -89,7 +89,9 @@ class Tracker:
                  params: dict[str, Any] | None = None, enabled: bool = True):
         self.experiment = experiment
         self.run_name = run_name
-        self.tags = tags or {}
+        from repro.liveness import this_process
+
+        self.tags = {**(tags or {}), **this_process()}   # pid/host: a later run can tell this one died
         self.params = params or {}
         self.enabled = enabled and os.environ.get("REPRO_NO_MLFLOW") != "1"
         self.parent: Run | None = None
@@ -100,12 +102,21 @@ class Tracker:
         _quiet_mlflow()
         from mlflow.tracking import MlflowClient
 
+        from repro.environment import tags as environment_tags
+
+        # repro.env.*: torch/numpy/metric package versions, threads, BLAS (children inherit them)
+        self.tags = {**environment_tags(), **self.tags}
+
         from repro.parallel.store import prepare_store
 
         prepare_store()   # a fresh store's schema is created once, under a lock (parallel ranks/workers)
         client = MlflowClient()
         exp = client.get_experiment_by_name(self.experiment)
         exp_id = exp.experiment_id if exp is not None else client.create_experiment(self.experiment)
+        from repro.mlflow_view import describe_experiment
+
+        describe_experiment(client, exp_id, self.experiment)   # opens on its runs; says what it reproduces
+        mark_dead_runs_killed(client, exp_id)
         run = client.create_run(exp_id, run_name=self.run_name,
                                 tags={k: str(v) for k, v in self.tags.items()})
         self.parent = Run(client, run.info.run_id, exp_id)
@@ -150,11 +161,13 @@ class _ChildContext:
         self.run: Run | _NullRun = _NullRun()
 
     def __enter__(self) -> Run | _NullRun:
+        from repro.mlflow_view import child_run_name
+
         parent = self.tracker.parent
         if parent is None:
             return self.run
         run = parent.client.create_run(
-            parent.experiment_id, run_name=self.name,
+            parent.experiment_id, run_name=child_run_name(self.name, {**self.tracker.tags, **self.tags}),
             tags={"mlflow.parentRunId": parent.run_id,
                   **{k: str(v) for k, v in {**self.tracker.tags, **self.tags}.items()}})
         self.run = Run(parent.client, run.info.run_id, parent.experiment_id)
@@ -171,6 +184,28 @@ class _ChildContext:
             else:
                 self.run.end("FAILED")
         return False
+
+
+def mark_dead_runs_killed(client: Any, experiment_id: str) -> list[str]:
+    """Runs of this experiment left RUNNING by a process of this host that is gone (SIGKILL, power
+    loss) are marked KILLED, with a tag saying why; a live process's runs and other hosts' are left
+    alone. The next invocation starts a new parent run (it does not resume the dead one)."""
+    import platform
+
+    from repro.liveness import is_dead_here
+
+    host = platform.node().replace("'", "")
+    found = client.search_runs([experiment_id], max_results=1000,
+                               filter_string=f"attributes.status = 'RUNNING' and tags.`repro.host` = '{host}'")
+    killed = []
+    for r in found:
+        tags = r.data.tags
+        if is_dead_here(tags.get("repro.host"), tags.get("repro.pid"), tags.get("repro.pid_start")):
+            client.set_tag(r.info.run_id, "repro.killed", f"process {tags.get('repro.pid')} on "
+                                                          f"{tags.get('repro.host')} died while it ran")
+            client.set_terminated(r.info.run_id, status="KILLED")
+            killed.append(r.info.run_id)
+    return killed
 
 
 def iter_runs(experiment: str) -> Iterator[Any]:

@@ -13,11 +13,12 @@ from typing import Any
 
 import torch
 
-from repro import results
-from repro.atomic import atomic_write_text
+from repro import environment, results
+from repro.atomic import atomic_write_text, remove_orphan_temporaries
 from repro.errors import UserError
 from repro.experiments import runner_module
 from repro.parallel.ranks import agree, barrier, follow_cell, is_main, join, parallel_tags
+from repro.killpoints import kill_point
 from repro.specs import ResolvedSpec, cell_key, resolve_spec, stable_hash
 from repro.tracking import Tracker
 
@@ -193,7 +194,7 @@ def _record_failure(ctx: RunContext, run: Any, cell: dict[str, Any], key: str, f
     resolved, spec = ctx.resolved, ctx.spec
     record = {"spec": spec.id, "profile": resolved.profile, "key": key, "cell": cell, "failed": failure,
               "seconds": seconds, "spec_hash": resolved.hash, "git_commit": results.git_commit(),
-              "device": str(ctx.device), "mlflow_run_id": run.run_id,
+              "device": str(ctx.device), "mlflow_run_id": run.run_id, "environment": environment.record(),
               "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     path = failed_cells_dir(spec.id, resolved.profile) / f"{key}.json"
     atomic_write_text(path, json.dumps(record, indent=2, sort_keys=True, default=results._json_default))
@@ -215,6 +216,7 @@ def run_one_cell(ctx: RunContext, module: Any, state: Any, cell: dict[str, Any],
     failed_record = None
     try:
         with ctx.tracker.child(key, params={"cell": cell}, tags={"repro.cell": key, **(tags or {})}) as run:
+            kill_point("cell:start")   # test hook (repro.killpoints): a kill inside a cell
             t0 = time.perf_counter()
             out = module.run_cell(ctx, state, cell, run)
             seconds = time.perf_counter() - t0
@@ -226,6 +228,7 @@ def run_one_cell(ctx: RunContext, module: Any, state: Any, cell: dict[str, Any],
         return failed_record
     stale = failed_cells_dir(spec.id, resolved.profile) / f"{key}.json"
     stale.unlink(missing_ok=True)  # an earlier failure of this cell is superseded
+    kill_point("cell:done")   # test hook: a kill between cells
     return record
 
 
@@ -239,6 +242,7 @@ def _finish_cell(ctx: RunContext, run: Any, cell: dict[str, Any], key: str, out:
         "seconds": seconds, "seed": seed_for(spec.seed, key),
         "spec_hash": resolved.hash, "git_commit": results.git_commit(),
         "device": str(ctx.device), "mlflow_run_id": run.run_id,
+        "environment": environment.record(),   # versions, threads, torch's BLAS/CPU kernels
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     path = results.write_cell(spec.id, resolved.profile, key, record)
@@ -252,10 +256,12 @@ def _finish_cell(ctx: RunContext, run: Any, cell: dict[str, Any], key: str, out:
 def run_spec(spec_id: str, profile: str = "smoke", overrides: dict[str, Any] | None = None,
              device: str = "auto", force: bool = False, progress: bool = True,
              only: list[str] | None = None) -> RunSummary:
+    environment.apply_threads()   # --threads / $REPRO_THREADS / 2, before any work: same threads, same numbers
     resolved = resolve_spec(spec_id, profile, overrides)
     dev = join(resolve_device(device))   # under torchrun: this rank's device in the process group
     module = runner_module(resolved.spec.kind)
     preflight(resolved)
+    remove_orphan_temporaries(results.run_dir(spec_id, profile))   # a killed run's half-written files
 
     cells = resolved.cells()
     keys = [cell_key(c) for c in cells]

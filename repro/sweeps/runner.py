@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import time
 import uuid
@@ -83,6 +82,11 @@ def run_sweep(name: str, profile: str | None = None, *, workers: int = 1, storag
         raise UserError(f"--n-trials {n_trials}: must be at least 1")
     dev = resolve_device(device)
     rs, st, study_name, stage, space, identity = plan(name, profile, storage, study, refine)
+    from repro.atomic import remove_orphan_temporaries
+    from repro.results import run_dir
+
+    for folder in (run_dir(rs.base.id, rs.profile), study_dir(study_name)):   # a killed sweep's leftovers
+        remove_orphan_temporaries(folder)
     kind = rs.sweep.sampler if stage == "main" else rs.sweep.refine.sampler
     budget = rs.budget() if stage == "main" else rs.sweep.refine.n_trials
     t0 = time.perf_counter()
@@ -158,38 +162,27 @@ def _ensure_models(rs: ResolvedSweep, dev) -> None:
 
 def _run_workers(args: list, echo) -> dict[str, int]:
     """Worker 0 runs in this process, which is set up already, so it starts at once; the others
-    are processes of their own (`python -m repro.sweeps.worker`). Waits for all of them."""
-    import signal
+    are processes of their own (`python -m repro.sweeps.worker`), started by the suite's one
+    launcher (repro.parallel.launcher, as `repro run --jobs` cells are). Waits for all of them."""
     import traceback
 
+    from repro.parallel.launcher import launch, worker_env
     from repro.sweeps.trial import TrialFailed
     from repro.sweeps.worker import work
 
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    procs = [subprocess.Popen([sys.executable, "-m", "repro.sweeps.worker", a.to_json()], env=env) for a in args[1:]]
-    failures, counts = [], {}
-    try:
-        try:
-            counts = work(args[0], echo=echo)
-        except TrialFailed as e:
-            traceback.print_exception(e.__cause__, file=sys.stderr)
-            failures.append(f"worker 0: {e}")
-        codes = [p.wait() for p in procs]
-    except KeyboardInterrupt:
-        for p in procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGINT)
-        for p in procs:
-            try:
-                p.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                p.kill()
-        raise
-    failures += [f"worker {a.index} exited {c}" for a, c in zip(args[1:], codes) if c != 0]
+    launched = launch("repro.sweeps.worker", [a.to_json() for a in args[1:]],
+                      in_process=lambda: work(args[0], echo=echo), envs=[worker_env() for _ in args[1:]])
+    failures = []
+    if launched.error is not None:
+        if not isinstance(launched.error, TrialFailed):
+            raise launched.error
+        traceback.print_exception(launched.error.__cause__, file=sys.stderr)
+        failures.append(f"worker 0: {launched.error}")
+    failures += [f"worker {a.index} exited {c}" for a, c in zip(args[1:], launched.codes) if c != 0]
     if failures:
         raise SweepCrashed(f"{'; '.join(failures)}; finished trials are kept, run the same command again to "
                            f"retry the rest")
-    return counts
+    return launched.result or {}
 
 
 def best_trials(study, rs: ResolvedSweep) -> list[dict[str, Any]]:
