@@ -58,6 +58,21 @@ def edm_time_steps(N: int, sigma_min: float = 0.002, sigma_max: float = 80.0,
     return torch.cat([t, torch.zeros(1, dtype=torch.float64)])
 
 
+def network_sigma_range(denoiser, sigma_min: float, sigma_max: float) -> tuple[float, float]:
+    """[sigma_min, sigma_max] clamped to the network's own range when it declares one (attributes
+    `sigma_min` / `sigma_max`, as NVlabs' preconditioners do): NVlabs/edm generate.py,
+    sigma_min = max(sigma_min, net.sigma_min), sigma_max = min(sigma_max, net.sigma_max). Matters
+    for networks with a narrower range, e.g. VEPrecond's sigma_min = 0.02 > EDM's 0.002."""
+    net_min, net_max = getattr(denoiser, "sigma_min", None), getattr(denoiser, "sigma_max", None)
+    if isinstance(net_min, (int, float)) and not isinstance(net_min, bool):
+        sigma_min = max(sigma_min, float(net_min))
+    if isinstance(net_max, (int, float)) and not isinstance(net_max, bool):
+        sigma_max = min(sigma_max, float(net_max))
+    if not 0 < sigma_min < sigma_max:
+        raise ValueError(f"empty sigma range [{sigma_min}, {sigma_max}] after clamping to the network's range")
+    return sigma_min, sigma_max
+
+
 @torch.no_grad()   # guidance terms that need gradients enable them locally
 def edm_sample(denoiser: Callable, latents: torch.Tensor, *, steps: int, solver: str = "heun",
                generator: torch.Generator | None = None, sigma_min: float = 0.002,
@@ -65,7 +80,7 @@ def edm_sample(denoiser: Callable, latents: torch.Tensor, *, steps: int, solver:
                S_min: float = 0.0, S_max: float = math.inf, S_noise: float = 1.0,
                guidance: Guidance | None = None, eps_scale=None,
                class_labels: torch.Tensor | None = None, record: bool = False,
-               net_dtype: torch.dtype | None = torch.float32) -> EDMSampleResult:
+               net_dtype: torch.dtype | None = torch.float32, clamp_to_net: bool = True) -> EDMSampleResult:
     """Sample with EDM's Algorithm 2. `latents` ~ N(0, I) are multiplied by sigma_max here.
 
     solver: 'euler' (NFE = N) or 'heun' (2nd-order correction on every step but the last,
@@ -74,12 +89,15 @@ def edm_sample(denoiser: Callable, latents: torch.Tensor, *, steps: int, solver:
     b_i at both evaluations; its placement decides whether the guidance term is divided too
     ('ning') or added unscaled afterwards ('sedm'). b = 1 and no guidance give EDM bit for bit.
     `generator` is required when S_churn > 0. `net_dtype=None` evaluates in float64.
+    With `clamp_to_net` the sigma range is clamped to the network's own (network_sigma_range).
     """
     if solver not in ("euler", "heun"):
         raise ValueError(f"solver must be 'euler' or 'heun', got {solver!r}")
     if S_churn > 0 and generator is None:
         raise ValueError("S_churn > 0 draws noise: pass a torch.Generator")
     device, B = latents.device, latents.shape[0]
+    if clamp_to_net:
+        sigma_min, sigma_max = network_sigma_range(denoiser, sigma_min, sigma_max)
     t_steps = edm_time_steps(steps, sigma_min, sigma_max, rho).to(device)
     result = EDMSampleResult(samples=latents, nfe=0, sigmas=t_steps)
 
