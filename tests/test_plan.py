@@ -276,3 +276,19 @@ def test_report_cost_line_from_the_recorded_run(workdir):
     assert "2.1 min wall time on cpu" in line and "4 cell(s)" in line
     assert "sum of their own times" in report_cost_lines("fig5_9", "test", "other", [1.0, 2.0])[0]
     assert "no calibration stored" in paper_estimate_line("fig5_9")
+
+
+def test_new_kinds_are_counted():
+    """bdd_metrics at test: 4 masks, the appendix loop's T - 1 DDPM calls, classifier-free guidance
+    doubling the rows (lerp s = 3); table5_4_5: published-only CRN runs nothing, SPADE's generator once per map."""
+    from repro.plan.build import plan_spec
+    from repro.specs import resolve_model
+
+    T = int(resolve_model("mask_ddpm_bdd", "test").config.net.get("T", 1000))
+    plan = plan_spec("bdd_metrics", "test")
+    ddpm = [w for w in plan.cells[0].work.items if w.net.name == "mask_ddpm_bdd"]
+    assert sum(w.images for w in ddpm) == 4 * (T - 1) * 2
+    plan = plan_spec("table5_4_5", "test")
+    by = {c.cell["method"]: c.work for c in plan.cells}
+    assert not by["crn"].items
+    assert sum(w.images for w in by["spade"].items if w.net.name == "spade_cityscapes") == 4

@@ -83,6 +83,32 @@ def _pretrained_segmenter(resolved, device) -> Probe:
     return Probe(_built(resolved).to(device), _image_only(resolved, device))
 
 
+def _one_hot_maps(resolved, device):
+    from repro.data import dataset_info
+
+    c, h, w = _shape(resolved)
+    k = dataset_info(resolved.config.dataset.name).num_classes
+    return k, lambda b: torch.nn.functional.one_hot(torch.randint(0, k, (b, h, w), device=device), k) \
+        .permute(0, 3, 1, 2).float()
+
+
+@probe("spade")
+@probe("pix2pixhd")
+def _gan_generator(resolved, device) -> Probe:
+    """The generator of a semantic-synthesis GAN on one-hot label maps."""
+    _, maps = _one_hot_maps(resolved, device)
+    return Probe(_built(resolved).to(device), lambda b: (maps(b),))
+
+
+@probe("mask_ddpm")
+def _mask_ddpm(resolved, device) -> Probe:
+    """The mask-guided DDPM U-Net eps(x, step, mask)."""
+    c, h, w = _shape(resolved)
+    _, maps = _one_hot_maps(resolved, device)
+    return Probe(_built(resolved).to(device),
+                 lambda b: (torch.randn(b, c, h, w, device=device), torch.full((b,), 500, device=device), maps(b)))
+
+
 def inception_probe(ref: NetRef, device) -> Probe:
     from repro.metrics.inception import build_fid_inception
 

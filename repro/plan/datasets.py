@@ -7,9 +7,12 @@ from __future__ import annotations
 
 # Official release sizes: Cityscapes fine annotations (train 2975 / val 500 / test 1525,
 # Cordts et al. 2016); CIFAR-10 (train 50000 / test 10000, Krizhevsky 2009).
+# BDD100K: the 001 paper's 8000 annotated frames as 7000 train / 1000 test (Tab. 1), the release's
+# own 7000 / 1000 as official_train / official_val.
 RELEASE_SIZES = {"cityscapes": {"train": 2975, "val": 500, "test": 1525},
-                 "cifar10": {"train": 50000, "test": 10000}}
-_ALIASES = {"cifar10": {"val": "test"}, "digits": {"test": "val"}}
+                 "cifar10": {"train": 50000, "test": 10000},
+                 "bdd100k": {"train": 7000, "test": 1000, "official_train": 7000, "official_val": 1000}}
+_ALIASES = {"cifar10": {"val": "test"}, "digits": {"test": "val"}, "bdd100k": {"val": "test"}}
 # scikit-learn's digits (load_digits: 1797 images), images per class 0..9; counted here so that a
 # plan does not import scikit-learn (seconds) for a length
 DIGITS_PER_CLASS = (178, 182, 177, 183, 181, 182, 181, 179, 174, 180)
@@ -19,7 +22,7 @@ def split_size(name: str, split: str, n: int | None = None, seed: int = 0) -> in
     """Items `load_dataset(name, split, n=n)` yields; None where it cannot be known before loading."""
     split = _ALIASES.get(name, {}).get(split, split)
     full = _full_size(name, split, seed)
-    if name == "street_scenes" and n is not None:   # n is the number rendered
+    if name in ("street_scenes", "bdd_scenes") and n is not None:   # n is the number rendered
         return int(n)
     if full is None:
         return None if n is None else int(n)
@@ -27,7 +30,7 @@ def split_size(name: str, split: str, n: int | None = None, seed: int = 0) -> in
 
 
 def _full_size(name: str, split: str, seed: int) -> int | None:
-    if name == "street_scenes":
+    if name in ("street_scenes", "bdd_scenes"):   # bdd_scenes: centre crops of the street scenes
         from repro.data.street_scenes import DEFAULT_SIZE
 
         return DEFAULT_SIZE.get(split)

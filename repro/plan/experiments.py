@@ -394,3 +394,76 @@ def _amp_benchmark(ctx: SpecContext, cell: dict) -> CellWork:
     if f["batch_size"] is None and device_type == "cuda":
         work.unknown.append("largest-batch search (grow, bisect) on CUDA")
     return work
+
+
+# ----------------------------------------------------------------------------- baselines, BDD mask-guided DDPM
+
+def _baseline_methods(ctx: SpecContext) -> tuple[list[str], dict]:
+    return [str(m) for m in ctx.spec.grid.get("method", [])], ctx.fixed["folders"]
+
+
+def _baseline_roles(ctx: SpecContext) -> list[str]:
+    methods, folders = _baseline_methods(ctx)
+    roles = ["evaluator"]
+    if "ncsnpp" in methods and "ncsnpp" not in folders:
+        roles = ["score", "guide", "evaluator"]
+    roles += [m for m in ("spade", "pix2pixhd") if m in methods and m not in folders and m in ctx.spec.models]
+    if "fd_evalnet" in ctx.spec.metrics and "evaluator" not in roles:
+        roles.append("evaluator")
+    return roles
+
+
+def _baseline_prepare(ctx: SpecContext) -> CellWork:
+    return _semantic_prepare(ctx, ctx.fixed["n_maps"], quality=True)
+
+
+@experiment_estimator("baseline_comparison", prepare=_baseline_prepare, roles=_baseline_roles)
+def _baseline_comparison(ctx: SpecContext, cell: dict) -> CellWork:
+    from repro.experiments.semantic.settings import synthesis_setting
+
+    f, method = ctx.fixed, str(cell["method"])
+    methods, folders = _baseline_methods(ctx)
+    n = f["n_maps"]
+    if method in folders:
+        work = CellWork(notes=[f"{method}: scored from the folder {folders[method]['images']}"])
+    elif method == "oracle":
+        work = CellWork()
+    elif method == "ncsnpp":
+        work = _guided_synthesis(ctx, synthesis_setting(f, {}), n, "NCSN++ guided")
+    elif method in ("spade", "pix2pixhd") and method in ctx.spec.models:
+        work = CellWork()
+        work.add(ctx.ref(method), EVAL, n, f["batch_size"], f"{method} generator on {n} maps")
+    else:
+        return CellWork(notes=[f"{method}: published only (nothing runs)"])
+    work.add(ctx.ref("evaluator"), EVAL, n, 32, f"evaluator segments {n} images")
+    net, batch = ctx.quality()
+    if net is not None and method != "oracle":
+        work.add(net, FEATURES, n, batch, f"generated images: {n} through {net.name}")
+    return work
+
+
+def _bdd_features(ctx: SpecContext) -> tuple[NetRef, int]:
+    if "fid" in ctx.spec.metrics or "kid" in ctx.spec.metrics:
+        res = ctx.spec.dataset.resolution
+        return NetRef("inception", resolution=tuple(res) if res else None), 50
+    return ctx.ref("evaluator"), 256
+
+
+@experiment_estimator("mask_guided_metrics", roles=lambda ctx: ["ddpm", "evaluator"])
+def _mask_guided_metrics(ctx: SpecContext, cell: dict) -> CellWork:
+    from repro.experiments.bdd.model import guidance_for
+    from repro.plan.datasets import split_size
+
+    f, work = ctx.fixed, CellWork()
+    ds = ctx.spec.dataset
+    n = split_size(ds.name, ds.split, f["n_samples"], ds.seed) or f["n_samples"]
+    steps = int(ctx.model("ddpm").config.net.get("T", 1000))
+    nfe = steps - 1 if f["loop"] == "appendix" else steps   # the listing's reversed(range(1, T)) vs Algorithm 2
+    rows = 1 if guidance_for(f, cell).purely_conditional else 2   # classifier-free: masked and unmasked rows
+    b = min(f["batch_size"], n)
+    work.add(ctx.ref("ddpm"), EVAL, n * nfe * rows, b * rows,
+             f"DDPM sampling: {n} masks x {nfe} steps x {rows} rows (classifier-free guidance)")
+    net, batch = _bdd_features(ctx)
+    work.add(net, FEATURES, 2 * n, batch, f"FID/KID features of {n} generated and {n} original images")
+    work.add(ctx.ref("evaluator"), EVAL, 2 * n, 32, f"segmenter on {n} generated and {n} original images")
+    return work

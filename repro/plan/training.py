@@ -140,6 +140,43 @@ def _noisy_segmenter(resolved, ref):
     return work
 
 
+@training_estimator("mask_ddpm")
+def _mask_ddpm(resolved, ref: NetRef) -> CellWork:
+    from repro.trainers.mask_ddpm import parse
+
+    _, ts = parse(resolved)
+    work = CellWork()
+    _, epochs = _steps(work, ref, ts.epochs, _n_train(resolved), ts.batch_size, ts.max_steps)
+    n_eval = _n_split(resolved, ts.eval_split, ts.eval_images) or ts.eval_images
+    work.add(ref, EVAL, n_eval * epochs, min(n_eval, ts.batch_size), f"held-out L_simple: {n_eval} images x {epochs} epochs")
+    return work
+
+
+def _gan(resolved, ref: NetRef, parse) -> CellWork:
+    """SPADE / pix2pixHD: each step updates the generator and the multi-scale discriminator (and the
+    VGG loss where on); the calibration times the generator's step only, so the rest is not counted."""
+    out = parse(resolved)
+    ts = out[1] if isinstance(out, tuple) else out
+    work = CellWork()
+    _steps(work, ref, ts.epochs, _n_train(resolved), ts.batch_size, ts.max_steps)
+    work.unknown.append(f"{ref.name}: the discriminator (and VGG) passes of every GAN step")
+    return work
+
+
+@training_estimator("spade")
+def _spade(resolved, ref):
+    from repro.trainers.spade import validate
+
+    return _gan(resolved, ref, validate)
+
+
+@training_estimator("pix2pixhd")
+def _pix2pixhd(resolved, ref):
+    from repro.trainers.pix2pixhd import validate
+
+    return _gan(resolved, ref, validate)
+
+
 @training_estimator("pretrained_segmenter")
 def _pretrained_segmenter(resolved, ref):
     return CellWork(notes=[f"{ref.name}: loads its checkpoint (no training)"])
