@@ -69,6 +69,10 @@ def show(spec_id: str = typer.Argument(..., help="spec id (see `repro list`)"),
         typer.echo(paper.notes.strip())
     for cell in paper.cells:
         typer.echo("  " + ", ".join(f"{k}={v}" for k, v in cell.items()))
+    from repro.experiments import runner_module   # a kind may add lines (e.g. the model's parameter count)
+
+    for line in getattr(runner_module(resolved.spec.kind), "describe", lambda r: [])(resolved):
+        typer.echo(line)
 
 
 def _spec_ids(arg: str) -> list[str]:
@@ -284,6 +288,38 @@ def sample_semantic(map_path: str = typer.Option(..., "--map", "-m", help="colou
     typer.echo(f"{n} image(s) in {result.out_dir} (sheet.png, sample_*.png) in {result.seconds:.1f} s; "
                f"mIoU vs the map by the evaluator: {scores}"
                + (f"; MLflow run {result.mlflow_run_id}" if result.mlflow_run_id else ""))
+
+
+@sample_app.command("ddpm")
+def sample_ddpm(mask_path: str = typer.Option(..., "--mask", "-m", help="mask PNG in colour-book colours (a test "
+                                                                        "mask, an edited one or a hand painting)"),
+                guidance: Optional[float] = typer.Option(None, "--guidance", "-w", help="guidance weight in "
+                                                         "--convention's units (default: bdd_metrics' lerp s = 3)"),
+                convention: Optional[str] = typer.Option(None, "--convention", help="lerp (s; 1 = conditional) or "
+                                                         "ho_salimans (w; 0 = conditional)"),
+                n: int = typer.Option(4, "-n", help="images to sample for the mask"),
+                out: str = typer.Option("samples/ddpm", "--out", "-o", help="output folder"),
+                colorbook: Optional[str] = typer.Option(None, "--colorbook", help="colour book JSON (default: "
+                                                        "BDD100K's 19 classes)"),
+                loop: Optional[str] = typer.Option(None, "--loop", help="appendix (999 calls) or algorithm2 (1000)"),
+                profile: str = ProfileOpt, set_: Optional[List[str]] = SetOpt,
+                seed: int = typer.Option(0, help="seed of the prior draws and noise"),
+                device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N"),
+                progress: bool = typer.Option(True, "--progress/--no-progress")) -> None:
+    """Images from a semantic mask: the BDD100K paper's mask-guided DDPM with classifier-free guidance."""
+    from pathlib import Path
+
+    from repro.experiments.bdd.from_mask import sample_from_mask
+    from repro.specs import parse_set
+
+    r = sample_from_mask(Path(mask_path), profile=profile, n=n, guidance=guidance, convention=convention,
+                         out_dir=Path(out), device=device, seed=seed, colorbook=Path(colorbook) if colorbook else None,
+                         loop=loop, overrides=parse_set(set_), progress=progress)
+    for note in r.notes:
+        typer.echo(f"note: {note}")
+    typer.echo(f"{n} image(s) in {r.out_dir} (sheet.png: mask and samples side by side, sample_*.png, info.json) "
+               f"in {r.seconds:.1f} s; {r.record['guidance_convention']} weight {r.record['guidance_weight']}, "
+               f"{r.record['nfe']} steps ({r.record['loop']})")
 
 
 @app.command()

@@ -87,10 +87,12 @@ class ColorBook:
             i = int(np.flatnonzero(~hit)[0])
             y, x = divmod(i, rgb.shape[1])
             c = flat[i]
-            near = int(((table - c) ** 2).sum(1).argmin())
+            cands = [(n, tuple(int(v) for v in col)) for n, col in zip(self.names, self.colors)]
+            if self.unlabeled_color is not None:
+                cands.append(("unlabeled", tuple(self.unlabeled_color)))
+            name, near = min(cands, key=lambda e: sum((a - int(b)) ** 2 for a, b in zip(e[1], c)))
             raise UserError(f"{where}: pixel (x={x}, y={y}) has colour {tuple(int(v) for v in c)}, which is in no "
-                            f"class of the colour book {self.path.name}; nearest class colour: {self.names[near]} "
-                            f"{tuple(int(v) for v in self.colors[near])}")
+                            f"class of the colour book {self.path.name}; nearest class colour: {name} {near}")
         return ids[order[pos]].reshape(rgb.shape[:2])
 
     def read_mask(self, path: str | Path, size: tuple[int, int] | None = None) -> np.ndarray:
