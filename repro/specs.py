@@ -169,7 +169,8 @@ def list_model_ids() -> list[str]:
 
 def _load_yaml(path: Path, what: str) -> dict[str, Any]:
     try:
-        doc = yaml.safe_load(path.read_text())
+        # libyaml's safe loader where present: the same documents, ~10x faster (a plan reads every config)
+        doc = yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
