@@ -81,7 +81,10 @@ def run_guard(ids: list[str], profile: str, overrides: dict, device: str, yes: b
 
     limit = warn_hours() if max_hours is None else max_hours
     dev = _device(device)
-    slug, name = device_identity(dev)
+    slug, name = device_identity(dev, start_cuda=False)   # the run's parent starts no CUDA context
+    if not slug:
+        echo(f"note: {name}: the run's cost is not estimated")
+        return
     cal = load_calibration(slug, name)
     work = CellWork()
     for i in ids:

@@ -94,18 +94,20 @@ def paper_estimate_line(spec_id: str) -> str:
     calibration (every model trained, every cell), or why there is none."""
     from repro.errors import UserError
     from repro.plan.build import plan_spec
-    from repro.plan.store import latest_calibration
+    from repro.plan.store import calibrations_newest_first
 
-    cal = latest_calibration()
     try:
         plan = plan_spec(spec_id, "paper")
     except UserError as e:
         return f"Paper-scale cost: no plan ({e})."
     work = plan.work_all()
     units = ", ".join(f"{fmt_count(n)} {UNITS[op]}" for op, n in work.evaluations().items())
-    if cal is None:
+    cals = calibrations_newest_first()
+    if not cals:
         return (f"Paper-scale cost: {units}; no calibration stored (`repro plan {spec_id} --profile paper "
                 f"--calibrate` on the target device).")
+    # the most recent calibration that covers this table's paper networks (else the most recent one)
+    cal = next((c for c in cals if estimate(work, c).seconds > 0), cals[0])
     est = estimate(work, cal)
     gaps = ""
     if est.missing:

@@ -22,18 +22,48 @@ def slugify(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "device"
 
 
-def device_identity(device) -> tuple[str, str]:
-    """(slug, description) of a torch.device: the CPU model and thread count, or the CUDA device name."""
+def device_identity(device, start_cuda: bool = True) -> tuple[str, str]:
+    """(slug, description) of a torch.device: the CPU model and thread count, or the CUDA device name.
+    With start_cuda=False the CUDA name comes from NVML (no CUDA context in this process: the
+    amp_benchmark arms measure device memory from a parent without one); ("", ...) when unknown."""
     import torch
 
     device = torch.device(device)
     if device.type == "cuda":
-        index = device.index if device.index is not None else torch.cuda.current_device()
-        name = torch.cuda.get_device_name(index)
+        index = device.index or 0
+        name = torch.cuda.get_device_name(index) if start_cuda else _nvml_name(index)
+        if name is None:
+            return "", f"cuda:{index} (name unknown without a CUDA context; nvidia-ml-py not installed)"
         return f"cuda-{slugify(name)}", f"cuda:{index} ({name})"
     model = _cpu_model()
     threads = torch.get_num_threads()
     return f"cpu-{slugify(model)}-{threads}t", f"cpu ({model}; {threads} torch threads)"
+
+
+def _nvml_name(index: int) -> str | None:
+    """The name NVML gives the index-th visible CUDA device (CUDA_VISIBLE_DEVICES mapped), or None."""
+    import os
+
+    try:
+        import pynvml
+    except ImportError:
+        return None
+    visible = [v for v in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if v.strip()]
+    try:
+        pynvml.nvmlInit()
+        try:
+            if visible:
+                v = visible[index].strip()
+                handle = (pynvml.nvmlDeviceGetHandleByUUID(v) if not v.isdigit()
+                          else pynvml.nvmlDeviceGetHandleByIndex(int(v)))
+            else:
+                handle = pynvml.nvmlDeviceGetHandleByIndex(index)
+            name = pynvml.nvmlDeviceGetName(handle)
+        finally:
+            pynvml.nvmlShutdown()
+    except Exception:   # noqa: BLE001 - any NVML failure: the name is unknown
+        return None
+    return name.decode() if isinstance(name, bytes) else str(name)
 
 
 def _cpu_model() -> str:
@@ -112,9 +142,14 @@ def save_calibration(cal: Calibration) -> Path:
     return path
 
 
-def latest_calibration() -> Calibration | None:
-    """The calibration file with the most recent entry, of any device."""
+def calibrations_newest_first() -> list[Calibration]:
+    """Every stored calibration, the one with the most recent entry first."""
     folder = calibration_dir()
     cals = [load_calibration(p.stem) for p in sorted(folder.glob("*.json"))] if folder.is_dir() else []
-    cals = [c for c in cals if c.latest]
-    return max(cals, key=lambda c: c.latest) if cals else None
+    return sorted((c for c in cals if c.latest), key=lambda c: c.latest, reverse=True)
+
+
+def latest_calibration() -> Calibration | None:
+    """The calibration file with the most recent entry, of any device."""
+    cals = calibrations_newest_first()
+    return cals[0] if cals else None
