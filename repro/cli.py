@@ -233,6 +233,9 @@ def train(name: str = typer.Argument(..., help="model name (experiments/models/N
     dev = resolve_device(device)
     ds = resolved.config.dataset
     load_dataset(ds.name, split=ds.split, resolution=ds.resolution, root=ds.root, n=1, seed=ds.seed)
+    from repro.checkpoints import validate_model_files
+
+    validate_model_files(resolved)   # the weights files it names, before any training
     model = ensure_model(name, profile, overrides=overrides, device=dev, force=force, progress=progress)
     if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 speaks for all
             typer.echo(f"{name} [{profile}]: {model.path} (sha256 {model.meta.get('sha256', '?')[:12]})")

@@ -135,6 +135,9 @@ def preflight(resolved: ResolvedSpec) -> None:
             n = resolved.spec.fixed.get(key)
             if isinstance(n, int):
                 require_more_samples_than_dims(n, FID_FEATURE_DIM, f"Inception pool3 features (fid; fixed.{key})")
+    from repro.checkpoints import validate_spec_files
+
+    validate_spec_files(resolved)   # every weights file opened, checked against its network's keys/shapes
 
 
 def finished_record(resolved: ResolvedSpec, key: str) -> dict[str, Any] | None:

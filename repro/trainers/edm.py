@@ -71,6 +71,10 @@ def validate(resolved: ResolvedModel) -> None:
         raise UserError(f"model {resolved.id}: train.pretrained {ts.pretrained} does not exist; put NVlabs' "
                         f"snapshot (e.g. edm-cifar10-32x32-uncond-vp.pkl) there or set train.pretrained=null "
                         f"to train")
+    if ts.pretrained is not None:   # unpickling runs the file's code: only when the user trusts it
+        from repro.checkpoints import require_pickle_trust
+
+        require_pickle_trust(Path(ts.pretrained).expanduser(), f"model {resolved.id}: train.pretrained")
 
 
 def to_model_range(images: torch.Tensor) -> torch.Tensor:
