@@ -150,3 +150,85 @@ def test_embedded_profile_is_square_with_bdd_ids():
     expect = {"background": "terrain", "traffic_sign": "traffic sign"}
     assert all(CLASS_NAMES[b] == expect.get(s, s) for s, b in zip(names.ravel(), labels.numpy().ravel()))
     assert torch.equal(ds[1]["label"], labels[1])
+
+
+# ----------------------------------------------------------------------------- trainer
+
+def test_mask_loss_drops_per_sample_or_per_batch():
+    from repro.diffusion.ddpm import DDPMSchedule
+    from repro.trainers.mask_ddpm import mask_loss
+
+    seen = []
+
+    def model(x, t, mask, drop=None):
+        seen.append((None if mask is None else tuple(mask.shape), None if drop is None else drop.clone()))
+        return torch.zeros_like(x)
+
+    sched = DDPMSchedule.make("linear", 10)
+    batch = {"image": torch.rand(64, 3, 8, 8), "label": torch.randint(0, 19, (64, 8, 8))}
+    g = torch.Generator().manual_seed(0)
+    mask_loss(model, sched, batch, g, 19, 0.5, "per_sample")
+    assert seen[0][0] == (64, 19, 8, 8) and 10 < int(seen[0][1].sum()) < 54
+    seen.clear()
+    for _ in range(40):
+        mask_loss(model, sched, batch, g, 19, 0.5, "per_batch")
+    kinds = {m is None for m, _ in seen}
+    assert kinds == {True, False}                       # whole batches with and without masks
+    assert all(d is not None and not d.any() for m, d in seen if m is not None)
+
+
+# ----------------------------------------------------------------------------- end to end
+
+@pytest.mark.slow
+def test_three_specs_at_test_profile_end_to_end(workdir, capsys):
+    from typer.testing import CliRunner
+
+    from repro import results
+    from repro.cli import app
+    from repro.experiments.engine import run_spec
+    from repro.reporting import render_report
+
+    for spec in ("bdd_metrics", "bdd_table2", "bdd_uncond"):
+        summary = run_spec(spec, "test", progress=False)
+        assert summary.ran and not summary.failed, spec
+        text = render_report(spec).read_text()
+        assert "Reproduction at profile `test`" in text
+    rec = results.read_cells("bdd_metrics", "test")[0]
+    assert set(rec["values"]) == {"ssim", "fd_evalnet", "kid_evalnet", "pixel_acc", "miou"}
+    assert rec["extra"]["loop"] == "appendix" and rec["extra"]["nfe_per_batch"] == 5   # T = 6: 5 calls
+    assert rec["extra"]["guidance_convention"] == "lerp" and rec["extra"]["guidance_w_ho_salimans"] == 2.0
+    assert rec["extra"]["network_rows_per_pass"] == 8                                 # 2B for B = 4
+    assert "0.6818" in (workdir / "reports" / "bdd_metrics.md").read_text()
+    timing = {(r["cell"]["batch_size"], r["cell"]["mode"], r["cell"]["variant"]): r
+              for r in results.read_cells("bdd_table2", "test")}
+    assert timing[(2, "conditional", "fp32")]["extra"]["network_rows_per_step"] == 4
+    assert timing[(2, "unconditional", "fp32")]["extra"]["network_rows_per_step"] == 2
+    assert timing[(1, "conditional", "fp32")]["extra"]["steps_timed"] == 6            # Alg. 2: T calls
+
+    runner = CliRunner()
+    from repro.data.colorbook import ColorBook
+
+    book = ColorBook.load()
+    labels = np.zeros((16, 16), np.int64)
+    labels[8:] = 13
+    book.write_mask(labels, workdir / "drawn.png")
+    out = runner.invoke(app, ["sample", "ddpm", "--mask", str(workdir / "drawn.png"), "-n", "2", "--out",
+                              str(workdir / "s"), "--profile", "test", "--no-progress", "--guidance", "1.0",
+                              "--convention", "ho_salimans"])
+    assert out.exit_code == 0, out.output
+    info = json.loads((workdir / "s" / "info.json").read_text())
+    assert info["guidance_w_ho_salimans"] == 1.0 and info["guidance_s_lerp"] == 2.0
+    sheet = Image.open(workdir / "s" / "sheet.png")
+    assert sheet.width > 2.5 * sheet.height                 # mask + 2 samples in one row
+    rgb = book.to_rgb(labels)
+    rgb[2, 7] = (10, 200, 10)
+    Image.fromarray(rgb).save(workdir / "bad.png")
+    from repro.cli import main
+
+    with pytest.raises(SystemExit) as ex:
+        main(["sample", "ddpm", "--mask", str(workdir / "bad.png"), "--profile", "test"])
+    err = capsys.readouterr().err.strip()
+    assert ex.value.code == 2 and len(err.splitlines()) == 1
+    assert "(x=7, y=2)" in err and "(10, 200, 10)" in err and "nearest class colour" in err
+    out = runner.invoke(app, ["show", "bdd_metrics", "--profile", "paper"])
+    assert out.exit_code == 0 and "88,842,371" in out.output
