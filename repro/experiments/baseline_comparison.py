@@ -127,7 +127,7 @@ def run_cell(ctx, state, cell, run):
                      n_maps=len(pairs.names))
     elif method == "oracle":
         images = state.real
-        extra.update(source="suite run (the evaluator on the real images)")
+        extra.update(source="suite run", judged="the evaluator on the maps' real images")
     elif method == "ncsnpp":
         images, more = _ncsnpp_images(ctx, state, f)
         extra.update(source="suite run", **more)
@@ -261,14 +261,16 @@ def report_notes(spec, df) -> list[str]:
         if r is not None and src == "suite run" and m == "ncsnpp":
             line += (f" (s0 = {r.get('schedule_s0')}, snr {r.get('snr')}, {int(r.get('steps') or 0)} PC steps, "
                      f"{float(r.get('ms_per_image') or 0):.0f} ms per image)")
+        if r is not None and m == "oracle" and src == "suite run":
+            line += " (the evaluator on the maps' real images; no FID, as in Tab. 5.5)"
         if r is not None and src == "published only" and r.get("reason"):
             line += f" — {r.get('reason')}"
         notes.append(line + ".")
     for v in verdicts(df):
         notes.append(f"Thesis verdict '{v['claim']}': **{v['verdict']}** on the suite's numbers ({v['detail']}).")
     if "real_floor" in df and df["real_floor"].notna().any():
-        notes.append(f"Real-vs-real floor of the Frechet distance (maps' split vs the reference): "
-                     f"{float(df['real_floor'].dropna().iloc[0]):.4g}; the Oracle row has no FID, as in Tab. 5.5.")
+        notes.append(f"Real-vs-real floor of the Frechet distance (real images of the floor split vs the "
+                     f"reference): {float(df['real_floor'].dropna().iloc[0]):.4g}.")
     notes.append("The second reference, Park et al. 2019 (SPADE) Tab. 1 on Cityscapes, measured its own "
                  "protocol (DRN-D-105 on SPADE's outputs at 512x256, FID on the 500 val images): CRN 52.4 mIoU / "
                  "77.1 % / FID 104.7, SPADE 62.3 / 81.9 % / 71.8 (park2019_* columns of the published table); "
@@ -318,7 +320,8 @@ def report_figures(spec, df, out_dir: Path, stem: str) -> list[Path]:
         if len(sub) and "strip_png" in sub and sub["strip_png"].notna().any() and m != "oracle":
             rows.append((LABELS[m], resolve_artifact(str(sub["strip_png"].iloc[0]))))
     if rows:
-        grid = rows_figure(rows, out_dir / f"{stem}_samples.png", "The same maps for every method (cf. thesis Fig. 5.12)")
+        grid = rows_figure(rows, out_dir / f"{stem}_samples.png",
+                           "The same maps for every method (cf. thesis Fig. 5.12)")
         if grid:
             figs.append(grid)
     maps = copy_first_artifact(df, "maps_png", out_dir / f"{stem}_maps.png")
