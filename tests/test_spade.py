@@ -272,3 +272,15 @@ def test_model_kind_resumes_an_interrupted_training_bit_for_bit(name, tmp_path):
     a, b = full.state_dict(), resumed.state_dict()
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert meta["vgg_loss"].startswith("off") and meta["betas"] == ([0.0, 0.999] if "spade" in name else [0.5, 0.999])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("kind", ["spade", "pix2pixhd"])
+def test_gan_step_on_cuda_matches_its_cpu_shapes_and_stays_finite(kind):
+    pair = _pair(kind).cuda()
+    rule = _rule(pair, kind, steps_per_epoch=10)
+    gen = torch.Generator(device="cuda").manual_seed(0)
+    batch = {"label": torch.randint(0, 10, (2, 16, 32), device="cuda"), "image": torch.rand(2, 3, 16, 32, device="cuda")}
+    losses = [rule(pair, batch, gen) for _ in range(3)]
+    assert all(np.isfinite(losses)) and rule.steps == 3
+    assert pair.generator(one_hot_map(batch["label"], 10)).device.type == "cuda"
