@@ -292,3 +292,12 @@ def test_new_kinds_are_counted():
     by = {c.cell["method"]: c.work for c in plan.cells}
     assert not by["crn"].items
     assert sum(w.images for w in by["spade"].items if w.net.name == "spade_cityscapes") == 4
+
+
+def test_pretrained_models_cost_no_training():
+    from repro.plan.training import training_work
+    from repro.specs import resolve_model
+
+    for name in ("ncsnpp_digits_ve", "edm_digits"):
+        work = training_work(resolve_model(name, "test", {"train.pretrained": "/some/checkpoint"}))
+        assert not work.items and "no training" in work.notes[0]

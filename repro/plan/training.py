@@ -77,6 +77,9 @@ def _score_sde(resolved, ref: NetRef) -> CellWork:
 
     net, ts = parse(resolved)
     work = CellWork()
+    if getattr(ts, "pretrained", None) is not None:
+        work.notes.append(f"{ref.name}: loads the release checkpoint {ts.pretrained} (no training)")
+        return work
     _, epochs = _steps(work, ref, ts.epochs, _n_train(resolved), ts.batch_size, ts.max_steps)
     n_eval = _n_split(resolved, ts.eval_split, ts.eval_images) or ts.eval_images
     work.add(ref, EVAL, n_eval * (epochs + 2), 256, f"held-out DSM loss: {n_eval} images x ({epochs} epochs + 2)")
