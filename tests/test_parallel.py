@@ -46,12 +46,184 @@ def test_fresh_store_opened_by_several_processes_at_once(workdir):
     assert {r.info.run_id for r in iter_runs("race")} == ids
 
 
-def test_store_lock_sits_beside_the_sqlite_file(tmp_path):
+def test_store_lock_is_one_per_store(tmp_path, monkeypatch):
     from repro.parallel.store import lock_path, sqlite_path
 
     uri = f"sqlite:///{tmp_path}/sub/mlflow.db"
     assert sqlite_path(uri) == tmp_path / "sub" / "mlflow.db"
-    assert lock_path(uri) == tmp_path / "sub" / "mlflow.db.init.lock"
+    monkeypatch.chdir(tmp_path)
+    assert lock_path(uri) == lock_path("sqlite:///sub/mlflow.db")   # relative and absolute: one store
+    assert lock_path(uri) != lock_path(f"sqlite:///{tmp_path}/other.db")
     assert sqlite_path("postgresql://u@h/db") is None
-    a, b = lock_path("postgresql://u@h/db"), lock_path("postgresql://u@h/other")
-    assert a != b and a.parent == b.parent
+    assert lock_path("postgresql://u@h/db") != lock_path("postgresql://u@h/other")
+    assert not any(tmp_path.rglob("*.lock"))
+
+
+# ----------------------------------------------------------------------------- sharding units
+
+def test_shards_cover_every_unit_once_for_any_world_size():
+    from repro.parallel.ranks import shard_indices
+
+    for n in (0, 1, 5, 12):
+        for world in (1, 2, 3, 8):
+            shares = [shard_indices(n, r, world) for r in range(world)]
+            assert sorted(i for s in shares for i in s) == list(range(n))
+            assert max(map(len, shares)) - min(map(len, shares)) <= 1
+
+
+def test_gather_in_one_process_orders_units_and_checks_them():
+    from repro.parallel.ranks import gather_units
+
+    assert gather_units({2: "c", 0: "a", 1: "b"}, 3) == ["a", "b", "c"]
+    with pytest.raises(RuntimeError, match="missing"):
+        gather_units({0: "a", 2: "c"}, 3)
+
+
+def test_launcher_runs_one_worker_here_and_reports_the_others_exit_codes(tmp_path):
+    from repro.parallel.cells import claim
+    from repro.parallel.launcher import launch
+
+    good, bad = tmp_path / "good.json", tmp_path / "bad.json"
+    good.write_text('{"a": 1}')
+    bad.write_text("{not json")
+    out = launch("json.tool", [str(good), str(bad)], in_process=lambda: 42)
+    assert (out.result, out.error, out.codes) == (42, None, [0, 1])
+    failing = launch("json.tool", [str(good)], in_process=lambda: 1 / 0)
+    assert isinstance(failing.error, ZeroDivisionError) and failing.codes == [0]
+    assert claim(tmp_path, "k") and not claim(tmp_path, "k") and claim(tmp_path, "other")
+
+
+# ----------------------------------------------------------------------------- torchrun (gloo) vs one process
+
+SPEC = "fig12_3"
+# 8 batches of 4 per cell: both ranks sample, and a 2-rank cell is long enough to be killed after.
+SETS = ["--set", "fixed.n_samples=32", "--set", "fixed.batch_size=4"]
+
+
+def _env(root: Path, results: str) -> dict[str, str]:
+    env = cli_env(root) | {"REPRO_ARTIFACTS": str(root / "artifacts"), "REPRO_RESULTS": str(root / results),
+                           "MLFLOW_TRACKING_URI": f"sqlite:///{root / results}.db",
+                           # the same thread count in both runs (float reductions depend on it)
+                           "REPRO_THREADS": "1", "OMP_NUM_THREADS": "1"}
+    env.pop("RANK", None), env.pop("WORLD_SIZE", None)
+    return env
+
+
+def _repro(ranks: int = 1) -> list[str]:
+    head = ([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(ranks), "-m"]
+            if ranks > 1 else [sys.executable, "-m"])
+    return head + ["repro.cli", "run", SPEC, "--profile", "test", "--device", "cpu", "--no-progress", "--yes", *SETS]
+
+
+def _cells(root: Path, results: str) -> dict[str, dict]:
+    folder = root / results / SPEC / "test" / "cells"
+    return {p.stem: json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))}
+
+
+def _images(root: Path, results: str) -> dict[str, bytes]:
+    folder = root / results / SPEC / "test" / "artifacts"
+    return {p.parent.name: p.read_bytes() for p in sorted(folder.glob("*/samples.png"))}
+
+
+def _runs(root: Path, results: str):
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{root / results}.db")
+    exp = client.get_experiment_by_name(SPEC)
+    return client.search_runs([exp.experiment_id], max_results=1000) if exp else []
+
+
+@pytest.fixture(scope="module")
+def one_process(tmp_path_factory):
+    """The spec at `test` in one process (training its models into the shared artifacts/)."""
+    root = tmp_path_factory.mktemp("parallel")
+    out = subprocess.run(_repro(), cwd=root, env=_env(root, "single"), capture_output=True,
+                         text=True, timeout=600)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert len(_cells(root, "single")) == 4
+    return root
+
+
+def _strip(rec: dict) -> dict:
+    """What a cell computed (not when, how long, which run recorded it)."""
+    extra = {k: v for k, v in rec["extra"].items() if k != "sampling_seconds"}
+    return {"cell": rec["cell"], "values": rec["values"], "extra": extra, "spec_hash": rec["spec_hash"]}
+
+
+@pytest.mark.slow
+def test_two_gloo_ranks_give_the_cells_of_one_process(one_process):
+    """torchrun --nproc_per_node 2 (gloo): each rank samples every other batch, rank 0 gathers;
+    byte-identical cell values and sample images, one parent MLflow run (rank 0's) with 4 children."""
+    root = one_process
+    out = subprocess.run(_repro(2), cwd=root, env=_env(root, "ranks"), capture_output=True,
+                         text=True, timeout=600)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    single, ranks = _cells(root, "single"), _cells(root, "ranks")
+    assert set(single) == set(ranks) and len(ranks) == 4
+    for key in single:
+        assert _strip(ranks[key]) == _strip(single[key]), key
+        assert json.dumps(ranks[key]["values"]) == json.dumps(single[key]["values"])   # to the last digit
+    assert _images(root, "ranks") == _images(root, "single") and len(_images(root, "single")) == 4
+    runs = _runs(root, "ranks")
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    assert len(parents) == 1 and parents[0].data.tags["repro.world_size"] == "2"
+    assert sorted(r.data.tags["repro.cell"] for r in runs if r not in parents) == sorted(single)
+    assert out.stdout.count(f"{SPEC} [test]: 4 cells") == 1   # rank 0 speaks for both
+
+
+@pytest.mark.slow
+def test_killed_two_rank_run_resumes(one_process):
+    """SIGKILL the torchrun group after its first cell file; the rerun computes only the rest and
+    every cell equals the one-process run's."""
+    import signal
+
+    root = one_process
+    proc = subprocess.Popen(_repro(2), cwd=root, env=_env(root, "killed"),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 300
+    while not _cells(root, "killed") and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    # torchrun starts its workers in sessions of their own: kill the whole tree, workers first
+    import psutil
+
+    tree = psutil.Process(proc.pid).children(recursive=True)
+    for p in tree:
+        p.send_signal(signal.SIGKILL)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    psutil.wait_procs(tree, timeout=30)
+    before = _cells(root, "killed")
+    assert 1 <= len(before) < 4, "the kill must land between the first and the last cell"
+    out = subprocess.run(_repro(2), cwd=root, env=_env(root, "killed"), capture_output=True,
+                         text=True, timeout=600)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert f"({4 - len(before)} run, {len(before)} already finished)" in out.stdout
+    after, single = _cells(root, "killed"), _cells(root, "single")
+    assert set(after) == set(single)
+    for key, rec in before.items():
+        assert after[key]["finished_at"] == rec["finished_at"]   # kept, not recomputed
+    for key in single:
+        assert _strip(after[key]) == _strip(single[key]), key
+
+
+# ----------------------------------------------------------------------------- --jobs vs serial
+
+@pytest.mark.slow
+def test_jobs_2_gives_the_cells_of_a_serial_run_under_one_parent_run(one_process):
+    root = one_process
+    env = _env(root, "jobs")
+    cmd = _repro() + ["--jobs", "2"]
+    out = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    single, jobs = _cells(root, "single"), _cells(root, "jobs")
+    assert set(jobs) == set(single)
+    for key in single:
+        assert _strip(jobs[key]) == _strip(single[key]), key
+    runs = _runs(root, "jobs")
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    assert len(parents) == 1 and parents[0].data.tags["repro.jobs"] == "2"
+    children = [r for r in runs if r not in parents]
+    assert sorted(r.data.tags["repro.cell"] for r in children) == sorted(single)
+    assert {r.data.tags["mlflow.parentRunId"] for r in children} == {parents[0].info.run_id}
+    assert {r.data.tags["repro.job"] for r in children} <= {"0", "1"}
+    assert all(r.info.status == "FINISHED" for r in runs)
