@@ -96,6 +96,9 @@ def run_guard(ids: list[str], profile: str, overrides: dict, device: str, yes: b
         echo(f"note: no calibration on {name} for this run: its cost is unknown "
              f"(`repro plan {ids[0] if len(ids) == 1 else 'all'} --profile {profile} --calibrate`)")
         return
+    if est.missing:
+        echo(f"note: {len(est.missing)} network op(s) of this run are not calibrated on {name}; the estimate "
+             f"({fmt_seconds(est.seconds)}) is a lower bound (`repro plan ... --calibrate`)")
     if est.seconds <= limit * 3600:
         return
     gaps = f" (+ {len(est.missing)} uncalibrated network op(s))" if est.missing else ""

@@ -15,6 +15,7 @@ class Estimate:
     scaled: int = 0                      # items timed at another batch and scaled per image
     peak_memory_mb: float | None = None
     memory_kind: str | None = None
+    dominant: tuple[str, str, float] | None = None   # (network, op, images/s) of the costliest item
 
     @property
     def complete(self) -> bool:
@@ -23,6 +24,7 @@ class Estimate:
 
 def estimate(work: CellWork, cal: Calibration | None) -> Estimate:
     est = Estimate(unknown=list(dict.fromkeys(work.unknown)))
+    dominant_s = 0.0
     for w in work.items:
         entry, per_call = (None, None) if cal is None else cal.lookup(w.net.key, w.op, w.batch)
         if entry is None:
@@ -30,7 +32,10 @@ def estimate(work: CellWork, cal: Calibration | None) -> Estimate:
             if tag not in est.missing:
                 est.missing.append(tag)
             continue
-        est.seconds += per_call * w.images / w.batch
+        seconds = per_call * w.images / w.batch
+        est.seconds += seconds
+        if seconds > 0 and (est.dominant is None or seconds > dominant_s):
+            est.dominant, dominant_s = (w.net.name, w.op, w.batch / per_call), seconds
         est.scaled += entry["batch"] != w.batch
         mem = entry.get("peak_memory_mb")
         if mem is not None and (est.peak_memory_mb is None or mem > est.peak_memory_mb):

@@ -23,9 +23,11 @@ def cost_text(est: Estimate, cal: Calibration | None) -> str:
         return "no calibration for this device"
     if est.missing and not est.seconds:
         return "not calibrated on this device"
-    parts = [f"~{fmt_seconds(est.seconds)}"]
-    if est.missing:
-        parts.append(f"without {len(est.missing)} uncalibrated network op(s)")
+    parts = [f"at least {fmt_seconds(est.seconds)} ({len(est.missing)} uncalibrated network op(s) not included)"
+             if est.missing else f"~{fmt_seconds(est.seconds)}"]
+    if est.dominant is not None:
+        name, op, ips = est.dominant
+        parts.append(f"mostly {name} {op} at {ips:.3g} images/s")
     if est.unknown:
         parts.append(f"+ {len(est.unknown)} uncounted part(s)")
     if est.peak_memory_mb is not None:
