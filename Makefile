@@ -5,6 +5,8 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 PROFILE ?= smoke
+# make main JOBS=N: each spec's cells in N processes (repro run --jobs N)
+JOBS ?= 1
 
 .PHONY: setup postgres main test bench reports clean-results
 
@@ -29,7 +31,7 @@ postgres:
 	  echo "postgresql not installed (needs root and apt-get): tests/test_sweep_postgres.py will skip"
 
 main: setup
-	$(BIN)/repro run all --profile $(PROFILE)
+	$(BIN)/repro run all --profile $(PROFILE) $(if $(filter-out 1,$(JOBS)),--jobs $(JOBS))
 	$(BIN)/repro report all
 
 test: setup

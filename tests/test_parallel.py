@@ -227,3 +227,28 @@ def test_jobs_2_gives_the_cells_of_a_serial_run_under_one_parent_run(one_process
     assert {r.data.tags["mlflow.parentRunId"] for r in children} == {parents[0].info.run_id}
     assert {r.data.tags["repro.job"] for r in children} <= {"0", "1"}
     assert all(r.info.status == "FINISHED" for r in runs)
+
+
+def test_worker_devices_threads_and_kinds_that_stay_serial(monkeypatch):
+    import torch
+
+    from repro.errors import UserError
+    from repro.experiments import runner_module
+    from repro.parallel.cells import runs_cells_in_parallel, threads_per_job, worker_devices
+
+    assert worker_devices(None, "cpu, cpu", "auto") == ["cpu", "cpu"]
+    assert worker_devices(3, "cpu", "auto") == ["cpu"] * 3
+    assert worker_devices(2, None, "cpu") == ["cpu", "cpu"]
+    with pytest.raises(UserError, match="--jobs 0"):
+        worker_devices(0, None, "cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(UserError, match="CUDA is not available"):
+            worker_devices(None, "cuda:0,cuda:1", "auto")
+    assert threads_per_job(2, 3) == 3   # --threads wins
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    monkeypatch.setenv("REPRO_THREADS", "2")
+    assert threads_per_job(2, None) == 2 and threads_per_job(8, None) == 1   # the setting, or the cores shared
+    monkeypatch.delenv("REPRO_THREADS")
+    assert threads_per_job(2, None) == 4
+    assert not runs_cells_in_parallel(runner_module("amp_benchmark"))
+    assert runs_cells_in_parallel(runner_module("dg_epsilon_grid"))

@@ -25,6 +25,7 @@ from repro.experiments.amp.arm import ARMS, arm_unavailable
 from repro.experiments.amp.report import report_figures, report_notes  # noqa: F401 (the runner protocol)
 
 GRID_KEYS = ("precision", "repeat")
+CELLS_IN_PARALLEL = False   # each arm's time and memory are its own: `repro run --jobs` runs them one at a time
 
 
 class Fixed(BaseModel):

@@ -66,11 +66,19 @@ def worker_devices(jobs: int | None, devices: str | None, device: str) -> list[s
 
 
 def threads_per_job(jobs: int, threads: int | None) -> int:
-    """--threads when given (the same count as a serial run gives the same numbers), else the
-    cores shared out, so that N jobs do not oversubscribe the machine."""
+    """--threads when given; else the run's thread setting ($REPRO_THREADS) or fewer, the cores
+    shared out, so that N jobs do not oversubscribe the machine. The same count as a serial run
+    gives the same numbers (float reductions depend on how many threads split them)."""
     if threads is not None:
         return int(threads)
-    return max(1, (os.cpu_count() or 1) // jobs)
+    shared = max(1, (os.cpu_count() or 1) // jobs)
+    setting = os.environ.get("REPRO_THREADS", "").strip()
+    return min(int(setting), shared) if setting.isdigit() and int(setting) > 0 else shared
+
+
+def runs_cells_in_parallel(module: Any) -> bool:
+    """False for a kind whose cells measure their own cost (CELLS_IN_PARALLEL = False in its runner)."""
+    return bool(getattr(module, "CELLS_IN_PARALLEL", True))
 
 
 def claim(folder: Path, key: str) -> bool:
@@ -101,7 +109,12 @@ def run_spec_jobs(spec_id: str, profile: str = "smoke", overrides: dict[str, Any
                         "(the ranks shard each cell)")
     resolved = resolve_spec(spec_id, profile, overrides)
     devs = worker_devices(jobs, devices, device)
-    runner_module(resolved.spec.kind)
+    if not runs_cells_in_parallel(runner_module(resolved.spec.kind)):
+        echo(f"{spec_id}: kind {resolved.spec.kind} measures each cell's own time and memory; its cells run "
+             f"one at a time on {devs[0]}")
+        from repro.experiments.engine import run_spec
+
+        return run_spec(spec_id, profile, overrides, device=devs[0], force=force, progress=False)
     preflight(resolved)
     keys = [cell_key(c) for c in resolved.cells()]
     todo = [k for k in keys if force or finished_record(resolved, k) is None]
