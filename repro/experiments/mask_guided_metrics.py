@@ -132,9 +132,8 @@ def report_notes(spec, df) -> list[str]:
     notes.append(f"Sampling: {'the appendix loop, reversed(range(1, T)): ' if r.get('loop') == 'appendix' else 'Alg. 2: '}"
                  f"{int(r.get('nfe_per_batch', 0))} network passes per image batch; guidance "
                  f"{r.get('guidance_convention')} weight {r.get('guidance_weight')} (Ho & Salimans w = "
-                 f"{r.get('guidance_w_ho_salimans')}, lerp s = {r.get('guidance_s_lerp')}); one batched pass of "
-                 f"{int(r.get('network_rows_per_pass', 0))} rows per step for a batch of "
-                 f"{int(r.get('network_rows_per_pass', 0)) // (2 if r.get('guidance_w_ho_salimans') else 1)} images.")
+                 f"{r.get('guidance_w_ho_salimans')}, lerp s = {r.get('guidance_s_lerp')}); each step one network pass "
+                 f"of {int(r.get('network_rows_per_pass', 0))} rows (guided: the batch twice, masked rows first).")
     notes.append(f"Pixel accuracy and IoU: segmenter `{r.get('segmenter')}` ({int(r.get('segmenter_classes', 0))} "
                  f"classes) on the original and the generated image, the original's prediction the reference "
                  f"(001 Sec. 5.1.4 used Mask2Former trained on Cityscapes). `miou` averages per-image IoUs per class; "
