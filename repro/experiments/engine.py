@@ -17,7 +17,8 @@ from repro import environment, results
 from repro.atomic import atomic_write_text, remove_orphan_temporaries
 from repro.errors import UserError
 from repro.experiments import runner_module
-from repro.parallel.ranks import agree, barrier, follow_cell, is_main, join, parallel_tags
+from repro.parallel.ranks import (agree, barrier, follow_cell, is_main, join, parallel_tags,
+                                  train_models_on_every_rank)
 from repro.killpoints import kill_point
 from repro.specs import ResolvedSpec, cell_key, resolve_spec, stable_hash
 from repro.tracking import Tracker
@@ -287,6 +288,7 @@ def run_spec(spec_id: str, profile: str = "smoke", overrides: dict[str, Any] | N
         summary.mlflow_run_id = tracker.run_id
         if is_main():
             write_run_meta(resolved, work_dir)
+        train_models_on_every_rank(ctx)   # under torchrun: no rank trains alone inside a cell
         state = module.prepare(ctx)
         prepare_seconds = time.perf_counter() - t_start
         with _progress(progress and is_main(), len(todo), f"{spec_id} [{profile}]") as advance:

@@ -146,3 +146,12 @@ def follow_cell(ctx: Any, module: Any, state: Any, cell: dict[str, Any]) -> dict
 def parallel_tags() -> dict[str, Any]:
     """What a run records about its parallelism: ranks of the process group and torch threads."""
     return {"repro.world_size": world_size(), "repro.threads": torch.get_num_threads()}
+
+
+def train_models_on_every_rank(ctx: Any) -> None:
+    """Under torchrun, every model the spec names is trained (DDP, all ranks) or loaded before the
+    first cell: a runner that asks for a model inside a cell it computes on rank 0 alone would
+    otherwise start DDP training with one rank and wait for the others forever."""
+    if world_size() > 1:
+        for role in ctx.spec.models:
+            ctx.model(role)
