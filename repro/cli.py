@@ -347,7 +347,14 @@ def ui(port: Optional[int] = typer.Option(None, help="port on 127.0.0.1 (default
         raise UserError(f"--workers {workers}: must be at least 1")
     cmd = [sys.executable, "-m", "mlflow", "ui", "--host", "127.0.0.1", "--port", str(port),
            "--backend-store-uri", uri, "--workers", str(workers)]
-    typer.echo(f"MLflow UI at http://127.0.0.1:{port} (store {uri}); Ctrl-C stops it")
+    from repro.mlflow_view import WORKFLOW_QUERY, experiment_links, store_description
+
+    base = f"http://127.0.0.1:{port}"
+    typer.echo(f"MLflow UI at {base}/#/experiments?{WORKFLOW_QUERY}")
+    typer.echo(f"store: {store_description(uri)}")
+    for name, url in experiment_links(uri, base):   # each opens on its runs, not on the GenAI overview
+        typer.echo(f"  {name}: {url}")
+    typer.echo("Ctrl-C stops it", err=True)
     try:
         raise typer.Exit(subprocess.call(cmd))
     except KeyboardInterrupt:

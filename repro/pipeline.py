@@ -16,7 +16,9 @@ re-runs its specs only):
   (cached), `metrics/<spec>.json` (dvc metrics) and `metrics/<spec>.csv` (dvc plots), both kept
   in git so that `dvc metrics diff` compares commits.
 - `reports`: every spec's results, the reporting modules and the runners (their figures).
-Every stage writes its wall time to `metrics/time/<stage>.json`.
+Every stage writes its wall time to `metrics/time/<stage>.json`. With REPRO_JOBS=N in the
+environment (`make main JOBS=N`) a spec stage runs its cells in N processes (`repro run --jobs N`,
+the same results as one process), so N is no param of the stages.
 
 DVC's run-cache: train and spec stages have cached outputs only, so DVC restores them from its
 run-cache when their inputs return to values run before: nothing is trained or sampled, and
@@ -319,6 +321,9 @@ def timed(out: str, cmd: list[str]) -> int:
     import os
     import platform
 
+    jobs = os.environ.get("REPRO_JOBS", "1")   # `make main JOBS=N`: a spec's cells in N processes
+    if cmd[:2] == ["repro", "run"] and jobs.isdigit() and int(jobs) > 1:   # (the same results: not a param)
+        cmd = [*cmd, "--jobs", jobs]
     t0 = time.perf_counter()
     rc = subprocess.call(cmd)
     seconds = time.perf_counter() - t0

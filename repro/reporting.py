@@ -178,6 +178,11 @@ def render_report(spec_id: str) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     lines = [f"# {spec.id}: {spec.title}", "",
              f"Source: {spec.source.cite()}. Experiment kind: `{spec.kind}`.", ""]
+    from repro.mlflow_view import report_link
+
+    link = report_link(spec_id)   # the experiment's runs view in `repro ui`, when the store has it
+    if link:
+        lines += [link, ""]
     if spec.description:
         lines += [spec.description.strip(), ""]
     lines += ["## Published values", ""]
