@@ -252,3 +252,15 @@ def test_worker_devices_threads_and_kinds_that_stay_serial(monkeypatch):
     assert threads_per_job(2, None) == 4
     assert not runs_cells_in_parallel(runner_module("amp_benchmark"))
     assert runs_cells_in_parallel(runner_module("dg_epsilon_grid"))
+
+
+def test_a_dead_invocations_claim_folder_is_removed_a_live_ones_kept(tmp_path):
+    import psutil
+
+    from repro.parallel.cells import CLAIMS_PREFIX, remove_leftovers
+
+    dead = max(psutil.pids()) + 100_000   # no process has this id
+    (tmp_path / f"{CLAIMS_PREFIX}{dead}-abc").mkdir()
+    (tmp_path / f"{CLAIMS_PREFIX}{os.getpid()}-def").mkdir()
+    remove_leftovers(tmp_path)
+    assert [p.name for p in tmp_path.iterdir()] == [f"{CLAIMS_PREFIX}{os.getpid()}-def"]

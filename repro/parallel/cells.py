@@ -24,6 +24,7 @@ from typing import Any, Callable
 from repro.errors import UserError
 
 MODULE = "repro.parallel.cells"
+CLAIMS_PREFIX = ".claims-"   # + the parent's pid: a dead parent's folder is removed by the next run
 
 
 class CellWorkersFailed(RuntimeError):
@@ -116,6 +117,7 @@ def run_spec_jobs(spec_id: str, profile: str = "smoke", overrides: dict[str, Any
 
         return run_spec(spec_id, profile, overrides, device=devs[0], force=force, progress=False)
     preflight(resolved)
+    remove_leftovers(results.run_dir(spec_id, profile))
     keys = [cell_key(c) for c in resolved.cells()]
     todo = [k for k in keys if force or finished_record(resolved, k) is None]
     work_dir = results.run_dir(spec_id, profile)
@@ -134,7 +136,7 @@ def run_spec_jobs(spec_id: str, profile: str = "smoke", overrides: dict[str, Any
     with Tracker(spec_id, f"{spec_id}-{profile}", tags=tags, params=run_params(resolved)) as tracker:
         summary.mlflow_run_id = tracker.run_id
         write_run_meta(resolved, work_dir)
-        claims = Path(tempfile.mkdtemp(prefix=".claims-", dir=work_dir))
+        claims = Path(tempfile.mkdtemp(prefix=f"{CLAIMS_PREFIX}{os.getpid()}-", dir=work_dir))
         try:
             args = [CellWorkerArgs(spec_id, profile, overrides or {}, d, todo, str(claims), i, per_job,
                                    tracker.run_id, force, {"repro.jobs": n, "repro.threads": per_job})
@@ -158,6 +160,18 @@ def run_spec_jobs(spec_id: str, profile: str = "smoke", overrides: dict[str, Any
                                     f"to compute the rest")
     summary.seconds = time.perf_counter() - t0
     return summary
+
+
+def remove_leftovers(work_dir: Path) -> None:
+    """A killed invocation's half-written files and claim folders (their parent process is gone)."""
+    from repro.atomic import remove_orphan_temporaries
+    from repro.liveness import pid_alive
+
+    remove_orphan_temporaries(work_dir)
+    for folder in work_dir.glob(f"{CLAIMS_PREFIX}*") if work_dir.is_dir() else []:
+        pid = folder.name[len(CLAIMS_PREFIX):].split("-", 1)[0]
+        if pid.isdigit() and not pid_alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def ensure_models(resolved, dev) -> None:
