@@ -8,17 +8,39 @@ PROFILE ?= smoke
 # make main JOBS=N: each spec's cells in N processes (repro run --jobs N)
 JOBS ?= 1
 
-.PHONY: setup postgres chromium main run-all test bench reports clean-results
+.PHONY: setup lock postgres chromium main run-all test bench reports clean-results
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-# torch is installed by pip alone (uv/poetry would download several GB); pinned releases.
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet torch==2.14.1 torchvision==0.29.1
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+# Exact versions of every dependency from requirements.lock (torch 2.14.1 and its CUDA wheels
+# included; pip alone installs them: uv/poetry would download several GB), then this package
+# without resolving anything again.
+$(VENV)/.installed: requirements.lock pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -r requirements.lock
+	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $@
+
+# Refresh requirements.lock after a change to pyproject.toml's dependencies: a fresh venv gets
+# torch the way pip installs it, then this package with all its extras, and is frozen. The CUDA
+# wheels (nvidia-cu*/nccl/nv*, cuda-*, triton) get torch's own marker, so the lock installs on non-Linux too.
+LOCK_VENV ?= /tmp/repro-lock-venv
+lock:
+	rm -rf $(LOCK_VENV) && $(PYTHON) -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(LOCK_VENV)/bin/python -m pip install --quiet torch==2.14.1 torchvision==0.29.1
+	$(LOCK_VENV)/bin/python -m pip install --quiet -e '.[test,gpu]'
+	{ echo "# requirements.lock: exact versions of every dependency of repro (extras test and gpu included)."; \
+	  echo "# Produced by 'make lock': pip freeze --all of a fresh venv made with"; \
+	  echo "#   pip install torch==2.14.1 torchvision==0.29.1 && pip install -e '.[test,gpu]'"; \
+	  echo "# on $$($(LOCK_VENV)/bin/python -c 'import platform; print(platform.system(), platform.machine(), "Python", platform.python_version())')."; \
+	  echo "# Used by 'make setup' (hence 'make main', 'make test' and .ci/run):"; \
+	  echo "#   pip install -r requirements.lock && pip install --no-deps -e ."; \
+	  echo "# Refresh it with 'make lock' after changing pyproject.toml; 'repro doctor' lists what differs."; \
+	  $(LOCK_VENV)/bin/python -m pip freeze --all --exclude-editable --exclude pip | \
+	    sed -E '/^(nvidia-(cu|nc|nv)|cuda-|triton==)/ s/$$/ ; platform_system == "Linux"/'; } > requirements.lock.tmp
+	mv requirements.lock.tmp requirements.lock
 
 setup: $(VENV)/.installed postgres chromium
 

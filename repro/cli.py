@@ -24,7 +24,21 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                        "render reports, browse runs in MLflow.")
 
 ProfileOpt = typer.Option("smoke", "--profile", "-p", help="test | smoke | paper")
-SetOpt = typer.Option(None, "--set", "-s", help="Override a setting: dotted.key=value (repeatable)")
+
+
+def _check_set(values: Optional[List[str]]) -> Optional[List[str]]:
+    # A malformed --set is a usage error (usage line + problem, before anything runs); the
+    # values themselves are parsed and type-checked by repro.specs.parse_set.
+    for item in values or []:
+        if "=" not in item or not item.split("=", 1)[0].strip():
+            raise typer.BadParameter(f"{item!r}: expected dotted.key=value, e.g. fixed.steps=10")
+    return values
+
+
+SetOpt = typer.Option(None, "--set", "-s", help="Override a setting: dotted.key=value (repeatable)",
+                      callback=_check_set)
+ThreadsOpt = typer.Option(None, "--threads", min=1, help="torch intra-op threads (default $REPRO_THREADS or 2); "
+                                                  "the same seed and thread count give the same numbers")
 
 
 def _echo_err(msg: str) -> None:
@@ -94,11 +108,15 @@ def run(spec_id: str = typer.Argument(..., help="spec id, or `all`"),
                                               "e.g. cuda:0,cuda:1 (with --jobs: N processes over them)"),
         force: bool = typer.Option(False, "--force", help="recompute finished cells"),
         progress: bool = typer.Option(True, "--progress/--no-progress", help="show progress bars"),
+        threads: Optional[int] = ThreadsOpt,
         yes: bool = typer.Option(False, "--yes", "-y", help="start even when the plan's estimate is above the threshold"),
         max_hours: Optional[float] = typer.Option(None, "--max-hours", help="warn above this estimate (default "
                                                   "REPRO_PLAN_WARN_HOURS or 1)")) -> None:
     """Run every cell of a spec's grid (finished cells are skipped; an interrupted run resumes)."""
+    from repro.environment import export_threads, threads_setting
     from repro.specs import parse_set, resolve_spec
+
+    export_threads(threads_setting(threads))   # the engine applies it before any work
 
     ids = _spec_ids(spec_id)
     overrides = parse_set(set_)
@@ -116,7 +134,7 @@ def run(spec_id: str = typer.Argument(..., help="spec id, or `all`"),
             from repro.parallel.cells import run_spec_jobs
 
             summary = run_spec_jobs(i, profile, overrides, jobs=jobs, devices=devices, device=device,
-                                    force=force, echo=typer.echo)
+                                    threads=threads, force=force, echo=typer.echo)
         else:
             summary = run_spec(i, profile, overrides, device=device, force=force, progress=progress)
         if os.environ.get("RANK", "0") != "0":   # under torchrun rank 0 speaks for all
@@ -159,8 +177,12 @@ def sweep(name: str = typer.Argument(..., help="sweep name (experiments/sweeps/N
           status: bool = typer.Option(False, "--status", help="print finished/running/failed/remaining and the best"),
           dashboard: bool = typer.Option(False, "--dashboard", help="serve optuna-dashboard over the storage"),
           port: int = typer.Option(8080, help="with --dashboard: port on 127.0.0.1"),
-          device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N")) -> None:
+          device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N"),
+          threads: Optional[int] = ThreadsOpt) -> None:
     """Run an Optuna sweep: each trial is one cell of the base spec (reused when already computed)."""
+    from repro.environment import apply_threads
+
+    apply_threads(threads)   # with --workers N > 1 each worker process gets cores / N threads instead
     if status:
         from repro.sweeps.status import status_lines
 
@@ -220,9 +242,13 @@ def train(name: str = typer.Argument(..., help="model name (experiments/models/N
           profile: str = ProfileOpt, set_: Optional[List[str]] = SetOpt,
           device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N"),
           force: bool = typer.Option(False, "--force", help="retrain even if the artifact exists"),
-          progress: bool = typer.Option(True, "--progress/--no-progress")) -> None:
+          progress: bool = typer.Option(True, "--progress/--no-progress"),
+          threads: Optional[int] = ThreadsOpt) -> None:
     """Train a model once for a profile and store it under artifacts/ (reused by every spec)."""
+    from repro.environment import apply_threads
     from repro.specs import parse_set, resolve_model
+
+    apply_threads(threads)
 
     overrides = parse_set(set_)
     resolved = resolve_model(name, profile, overrides)
@@ -276,12 +302,16 @@ def sample_semantic(map_path: str = typer.Option(..., "--map", "-m", help="colou
                     profile: str = ProfileOpt, set_: Optional[List[str]] = SetOpt,
                     seed: int = typer.Option(0, help="seed of the prior draws and noise"),
                     device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N"),
-                    progress: bool = typer.Option(True, "--progress/--no-progress")) -> None:
+                    progress: bool = typer.Option(True, "--progress/--no-progress"),
+                    threads: Optional[int] = ThreadsOpt) -> None:
     """Images from a drawn semantic map: guided PC sampling with table5_3's models and settings."""
     from pathlib import Path
 
+    from repro.environment import apply_threads
     from repro.experiments.semantic.from_map import sample_from_map
     from repro.specs import parse_set
+
+    apply_threads(threads)
 
     result = sample_from_map(Path(map_path), profile=profile, n=n, s0=s0, out_dir=Path(out), device=device,
                              seed=seed, overrides=parse_set(set_), progress=progress)
@@ -410,56 +440,54 @@ def compare(spec_id: str = typer.Argument("all", help="spec id, or `all`"),
 
 @app.command()
 def doctor() -> None:
-    """Versions, device, datasets found, FID weights, paper checkpoints, MLflow store."""
-    import importlib.metadata as md
-    import platform
+    """Versions against requirements.lock, torch's build and threads, device, data, weights, MLflow store."""
+    from repro.doctor import doctor_lines
 
-    typer.echo(f"python      {platform.python_version()} ({sys.executable})")
-    for pkg in ("repro", "torch", "torchvision", "mlflow", "optuna", "dvc", "torchmetrics", "pytorch-fid"):
-        try:
-            typer.echo(f"{pkg:<13}{md.version(pkg)}")
-        except md.PackageNotFoundError:
-            typer.echo(f"{pkg:<13}not installed")
-    import torch
-
-    if torch.cuda.is_available():
-        names = ", ".join(torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count()))
-        typer.echo(f"device      cuda ({names})")
-    else:
-        typer.echo(f"device      cpu ({os.cpu_count()} cores; no CUDA)")
-    from repro.data import dataset_info, list_datasets
-
-    for name in list_datasets():
-        info = dataset_info(name)
-        if info.embedded:
-            typer.echo(f"dataset     {name:<14} embedded")
-        else:
-            root = os.path.join(os.environ.get("REPRO_DATA", "data"), name)
-            found = "found" if os.path.isdir(root) else "not found"
-            typer.echo(f"dataset     {name:<14} {found} at {root}")
-    from repro.metrics.inception import inception_weights_path
-
-    weights = inception_weights_path()
-    typer.echo("fid         " + (f"Inception weights at {weights}" if weights else
-                                 "unavailable: pytorch-fid's pt_inception-2015-12-05-6726825d.pth is not in the "
-                                 "torch hub cache (set REPRO_FID_WEIGHTS to the file)"))
-    from repro.specs import list_model_ids, resolve_model
-
-    for name in list_model_ids():   # files the paper settings read (user-supplied checkpoints)
-        cfg = resolve_model(name, "paper").config
-        for section, key in (("net", "adm_classifier"), ("net", "checkpoint"), ("train", "pretrained")):
-            path = getattr(cfg, section).get(key)
-            if isinstance(path, str):
-                state = "found" if os.path.isfile(os.path.expanduser(path)) else "missing"
-                typer.echo(f"checkpoint  {name} {section}.{key}: {state} at {path}")
-    from repro.tracking import tracking_uri
-
-    typer.echo(f"mlflow      {tracking_uri()}")
+    for line in doctor_lines():
+        typer.echo(line)
 
 
-def main() -> None:
+def _context_for(argv: List[str]):
+    """The context of the (sub)command that argv names, for errors raised without one (e.g. an
+    option given without its value): its usage line is still the one to show."""
     try:
-        app(standalone_mode=False)
+        cmd = typer.main.get_command(app)
+        ctx = typer.Context(cmd, info_name="repro")
+        for token in argv:
+            sub = cmd.get_command(ctx, token) if hasattr(cmd, "get_command") and not token.startswith("-") else None
+            if sub is None:
+                break
+            cmd, ctx = sub, typer.Context(sub, info_name=token, parent=ctx)
+        return ctx
+    except Exception:  # the usage line is a courtesy; the error line is what matters
+        return None
+
+
+def _usage_error_lines(e: BaseException, argv: List[str]) -> list[str]:
+    """Typer's usage line and the problem, one line each. Found by what the exception does
+    (exit_code, format_message, the failing context), not by its class: Typer has raised plain
+    click's exceptions and, since it bundles click, its own copies, which are not subclasses."""
+    ctx = getattr(e, "ctx", None) or _context_for(argv)
+    lines = []
+    if ctx is not None and callable(getattr(ctx, "get_usage", None)):
+        lines.append(" ".join(ctx.get_usage().split()))
+    problem = " ".join(str(e.format_message()).split())
+    hint = f" (see `{ctx.command_path} --help`)" if ctx is not None and getattr(ctx, "command_path", None) else ""
+    lines.append(f"error: {problem}{hint}")
+    return lines
+
+
+def _is_click_exception(e: BaseException) -> bool:
+    return (isinstance(getattr(e, "exit_code", None), int) and callable(getattr(e, "format_message", None))
+            and any(c.__name__ in ("ClickException", "TyperException") for c in type(e).__mro__))
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    """The console script. Typer runs in non-standalone mode, so every outcome comes back here:
+    a usage mistake or UserError -> exit 2 with nothing written, Ctrl-C -> 130, a crash -> 1."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        rv = app(args=argv, prog_name="repro", standalone_mode=False)
     except UserError as e:
         _echo_err(str(e).splitlines()[0] if str(e) else type(e).__name__)
         sys.exit(2)
@@ -471,17 +499,24 @@ def main() -> None:
     except KeyboardInterrupt:
         _echo_err("interrupted; finished cells are kept, run the same command again to resume")
         sys.exit(130)
-    except Exception as e:  # click usage errors carry their own exit code
-        import click
-
-        if isinstance(e, click.exceptions.ClickException):
-            e.show()
+    except Exception as e:
+        if _is_click_exception(e):
+            if type(e).__name__ == "NoArgsIsHelpError":   # `repro`, `repro sample`: the help text
+                typer.echo(e.format_message(), err=True)
+            else:
+                for line in _usage_error_lines(e, argv):
+                    typer.echo(line, err=True)
             sys.exit(e.exit_code)
         import traceback
 
         traceback.print_exc()
         _echo_err(f"run crashed: {type(e).__name__}: {e}. Finished cells are kept; its MLflow run is marked FAILED.")
         sys.exit(1)
+    # Non-standalone Typer returns an Exit's code (and 130 for a Ctrl-C it caught) instead of raising.
+    if isinstance(rv, int) and not isinstance(rv, bool) and rv != 0:
+        if rv == 130:
+            _echo_err("interrupted; finished cells are kept, run the same command again to resume")
+        sys.exit(rv)
 
 
 if __name__ == "__main__":

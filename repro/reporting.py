@@ -6,11 +6,10 @@ reports/README.md with every spec's status (not run / partial / done) and date.
 from __future__ import annotations
 
 import math
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from repro import results
+from repro import environment, results
 from repro.atomic import atomic_write_text
 from repro.errors import UserError
 from repro.specs import PROFILES, Spec, cell_key, list_spec_ids, load_spec, match_cell, resolve_spec
@@ -73,8 +72,49 @@ def cells_frame(spec_id: str, profile: str):
         row["_spec_hash"] = rec.get("spec_hash")
         row["_device"] = rec.get("device")
         row["_git_commit"] = rec.get("git_commit")
+        row["_environment"] = _environment_key(rec.get("environment"))
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _environment_key(env: dict[str, Any] | None) -> str | None:
+    import json
+
+    return json.dumps(env, sort_keys=True) if env else None
+
+
+def _environment_lines(df) -> list[str]:
+    """The package versions, threads and torch build of the cells a report shows (one line per
+    distinct environment; cells from before environments were recorded are counted as such)."""
+    if not len(df) or "_environment" not in df.columns:
+        return []
+    import json
+
+    keys = [k if isinstance(k, str) else None for k in df["_environment"]]   # pandas: None -> NaN
+    known = sorted({k for k in keys if k})
+    missing = sum(1 for k in keys if not k)
+    lines = []
+    for k in known:
+        n = sum(1 for x in keys if x == k)
+        where = "" if len(known) == 1 and not missing else f" ({n} of {len(keys)} cells)"
+        lines.append(f"Environment{where}: {environment.describe(json.loads(k))}.")
+    if missing:
+        lines.append(f"Environment not recorded for {missing} of {len(keys)} cells (computed before "
+                     f"results recorded it).")
+    return [" ".join(lines), ""]
+
+
+def _display_root() -> str:
+    """The results folder as the report names it: relative to the working directory, never absolute."""
+    import os
+
+    root = results.results_root()
+    if not root.is_absolute():
+        return root.as_posix()
+    try:
+        return Path(os.path.relpath(root, Path.cwd())).as_posix() if root.is_relative_to(Path.cwd()) else "$REPRO_RESULTS"
+    except ValueError:
+        return "$REPRO_RESULTS"
 
 
 def comparison_table(spec: Spec, df, metrics: list[str]) -> str:
@@ -91,6 +131,8 @@ def comparison_table(spec: Spec, df, metrics: list[str]) -> str:
             mine = row.get(m)
             theirs = pub.get(m)
             r[m] = _fmt(mine)
+            if f"{m}_se" in df.columns:   # repeated sampling runs: the standard error of the mean beside it
+                r[f"{m} s.e."] = _fmt(row.get(f"{m}_se"))
             if m in with_paper:
                 r[f"{m} (paper)"] = _fmt(theirs)
                 both = isinstance(mine, (int, float)) and isinstance(theirs, (int, float))
@@ -209,6 +251,7 @@ def render_report(spec_id: str) -> Path:
         from repro.plan.render import report_cost_lines   # measured wall time of this run (issue 13)
 
         lines += report_cost_lines(spec_id, profile, resolved.hash, df["_seconds"].dropna().tolist() if len(df) else [])
+        lines += _environment_lines(df)
         if resolved.overrides:
             lines += ["Run with overrides: " + ", ".join(f"`{k}={v}`" for k, v in resolved.overrides.items())
                       + ".", ""]
@@ -234,8 +277,8 @@ def render_report(spec_id: str) -> Path:
     extra = getattr(module, "REPORT_FOOTER", None)
     if extra:
         lines += [extra.strip(), ""]
-    lines += [f"_Rendered {datetime.now(timezone.utc).isoformat(timespec='seconds')} from "
-              f"`{results.results_root()}/{spec_id}/` by `repro report {spec_id}`._", ""]
+    # No render time and no absolute path: the same results render to the same bytes anywhere.
+    lines += [f"_Rendered from `{_display_root()}/{spec_id}/` by `repro report {spec_id}`._", ""]
     path = out_dir / f"{spec_id}.md"
     atomic_write_text(path, "\n".join(lines))
     return path

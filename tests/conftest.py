@@ -10,10 +10,12 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(autouse=True)
-def _few_threads():
+def _few_threads(monkeypatch):
     # Tests use tiny tensors: one thread avoids contention (and is ~10x faster on a loaded machine).
+    # REPRO_THREADS: the thread setting that run_spec applies (repro.environment) and subprocesses inherit.
     import torch
 
+    monkeypatch.setenv("REPRO_THREADS", "1")
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
