@@ -45,8 +45,13 @@ def feature_statistics(features, allow_rank_deficient: bool = False) -> tuple[np
 
 
 def frechet_distance(mu1, sigma1, mu2, sigma2, eps: float = 1e-6) -> float:
-    """Squared Frechet distance between N(mu1, sigma1) and N(mu2, sigma2) (thesis Eq. 5.7)."""
-    from scipy import linalg
+    """Squared Frechet distance between N(mu1, sigma1) and N(mu2, sigma2) (thesis Eq. 5.7):
+    pytorch-fid's own `calculate_frechet_distance` (sqrtm of the product; eps I added to both
+    covariances when the product is singular; a large imaginary part is an error)."""
+    import contextlib
+    import io
+
+    from pytorch_fid.fid_score import calculate_frechet_distance
 
     mu1, mu2 = np.atleast_1d(np.asarray(mu1, np.float64)), np.atleast_1d(np.asarray(mu2, np.float64))
     sigma1, sigma2 = np.atleast_2d(np.asarray(sigma1, np.float64)), np.atleast_2d(np.asarray(sigma2, np.float64))
@@ -54,25 +59,15 @@ def frechet_distance(mu1, sigma1, mu2, sigma2, eps: float = 1e-6) -> float:
         raise ValueError(
             f"shape mismatch: mu {mu1.shape} vs {mu2.shape}, sigma {sigma1.shape} vs {sigma2.shape}"
         )
-
-    with warnings.catch_warnings():
-        # A singular product (dead feature dimensions) still has a finite root; scipy warns,
-        # pytorch-fid asks it not to (disp=False). Non-finite roots are handled below.
-        warnings.simplefilter("ignore", linalg.LinAlgWarning)
-        covmean = linalg.sqrtm(sigma1 @ sigma2)
-    if not np.isfinite(covmean).all():
-        # a (near-)singular product: offset both covariances by eps * I and retry
-        offset = np.eye(sigma1.shape[0]) * eps
-        covmean = linalg.sqrtm((sigma1 + offset) @ (sigma2 + offset))
-    if np.iscomplexobj(covmean):
-        # numerical error gives a small imaginary part; a large one means a broken input
-        largest = np.max(np.abs(covmean.imag))
-        if not np.allclose(np.diagonal(covmean).imag, 0, atol=1e-3):
-            raise ValueError(f"matrix square root has a large imaginary component ({largest:.3g})")
-        covmean = covmean.real
-
-    diff = mu1 - mu2
-    return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2.0 * np.trace(covmean))
+    printed = io.StringIO()
+    with warnings.catch_warnings(), contextlib.redirect_stdout(printed):
+        # pytorch-fid 0.3 passes scipy's deprecated sqrtm(disp=False) (pyproject bounds scipy < 1.18)
+        # and prints its singular-product notice; the notice becomes a warning here.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        value = calculate_frechet_distance(mu1, sigma1, mu2, sigma2, eps=eps)
+    if printed.getvalue().strip():
+        warnings.warn(printed.getvalue().strip(), RuntimeWarning, stacklevel=2)
+    return float(value)
 
 
 def frechet_distance_from_features(features1, features2, allow_rank_deficient: bool = False) -> float:

@@ -2,7 +2,9 @@
 
 KID is the unbiased MMD^2 with the polynomial kernel k(x, y) = (x.y / d + 1)^3
 (Binkowski et al.), averaged over random subsets; on Inception pool3 features it is
-the usual KID. SSIM is torchmetrics' structural_similarity_index_measure.
+the usual KID. The estimate on each subset is torchmetrics' own (torchmetrics.image.kid.poly_mmd,
+what KernelInceptionDistance computes); the subsets are drawn here from an explicit generator.
+SSIM is torchmetrics' structural_similarity_index_measure.
 """
 
 from __future__ import annotations
@@ -12,26 +14,14 @@ import os
 import torch
 
 
-def polynomial_kernel(x: torch.Tensor, y: torch.Tensor, degree: int = 3, coef: float = 1.0) -> torch.Tensor:
-    """k(x, y) = (x.y / d + coef)^degree for rows x [M,D], y [K,D] -> [M,K]."""
-    return (x @ y.T / x.shape[1] + coef) ** degree
-
-
-def unbiased_mmd2(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Unbiased MMD^2 estimate between samples x [m,D] and y [m,D] with the polynomial kernel."""
-    m = x.shape[0]
-    k_xx, k_yy, k_xy = polynomial_kernel(x, x), polynomial_kernel(y, y), polynomial_kernel(x, y)
-    # within-set terms exclude the diagonal (k(x_i, x_i)) to stay unbiased
-    within = (k_xx.sum() - k_xx.diagonal().sum() + k_yy.sum() - k_yy.diagonal().sum()) / (m * (m - 1))
-    return within - 2.0 * k_xy.sum() / (m * m)
-
-
 def kid_from_features(
     features1: torch.Tensor,
     features2: torch.Tensor,
     subset_size: int = 1000,
     num_subsets: int = 100,
     generator: torch.Generator | None = None,
+    degree: int = 3,
+    coef: float = 1.0,
 ) -> tuple[float, float]:
     """(mean, std) of the unbiased MMD^2 over `num_subsets` random subsets of `subset_size` rows each.
 
@@ -46,11 +36,13 @@ def kid_from_features(
         raise ValueError(
             f"KID subset_size must be in [2, {min(f1.shape[0], f2.shape[0])}] (the smaller set size), got {subset_size}"
         )
+    from torchmetrics.image.kid import poly_mmd
+
     scores = []
     for _ in range(num_subsets):
         idx1 = torch.randperm(f1.shape[0], generator=generator)[:subset_size]
         idx2 = torch.randperm(f2.shape[0], generator=generator)[:subset_size]
-        scores.append(unbiased_mmd2(f1[idx1], f2[idx2]))
+        scores.append(poly_mmd(f1[idx1], f2[idx2], degree=degree, coef=coef))
     scores = torch.stack(scores)
     return float(scores.mean()), float(scores.std(unbiased=False))
 
@@ -64,11 +56,13 @@ def kid_from_images(
     generator: torch.Generator | None = None,
     batch_size: int = 50,
     device: str | torch.device | None = None,
+    inputs: str = "uint8",
 ) -> tuple[float, float]:
-    """KID (mean, std) on pytorch-fid's Inception pool3 features of images in [0,1]."""
+    """KID (mean, std) on pytorch-fid's Inception pool3 features of images in [0,1], quantised as
+    `inputs` says (repro.metrics.inception.FID_INPUTS; default 8-bit)."""
     from repro.metrics.inception import InceptionFeatures
 
-    extractor = InceptionFeatures(weights, device)
+    extractor = InceptionFeatures(weights, device, inputs)
     return kid_from_features(
         extractor.features(real, batch_size), extractor.features(fake, batch_size), subset_size, num_subsets, generator
     )

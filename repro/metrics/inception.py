@@ -60,38 +60,43 @@ def require_inception_weights(user_path: str | os.PathLike | None = None) -> Pat
 
 
 @contextlib.contextmanager
-def _offline_fid_inception(state_dict: dict | None):
-    """Within the context, pytorch-fid builds its FID Inception from `state_dict`, never downloading.
+def _hub_dir_holding(weights: Path):
+    """Within the context, torch hub's checkpoint folder holds `weights` under pytorch-fid's file
+    name, so that pytorch-fid's own loader (load_state_dict_from_url of FID_WEIGHTS_URL) finds it
+    there and never downloads. Uses only torch.hub's public get_dir / set_dir."""
+    import tempfile
 
-    pytorch-fid's fid_inception_v3() fetches its weights through the module-level
-    load_state_dict_from_url; this swaps that for the local state dict. With
-    state_dict=None the network keeps its own initial (random) parameters.
-    """
-    import pytorch_fid.inception as pfi
-
-    built = []
-    original_build, original_fetch = pfi._inception_v3, pfi.load_state_dict_from_url
-
-    def build_and_remember(*args, **kwargs):
-        built.append(original_build(*args, **kwargs))
-        return built[-1]
-
-    def local_state_dict(url, *args, **kwargs):
-        return state_dict if state_dict is not None else built[-1].state_dict()
-
-    pfi._inception_v3, pfi.load_state_dict_from_url = build_and_remember, local_state_dict
-    try:
-        yield
-    finally:
-        pfi._inception_v3, pfi.load_state_dict_from_url = original_build, original_fetch
+    before = torch.hub.get_dir()
+    with tempfile.TemporaryDirectory(prefix="repro-fid-hub-") as tmp:
+        ckpt = Path(tmp) / "checkpoints"
+        ckpt.mkdir()
+        (ckpt / FID_WEIGHTS_FILENAME).symlink_to(Path(weights).resolve())
+        torch.hub.set_dir(tmp)
+        try:
+            if not (Path(torch.hub.get_dir()) / "checkpoints" / FID_WEIGHTS_FILENAME).is_file():
+                # torch.hub.get_dir does not follow set_dir (patched?): pytorch-fid would download
+                raise FIDUnavailable(f"cannot point torch hub at {weights}; {_where_to_put_it()}")
+            yield
+        finally:
+            torch.hub.set_dir(before)
 
 
-def fid_inception_network(state_dict: dict | None = None) -> torch.nn.Module:
-    """pytorch-fid's full FID Inception (the layout of its published weights file)."""
-    import pytorch_fid.inception as pfi
+def fid_inception_network(seed: int = 0) -> torch.nn.Module:
+    """A randomly initialised network in the layout of pytorch-fid's FID Inception (for tests and
+    fixtures: its state dict has the published weights file's keys and shapes). Built from
+    torchvision's Inception v3 with 1008 classes and pytorch-fid's public FIDInception blocks."""
+    import torchvision
+    from pytorch_fid.inception import FIDInceptionA, FIDInceptionC, FIDInceptionE_1, FIDInceptionE_2
 
-    with _offline_fid_inception(state_dict):
-        return pfi.fid_inception_v3()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        net = torchvision.models.inception_v3(num_classes=1008, aux_logits=False, weights=None, init_weights=False)
+        net.Mixed_5b, net.Mixed_5c, net.Mixed_5d = (FIDInceptionA(192, 32), FIDInceptionA(256, 64),
+                                                    FIDInceptionA(288, 64))
+        net.Mixed_6b, net.Mixed_6c = FIDInceptionC(768, 128), FIDInceptionC(768, 160)
+        net.Mixed_6d, net.Mixed_6e = FIDInceptionC(768, 160), FIDInceptionC(768, 192)
+        net.Mixed_7b, net.Mixed_7c = FIDInceptionE_1(1280), FIDInceptionE_2(2048)
+    return net
 
 
 def _load_weights(path: Path) -> dict:
@@ -105,34 +110,95 @@ def _load_weights(path: Path) -> dict:
 
 
 def build_fid_inception(weights: str | os.PathLike | None) -> torch.nn.Module:
-    """pytorch-fid's InceptionV3 wrapper (pool3 output, resize to 299, [0,1] input) from a local file.
+    """pytorch-fid's InceptionV3 wrapper (pool3 output, resize to 299, [0,1] input), its weights
+    read by pytorch-fid itself from the local file (first checked to load with weights_only=True,
+    so pytorch-fid's own torch.load runs nothing but tensors). weights=None: random weights in the
+    published layout (fid_inception_network; for tests, fixtures and cost probes only)."""
+    if weights is None:
+        import tempfile
 
-    weights=None builds it with random parameters (for tests and fixtures only).
-    """
+        with tempfile.TemporaryDirectory(prefix="repro-fid-random-") as tmp:
+            path = Path(tmp) / FID_WEIGHTS_FILENAME
+            torch.save(fid_inception_network().state_dict(), path)
+            return build_fid_inception(path)
     from pytorch_fid.inception import InceptionV3
 
-    state_dict = _load_weights(Path(weights)) if weights is not None else None
+    path = Path(weights)
+    _load_weights(path)
     try:
-        with _offline_fid_inception(state_dict):
-            model = InceptionV3(
-                [InceptionV3.BLOCK_INDEX_BY_DIM[FID_FEATURE_DIM]],
-                resize_input=True,
-                normalize_input=True,
-                use_fid_inception=True,
-            )
+        with _hub_dir_holding(path):
+            model = InceptionV3([InceptionV3.BLOCK_INDEX_BY_DIM[FID_FEATURE_DIM]], resize_input=True,
+                                normalize_input=True, use_fid_inception=True)
     except RuntimeError as err:  # load_state_dict: missing/unexpected keys or wrong shapes
         raise FIDUnavailable(f"{weights} is not pytorch-fid's {FID_WEIGHTS_FILENAME}: {str(err).splitlines()[0]}") from err
     return model.eval()
 
 
-class InceptionFeatures:
-    """2048-dim pool3 features of images in [0,1] with pytorch-fid's FID Inception."""
+# How images reach the Inception: as 8-bit files hold them (pytorch-fid and EDM's fid.py compute
+# on image files), or the float samples themselves.
+FID_INPUTS = {
+    "uint8": "8-bit, floor(255 x + 0.5) / 255 (PNG files as torchvision's save_image and EDM write them)",
+    "uint8_trunc": "8-bit, floor(255 x) / 255 (score_sde_pytorch's samples, np.clip(x * 255).astype(uint8))",
+    "float": "float samples in [0, 1], not quantised",
+}
 
-    def __init__(self, weights: str | os.PathLike | None = None, device: str | torch.device | None = None):
+
+def quantize_images(images: torch.Tensor, inputs: str = "uint8") -> torch.Tensor:
+    """Images in [0, 1] as the Inception sees them under `inputs` (FID_INPUTS), still in [0, 1]."""
+    if inputs not in FID_INPUTS:
+        raise UserError(f"unknown FID inputs {inputs!r}; choose one of {', '.join(FID_INPUTS)}")
+    x = images.clamp(0, 1)
+    if inputs == "float":
+        return x
+    q = torch.floor(x * 255 + 0.5) if inputs == "uint8" else torch.floor(x * 255)
+    return q.clamp(0, 255) / 255
+
+
+def image_files_like_pytorch_fid(folder: str | os.PathLike) -> list[Path]:
+    """The files pytorch-fid reads from a folder (fid_score.compute_statistics_of_path): every file
+    with one of its IMAGE_EXTENSIONS directly in the folder, sorted."""
+    from pytorch_fid.fid_score import IMAGE_EXTENSIONS
+
+    root = Path(folder)
+    if not root.is_dir():
+        raise UserError(f"image folder {root} does not exist")
+    files = sorted(f for ext in IMAGE_EXTENSIONS for f in root.glob(f"*.{ext}"))
+    if not files:
+        raise UserError(f"{root} holds no images pytorch-fid reads ({', '.join(sorted(IMAGE_EXTENSIONS))})")
+    return files
+
+
+def read_images_like_pytorch_fid(folder: str | os.PathLike) -> torch.Tensor:
+    """[N, 3, H, W] in [0, 1] exactly as pytorch-fid loads a folder: its ImagePathDataset (PIL,
+    convert('RGB')) with torchvision's ToTensor. All images must share one size."""
+    import torchvision.transforms as TF
+    from pytorch_fid.fid_score import ImagePathDataset
+
+    files = image_files_like_pytorch_fid(folder)
+    ds = ImagePathDataset(files, transforms=TF.ToTensor())
+    images = [ds[i] for i in range(len(ds))]
+    if len({tuple(im.shape) for im in images}) > 1:
+        raise UserError(f"{folder}: images of different sizes; pytorch-fid batches them, so they must match")
+    return torch.stack(images)
+
+
+class InceptionFeatures:
+    """2048-dim pool3 features of images in [0,1] with pytorch-fid's FID Inception, the images
+    quantised first as `inputs` says (FID_INPUTS; default 8-bit, as image files hold them)."""
+
+    def __init__(self, weights: str | os.PathLike | None = None, device: str | torch.device | None = None,
+                 inputs: str = "uint8"):
         """device=None runs on whatever device the images given to features() are on."""
+        if inputs not in FID_INPUTS:
+            raise UserError(f"unknown FID inputs {inputs!r}; choose one of {', '.join(FID_INPUTS)}")
         self.weights_path = require_inception_weights(weights)
         self.device = None if device is None else torch.device(device)
+        self.inputs = inputs
         self.model = build_fid_inception(self.weights_path)
+
+    @property
+    def protocol(self) -> str:
+        return f"pytorch-fid InceptionV3 pool3 (2048) on {FID_INPUTS[self.inputs]}"
 
     @torch.no_grad()
     def features(self, images: torch.Tensor, batch_size: int = 50) -> torch.Tensor:
@@ -143,7 +209,7 @@ class InceptionFeatures:
         self.model.to(device)
         out = []
         for start in range(0, images.shape[0], batch_size):
-            batch = images[start : start + batch_size].to(device, torch.float32).clamp(0, 1)
+            batch = quantize_images(images[start : start + batch_size].to(device, torch.float32), self.inputs)
             if batch.shape[1] == 1:
                 batch = batch.expand(-1, 3, -1, -1)
             pooled = self.model(batch)[0]  # [B, 2048, 1, 1]
@@ -152,24 +218,28 @@ class InceptionFeatures:
 
 
 def fid_from_images(
-    real: torch.Tensor,
-    fake: torch.Tensor,
+    real: torch.Tensor | str | os.PathLike,
+    fake: torch.Tensor | str | os.PathLike,
     weights: str | os.PathLike | None = None,
     batch_size: int = 50,
     device: str | torch.device | None = None,
     allow_rank_deficient: bool = False,
+    inputs: str = "uint8",
 ) -> float:
-    """The paper's FID between two image sets in [0,1].
+    """The paper's FID between two image sets in [0,1] (or folders, read as pytorch-fid reads them),
+    quantised as `inputs` says (FID_INPUTS; default 8-bit).
 
     Refuses with <= 2048 images per set unless allow_rank_deficient, which mirrors
     protocols that computed FID on fewer samples (thesis Tab. 5.3: 100); such a value
     is biased and must be labelled so by the caller.
     """
     require_inception_weights(weights)
+    real = read_images_like_pytorch_fid(real) if isinstance(real, (str, os.PathLike)) else real
+    fake = read_images_like_pytorch_fid(fake) if isinstance(fake, (str, os.PathLike)) else fake
     if not allow_rank_deficient:
         n = min(real.shape[0], fake.shape[0])
         require_more_samples_than_dims(n, FID_FEATURE_DIM, "Inception pool3 features (fid)")
-    extractor = InceptionFeatures(weights, device)
+    extractor = InceptionFeatures(weights, device, inputs)
     return frechet_distance_from_features(
         extractor.features(real, batch_size), extractor.features(fake, batch_size), allow_rank_deficient
     )

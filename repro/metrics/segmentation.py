@@ -5,6 +5,9 @@ Two mIoU definitions are reported side by side:
   that image's prediction or target), averaged over images per class, then over classes.
 - `miou_dataset`: the standard dataset-level mIoU from the accumulated confusion matrix
   (what torchmetrics' MulticlassJaccardIndex(average="macro") returns).
+The dataset-level numbers (confusion matrix, pixel accuracy, per-class IoU) are torchmetrics'
+own (MulticlassConfusionMatrix, MulticlassAccuracy(average="micro"), MulticlassJaccardIndex);
+the thesis's per-image mIoU is computed here from per-image confusion matrices.
 Pixels whose target is `ignore_index` count nowhere.
 """
 
@@ -24,7 +27,13 @@ class SegmentationScores:
         self.reset()
 
     def reset(self) -> None:
-        c = self.num_classes
+        from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassJaccardIndex
+
+        c, ii = self.num_classes, self.ignore_index
+        kw = dict(num_classes=c, ignore_index=ii, validate_args=False)  # labels are checked in update
+        self._tm_confusion = MulticlassConfusionMatrix(**kw)
+        self._tm_accuracy = MulticlassAccuracy(average="micro", **kw)
+        self._tm_iou = MulticlassJaccardIndex(average="none", **kw)
         self.confusion = torch.zeros(c, c, dtype=torch.int64)  # rows: target, cols: prediction
         self.image_iou_sum = torch.zeros(c, dtype=torch.float64)
         self.image_iou_count = torch.zeros(c, dtype=torch.int64)
@@ -53,12 +62,16 @@ class SegmentationScores:
         if ((pred < 0) | (pred >= c))[valid].any():
             raise ValueError(f"pred has labels outside [0, {c})")
 
-        # one confusion matrix per image, via a single bincount with an image offset
+        flat_pred, flat_target = pred.reshape(-1), target.reshape(-1)
+        for metric in (self._tm_confusion, self._tm_accuracy, self._tm_iou):
+            metric.update(flat_pred, flat_target)
+        self.confusion = self._tm_confusion.compute().to(torch.int64)
+
+        # thesis mIoU: one confusion matrix per image, via a single bincount with an image offset
         n = pred.shape[0]
         image = torch.arange(n).unsqueeze(1).expand_as(target)
         index = (image * c * c + target * c + pred)[valid]
         per_image = torch.bincount(index, minlength=n * c * c).reshape(n, c, c)
-        self.confusion += per_image.sum(0)
         self.n_images += n
 
         # thesis Eq. 5.9 per image: |A_i n B_i| / |A_i u B_i| for classes present in that image
@@ -82,12 +95,12 @@ class SegmentationScores:
         counted = self._counted_classes()
 
         # thesis Eq. 5.8 read as multi-class accuracy: correct pixels / valid pixels
-        pixel_acc = float(conf.diagonal().sum() / n_pixels)
+        pixel_acc = float(self._tm_accuracy.compute())
 
         intersection = conf.diagonal()
         union = conf.sum(0) + conf.sum(1) - intersection
-        occurred = (union > 0) & counted
-        dataset_iou = intersection / union.clamp(min=1)
+        occurred = (union > 0) & counted   # classes never predicted nor present enter no mean
+        dataset_iou = self._tm_iou.compute().double()
         miou_dataset = float(dataset_iou[occurred].mean()) if occurred.any() else float("nan")
 
         seen = (self.image_iou_count > 0) & counted
