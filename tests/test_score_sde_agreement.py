@@ -272,3 +272,15 @@ def test_sampler_table_cells_carry_the_discretisation_to_the_sampler():
     fixed = resolve_spec("sampler_table", "paper").spec.fixed
     s = setting_for({"sde": "vp", "predictor": "ancestral", "sampler": "PC1000"}, fixed)
     assert (s.discretisation, s.steps, s.predictor, s.corrector) == ("score_sde", 1000, "ancestral", "langevin")
+
+
+def test_reports_state_discretisation_and_fid_inputs():
+    import pandas as pd
+
+    from repro.experiments._score_eval import protocol_notes
+
+    df = pd.DataFrame([{"discretisation": "score_sde", "fid_inputs": "uint8", "metric": "fid"},
+                       {"discretisation": None, "fid_inputs": "uint8", "metric": "fid"}])
+    notes = protocol_notes(df)
+    assert notes[0].startswith("Discretisation: score_sde = score_sde_pytorch's get_pc_sampler")
+    assert notes[1].startswith("Images into fid: uint8 = 8-bit")

@@ -13,7 +13,8 @@ from repro.experiments._score_sampling import (Draw, SamplerSetting, cell_output
 def prepare_scoring(ctx, fixed: dict[str, Any]) -> dict[str, Any]:
     """Reference images, the metric (fid / fd_evalnet) and its real-vs-real floor."""
     real = real_images(ctx, fixed["n_reference"])
-    scorer = quality_scorer(ctx, ctx.spec.metrics, real, fixed["allow_rank_deficient"])
+    scorer = quality_scorer(ctx, ctx.spec.metrics, real, fixed["allow_rank_deficient"],
+                            fid_inputs=fixed.get("fid_inputs", "uint8"))
     real_classes = scorer.class_statistics(real)
     floor = None
     if fixed.get("floor_split"):
@@ -48,7 +49,7 @@ def evaluate_setting(ctx, scoring: dict[str, Any], model, setting: SamplerSettin
     for k in classes[0]:  # class entropy / confidence, averaged over runs
         values[k] = sum(c[k] for c in classes) / len(classes)
     artifacts, extra = cell_outputs(ctx, key, first, fixed["grid_samples"], fixed["grid_nrow"])
-    extra.update({"metric": scorer.name, f"{scorer.name}_runs": scores, "seconds_runs": seconds,
+    extra.update({"metric": scorer.name, f"{scorer.name}_runs": scores, "fid_inputs": scorer.inputs, "seconds_runs": seconds,
                   "n_runs": fixed["n_runs"], "n_samples": fixed["n_samples"], "n_reference": scorer.n_real,
                   "sampler_setting": setting.label(), "discretisation": setting.discretisation if setting.method != "ode" else None,
                   "predictor_steps": setting.steps if setting.method != "ode" else None,
@@ -80,6 +81,9 @@ def protocol_notes(df) -> list[str]:
         used = sorted(str(v) for v in df["discretisation"].dropna().unique())
         notes.append("Discretisation: " + "; ".join(f"{u} = {DISCRETISATION_NOTES.get(u, u)}" for u in used) + ".")
     if "fid_inputs" in df and df["fid_inputs"].notna().any():
+        from repro.metrics.inception import FID_INPUTS
+
         used = sorted(str(v) for v in df["fid_inputs"].dropna().unique())
-        notes.append("Frechet-distance inputs: " + ", ".join(used) + ".")
+        metric = str(df["metric"].dropna().iloc[0]) if "metric" in df and df["metric"].notna().any() else "the metric"
+        notes.append(f"Images into {metric}: " + "; ".join(f"{u} = {FID_INPUTS.get(u, u)}" for u in used) + ".")
     return notes

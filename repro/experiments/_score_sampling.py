@@ -142,10 +142,11 @@ class FrechetScorer:
     `fid` on pytorch-fid's Inception features, `fd_evalnet` on the suite's evaluator features."""
 
     def __init__(self, name: str, features, real: torch.Tensor, allow_rank_deficient: bool = False,
-                 classify=None):
+                 classify=None, inputs: str = "float"):
         from repro.metrics.frechet import feature_statistics
 
         self.name, self.features, self.allow, self.classify = name, features, allow_rank_deficient, classify
+        self.inputs = inputs  # how images reach the feature network (repro.metrics.inception.FID_INPUTS)
         self.mu, self.sigma = feature_statistics(features(real), allow_rank_deficient)
         self.n_real = int(real.shape[0])
 
@@ -167,14 +168,17 @@ class FrechetScorer:
         return {"class_entropy": entropy, "confidence": float(probs.max(1).values.mean())}
 
 
-def quality_scorer(ctx, metrics: list[str], real: torch.Tensor, allow_rank_deficient: bool = False) -> FrechetScorer:
-    """`fid` if the spec lists it (needs the Inception weights), else `fd_evalnet` (needs role `evaluator`)."""
+def quality_scorer(ctx, metrics: list[str], real: torch.Tensor, allow_rank_deficient: bool = False,
+                   fid_inputs: str = "uint8") -> FrechetScorer:
+    """`fid` if the spec lists it (needs the Inception weights; images quantised as `fid_inputs`
+    says, 8-bit by default as pytorch-fid reads PNG files), else `fd_evalnet` (needs role
+    `evaluator`; float images)."""
     if "fid" in metrics:
         from repro.metrics.inception import InceptionFeatures, require_inception_weights
 
         require_inception_weights()
-        extractor = InceptionFeatures(None, ctx.device)
-        return FrechetScorer("fid", lambda im: extractor.features(im), real, allow_rank_deficient)
+        extractor = InceptionFeatures(None, ctx.device, inputs=fid_inputs)
+        return FrechetScorer("fid", lambda im: extractor.features(im), real, allow_rank_deficient, inputs=fid_inputs)
     if "fd_evalnet" in metrics:
         from repro.metrics.fd_evalnet import evalnet_features
 

@@ -46,6 +46,8 @@ class Fixed(BaseModel):
     eps: float | None = Field(None, gt=0, lt=1)
     discretisation: Literal["grid", "score_sde"] = Field(
         "grid", description="reverse chain: the suite's grid or score_sde_pytorch's (repro.sampling.score_sde_pc)")
+    fid_inputs: Literal["uint8", "uint8_trunc", "float"] = Field(
+        "uint8", description="images into `fid`: 8-bit as PNG files (pytorch-fid), score_sde's truncation, or float")
     n_samples: int = Field(50000, ge=2, description="generated images per run")
     n_reference: int = Field(50000, ge=2)
     batch_size: int = Field(1000, ge=1)

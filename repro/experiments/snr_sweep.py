@@ -28,6 +28,8 @@ class Fixed(BaseModel):
     eps: float | None = Field(None, gt=0, lt=1)
     discretisation: Literal["grid", "score_sde"] = Field(
         "grid", description="reverse chain: the suite's grid or score_sde_pytorch's (repro.sampling.score_sde_pc)")
+    fid_inputs: Literal["uint8", "uint8_trunc", "float"] = Field(
+        "uint8", description="images into `fid`: 8-bit as PNG files (pytorch-fid), score_sde's truncation, or float")
     n_samples: int = Field(500, ge=2, description="generated images per run")
     n_reference: int = Field(500, ge=2, description="real images of the spec's dataset/split")
     batch_size: int = Field(8, ge=1)
