@@ -14,6 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import IO, Callable
 
+from repro.errors import UserError
 from repro.killpoints import kill_point
 from repro.liveness import host_tag, pid_alive
 
@@ -62,3 +63,34 @@ def remove_orphan_temporaries(root: str | Path) -> list[Path]:
             tmp.unlink(missing_ok=True)
             removed.append(tmp)
     return removed
+
+
+def check_writable(folder: str | Path, what: str) -> None:
+    """UserError (one line) unless files can be written under `folder` now: no part of the path is a
+    file, and a probe file can be created, written, fsynced and removed in the deepest existing
+    folder (a full disk, a read-only mount or missing permissions fail here, before any work).
+    Nothing is left behind: missing folders are not created."""
+    import errno
+
+    folder = Path(folder)
+    probe_dir = folder
+    while not probe_dir.exists():
+        if probe_dir.parent == probe_dir:
+            break
+        probe_dir = probe_dir.parent
+    if probe_dir.exists() and not probe_dir.is_dir():
+        raise UserError(f"{what} {folder}: {probe_dir} is a file, not a folder; point it at a folder")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=probe_dir, prefix=f".probe.{host_tag()}.{os.getpid()}.", suffix=".tmp")
+    except OSError as e:
+        raise UserError(f"cannot write to {what} {folder}: {e.strerror or e} ({probe_dir})") from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(b"\0" * 4096)
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as e:
+        hint = "; free some space" if e.errno in (errno.ENOSPC, errno.EDQUOT) else ""
+        raise UserError(f"cannot write to {what} {folder}: {e.strerror or e}{hint}") from None
+    finally:
+        Path(tmp).unlink(missing_ok=True)

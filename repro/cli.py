@@ -262,6 +262,10 @@ def train(name: str = typer.Argument(..., help="model name (experiments/models/N
     from repro.checkpoints import validate_model_files
 
     validate_model_files(resolved)   # the weights files it names, before any training
+    from repro.atomic import check_writable
+    from repro.models import artifacts_root
+
+    check_writable(artifacts_root(), "the artifacts folder ($REPRO_ARTIFACTS)")
     model = ensure_model(name, profile, overrides=overrides, device=dev, force=force, progress=progress)
     if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 speaks for all
             typer.echo(f"{name} [{profile}]: {model.path} (sha256 {model.meta.get('sha256', '?')[:12]})")

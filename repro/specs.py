@@ -170,7 +170,10 @@ def list_model_ids() -> list[str]:
 def _load_yaml(path: Path, what: str) -> dict[str, Any]:
     try:
         # libyaml's safe loader where present: the same documents, ~10x faster (a plan reads every config)
-        doc = yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+        doc = yaml.load(path.read_text(encoding="utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    except UnicodeDecodeError as e:
+        raise UserError(f"{what} {path.name} is not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset "
+                        f"{e.start}); save it as UTF-8") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
@@ -349,6 +352,10 @@ def resolve_spec(spec_id: str, profile: str = DEFAULT_PROFILE, overrides: dict[s
     from repro.experiments import validate_spec_for_kind  # kind-specific schema of `fixed`
 
     spec = validate_spec_for_kind(spec)
+    empty = [k for k, values in spec.grid.items() if not values]
+    if empty:
+        raise UserError(f"spec {spec_id} at profile {profile}: grid.{empty[0]} has no values, so the grid has "
+                        f"no cells; give it at least one value or remove it")
     for role, settings in per_role.items():
         if role not in spec.models:
             roles = ", ".join(sorted(spec.models)) or "none"

@@ -66,6 +66,11 @@ def labels_from_colors(rgb: np.ndarray, colors: np.ndarray, names: tuple[str, ..
     return order[pos].reshape(rgb.shape[:2])
 
 
+#: PIL modes of 8-bit colour maps; a map's aspect ratio may differ from the models' by this fraction.
+MAP_MODES = ("RGB", "RGBA", "P", "PA", "L", "LA")
+MAP_ASPECT_TOLERANCE = 0.02
+
+
 def read_map(path: Path, dataset: str, size: tuple[int, int]) -> tuple[np.ndarray, str | None]:
     """A colour map file -> labels [H, W] at `size` (H, W); resized nearest-neighbour when its size
     differs. Returns (labels, a note about the resize or None)."""
@@ -77,9 +82,22 @@ def read_map(path: Path, dataset: str, size: tuple[int, int]) -> tuple[np.ndarra
     try:
         with Image.open(path) as im:
             im.load()
-            img = im.convert("RGB")
+            mode = im.mode
+            rgba = im.convert("RGBA") if mode in MAP_MODES else None
     except (UnidentifiedImageError, OSError) as e:
         raise UserError(f"--map {path}: not a readable image ({type(e).__name__})") from None
+    if rgba is None:   # 16-bit, float, CMYK, 1-bit: no colours of the palette to read
+        raise UserError(f"--map {path}: image mode {mode} is not a colour map; save it as 8-bit RGB or "
+                        f"palette PNG ({', '.join(MAP_MODES)})")
+    alpha = np.asarray(rgba, np.uint8)[..., 3]
+    if (alpha < 255).any():   # a class under a transparent pixel is a guess: refuse it
+        y, x = np.argwhere(alpha < 255)[0]
+        raise UserError(f"--map {path}: {int((alpha < 255).sum())} transparent pixel(s), e.g. at (x={x}, y={y}); "
+                        f"draw every pixel in an opaque class colour")
+    img = rgba.convert("RGB")
+    if abs((img.width / img.height) / (size[1] / size[0]) - 1) > MAP_ASPECT_TOLERANCE:
+        raise UserError(f"--map {path}: {img.width}x{img.height} (WxH) has another aspect ratio than the models' "
+                        f"{size[1]}x{size[0]}; draw it at {size[1]}:{size[0]} (it is then resized nearest-neighbour)")
     colors, names = palette(dataset)
     labels = labels_from_colors(np.asarray(img, np.uint8), colors, names, f"--map {path}")
     h, w = size

@@ -57,6 +57,9 @@ def sample_from_map(map_path: Path, *, profile: str, n: int, s0: float | None, o
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise UserError(f"--out {out_dir}: exists and is not a folder")
+    from repro.atomic import check_writable
+
+    check_writable(out_dir, "--out")   # read-only or full: said now, not after sampling
     resolved = resolve_spec(SPEC, profile, overrides)
     dataset = resolved.spec.dataset.name
     labels, note = read_map(map_path, dataset, _map_resolution(resolved))   # bad colours fail here, before work

@@ -1,0 +1,484 @@
+"""Bad input of every kind a user can give: one line on stderr, exit code 2, nothing written.
+
+Each case drives the real command line (`repro.cli.main`, in this process, so that 40 cases take
+seconds) in a fresh working directory with its own copy of experiments/, results/, artifacts/
+and MLflow store. "Nothing written": the directory holds exactly the files the case set up
+(no results, artifacts, reports, sample images, temporary files, no mlflow.db or mlruns/).
+Command-line *usage* errors (missing arguments, unknown options) are tests/test_cli_usage.py's.
+"""
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import pytest
+import yaml
+
+from tests.conftest import REPO
+
+SPEC = "fig5_9"   # segmenter_timesteps: fixed.n_images, grid t, model role `segmenter`
+
+
+@dataclass
+class Case:
+    """A working directory being set up for one bad input."""
+
+    root: Path
+    env: dict[str, str] = field(default_factory=dict)
+    patches: list[tuple[object, str, object]] = field(default_factory=list)
+
+    @property
+    def experiments(self) -> Path:
+        return self.root / "experiments"
+
+    def spec_doc(self, spec_id: str = SPEC) -> dict:
+        return yaml.safe_load((self.experiments / f"{spec_id}.yaml").read_text())
+
+    def write_spec(self, doc: dict | str | bytes, spec_id: str = "bad") -> str:
+        """experiments/<spec_id>.yaml from a document (its id set to the file name), text or bytes."""
+        path = self.experiments / f"{spec_id}.yaml"
+        if isinstance(doc, dict):
+            doc = yaml.safe_dump({**doc, "id": spec_id}, sort_keys=False)
+        path.write_bytes(doc if isinstance(doc, bytes) else doc.encode())
+        return spec_id
+
+    def mutated(self, change: Callable[[dict], None], spec_id: str = SPEC) -> str:
+        doc = self.spec_doc(spec_id)
+        change(doc)
+        return self.write_spec(doc)
+
+    def write_sweep(self, text: str, name: str = "bad-sweep") -> str:
+        text = text.replace("id: snr\n", f"id: {name}\n")
+        (self.experiments / "sweeps" / f"{name}.yaml").write_text(text)
+        return name
+
+
+def _png(width: int, height: int, rgb: tuple[int, int, int], mode: str = "RGB") -> bytes:
+    from io import BytesIO
+
+    from PIL import Image
+
+    buf = BytesIO()
+    Image.new(mode, (width, height), rgb if mode in ("RGB", "RGBA") else 0).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _scene_colour() -> tuple[int, int, int]:
+    from repro.data.palette import palette
+
+    colours, _ = palette("street_scenes")
+    return tuple(int(c) for c in colours[0])
+
+
+def _unwritable(case: Case) -> Path:
+    """A folder this process cannot create files in (as root, permissions do not stop it: sysfs does)."""
+    if os.geteuid() == 0:
+        return Path("/sys/repro-bad-input")
+    ro = case.root / "read-only"
+    ro.mkdir()
+    ro.chmod(0o555)
+    return ro / "out"
+
+
+def _set(*pairs: str) -> list[str]:
+    return [a for p in pairs for a in ("--set", p)]
+
+
+RUN = ["run", SPEC, "--profile", "test", "--no-progress", "--device", "cpu"]
+
+
+def _run(spec_id: str, *extra: str) -> list[str]:
+    return ["run", spec_id, "--profile", "test", "--no-progress", "--device", "cpu", *extra]
+
+
+# ----------------------------------------------------------------------------- the cases
+# Each returns the command line; `expect` is a piece of the one line the user must see.
+
+CASES: dict[str, tuple[Callable[[Case], list[str]], str]] = {}
+
+
+def case(name: str, expect: str):
+    def register(fn):
+        CASES[name] = (fn, expect)
+        return fn
+    return register
+
+
+@case("spec: wrong type of a fixed setting", "n_images")
+def _(c):
+    return _run(c.mutated(lambda d: d["profiles"]["test"]["fixed"].update(n_images="many")))
+
+
+@case("spec: grid is a list, not a mapping", "grid")
+def _(c):
+    return _run(c.mutated(lambda d: d.update(grid=[0.0, 0.5])))
+
+
+@case("spec: title is a mapping", "title")
+def _(c):
+    return _run(c.mutated(lambda d: d.update(title={"a": 1})))
+
+
+@case("spec: negative count", "n_images")
+def _(c):
+    return _run(c.mutated(lambda d: d["profiles"]["test"]["fixed"].update(n_images=-3)))
+
+
+@case("spec: absurd count (10^12 images)", "n_images")
+def _(c):
+    return _run(c.mutated(lambda d: d["profiles"]["test"]["fixed"].update(n_images=10**12)))
+
+
+@case("spec: negative resolution", "resolution")
+def _(c):
+    return _run(c.mutated(lambda d: d["profiles"]["test"]["dataset"].update(resolution=[-16, 32])))
+
+
+@case("spec: resolution of one number", "resolution")
+def _(c):
+    return _run(c.mutated(lambda d: d["profiles"]["test"]["dataset"].update(resolution=[16])))
+
+
+@case("spec: empty grid axis (no cells)", "grid")
+def _(c):
+    return _run(c.mutated(lambda d: d["profiles"]["test"].update(grid={"t": []})))
+
+
+@case("spec: unknown top-level key", "colour")
+def _(c):
+    return _run(c.mutated(lambda d: d.update(colour="red")))
+
+
+@case("spec: unknown key in dataset", "resolutionn")
+def _(c):
+    return _run(c.mutated(lambda d: d["dataset"].update(resolutionn=[16, 32])))
+
+
+@case("spec: unknown key in fixed", "n_imagez")
+def _(c):
+    return _run(c.mutated(lambda d: d["fixed"].update(n_imagez=3)))
+
+
+@case("spec: unknown key deep in a profile", "bogus")
+def _(c):
+    return _run(c.mutated(lambda d: d["profiles"]["test"]["dataset"].update(bogus=1)))
+
+
+@case("spec: unknown profile name inside the spec", "huge")
+def _(c):
+    return _run(c.mutated(lambda d: d["profiles"].update(huge={"fixed": {"n_images": 2}})))
+
+
+@case("spec: ../ path as a model name", "../")
+def _(c):
+    return _run(c.mutated(lambda d: d["models"].update(segmenter="../../etc/passwd")))
+
+
+@case("spec: absolute path as a model name", "/etc/passwd")
+def _(c):
+    return _run(c.mutated(lambda d: d["models"].update(segmenter="/etc/passwd")))
+
+
+@case("spec: ../ path as a dataset name", "dataset")
+def _(c):
+    return _run(c.mutated(lambda d: d["profiles"]["test"]["dataset"].update(name="../street_scenes")))
+
+
+@case("spec: unknown kind", "kind")
+def _(c):
+    return _run(c.mutated(lambda d: d.update(kind="no_such_kind")))
+
+
+@case("spec: id differs from the file name", "id")
+def _(c):
+    doc = c.spec_doc()
+    c.write_spec(yaml.safe_dump(doc), "bad")   # declares id fig5_9 in bad.yaml
+    return _run("bad")
+
+
+@case("spec file: empty", "mapping")
+def _(c):
+    return _run(c.write_spec(""))
+
+
+@case("spec file: not UTF-8", "UTF-8")
+def _(c):
+    return _run(c.write_spec(b"id: bad\ntitle: caf\xe9 \xff\xfe\n"))
+
+
+@case("spec file: malformed YAML", "malformed YAML")
+def _(c):
+    return _run(c.write_spec("id: bad\ngrid: {t: [0.0, 0.4\n"))
+
+
+@case("spec file: a YAML list", "mapping")
+def _(c):
+    return _run(c.write_spec("- 1\n- 2\n"))
+
+
+@case("spec id: ../ path", "invalid spec name")
+def _(c):
+    return _run("../experiments/fig5_9")
+
+
+@case("spec id: absolute path", "invalid spec name")
+def _(c):
+    return _run(str(REPO / "experiments" / "fig5_9.yaml"))
+
+
+@case("unknown spec", "unknown spec")
+def _(c):
+    return _run("no_such_spec")
+
+
+@case("unknown profile", "unknown profile")
+def _(c):
+    return ["run", SPEC, "--profile", "huge"]
+
+
+@case("--set: unknown key", "unknown key")
+def _(c):
+    return RUN + _set("fixed.nope=1")
+
+
+@case("--set: bad value type", "fixed.n_images")
+def _(c):
+    return RUN + _set("fixed.n_images=abc")
+
+
+@case("--set: negative count", "n_images")
+def _(c):
+    return RUN + _set("fixed.n_images=-5")
+
+
+@case("--set: unknown model role", "no model role")
+def _(c):
+    return RUN + _set("models.nope.train.epochs=1")
+
+
+@case("--set: unknown model setting", "unknown key")
+def _(c):
+    return RUN + _set("models.segmenter.train.epochz=1")
+
+
+@case("--set: protected key", "cannot be overridden")
+def _(c):
+    return RUN + _set("kind=snr_sweep")
+
+
+@case("--device: not a device", "--device")
+def _(c):
+    return ["run", SPEC, "--profile", "test", "--device", "tpu:0"]
+
+
+@case("unknown model", "unknown model")
+def _(c):
+    return ["train", "no_such_model", "--profile", "test"]
+
+
+@case("train: negative epochs", "epochs")
+def _(c):
+    return ["train", "noisy_unet", "--profile", "test", *_set("train.epochs=-1")]
+
+
+@case("model file: circular base", "circular base")
+def _(c):
+    (c.experiments / "models" / "loop_a.yaml").write_text("base: loop_b\n")
+    (c.experiments / "models" / "loop_b.yaml").write_text("base: loop_a\n")
+    return ["train", "loop_a", "--profile", "test"]
+
+
+@case("unknown sweep", "sweep")
+def _(c):
+    return ["sweep", "no-such-sweep", "--profile", "test"]
+
+
+@case("sweep file: malformed YAML", "malformed YAML")
+def _(c):
+    return ["sweep", c.write_sweep("base: snr_study\nspace: {snr: {type: grid\n"), "--profile", "test"]
+
+
+@case("sweep file: unknown sampler", "sampler")
+def _(c):
+    text = (c.experiments / "sweeps" / "snr.yaml").read_text().replace("sampler: grid", "sampler: annealing")
+    return ["sweep", c.write_sweep(text), "--profile", "test"]
+
+
+@case("sweep file: space names no setting of the base spec", "nonexistent")
+def _(c):
+    text = (c.experiments / "sweeps" / "snr.yaml").read_text().replace("  snr: {type: grid}",
+                                                                        "  nonexistent: {type: grid}")
+    return ["sweep", c.write_sweep(text), "--profile", "test"]
+
+
+@case("sweep: zero workers", "--workers")
+def _(c):
+    return ["sweep", "snr", "--profile", "test", "--workers", "0"]
+
+
+@case("report: unknown spec", "unknown spec")
+def _(c):
+    return ["report", "no_such_spec"]
+
+
+@case("mask: truncated PNG", "--map")
+def _(c):
+    blob = _png(32, 16, _scene_colour())
+    (c.root / "map.png").write_bytes(blob[: len(blob) // 2])
+    return ["sample", "semantic", "--map", str(c.root / "map.png"), "--profile", "test", "--no-progress"]
+
+
+@case("mask: not an image", "--map")
+def _(c):
+    (c.root / "map.png").write_text("a drawing, honestly\n")
+    return ["sample", "semantic", "--map", str(c.root / "map.png"), "--profile", "test", "--no-progress"]
+
+
+@case("mask: a colour outside the palette", "colour")
+def _(c):
+    (c.root / "map.png").write_bytes(_png(32, 16, (1, 2, 3)))
+    return ["sample", "semantic", "--map", str(c.root / "map.png"), "--profile", "test", "--no-progress"]
+
+
+@case("mask: wrong mode (16-bit greyscale)", "--map")
+def _(c):
+    (c.root / "map.png").write_bytes(_png(32, 16, (0, 0, 0), mode="I;16"))
+    return ["sample", "semantic", "--map", str(c.root / "map.png"), "--profile", "test", "--no-progress"]
+
+
+@case("mask: transparent pixels (RGBA)", "transparent")
+def _(c):
+    (c.root / "map.png").write_bytes(_png(32, 16, (*_scene_colour(), 0), mode="RGBA"))
+    return ["sample", "semantic", "--map", str(c.root / "map.png"), "--profile", "test", "--no-progress"]
+
+
+@case("mask: wrong size (aspect ratio of a column)", "--map")
+def _(c):
+    (c.root / "map.png").write_bytes(_png(1, 400, _scene_colour()))
+    return ["sample", "semantic", "--map", str(c.root / "map.png"), "--profile", "test", "--no-progress"]
+
+
+@case("mask: a folder", "--map")
+def _(c):
+    (c.root / "map.png").mkdir()
+    return ["sample", "semantic", "--map", str(c.root / "map.png"), "--profile", "test", "--no-progress"]
+
+
+@case("sample: zero images", "-n")
+def _(c):
+    (c.root / "map.png").write_bytes(_png(32, 16, _scene_colour()))
+    return ["sample", "semantic", "--map", str(c.root / "map.png"), "-n", "0", "--profile", "test"]
+
+
+@case("sample: unwritable output folder", "out")
+def _(c):
+    (c.root / "map.png").write_bytes(_png(32, 16, _scene_colour()))
+    return ["sample", "semantic", "--map", str(c.root / "map.png"), "--out", str(_unwritable(c)),
+            "--profile", "test", "--no-progress"]
+
+
+@case("checkpoint of the wrong format", "does not hold a state dict")
+def _(c):
+    import torch
+
+    torch.save([1, 2, 3], c.root / "classifier.pt")
+    return ["run", "fig12_3", "--profile", "test", "--no-progress", *_set(
+        "models.discriminator.net.encoder=adm", "models.discriminator.net.adm_width=32",
+        "models.discriminator.net.adm_depth=1", "models.discriminator.net.adm_head_channels=32",
+        "models.discriminator.net.train_encoder=false",
+        f"models.discriminator.net.adm_classifier={c.root / 'classifier.pt'}")]
+
+
+@case("cityscapes tree: an image without its label file", "label file missing")
+def _(c):
+    city = c.root / "data" / "cityscapes"
+    (city / "leftImg8bit" / "val" / "aachen").mkdir(parents=True)
+    (city / "gtFine" / "val" / "aachen").mkdir(parents=True)
+    (city / "leftImg8bit" / "val" / "aachen" / "aachen_000000_000019_leftImg8bit.png").write_bytes(
+        _png(64, 32, (128, 64, 128)))
+    c.env["REPRO_DATA"] = str(c.root / "data")
+    return RUN + _set("dataset.name=cityscapes")
+
+
+@case("image folder: no images", "no .png")
+def _(c):
+    (c.root / "data" / "image_folder").mkdir(parents=True)
+    (c.root / "data" / "image_folder" / "notes.txt").write_text("nothing here\n")
+    c.env["REPRO_DATA"] = str(c.root / "data")
+    return RUN + _set("dataset.name=image_folder")
+
+
+@case("REPRO_RESULTS points at a file", "REPRO_RESULTS")
+def _(c):
+    (c.root / "results.txt").write_text("not a folder\n")
+    c.env["REPRO_RESULTS"] = str(c.root / "results.txt")
+    return RUN
+
+
+@case("REPRO_ARTIFACTS points at a file", "REPRO_ARTIFACTS")
+def _(c):
+    (c.root / "artifacts.txt").write_text("not a folder\n")
+    c.env["REPRO_ARTIFACTS"] = str(c.root / "artifacts.txt")
+    return ["train", "noisy_unet", "--profile", "test", "--no-progress"]
+
+
+@case("unwritable results folder", "cannot write")
+def _(c):
+    c.env["REPRO_RESULTS"] = str(_unwritable(c))
+    return RUN
+
+
+@case("full disk (simulated: every fsync fails with ENOSPC)", "No space left")
+def _(c):
+    def full(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    c.patches.append((os, "fsync", full))
+    return RUN
+
+
+# ----------------------------------------------------------------------------- the test
+
+def _files(root: Path) -> set[str]:
+    return {str(p.relative_to(root)) for p in root.rglob("*") if not p.is_dir() or not any(p.iterdir())}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_bad_input_is_one_line_exit_2_nothing_written(name, tmp_path, monkeypatch, capfd):
+    from repro.cli import main
+
+    setup, expect = CASES[name]
+    shutil.copytree(REPO / "experiments", tmp_path / "experiments")
+    c = Case(tmp_path)
+    args = setup(c)
+    monkeypatch.chdir(tmp_path)
+    for var in ("REPRO_RESULTS", "REPRO_ARTIFACTS", "REPRO_REPORTS", "REPRO_DATA", "REPRO_NO_MLFLOW",
+                "REPRO_FID_WEIGHTS", "REPRO_TRUST_PICKLE", "REPRO_TEST_KILL_AT"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("REPRO_EXPERIMENTS", str(tmp_path / "experiments"))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    for k, v in c.env.items():
+        monkeypatch.setenv(k, v)
+    for obj, attr, value in c.patches:
+        monkeypatch.setattr(obj, attr, value)
+    before = _files(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["repro", *args])
+    capfd.readouterr()
+    with pytest.raises(SystemExit) as exit_:
+        main()
+    out, err = capfd.readouterr()
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert exit_.value.code == 2, f"{name}: exit {exit_.value.code}\n{err[-3000:]}"
+    assert len(lines) == 1 and lines[0].startswith("error: "), f"{name}: not one line:\n{err[-3000:]}"
+    assert expect.lower() in lines[0].lower(), f"{name}: {lines[0]!r} does not mention {expect!r}"
+    after = _files(tmp_path)
+    assert after == before, f"{name}: wrote {sorted(after - before)}"
+    assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "mlruns").exists()
+
+
+def test_there_are_at_least_30_kinds():
+    assert len(CASES) >= 30
