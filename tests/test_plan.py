@@ -301,3 +301,18 @@ def test_pretrained_models_cost_no_training():
     for name in ("ncsnpp_digits_ve", "edm_digits"):
         work = training_work(resolve_model(name, "test", {"train.pretrained": "/some/checkpoint"}))
         assert not work.items and "no training" in work.notes[0]
+
+
+def test_sigma_max_estimate_is_counted_and_timed():
+    """noisy_unet at test estimates sigma_max from 2000 random pairs (train.sigma_max null)."""
+    from repro.plan.calibrate import calibrate
+    from repro.plan.store import Calibration
+    from repro.plan.training import SIGMA_PAIRS, training_work
+    from repro.specs import resolve_model
+
+    work = training_work(resolve_model("noisy_unet", "test"))
+    pairs = [w for w in work.items if w.net.name == SIGMA_PAIRS]
+    assert sum(w.images for w in pairs) == 2000 and pairs[0].net.resolution == (3, 16, 32)
+    pairs_only = type(work)(items=pairs)
+    cal = calibrate(pairs_only, "cpu", Calibration("t", "t"), budget_s=0.01)
+    assert len(cal.entries) == 1

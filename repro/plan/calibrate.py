@@ -117,8 +117,30 @@ def inception_probe(ref: NetRef, device) -> Probe:
     return Probe(net, lambda b: (torch.rand(b, 3, h, w, device=device),))
 
 
+class _PairDistances(torch.nn.Module):
+    """One chunk of repro.diffusion.schedules.estimate_sigma_max: gather random pairs, the largest distance."""
+
+    def __init__(self, images: torch.Tensor):
+        super().__init__()
+        self.register_buffer("flat", images.reshape(images.shape[0], -1))
+
+    def forward(self, i: torch.Tensor, j: torch.Tensor) -> torch.Tensor:
+        return (self.flat[i] - self.flat[j]).norm(dim=1).max()
+
+
+def sigma_pairs_probe(ref: NetRef, device) -> Probe:
+    c, h, w = ref.resolution
+    n = 1024
+    net = _PairDistances(torch.rand(n, c, h, w)).to(device)
+    return Probe(net, lambda b: (torch.randint(0, n, (b,), device=device), torch.randint(0, n, (b,), device=device)))
+
+
 def build_probe(ref: NetRef, device) -> Probe | None:
+    from repro.plan.training import SIGMA_PAIRS
+
     if ref.profile is None:
+        if ref.name == SIGMA_PAIRS:
+            return sigma_pairs_probe(ref, device)
         return inception_probe(ref, device) if ref.name == "inception" else None
     from repro.specs import resolve_model
 

@@ -369,7 +369,18 @@ def _amp_batch(ctx: SpecContext, device_type: str) -> tuple[int, str]:
     return ts.batch_size, "the model's train.batch_size"
 
 
-@experiment_estimator("amp_benchmark", roles=lambda ctx: [])
+def _amp_prepare(ctx: SpecContext) -> CellWork:
+    from repro.plan.training import add_sigma_max_pairs
+    from repro.trainers.score_sde import parse
+
+    work = CellWork()
+    net, _ = parse(ctx.model("score"))
+    if ctx.fixed["sigma_max"] is None and net.sigma_max is None:   # estimated once, in prepare
+        add_sigma_max_pairs(work, ctx.model("score"), net.sigma_max_pairs)
+    return work
+
+
+@experiment_estimator("amp_benchmark", prepare=_amp_prepare, roles=lambda ctx: [])
 def _amp_benchmark(ctx: SpecContext, cell: dict) -> CellWork:
     from repro.plan.datasets import split_size
     from repro.plan.work import TRAIN, training_steps

@@ -46,6 +46,22 @@ def upstream_models(resolved) -> list[tuple[str, dict | None]]:
     return fn(resolved) if fn else []
 
 
+SIGMA_PAIRS = "sigma_max_pairs"
+SIGMA_CHUNK = 4096   # repro.diffusion.schedules.estimate_sigma_max's pairs per chunk
+
+
+def add_sigma_max_pairs(work: CellWork, resolved, pairs: int) -> None:
+    """Thesis Sec. 5.4.3's sigma_max estimate: the largest distance among `pairs` random image pairs,
+    counted as pair distances (timed by the calibration like a network)."""
+    from repro.data import dataset_info
+
+    ds = resolved.config.dataset
+    info = dataset_info(ds.name)
+    h, w = ds.resolution or info.default_resolution or (32, 32)
+    ref = NetRef(SIGMA_PAIRS, resolution=(info.channels, int(h), int(w)))
+    work.add(ref, EVAL, pairs, SIGMA_CHUNK, f"sigma_max estimate: {pairs} random image pairs ({resolved.id})")
+
+
 def _n_train(resolved) -> int | None:
     ds = resolved.config.dataset
     return split_size(ds.name, ds.split, ds.n_train, ds.seed)
@@ -87,8 +103,7 @@ def _score_sde(resolved, ref: NetRef) -> CellWork:
         work.add(ref, EVAL, ts.preview_samples * pc_nfe(ts.preview_steps), ts.preview_samples,
                  f"preview: {ts.preview_samples} PC samples x {pc_nfe(ts.preview_steps)} evaluations")
     if net.sde == "ve" and net.sigma_max is None:
-        work.notes.append(f"{ref.name}: sigma_max estimated from {net.sigma_max_pairs} random image pairs "
-                          f"(not counted)")
+        add_sigma_max_pairs(work, resolved, net.sigma_max_pairs)
     return work
 
 
@@ -139,7 +154,7 @@ def _noisy_segmenter(resolved, ref):
     work = _classifier_like(resolved, ref, parse)
     _, ts = parse(resolved)
     if ts.sigma_max is None:
-        work.notes.append(f"{ref.name}: sigma_max estimated from {ts.sigma_max_pairs} random image pairs (not counted)")
+        add_sigma_max_pairs(work, resolved, ts.sigma_max_pairs)
     return work
 
 
