@@ -239,10 +239,25 @@ def test_w0_b1_cell_equals_plain_edm_cell(shared):
     plain = by("table12_1", method="edm")
     grid = by("fig12_3", w_dg=0.0, eps_scale=1.0)
     assert plain["extra"]["effective_method"] == grid["extra"]["effective_method"] == "edm"
-    assert grid["values"]["fd_evalnet"] == plain["values"]["fd_evalnet"]
+    # fig12_3 at test samples two runs per cell; its run 0 draws the latents of every one-run cell
+    assert grid["extra"]["n_runs"] == 2 and plain["extra"]["n_runs"] == 1
+    assert grid["extra"]["fd_evalnet_runs"][0] == plain["values"]["fd_evalnet"]
     assert grid["values"]["nfe"] == plain["values"]["nfe"] == 3      # Heun, 2 steps: 2N - 1
     scaled = by("fig12_3", w_dg=0.0, eps_scale=1.05)
-    assert scaled["values"]["fd_evalnet"] != plain["values"]["fd_evalnet"]
+    assert scaled["extra"]["fd_evalnet_runs"][0] != plain["values"]["fd_evalnet"]
+
+
+def test_repeated_runs_give_mean_and_standard_error(shared):
+    """n_runs: each run draws its own latents; the value is the runs' mean, the s.e. their spread."""
+    for c in cells("fig12_3"):
+        runs = c["extra"]["fd_evalnet_runs"]
+        assert len(runs) == 2 and runs[0] != runs[1]
+        assert math.isclose(c["values"]["fd_evalnet"], (runs[0] + runs[1]) / 2, rel_tol=1e-12)
+        assert math.isclose(c["values"]["fd_evalnet_se"], abs(runs[0] - runs[1]) / 2, rel_tol=1e-9)  # s/sqrt(2)
+    text = shared["reports"]["fig12_3"].read_text()
+    assert "fd_evalnet s.e." in text and "standard errors of the runs' paired differences" in text
+    one_run = shared["reports"]["table12_1"].read_text()
+    assert "one sampling run: no spread measured" in one_run and "fd_evalnet s.e." not in one_run
 
 
 def test_fig12_3_heatmap_report(shared):
@@ -275,7 +290,7 @@ def test_fig12_4_and_table12_1(shared):
     assert (rows["edm_gpp"]["w_dg"], rows["edm_gpp"]["eps_scale"]) == (1.0, 1.0)
     assert (rows["sedm_gpp"]["w_dg"], rows["sedm_gpp"]["eps_scale"]) == (1.0, 1.05)
     text = shared["reports"]["table12_1"].read_text()
-    assert "VDM (Kingma et al., 2021)" in text and "table12_1_test_bars.png" in text and "ordering" in text
+    assert "VDM (Kingma et al., 2021)" in text and "table12_1_test_bars.png" in text and "EDM-G++ below EDM by" in text
 
 
 def test_fig11_exposure_curves(shared):

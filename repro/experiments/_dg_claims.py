@@ -10,6 +10,7 @@ from itertools import pairwise
 
 from repro.experiments._dg_figures import main_metric
 from repro.experiments._dg_settings import METHOD_LABELS
+from repro.metrics.spread import Z, direction, paired_difference, pooled, verdict
 
 
 def _fmt(v: float) -> str:
@@ -18,6 +19,26 @@ def _fmt(v: float) -> str:
 
 def _held(ok: bool | None) -> str:
     return "held" if ok else ("did not hold" if ok is not None else "not testable here")
+
+
+def _runs(row, metric: str) -> list[float]:
+    """A cell's per-run values of `metric` (one run: its value)."""
+    runs = row.get(f"{metric}_runs") if hasattr(row, "get") else None
+    return [float(v) for v in runs] if isinstance(runs, (list, tuple)) and runs else [float(row[metric])]
+
+
+def _measured(df, metric: str) -> bool:
+    return f"{metric}_runs" in df.columns and df[f"{metric}_runs"].map(
+        lambda v: isinstance(v, (list, tuple)) and len(v) > 1).all()
+
+
+def _diff(a_row, b_row, metric: str) -> tuple[float, float | None]:
+    """a - b, run by run (the runs of two cells share their latents)."""
+    return paired_difference(_runs(a_row, metric), _runs(b_row, metric))
+
+
+def _pm(mean: float, se: float | None) -> str:
+    return f"{mean:+.3g}" + (f" ± {se:.2g}" if se is not None else "")
 
 
 def _partly(oks: list[bool]) -> str:
@@ -69,23 +90,30 @@ def dg_hurts_euler(spec, df, metric):
 
 
 def es_helps(spec, df, metric):
-    """Sec. 12.1/12.2: SEDM-G++ (b > 1) beats EDM-G++ (b = 1) at the same steps and w_DG."""
+    """Sec. 12.1/12.2: SEDM-G++ (b > 1) beats EDM-G++ (b = 1) at the same steps and w_DG. Judged against
+    the spread of the sampling runs: per group, the best b > 1 minus b = 1, run by run; overall, the
+    groups' differences summed (errors in quadrature)."""
     keys = [k for k in ("solver", "steps", "w_dg") if k in df.columns]
-    wins, total, gains, below = 0, 0, [], 0
+    diffs, gains, below = [], [], 0
     for _, g in df.groupby(keys):
         base, up, down = g[g["eps_scale"] == 1.0], g[g["eps_scale"] > 1.0], g[g["eps_scale"] < 1.0]
         if len(base) and len(up):
-            b0, b1 = float(base[metric].min()), float(up[metric].min())
-            total += 1
-            wins += b1 < b0
-            gains.append((b0 - b1) / b0)
-            below += bool(len(down)) and float(down[metric].min()) < min(b0, b1)
-    if not total:
+            b0, b1 = base.loc[base[metric].idxmin()], up.loc[up[metric].idxmin()]
+            diffs.append(_diff(b1, b0, metric))
+            gains.append((b0[metric] - b1[metric]) / b0[metric])
+            below += bool(len(down)) and float(down[metric].min()) < min(b0[metric], b1[metric])
+    if not diffs:
         return []
-    out = [(f"Thesis: epsilon scaling (b > 1) improves on b = 1 across step counts and w_DG. Here the best "
-           f"b > 1 beat b = 1 in {wins}/{total} (solver, steps, w_DG) groups, median relative change "
-           f"{-100 * sorted(gains)[len(gains) // 2]:+.1f}%: {_held(wins == total)}"
-           f"{'' if wins == total else ' (in part)' if wins else ''}.")]
+    measured = _measured(df, metric)
+    signs = [direction(m, se) for m, se in diffs]
+    better, worse = signs.count(-1), signs.count(1)
+    total = len(diffs)
+    overall = verdict(pooled(diffs), -1, measured)
+    spread = (f"{better} clearly better, {worse} clearly worse, {total - better - worse} within {Z:g} standard "
+              f"errors of the runs' paired differences" if measured else f"better in {better}/{total}")
+    out = [(f"Thesis: epsilon scaling (b > 1) improves on b = 1 across step counts and w_DG. Here, best b > 1 "
+            f"vs b = 1 per (solver, steps, w_DG) group: {spread}; median relative change "
+            f"{-100 * sorted(gains)[len(gains) // 2]:+.1f}%; all groups together: {overall}.")]
     if below:
         out.append(f"In {below}/{total} groups a b < 1 (scaling epsilon up) was better still: this model's "
                    f"sampling-time epsilon is not too large everywhere (see fig11_exposure).")
@@ -164,9 +192,9 @@ def best_w(spec, df, metric):
     if len(opt) >= 2:
         bs = [b for _, b in sorted(opt)]
         non_increasing = all(b2 <= b1 for b1, b2 in pairwise(bs))
-        verdict = ("not shown (the same b for every w)" if len(set(bs)) == 1 else _held(non_increasing))
+        trend = ("not shown (the same b for every w)" if len(set(bs)) == 1 else _held(non_increasing))
         lines.append(f"Optimal b per w_DG_1st > 0: {', '.join(f'w={w:g}: b={b:g}' for w, b in opt)}; the thesis: "
-                     f"the optimal b decreases as w grows: {verdict}.")
+                     f"the optimal b decreases as w grows: {trend}.")
     return lines
 
 
@@ -177,11 +205,14 @@ def dg_helps_heun(spec, df, metric):
     sub = df[(df["solver"] == "heun") & (df["eps_scale"] == 1.0)]
     if sub["w_dg"].nunique() < 2 or not (sub["w_dg"] == 0).any():
         return []
-    base = float(sub[sub["w_dg"] == 0][metric].min())
+    base_rows = sub[sub["w_dg"] == 0]
+    base = base_rows.loc[base_rows[metric].idxmin()]
     guided = sub[sub["w_dg"] > 0]
     bw = guided.loc[guided[metric].idxmin()]
+    d = _diff(bw, base, metric)
     return [(f"Tab. 12.1: with Heun (35 NFE), DG lowers FID (EDM 1.97 -> EDM-G++ 1.77). Here at b = 1: w = 0 gives "
-            f"{_fmt(base)}, the best w = {bw['w_dg']:g} gives {_fmt(bw[metric])}: {_held(bw[metric] < base)}.")]
+             f"{_fmt(base[metric])}, the best w = {bw['w_dg']:g} gives {_fmt(bw[metric])} (difference "
+             f"{_pm(*d)}): {verdict(direction(*d), -1, _measured(df, metric))}.")]
 
 
 def best_cell(spec, df, metric):
@@ -203,15 +234,19 @@ def ordering(spec, df, metric):
     """Tab. 12.1: EDM 1.97 > EDM-G++ 1.77 > SEDM-G++ 1.73 (FID-50k, 35 NFE)."""
     if "method" not in spec.grid or "steps" in spec.grid:
         return []
-    r = {m: float(df[df["method"] == m][metric].min()) for m in ("edm", "edm_gpp", "sedm_gpp")
-         if (df["method"] == m).any()}
-    if len(r) < 3:
+    best = {m: df[df["method"] == m].loc[df[df["method"] == m][metric].idxmin()]
+            for m in ("edm", "edm_gpp", "sedm_gpp") if (df["method"] == m).any()}
+    if len(best) < 3:
         return []
-    ok = r["edm"] > r["edm_gpp"] > r["sedm_gpp"]
+    measured = _measured(df, metric)
+    parts = []
+    for hi, lo in (("edm", "edm_gpp"), ("edm_gpp", "sedm_gpp")):
+        d = _diff(best[lo], best[hi], metric)
+        parts.append(f"{METHOD_LABELS[lo]} below {METHOD_LABELS[hi]} by {_pm(-d[0], d[1])}: "
+                     f"{verdict(direction(*d), -1, measured)}")
     return ["Tab. 12.1 orders EDM (1.97) > EDM-G++ (1.77) > SEDM-G++ (1.73). Here: "
-            + ", ".join(f"{METHOD_LABELS[m]} {_fmt(v)}" for m, v in r.items()) + f": ordering {_held(ok)}"
-            + ("" if ok else f" (EDM-G++ {'<' if r['edm_gpp'] < r['edm'] else '>='} EDM, SEDM-G++ "
-               f"{'<' if r['sedm_gpp'] < r['edm_gpp'] else '>='} EDM-G++)") + "."]
+            + ", ".join(f"{METHOD_LABELS[m]} {_fmt(float(r[metric]))}" for m, r in best.items())
+            + "; " + "; ".join(parts) + "."]
 
 
 CLAIMS = {f.__name__: f for f in (dg_hurts_euler, es_helps, es_fewer_steps, appendix_a, best_w, dg_helps_heun,

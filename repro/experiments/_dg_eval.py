@@ -120,12 +120,18 @@ def n_batches(n: int, batch_size: int) -> int:
     return -(-n // batch_size)
 
 
+def latents_generator(ctx, j: int, run: int = 0) -> torch.Generator:
+    """Batch j's latents of sampling run `run`: run 0 is the spec's one set of latents (shared by every
+    cell); run r > 0 draws another set, again shared by every cell (common random numbers)."""
+    return ctx.generator("latents", j) if run == 0 else ctx.generator("latents", "run", run, j)
+
+
 def sample_cell(ctx, net, shape, settings: CellSettings, *, n: int, batch_size: int, guidance, eps_scale,
                 on_batch: Callable[[int, torch.Tensor, dict], None], sigma_min: float, sigma_max: float,
-                rho: float) -> dict:
+                rho: float, run: int = 0) -> dict:
     """Draw this process's batches of the n images (in [0, 1], CPU), handing each to
     `on_batch(j, images, counts)`; returns the sampling time. Batch j is a fixed unit (latents from
-    ctx.generator("latents", j), size min(batch_size, n - j * batch_size)): under torchrun each rank
+    latents_generator(ctx, j, run), size min(batch_size, n - j * batch_size)): under torchrun each rank
     draws its share of the batches (ctx.shard) and the images do not depend on the number of ranks."""
     from repro.sampling.edm import edm_sample
     from repro.trainers.edm import to_unit_range
@@ -133,11 +139,18 @@ def sample_cell(ctx, net, shape, settings: CellSettings, *, n: int, batch_size: 
     t0 = time.perf_counter()
     for j in ctx.shard(n_batches(n, batch_size)):
         b = min(batch_size, n - j * batch_size)
-        latents = torch.randn((b, *shape), generator=ctx.generator("latents", j)).to(ctx.device)
+        latents = torch.randn((b, *shape), generator=latents_generator(ctx, j, run)).to(ctx.device)
         res = edm_sample(net, latents, steps=settings.steps, solver=settings.solver, guidance=guidance,
                          eps_scale=eps_scale, sigma_min=sigma_min, sigma_max=sigma_max, rho=rho)
         on_batch(j, to_unit_range(res.samples.float()).cpu(), {"nfe": res.nfe, "guided_evals": res.guided_evals})
     return {"sampling_seconds": time.perf_counter() - t0}
+
+
+def standard_error(values: list[float]) -> float:
+    """Standard error of the mean of repeated runs (sample standard deviation / sqrt(n))."""
+    n = len(values)
+    mean = sum(values) / n
+    return (sum((v - mean) ** 2 for v in values) / (n - 1) / n) ** 0.5
 
 
 def save_grid(images: torch.Tensor, path: Path) -> Path:

@@ -45,6 +45,9 @@ class Fixed(BaseModel):
     fid_weights: str | None = None
     discriminator_epoch: int | None = Field(None, ge=1, description="None: the epoch the model stored")
     grid_images: int = Field(64, ge=0)
+    n_runs: int = Field(1, ge=1, description="sampling runs, each with its own latents (shared by every cell): "
+                                             "the metric is their mean; the report judges differences "
+                                             "against the runs' spread")
 
     @field_validator("methods")
     @classmethod
@@ -85,21 +88,30 @@ def run_cell(ctx, state, cell, run) -> dict:
     disc = state["disc"]
     guidance, eps = E.sampler_objects(s, disc.net if disc else None, fixed["time_min"], fixed["time_max"])
     grid_batches = E.n_batches(fixed["grid_images"], fixed["batch_size"])   # the first grid_images images
-    local: dict[int, dict] = {}
+    runs, keep, timing = {m.name: [] for m in state["metrics"]}, [], {"sampling_seconds": 0.0}
+    for r in range(fixed["n_runs"]):
+        local: dict[int, dict] = {}
 
-    def on_batch(j: int, images: torch.Tensor, counts: dict) -> None:
-        local[j] = {"features": {m.name: m.features(images) for m in state["metrics"]},
-                    "images": images if j < grid_batches else None, **counts}
+        def on_batch(j: int, images: torch.Tensor, counts: dict) -> None:
+            local[j] = {"features": {m.name: m.features(images) for m in state["metrics"]},
+                        "images": images if r == 0 and j < grid_batches else None, **counts}
 
-    timing = E.sample_cell(ctx, state["edm"].net, state["shape"], s, n=fixed["n_samples"],
-                           batch_size=fixed["batch_size"], guidance=guidance, eps_scale=eps, on_batch=on_batch,
-                           sigma_min=fixed["sigma_min"], sigma_max=fixed["sigma_max"], rho=fixed["rho"])
-    batches = ctx.gather(local, E.n_batches(fixed["n_samples"], fixed["batch_size"]))
-    if batches is None:   # a rank other than 0 under torchrun: its batches went to rank 0
+        t = E.sample_cell(ctx, state["edm"].net, state["shape"], s, n=fixed["n_samples"],
+                          batch_size=fixed["batch_size"], guidance=guidance, eps_scale=eps, on_batch=on_batch,
+                          sigma_min=fixed["sigma_min"], sigma_max=fixed["sigma_max"], rho=fixed["rho"], run=r)
+        timing["sampling_seconds"] += t["sampling_seconds"]
+        batches = ctx.gather(local, E.n_batches(fixed["n_samples"], fixed["batch_size"]))
+        if batches is None:   # a rank other than 0 under torchrun: its batches went to rank 0
+            continue
+        for m in state["metrics"]:
+            runs[m.name].append(m.distance(torch.cat([b["features"][m.name] for b in batches])))
+        keep += [b["images"] for b in batches if b["images"] is not None]
+        counts = {"nfe": batches[-1]["nfe"], "guided_evals": batches[-1]["guided_evals"]}
+    if not any(runs.values()):
         return {}
-    values = {m.name: m.distance(torch.cat([b["features"][m.name] for b in batches])) for m in state["metrics"]}
-    counts = {"nfe": batches[-1]["nfe"], "guided_evals": batches[-1]["guided_evals"], **timing}
-    keep = [b["images"] for b in batches if b["images"] is not None]
+    values = {name: sum(v) / len(v) for name, v in runs.items()}
+    values.update({f"{name}_se": E.standard_error(v) for name, v in runs.items() if len(v) > 1})
+    counts.update(timing)
     values["nfe"] = float(counts["nfe"])
     artifacts = []
     if keep:
@@ -110,7 +122,8 @@ def run_cell(ctx, state, cell, run) -> dict:
              "feature_extractors": {m.name: m.extractor for m in state["metrics"]},
              "edm_model": state["edm"].name, "edm_hash": state["edm"].hash,
              "discriminator_model": disc.name if disc else None, "discriminator_hash": disc.hash if disc else None,
-             "discriminator_epoch": state["disc_epoch"] if s.guided else None}
+             "discriminator_epoch": state["disc_epoch"] if s.guided else None,
+             "n_runs": fixed["n_runs"], **{f"{name}_runs": v for name, v in runs.items()}}
     return {"values": values, "extra": extra, "artifacts": artifacts}
 
 
