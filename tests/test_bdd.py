@@ -177,6 +177,25 @@ def test_mask_loss_drops_per_sample_or_per_batch():
     assert all(d is not None and not d.any() for m, d in seen if m is not None)
 
 
+@pytest.mark.slow
+def test_mask_ddpm_training_resumes_exactly(tmp_path):
+    from repro.specs import parse_set, resolve_model
+    from repro.trainers.mask_ddpm import train_model
+
+    def trained(out, overrides=None):
+        torch.manual_seed(0)   # as repro.models.ensure_model seeds the initial weights
+        net, meta = train_model(resolve_model("mask_ddpm_bdd", "test", overrides), out, torch.device("cpu"), None, False)
+        return net, meta
+
+    _, part = trained(tmp_path / "a", parse_set(["train.max_steps=1"]))
+    resumed, meta = trained(tmp_path / "a")                   # picks up the checkpoint after step 1
+    straight, meta2 = trained(tmp_path / "b")
+    assert part["steps"] == 1 and meta["steps"] == meta2["steps"] == 2   # 8 images, batch 4, one epoch
+    for (k, a), (_, b) in zip(resumed.state_dict().items(), straight.state_dict().items()):
+        assert torch.equal(a, b), k
+    assert meta["parameters"] == 88_503 and meta["weights"] == "ema" and meta["drop_mode"] == "per_sample"
+
+
 # ----------------------------------------------------------------------------- end to end
 
 @pytest.mark.slow
