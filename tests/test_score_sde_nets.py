@@ -287,3 +287,28 @@ def test_missing_pretrained_checkpoint_is_named(workdir):
     resolved = resolve_model("ncsnpp_digits_ve", "paper", {"train": {"pretrained": "/nowhere/checkpoint_24.pth"}})
     with pytest.raises(UserError, match="/nowhere/checkpoint_24.pth"):
         validate(resolved)
+
+
+def test_preflight_names_every_missing_file_in_one_line(workdir, monkeypatch):
+    from repro.errors import UserError
+    from repro.experiments.engine import preflight
+    from repro.specs import parse_set, resolve_spec
+
+    monkeypatch.setenv("REPRO_DATA", str(workdir / "data"))
+    monkeypatch.delenv("REPRO_FID_WEIGHTS", raising=False)
+    before = torch.hub.get_dir()
+    torch.hub.set_dir(str(workdir / "hub"))
+    try:
+        resolved = resolve_spec("sampler_table", "paper", parse_set([
+            "models.ve.train.pretrained=/ckpt/ve/checkpoint_24.pth",
+            "models.vp.train.pretrained=/ckpt/vp/checkpoint_8.pth"]))
+        with pytest.raises(UserError) as info:
+            preflight(resolved)
+    finally:
+        torch.hub.set_dir(before)
+    message = str(info.value)
+    assert "\n" not in message and message.startswith("4 problems")
+    for name in ("cifar10", "/ckpt/ve/checkpoint_24.pth", "/ckpt/vp/checkpoint_8.pth",
+                 "pt_inception-2015-12-05-6726825d.pth"):
+        assert name in message
+    assert not (workdir / "results").exists()
