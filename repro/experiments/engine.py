@@ -149,6 +149,18 @@ def preflight(resolved: ResolvedSpec) -> None:
     with problems.check():
         validate_spec_files(resolved)   # every weights file opened, checked against its network's keys/shapes
     problems.raise_if_any()
+    check_outputs_writable(resolved)
+
+
+def check_outputs_writable(resolved: ResolvedSpec) -> None:
+    """The results folder, and the artifacts folder when a model must still be trained, take files now
+    (not a file, not read-only, not full): otherwise one line before any MLflow run or result."""
+    from repro.atomic import check_writable
+    from repro.models import artifact_dir, artifacts_root
+
+    check_writable(results.results_root(), "the results folder ($REPRO_RESULTS)")
+    if any(not (artifact_dir(resolved.model(role)) / "meta.json").exists() for role in resolved.spec.models):
+        check_writable(artifacts_root(), "the artifacts folder ($REPRO_ARTIFACTS)")
 
 
 def finished_record(resolved: ResolvedSpec, key: str) -> dict[str, Any] | None:
