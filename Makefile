@@ -7,6 +7,8 @@ BIN    := $(VENV)/bin
 PROFILE ?= smoke
 # make main JOBS=N: each spec's cells in N processes (repro run --jobs N)
 JOBS ?= 1
+# torch intra-op threads of every run (REPRO_THREADS): fixed, so the same commit gives the same numbers
+THREADS ?= 2
 
 .PHONY: setup lock postgres chromium main run-all test bench reports clean-results
 
@@ -64,11 +66,11 @@ postgres:
 # with the venv's repro/dvc on PATH; JOBS=N runs each spec's cells in N processes (same results).
 # A second `make main` does nothing: every stage is up to date.
 main: setup
-	PATH="$(CURDIR)/$(BIN):$$PATH" REPRO_JOBS=$(JOBS) $(BIN)/dvc repro
+	PATH="$(CURDIR)/$(BIN):$$PATH" REPRO_JOBS=$(JOBS) REPRO_THREADS=$(THREADS) $(BIN)/dvc repro
 
 # Without DVC: every spec through `repro run all` (finished cells skipped), then the reports.
 run-all: setup
-	$(BIN)/repro run all --profile $(PROFILE) $(if $(filter-out 1,$(JOBS)),--jobs $(JOBS))
+	REPRO_THREADS=$(THREADS) $(BIN)/repro run all --profile $(PROFILE) $(if $(filter-out 1,$(JOBS)),--jobs $(JOBS))
 	$(BIN)/repro report all
 
 test: setup
