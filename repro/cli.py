@@ -398,15 +398,24 @@ def ui(port: Optional[int] = typer.Option(None, help="port on 127.0.0.1 (default
 @app.command()
 def pipeline(profile: Optional[str] = typer.Option(None, "--profile", "-p",
                                                   help="default: the profile in params.yaml"),
-             params: bool = typer.Option(False, "--params", help="print the default params.yaml of the profile "
-                                                               "instead (`repro pipeline --params > params.yaml`)")) -> None:
+             params: bool = typer.Option(False, "--params", help="instead: update params.yaml (every spec's knobs "
+                                                               "at the profile; values already set stay)")) -> None:
     """Print the DVC pipeline derived from experiments/ (`repro pipeline > dvc.yaml`)."""
     from repro.pipeline import params_profile, render_dvc_yaml, render_params
     from repro.specs import PROFILES
 
     if profile is not None and profile not in PROFILES:
         raise UserError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
-    typer.echo(render_params(profile or params_profile()) if params else render_dvc_yaml(profile), nl=False)
+    if params:   # the values already in params.yaml stay; new specs get their defaults
+        from repro.atomic import atomic_write_text
+        from repro.pipeline import read_params
+        from repro.specs import repo_root
+
+        path = repo_root() / "params.yaml"
+        atomic_write_text(path, render_params(profile or params_profile(), keep=read_params()))
+        typer.echo(f"wrote {path}")
+    else:
+        typer.echo(render_dvc_yaml(profile), nl=False)
 
 
 @app.command()

@@ -326,21 +326,41 @@ def test_dvc_yaml_is_the_rendering_of_the_registry():
 
 
 def test_stage_dependencies_are_narrow():
-    """A spec stage depends on its own runner and the modules it imports, not on the package."""
-    from repro.pipeline import code_closure, spec_stage, train_stage
+    """A spec stage depends on its own runner and the modules it imports, not on the package: through
+    its fingerprint file (the sha256 of each of those files, written by the `code` stage)."""
+    from repro.pipeline import code_closure, spec_stage, stage_code, write_fingerprints
 
-    deps = set(spec_stage("fig5_9", "smoke")["deps"])
+    assert "fingerprints/fig5_9.txt" in spec_stage("fig5_9", "smoke")["deps"]
+    code = stage_code("smoke")
+    deps = set(code["fig5_9"])
     assert {"repro/experiments/engine.py", "repro/experiments/segmenter_timesteps.py", "repro/nets/unet.py",
-            "repro/data/street_scenes.py", "repro/specs.py", "artifacts/noisy_unet"} <= deps
-    assert "repro" not in deps and "experiments" not in deps
+            "repro/data/street_scenes.py", "repro/specs.py"} <= deps
     for other in ("repro/experiments/dg_epsilon_grid.py", "repro/experiments/amp_benchmark.py",
                   "repro/data/cifar10.py", "repro/data/digits.py", "repro/cli.py", "repro/sweeps/runner.py"):
         assert other not in deps
     # The registry imports every dataset loader; a stage depends on its own datasets' code only.
-    digits = set(train_stage("evaluator_digits", "smoke")["deps"])
+    digits = set(code["train_evaluator_digits"])
     assert "repro/data/digits.py" in digits and "repro/data/street_scenes.py" not in digits
     # Function-level imports count: the engine imports repro.models inside RunContext.model.
     assert "repro/models.py" in code_closure("repro/experiments/engine.py")
+    assert "repro/experiments/segmenter_timesteps.py" in code["reports"]   # its report figures
+
+
+def test_fingerprint_files_hash_each_code_file(tmp_path):
+    import hashlib
+
+    from repro.pipeline import stage_code, write_fingerprints
+    from repro.specs import repo_root
+
+    paths = {p.stem: p for p in write_fingerprints("smoke", tmp_path)}
+    assert set(paths) == set(stage_code("smoke"))
+    lines = [ln for ln in paths["fig5_9"].read_text().splitlines() if not ln.startswith("#")]
+    listed = dict(reversed(ln.split("  ", 1)) for ln in lines)
+    engine = repo_root() / "repro/experiments/engine.py"
+    assert listed["repro/experiments/engine.py"] == hashlib.sha256(engine.read_bytes()).hexdigest()
+    before = paths["fig5_9"].stat().st_mtime_ns
+    write_fingerprints("smoke", tmp_path)   # unchanged code: the file is left as it is
+    assert paths["fig5_9"].stat().st_mtime_ns == before
 
 
 def test_params_yaml_holds_every_stage_knob_at_its_profile():
@@ -362,8 +382,14 @@ def test_params_yaml_holds_every_stage_knob_at_its_profile():
     # Setting a spec's own value through --set gives the same hash (the cells already run are kept).
     assert resolve_spec("fig5_9", "smoke", {"seed": 0, "fixed.n_images": 128}).hash == \
         resolve_spec("fig5_9", "smoke").hash
-    assert yaml.safe_load(__import__("repro.pipeline", fromlist=["x"]).render_params("smoke")) == \
-        default_params("smoke")
+    from repro.pipeline import render_params
+
+    assert yaml.safe_load(render_params("smoke")) == default_params("smoke")
+    # Regenerating keeps the values a user set (and only for the same profile).
+    mine = {"profile": "smoke", "specs": {"fig5_9": {"seed": 3, "n_images": 64}}}
+    kept = yaml.safe_load(render_params("smoke", keep=mine))["specs"]
+    assert kept["fig5_9"] == {"seed": 3, "n_images": 64} and kept["table5_3"] == {"seed": 0, "n_maps": 40}
+    assert yaml.safe_load(render_params("test", keep=mine))["specs"]["fig5_9"] == {"seed": 0, "n_images": 6}
 
 
 def _copy_repo(dst: Path) -> None:
@@ -409,9 +435,12 @@ def test_changing_one_sample_count_reruns_only_its_stage(workdir):
     (repo / "dvc.yaml").write_text(render_dvc_yaml("test"))
     subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
     stages = yaml.safe_load((repo / "dvc.yaml").read_text())["stages"]
-    for stage in stages.values():
+    env = _dvc_env(repo)
+    subprocess.run([sys.executable, "-m", "repro.pipeline", "fingerprints", "--profile", "test"], cwd=repo,
+                   env=env, check=True, capture_output=True)
+    for name, stage in stages.items():
         for section in ("outs", "metrics", "plots"):
-            for out in stage.get(section, []):
+            for out in stage.get(section, []) if name != "code" else []:
                 path = repo / (out if isinstance(out, str) else next(iter(out))).replace("${profile}", "test")
                 if path.suffix in (".json", ".csv"):
                     path.parent.mkdir(parents=True, exist_ok=True)
@@ -429,10 +458,12 @@ def test_changing_one_sample_count_reruns_only_its_stage(workdir):
     params["specs"]["fig5_9"]["n_images"] += 1
     (repo / "params.yaml").write_text(yaml.safe_dump(params))
     assert changed() == {"fig5_9"}
-    # A change to one runner: the specs of that kind, and the reports (which draw its figures);
-    # fig5_9 is still pending from the change above.
+    # A change to one runner: the `code` stage first (it re-hashes), then the specs of that kind and
+    # the reports (which draw its figures); fig5_9 is still pending from the change above.
     runner = repo / "repro/experiments/guidance_scale_sweep.py"
     runner.write_text(runner.read_text() + "\n# changed\n")
+    assert changed() == {"fig5_9", "code"}
+    _dvc(repo, "repro", "--single-item", "code")
     assert changed() == {"fig5_9", "table5_3", "reports"}
 
 
