@@ -217,11 +217,19 @@ def validate_inception_weights(path: Path) -> None:
     check_file(wf, "fid")
 
 
-def validate_spec_files(resolved_spec) -> None:
-    """Every weights file of a resolved spec: its models' files and the FID weights if it needs them."""
+def validate_spec_files(resolved_spec, problems=None) -> None:
+    """Every weights file of a resolved spec: its models' files and the FID weights if it needs them.
+    With `problems` (repro.experiments.problems.Problems) every bad file is collected, not only the first."""
+    from contextlib import nullcontext
+
+    def check():
+        return problems.check() if problems is not None else nullcontext()
+
     for role in resolved_spec.spec.models:
-        validate_model_files(resolved_spec.model(role))
+        with check():
+            validate_model_files(resolved_spec.model(role))
     if "fid" in resolved_spec.spec.metrics:
         from repro.metrics.inception import require_inception_weights
 
-        validate_inception_weights(require_inception_weights(resolved_spec.spec.fixed.get("fid_weights")))
+        with check():
+            validate_inception_weights(require_inception_weights(resolved_spec.spec.fixed.get("fid_weights")))

@@ -279,14 +279,33 @@ def test_train_pretrained_loads_the_release_checkpoint_with_ema_weights(workdir,
     assert torch.equal(model.score_fn(x, t), trained.net.score_fn(model.sde)(x, t))
 
 
-def test_missing_pretrained_checkpoint_is_named(workdir):
+def test_pretrained_checkpoint_is_opened_and_checked_before_work(workdir):
+    from repro.checkpoints import validate_model_files
     from repro.errors import UserError
     from repro.specs import resolve_model
-    from repro.trainers.score_sde import validate
+    from repro.trainers.score_sde import release_net
 
     resolved = resolve_model("ncsnpp_digits_ve", "paper", {"train": {"pretrained": "/nowhere/checkpoint_24.pth"}})
-    with pytest.raises(UserError, match="/nowhere/checkpoint_24.pth"):
-        validate(resolved)
+    with pytest.raises(UserError, match="/nowhere/checkpoint_24.pth not found"):
+        validate_model_files(resolved)
+    net_over = {"architecture": "score_sde", "sigma_max": 5.0, "nf": 8, "ch_mult": [1, 2], "attn_resolutions": []}
+    empty, foreign, wrong, good = (workdir / f"{n}.pth" for n in ("empty", "foreign", "wrong", "good"))
+    empty.write_bytes(b"")
+    torch.save({"layer.weight": torch.zeros(2)}, foreign)
+    small = resolve_model("ncsnpp_digits_ve", "test", {"net": net_over})
+    ref = release_net(small)
+    shadow = [p.detach().clone() for p in ref.parameters() if p.requires_grad]
+    torch.save({"model": ref.state_dict(), "ema": {"shadow_params": shadow}, "step": 1}, good)
+    torch.save({"model": ref.state_dict(), "ema": {"shadow_params": shadow[:-1]}, "step": 1}, wrong)
+    for path, message in ((empty, "is empty"), (foreign, "not a score SDE release checkpoint"),
+                          (wrong, "no EMA weights")):
+        with pytest.raises(UserError, match=message):
+            validate_model_files(resolve_model("ncsnpp_digits_ve", "test",
+                                               {"net": net_over, "train": {"pretrained": str(path)}}))
+    validate_model_files(resolve_model("ncsnpp_digits_ve", "test", {"net": net_over, "train": {"pretrained": str(good)}}))
+    other = {**net_over, "nf": 16}   # another architecture: keys/shapes differ
+    with pytest.raises(UserError, match="does not match"):
+        validate_model_files(resolve_model("ncsnpp_digits_ve", "test", {"net": other, "train": {"pretrained": str(good)}}))
 
 
 def test_preflight_names_every_missing_file_in_one_line(workdir, monkeypatch):

@@ -146,8 +146,7 @@ def preflight(resolved: ResolvedSpec) -> None:
                     require_more_samples_than_dims(n, FID_FEATURE_DIM, f"Inception pool3 features (fid; fixed.{key})")
     from repro.checkpoints import validate_spec_files
 
-    with problems.check():
-        validate_spec_files(resolved)   # every weights file opened, checked against its network's keys/shapes
+    validate_spec_files(resolved, problems)   # every weights file opened, checked against its network's keys/shapes
     problems.raise_if_any()
     check_outputs_writable(resolved)
 

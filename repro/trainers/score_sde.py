@@ -101,13 +101,9 @@ def parse(resolved: ResolvedModel) -> tuple[NetConfig, TrainSettings]:
 
 def validate(resolved: ResolvedModel) -> None:
     net_cfg, ts = parse(resolved)
-    if ts.pretrained is not None:
-        if net_cfg.architecture != "score_sde":
-            raise UserError(f"model {resolved.id}: train.pretrained loads the score SDE release's networks; "
-                            f"set net.architecture=score_sde")
-        if not Path(ts.pretrained).expanduser().is_file():
-            raise UserError(f"model {resolved.id}: train.pretrained {ts.pretrained} does not exist; put the score "
-                            f"SDE release's checkpoint there (see README) or set train.pretrained=null to train")
+    if ts.pretrained is not None and net_cfg.architecture != "score_sde":
+        raise UserError(f"model {resolved.id}: train.pretrained loads the score SDE release's networks; "
+                        f"set net.architecture=score_sde")
     if net_cfg.architecture == "score_sde":
         res = resolved.config.dataset.resolution
         if net_cfg.sde == "ve" and net_cfg.sigma_max is None:
@@ -158,6 +154,47 @@ def build_net(resolved: ResolvedModel, meta: dict[str, Any] | None = None) -> to
     if net_cfg.architecture == "score_sde":
         return release_net(resolved)
     return NCSNpp(**net_kwargs(resolved))
+
+
+def weights_files(resolved: ResolvedModel) -> list:
+    """`train.pretrained` (the release's checkpoint_N.pth), opened by preflight and `repro train`
+    (repro.checkpoints): present, weights-only, `model` with this network's keys and shapes, and
+    EMA shadow tensors that line up with its trainable parameters."""
+    from repro.checkpoints import WeightsFile
+
+    _, ts = parse(resolved)
+    if ts.pretrained is None:
+        return []
+    return [WeightsFile("train.pretrained", Path(ts.pretrained).expanduser(),
+                        lambda path: check_release_checkpoint(resolved, path, ts.pretrained_weights))]
+
+
+def check_release_checkpoint(resolved: ResolvedModel, path: Path, weights: str = "ema") -> None:
+    """UserError (message without the path) unless `path` is a release checkpoint of this network."""
+    from repro.checkpoints import compare_state_dict, expected_shapes, on_meta
+
+    if path.stat().st_size == 0:
+        raise UserError("is empty (0 bytes); an interrupted copy? fetch the file again")
+    try:
+        ckpt = torch.load(path, map_location="meta", weights_only=True)
+    except Exception as e:  # noqa: BLE001  (UnpicklingError, a truncated zip, EOFError ...)
+        first = str(e).splitlines()[0][:160] if str(e) else ""
+        raise UserError(f"is not a readable weights-only torch file ({type(e).__name__}: {first})") from None
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("model"), dict):
+        found = sorted(ckpt)[:6] if isinstance(ckpt, dict) else type(ckpt).__name__
+        raise UserError(f"is not a score SDE release checkpoint (keys model, ema, optimizer, step; found {found})")
+    state = ckpt["model"]
+    if state and not all(k.startswith("module.") for k in state):
+        state = {f"module.{k}": v for k, v in state.items()}
+    net = on_meta(lambda: release_net(resolved))
+    compare_state_dict(state, expected_shapes(net), "the score SDE release's network of this config")
+    if weights == "ema":
+        shadow = (ckpt.get("ema") or {}).get("shadow_params") if isinstance(ckpt.get("ema"), dict) else None
+        params = [p for p in net.parameters() if p.requires_grad]
+        if not isinstance(shadow, (list, tuple)) or len(shadow) != len(params) or any(
+                tuple(s.shape) != tuple(p.shape) for s, p in zip(shadow, params)):
+            raise UserError(f"has no EMA weights lining up with the network's {len(params)} trainable parameters "
+                            f"(set train.pretrained_weights=model for the raw ones)")
 
 
 def release_net(resolved: ResolvedModel) -> torch.nn.Module:
