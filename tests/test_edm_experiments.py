@@ -271,6 +271,7 @@ def test_fig12_3_heatmap_report(shared):
     assert "fig12_3_test_heatmap.png" in text and png.stat().st_size > 5000
     assert "Best cell: w_DG_1st" in text and "1.67 and 2" in text
     assert re.search(r"\|\s*1\.0004\s*\|", text)   # the published best b, not rounded to '1'
+    assert "Features of fd_evalnet: evaluator" in text and "on float images" in text
 
 
 def test_report_tables_keep_grid_values_exact():

@@ -284,3 +284,15 @@ def test_reports_state_discretisation_and_fid_inputs():
     notes = protocol_notes(df)
     assert notes[0].startswith("Discretisation: score_sde = score_sde_pytorch's get_pc_sampler")
     assert notes[1].startswith("Images into fid: uint8 = 8-bit")
+
+
+def test_dg_report_states_the_frechet_inputs():
+    import pandas as pd
+
+    from repro.experiments.dg_epsilon_grid import _feature_notes
+    from repro.metrics.inception import FID_INPUTS
+
+    proto = "pytorch-fid InceptionV3 pool3 (2048) on " + FID_INPUTS["uint8"]
+    df = pd.DataFrame([{"feature_extractors": {"fid": proto}}, {"feature_extractors": None}])
+    assert _feature_notes(df) == [f"Features of fid: {proto}."]
+    assert "8-bit" in _feature_notes(df)[0]

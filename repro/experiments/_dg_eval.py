@@ -55,13 +55,13 @@ def build_metrics(ctx, names: list[str], real: torch.Tensor, n_samples: int,
             from repro.metrics.inception import InceptionFeatures
 
             inc = InceptionFeatures(fid_weights, ctx.device)
-            fn, what = (lambda x, inc=inc: inc.features(x, 250).double()), "pytorch-fid InceptionV3 pool3 (2048)"
+            fn, what = (lambda x, inc=inc: inc.features(x, 250).double()), inc.protocol   # says the 8-bit inputs
         elif name == "fd_evalnet":
             from repro.metrics.fd_evalnet import evalnet_features
 
             ev = ctx.model("evaluator")
             fn = lambda x, net=ev.net: evalnet_features(net, x)
-            what = f"evaluator {ev.name} ({ev.meta.get('feature_dim')} dims, hash {ev.hash})"
+            what = f"evaluator {ev.name} ({ev.meta.get('feature_dim')} dims, hash {ev.hash}) on float images"
         else:
             continue
         m = FeatureMetric(name, fn, fn(real), what)

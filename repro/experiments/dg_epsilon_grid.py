@@ -136,4 +136,15 @@ def report_figures(spec, df, out_dir: Path, stem: str) -> list[Path]:
 def report_notes(spec, df) -> list[str]:
     from repro.experiments import _dg_claims as C
 
-    return C.notes(spec, df)
+    return _feature_notes(df) + C.notes(spec, df)
+
+
+def _feature_notes(df) -> list[str]:
+    """What each Frechet distance was computed on (fid: pytorch-fid's Inception on 8-bit images)."""
+    if "feature_extractors" not in df:
+        return []
+    seen = {}
+    for value in df["feature_extractors"].dropna():
+        if isinstance(value, dict):
+            seen.update(value)
+    return [f"Features of {name}: {what}." for name, what in sorted(seen.items())]
