@@ -82,10 +82,20 @@ def run_cell(ctx, state, cell, run):
     why = variant_unavailable(variant, ctx.device)
     if why:
         return {"failed": {"reason": why, "variant": variant, "device": str(ctx.device)}}
-    net, sched, shape, k = _model(ctx, state)
-    if variant not in state.nets:
-        state.nets[variant] = prepare_variant(net, variant)
-    prep = state.nets[variant]
+    if getattr(state, "base", None) is None:
+        state.base = _model(ctx, state)
+    net, sched, shape, k = state.base
+    if variant in ("compile", "cuda_graphs"):
+        # compiled afresh per cell: one graph per (batch, mode), never dynamo's recompile limit (after
+        # which it would silently fall back to eager)
+        import torch._dynamo
+
+        torch._dynamo.reset()
+        prep = prepare_variant(net, variant)
+    else:
+        if variant not in state.nets:
+            state.nets[variant] = prepare_variant(net, variant)
+        prep = state.nets[variant]
     batch = int(cell.get("batch_size", f["batch_size"]))
     conditional = cell.get("mode", "conditional") == "conditional"
     guidance = guidance_for(f, cell) if conditional else None

@@ -9,6 +9,7 @@ trained one.
 from __future__ import annotations
 
 import contextlib
+import copy
 import statistics
 import time
 from dataclasses import dataclass
@@ -43,8 +44,8 @@ def prepare_variant(net: torch.nn.Module, variant: str) -> Prepared:
     if variant not in VARIANTS:
         raise ValueError(f"unknown timing variant {variant!r}")
     cl = variant in ("channels_last", "compile", "cuda_graphs")
-    if cl:
-        net = net.to(memory_format=torch.channels_last)
+    if cl:   # a copy: Module.to(memory_format) converts in place, and the fp32/bf16 variants share `net`
+        net = copy.deepcopy(net).to(memory_format=torch.channels_last)
     if variant == "compile":
         net = torch.compile(net, dynamic=False)
     elif variant == "cuda_graphs":
