@@ -99,8 +99,10 @@ def run_cell(ctx, state, cell, run):
     batch = int(cell.get("batch_size", f["batch_size"]))
     conditional = cell.get("mode", "conditional") == "conditional"
     guidance = guidance_for(f, cell) if conditional else None
+    # a compiled variant compiles during its first run: never time that one
+    warmup = max(1, f["warmup"]) if variant in ("compile", "cuda_graphs") else f["warmup"]
     res = time_sampling(prep, sched, shape, k, batch, conditional, guidance, f["loop"], f["steps_timed"],
-                        f["warmup"], f["repeats"], ctx.device, seed=ctx.spec.seed)
+                        warmup, f["repeats"], ctx.device, seed=ctx.spec.seed)
     seconds = res["seconds_per_step"] * f["steps"]
     extrapolated = res["steps_timed"] != f["steps"]
     values = {"seconds": seconds, "images_per_second": batch / seconds}
@@ -109,7 +111,7 @@ def run_cell(ctx, state, cell, run):
              "steps_timed": res["steps_timed"], "extrapolated": extrapolated, "repeat_seconds": res["all_seconds"],
              "device_name": state.device_name, "variant": variant, "network_rows_per_step": rows,
              "network_passes_per_step": 1, "parameters": count_parameters(net), "weights": f["weights"],
-             "image_shape": list(shape), "loop": f["loop"], "warmup": f["warmup"], "repeats": f["repeats"],
+             "image_shape": list(shape), "loop": f["loop"], "warmup": warmup, "repeats": f["repeats"],
              **(guidance.record() if guidance else {"guidance_convention": None})}
     if ctx.device.type == "cuda":
         import torch
