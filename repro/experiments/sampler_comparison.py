@@ -219,19 +219,44 @@ def _fmt(row, metric) -> str:
 
 def _claims(frame, metric) -> dict:
     """The slides' comparisons in one SDE's cells: PC1000 vs P1000 and vs P2000 (same NFE) per
-    predictor, whether C2000 is the worst, probability flow vs reverse diffusion at P1000."""
-    def value(pred, sampler):
-        hit = frame[(frame["predictor"] == pred) & (frame["sampler"] == sampler)]
-        return float(hit[metric].iloc[0]) if len(hit) and hit[metric].notna().iloc[0] else None
+    predictor, whether C2000 is the worst, probability flow vs reverse diffusion at P1000.
 
-    out = {"pc_vs_p1000": [0, 0], "pc_vs_p2000": [0, 0]}
+    PC1000 vs P*: [held, predictors compared, did not hold, inconclusive]. With per-run values
+    (`<metric>_runs`; run r shares its seed across cells) the difference is judged run by run
+    against its standard error (repro.metrics.spread: beyond 2 s.e. or inconclusive); without
+    (published cells, one run) by the sign of the difference of the means."""
+    from repro.metrics.spread import direction, paired_difference
+
+    def row(pred, sampler):
+        hit = frame[(frame["predictor"] == pred) & (frame["sampler"] == sampler)]
+        return hit.iloc[0] if len(hit) and hit[metric].notna().iloc[0] else None
+
+    def value(pred, sampler):
+        r = row(pred, sampler)
+        return None if r is None else float(r[metric])
+
+    def runs(pred, sampler):
+        r = row(pred, sampler)
+        v = None if r is None else r.get(f"{metric}_runs")
+        return [float(x) for x in v] if isinstance(v, (list, tuple)) and len(v) > 1 else None
+
+    out = {"pc_vs_p1000": [0, 0, 0, 0], "pc_vs_p2000": [0, 0, 0, 0], "measured": False}
     for pred in frame["predictor"].unique():
         pc = value(pred, "PC1000")
         for key, other in (("pc_vs_p1000", "P1000"), ("pc_vs_p2000", "P2000")):
             o = value(pred, other)
-            if pc is not None and o is not None:
-                out[key][0] += pc < o
-                out[key][1] += 1
+            if pc is None or o is None:
+                continue
+            a, b = runs(pred, "PC1000"), runs(pred, other)
+            if a is not None and b is not None and len(a) == len(b):
+                sign = direction(*paired_difference(a, b))   # -1: PC1000 lower (better) beyond 2 s.e.
+                out["measured"] = True
+            else:
+                sign = (pc > o) - (pc < o)
+            out[key][0] += sign < 0
+            out[key][1] += 1
+            out[key][2] += sign > 0
+            out[key][3] += sign == 0
     c = value(SHARED_PREDICTOR, "C2000")
     out["c2000_worst"] = None if c is None else c >= frame[metric].max() - 1e-12
     pf, rd = value("probability_flow", "P1000"), value(SHARED_PREDICTOR, "P1000")
@@ -259,11 +284,14 @@ def _table_notes(spec, df, metric) -> list[str]:
         theirs = _claims(pub[pub["sde"] == sde], "fid") if len(pub) and "sde" in pub and "fid" in pub else None
 
         def pair(key, what):
-            w, n_ = mine[key]
+            w, n_, lost, unsure = mine[key]
             if not n_:
                 return None
             t = f" (slides: {theirs[key][0]} of {theirs[key][1]})" if theirs and theirs[key][1] else ""
-            return f"{what} for {w} of {n_} predictors{t}"
+            if not mine["measured"]:
+                return f"{what} for {w} of {n_} predictors{t} (one sampling run: no spread measured)"
+            return (f"{what}: held for {w} of {n_} predictors, did not hold for {lost}, inconclusive for {unsure}"
+                    f"{t} (run-by-run differences against 2 standard errors)")
 
         claims = [c for c in (pair("pc_vs_p1000", "PC1000 beats P1000"),
                               pair("pc_vs_p2000", "PC1000 beats P2000 (the same number of score evaluations)"))
