@@ -135,6 +135,37 @@ def sigma_pairs_probe(ref: NetRef, device) -> Probe:
     return Probe(net, lambda b: (torch.randint(0, n, (b,), device=device), torch.randint(0, n, (b,), device=device)))
 
 
+def time_loop_step(shape: tuple[int, int, int], batch: int, device) -> dict:
+    """Seconds per step of the suite's training loop (repro.train) itself at this batch: batching the
+    items, the loop's bookkeeping, the epoch-end checkpoint, with a one-weight model, so that only the
+    machinery around the network is measured (most of a tiny network's step). Two runs (4 and 12
+    steps); their difference over 8 steps leaves the set-up out."""
+    import tempfile
+
+    from repro.train import TrainConfig, train
+
+    def run(steps: int) -> float:
+        items = [{"image": torch.rand(*shape), "label": torch.tensor(0)} for _ in range(steps * batch)]
+        net = _Weight().to(device)
+        loss = lambda model, b, g: (model.w * b["image"].to(model.w.device).mean()).square().sum()  # noqa: E731
+        with tempfile.TemporaryDirectory() as out:
+            t0 = time.perf_counter()
+            train(net, loss, items, TrainConfig(epochs=1, batch_size=batch, device=str(device), ema_decay=None,
+                                                grad_clip=None), out, progress=False)
+            return time.perf_counter() - t0
+
+    run(1)   # warm-up: lazy imports, first allocations
+    per_step = max(run(12) - run(4), 0.0) / 8
+    return {"seconds_per_call": per_step, "repeats": 8, "images_per_second": batch / per_step if per_step else 0.0,
+            "peak_memory_mb": None, "memory_kind": None}
+
+
+class _Weight(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(1))
+
+
 def build_probe(ref: NetRef, device) -> Probe | None:
     from repro.plan.training import SIGMA_PAIRS
 
@@ -234,7 +265,14 @@ def calibrate(work: CellWork, device, cal: Calibration, budget_s: float = 2.0,
     """Time every target of `work` on `device` into `cal`; networks that cannot be built are skipped."""
     device = torch.device(device)
     cache: dict[str, Probe | None] = {}
+    from repro.plan.training import LOOP
+
     for ref, op, batch in sorted(targets(work), key=lambda t: (t[0].key, t[1], t[2])):
+        if ref.name == LOOP:
+            m = time_loop_step(tuple(ref.resolution), batch, device)
+            cal.put(ref.key, op, batch, **m)
+            echo(f"  {ref.key} batch {batch}: {m['seconds_per_call'] * 1000:.1f} ms per step of the loop itself")
+            continue
         if ref.key not in cache:
             try:
                 cache.clear()   # one network in memory at a time

@@ -308,8 +308,9 @@ def _dg_epsilon_grid(ctx: SpecContext, cell: dict) -> CellWork:
     from repro.experiments._dg_settings import resolve_cell
 
     s = resolve_cell(ctx.fixed, cell)
-    n = ctx.fixed["n_samples"]
-    work = _edm_sampling(ctx, s, n, s.method)
+    runs = int(ctx.fixed.get("n_runs", 1))   # repeated sampling runs, each with its own latents
+    n = ctx.fixed["n_samples"] * runs
+    work = _edm_sampling(ctx, s, n, s.method if runs == 1 else f"{s.method} ({runs} runs)")
     for net, batch in _dg_metric_nets(ctx):
         work.add(net, FEATURES, n, batch, f"generated images: {n} through {net.name}")
     return work
@@ -400,6 +401,13 @@ def _amp_benchmark(ctx: SpecContext, cell: dict) -> CellWork:
     work.add(ctx.ref("score"), TRAIN, steps * batch, batch,
              f"{precision} arm: {f['epochs']} epochs x ceil({n} / {batch}) = {steps} steps x {batch} images "
              f"(batch: {source})")
+    from repro.data import dataset_info
+    from repro.plan.training import LOOP
+
+    res = ctx.ref("score").resolution
+    if res is not None:
+        work.add(NetRef(LOOP, resolution=(dataset_info(md.name).channels, *res)), EVAL, steps * batch, batch,
+                 f"training loop: {steps} steps at batch {batch}")
     if precision != "fp32":
         work.notes.append(f"{precision} arm timed as fp32 by the calibration (mixed precision is usually faster)")
     if f["batch_size"] is None and device_type == "cuda":

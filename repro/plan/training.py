@@ -46,6 +46,7 @@ def upstream_models(resolved) -> list[tuple[str, dict | None]]:
     return fn(resolved) if fn else []
 
 
+LOOP = "train_loop"            # the training loop's own per-step cost (repro.plan.calibrate.time_loop_step)
 SIGMA_PAIRS = "sigma_max_pairs"
 SIGMA_CHUNK = 4096   # repro.diffusion.schedules.estimate_sigma_max's pairs per chunk
 
@@ -72,7 +73,7 @@ def _n_split(resolved, split: str, n: int | None) -> int | None:
     return split_size(ds.name, split, n, ds.seed)
 
 
-def _steps(work: CellWork, ref: NetRef, epochs: int, n: int | None, batch: int, max_steps=None,
+def _steps(resolved, work: CellWork, ref: NetRef, epochs: int, n: int | None, batch: int, max_steps=None,
            per_item: int = 1, label: str = "images") -> tuple[int, int]:
     """Add the optimizer steps; returns (steps, epochs actually run)."""
     if n is None:
@@ -84,6 +85,12 @@ def _steps(work: CellWork, ref: NetRef, epochs: int, n: int | None, batch: int, 
     work.add(ref, TRAIN, steps * batch * per_item, batch * per_item,
              f"training: {epochs} epochs x ceil({n} / {batch}) = {steps} steps x {batch * per_item} {label}"
              + (f" (max_steps {max_steps})" if max_steps is not None and steps == max_steps else ""))
+    if ref.resolution is not None:   # the loop around the network: batching, bookkeeping, checkpoints
+        from repro.data import dataset_info
+
+        c = dataset_info(resolved.config.dataset.name).channels
+        work.add(NetRef(LOOP, resolution=(c, *ref.resolution)), EVAL, steps * batch, batch,
+                 f"training loop: {steps} steps at batch {batch}")
     return steps, run_epochs
 
 
@@ -96,7 +103,7 @@ def _score_sde(resolved, ref: NetRef) -> CellWork:
     if getattr(ts, "pretrained", None) is not None:
         work.notes.append(f"{ref.name}: loads the release checkpoint {ts.pretrained} (no training)")
         return work
-    _, epochs = _steps(work, ref, ts.epochs, _n_train(resolved), ts.batch_size, ts.max_steps)
+    _, epochs = _steps(resolved, work, ref, ts.epochs, _n_train(resolved), ts.batch_size, ts.max_steps)
     n_eval = _n_split(resolved, ts.eval_split, ts.eval_images) or ts.eval_images
     work.add(ref, EVAL, n_eval * (epochs + 2), 256, f"held-out DSM loss: {n_eval} images x ({epochs} epochs + 2)")
     if ts.preview_samples:
@@ -116,7 +123,7 @@ def _edm(resolved, ref: NetRef) -> CellWork:
     if ts.pretrained is not None:
         work.notes.append(f"{ref.name}: loads the snapshot {ts.pretrained} (no training)")
         return work
-    _steps(work, ref, ts.epochs, _n_train(resolved), ts.batch_size, ts.max_steps)
+    _steps(resolved, work, ref, ts.epochs, _n_train(resolved), ts.batch_size, ts.max_steps)
     if ts.preview_samples:
         nfe = edm_nfe(ts.preview_steps, "heun")
         work.add(ref, EVAL, ts.preview_samples * nfe, ts.preview_samples,
@@ -127,7 +134,7 @@ def _edm(resolved, ref: NetRef) -> CellWork:
 def _classifier_like(resolved, ref: NetRef, parse) -> CellWork:
     _, ts = parse(resolved)
     work = CellWork()
-    _, epochs = _steps(work, ref, ts.epochs, _n_train(resolved), ts.batch_size, getattr(ts, "max_steps", None))
+    _, epochs = _steps(resolved, work, ref, ts.epochs, _n_train(resolved), ts.batch_size, getattr(ts, "max_steps", None))
     n_eval = _n_split(resolved, ts.eval_split, ts.eval_images) or ts.eval_images
     work.add(ref, EVAL, n_eval * epochs, min(n_eval, 64), f"held-out scoring: {n_eval} images x {epochs} epochs")
     return work
@@ -164,7 +171,7 @@ def _mask_ddpm(resolved, ref: NetRef) -> CellWork:
 
     _, ts = parse(resolved)
     work = CellWork()
-    _, epochs = _steps(work, ref, ts.epochs, _n_train(resolved), ts.batch_size, ts.max_steps)
+    _, epochs = _steps(resolved, work, ref, ts.epochs, _n_train(resolved), ts.batch_size, ts.max_steps)
     n_eval = _n_split(resolved, ts.eval_split, ts.eval_images) or ts.eval_images
     work.add(ref, EVAL, n_eval * epochs, min(n_eval, ts.batch_size), f"held-out L_simple: {n_eval} images x {epochs} epochs")
     return work
@@ -176,7 +183,7 @@ def _gan(resolved, ref: NetRef, parse) -> CellWork:
     out = parse(resolved)
     ts = out[1] if isinstance(out, tuple) else out
     work = CellWork()
-    _steps(work, ref, ts.epochs, _n_train(resolved), ts.batch_size, ts.max_steps)
+    _steps(resolved, work, ref, ts.epochs, _n_train(resolved), ts.batch_size, ts.max_steps)
     work.unknown.append(f"{ref.name}: the discriminator (and VGG) passes of every GAN step")
     return work
 
@@ -218,7 +225,7 @@ def _discriminator(resolved, ref: NetRef) -> CellWork:
     n = ts.n_samples if n_real is None else min(n_real, ts.n_samples)
     n_val = round(n * ts.val_fraction)
     # each item is one real and one generated image: a batch of b items is 2b images
-    _steps(work, ref, ts.epochs, n - n_val, ts.batch_size, per_item=2, label="images (real + generated)")
+    _steps(resolved, work, ref, ts.epochs, n - n_val, ts.batch_size, per_item=2, label="images (real + generated)")
     work.add(ref, EVAL, 2 * n_val * ts.epochs, min(2 * n_val, 256) or 1,
              f"validation: {2 * n_val} images x {ts.epochs} epochs")
     return work
