@@ -28,6 +28,8 @@ class Fixed(SamplingFixed):
     repeats: int = Field(3, ge=1, description="timed runs; the median is reported")
     weights: str = Field("untrained", pattern="^(untrained|trained)$",
                          description="untrained: the model config's net with seeded weights (time is weight-free)")
+    model: str = Field("mask_ddpm_bdd", description="the mask_ddpm model config whose network is timed (not a "
+                                                    "spec role: timing needs neither its data nor its training)")
 
 
 class State:
@@ -39,15 +41,24 @@ def prepare(ctx):
 
     import torch
 
+    from repro.specs import resolve_model
+
     st = State()
-    st.resolved_model = ctx.resolved.model("ddpm")
+    st.resolved_model = resolve_model(ctx.spec.fixed["model"], ctx.profile)
+    if st.resolved_model.config.kind != "mask_ddpm":
+        from repro.errors import UserError
+
+        raise UserError(f"spec {ctx.spec.id}: fixed.model {ctx.spec.fixed['model']!r} is a "
+                        f"{st.resolved_model.config.kind} model, not a mask_ddpm one")
     st.nets = {}
     st.device_name = torch.cuda.get_device_name(ctx.device) if ctx.device.type == "cuda" else (
         f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)")
     if ctx.spec.fixed["weights"] == "trained":
+        from repro.models import ensure_model
         from repro.trainers.mask_ddpm import mask_ddpm_for
 
-        st.trained = mask_ddpm_for(ctx.model("ddpm"))
+        st.trained = mask_ddpm_for(ensure_model(ctx.spec.fixed["model"], ctx.profile, device=ctx.device,
+                                                progress=ctx.progress))
     return st
 
 

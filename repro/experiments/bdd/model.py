@@ -21,9 +21,14 @@ def describe(resolved) -> list[str]:
     from repro.nets.bdd_unet import PAPER_PARAMETERS, paper_parameter_count
     from repro.trainers.mask_ddpm import parse
 
-    if "ddpm" not in resolved.spec.models:
+    from repro.specs import resolve_model
+
+    if "ddpm" in resolved.spec.models:
+        model = resolved.model("ddpm")
+    elif isinstance(resolved.spec.fixed.get("model"), str):   # bdd_table2 names the config it times
+        model = resolve_model(resolved.spec.fixed["model"], resolved.profile)
+    else:
         return []
-    model = resolved.model("ddpm")
     net_cfg, ts = parse(model)
     info = dataset_info(model.config.dataset.name)
     n = paper_parameter_count(info.channels, info.num_classes, net_cfg.base, net_cfg.emb_dim)
