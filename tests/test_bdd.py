@@ -196,6 +196,20 @@ def test_mask_ddpm_training_resumes_exactly(tmp_path):
     assert meta["parameters"] == 88_503 and meta["weights"] == "ema" and meta["drop_mode"] == "per_sample"
 
 
+def test_timing_variants_leave_the_shared_net_alone():
+    from repro.experiments.bdd.timing import prepare_variant, variant_unavailable
+    from repro.nets.bdd_unet import MaskGuidedUNet
+
+    net = MaskGuidedUNet(base=4, emb_dim=8)
+    prep = prepare_variant(net, "channels_last")
+    assert prep.channels_last and prep.autocast and prep.net is not net
+    assert net.inc.body[0].weight.is_contiguous()                                # the original untouched
+    assert prep.net.inc.body[0].weight.is_contiguous(memory_format=torch.channels_last)
+    assert not prepare_variant(net, "fp32").autocast
+    assert variant_unavailable("cuda_graphs", torch.device("cpu")) == "CUDA graphs need a CUDA device"
+    assert variant_unavailable("bf16", torch.device("cpu")) is None
+
+
 # ----------------------------------------------------------------------------- end to end
 
 @pytest.mark.slow
