@@ -486,3 +486,26 @@ def _mask_guided_metrics(ctx: SpecContext, cell: dict) -> CellWork:
     work.add(net, FEATURES, 2 * n, batch, f"FID/KID features of {n} generated and {n} original images")
     work.add(ctx.ref("evaluator"), EVAL, 2 * n, 32, f"segmenter on {n} generated and {n} original images")
     return work
+
+
+@experiment_estimator("inference_timing", roles=lambda ctx: [])
+def _inference_timing(ctx: SpecContext, cell: dict) -> CellWork:
+    from repro.experiments.bdd.model import guidance_for
+    from repro.specs import resolve_model
+
+    f, work = ctx.fixed, CellWork()
+    ref = net_ref(resolve_model(f["model"], ctx.resolved.profile))   # fixed.model: timed, not a role
+    batch = int(cell.get("batch_size", f["batch_size"]))
+    conditional = cell.get("mode", "conditional") == "conditional"
+    guided = conditional and not guidance_for(f, cell).purely_conditional
+    rows = 2 * batch if guided else batch
+    steps = f["steps_timed"] or f["steps"]
+    runs = f["warmup"] + f["repeats"]
+    work.add(ref, EVAL, runs * steps * rows, rows,
+             f"{runs} runs ({f['warmup']} warm-up) x {steps} steps x {rows} rows ({cell.get('mode', 'conditional')})")
+    variant = cell.get("variant", "fp32")
+    if variant != "fp32":
+        work.notes.append(f"variant {variant} timed as fp32 by the calibration")
+    if f["weights"] == "trained":
+        work.unknown.append(f"training of {f['model']} (fixed.weights: trained) if it is not in artifacts/")
+    return work
