@@ -64,6 +64,11 @@ def frechet_distance(mu1, sigma1, mu2, sigma2, eps: float = 1e-6) -> float:
         # pytorch-fid 0.3 passes scipy's deprecated sqrtm(disp=False) (pyproject bounds scipy < 1.18)
         # and prints its singular-product notice; the notice becomes a warning here.
         warnings.simplefilter("ignore", DeprecationWarning)
+        from scipy import linalg
+
+        # a singular product (dead feature dimensions) still has a finite root; disp=False meant
+        # "do not warn" before SciPy 1.17; non-finite roots are retried by pytorch-fid itself
+        warnings.simplefilter("ignore", linalg.LinAlgWarning)
         value = calculate_frechet_distance(mu1, sigma1, mu2, sigma2, eps=eps)
     if printed.getvalue().strip():
         warnings.warn(printed.getvalue().strip(), RuntimeWarning, stacklevel=2)
