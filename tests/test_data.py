@@ -22,7 +22,8 @@ from repro.errors import UserError
 
 def test_registry_lists_all_datasets_with_consistent_info():
     names = list_datasets()
-    assert names == sorted(["street_scenes", "digits", "cityscapes", "cifar10", "image_folder"])
+    assert names == sorted(["street_scenes", "digits", "cityscapes", "cifar10", "image_folder", "bdd100k",
+                            "bdd_scenes"])
     for name in names:
         info = dataset_info(name)
         assert isinstance(info, DatasetInfo) and info.name == name
