@@ -259,7 +259,10 @@ def report_notes(spec, df) -> list[str]:
                      f"updates, {r.get('model_adversarial')} loss, VGG loss {r.get('model_vgg_loss')}, "
                      f"trained in {float(r.get('model_train_seconds') or 0):.0f} s)")
         if r is not None and src == "suite run" and m == "ncsnpp":
-            line += (f" (s0 = {r.get('schedule_s0')}, snr {r.get('snr')}, {int(r.get('steps') or 0)} PC steps, "
+            scale = float(r.get("s0_scale") or 1.0)
+            s0 = float(r.get("schedule_s0") or 0.0)
+            s0_text = f"s0 = {s0 / scale:g}" + (f" x s0_scale {scale:g} = {s0:g}" if scale != 1 else "")
+            line += (f" ({s0_text}, snr {r.get('snr')}, {int(r.get('steps') or 0)} PC steps, "
                      f"{float(r.get('ms_per_image') or 0):.0f} ms per image)")
         if r is not None and m == "oracle" and src == "suite run":
             line += " (the evaluator on the maps' real images; no FID, as in Tab. 5.5)"
