@@ -462,10 +462,34 @@ def _baseline_comparison(ctx: SpecContext, cell: dict) -> CellWork:
 
 
 def _bdd_features(ctx: SpecContext) -> tuple[NetRef, int]:
-    if "fid" in ctx.spec.metrics or "kid" in ctx.spec.metrics:
+    if "fid" in ctx.spec.metrics or "kid" in ctx.spec.metrics or "evaluator" not in ctx.spec.models:
         res = ctx.spec.dataset.resolution
         return NetRef("inception", resolution=tuple(res) if res else None), 50
     return ctx.ref("evaluator"), 256
+
+
+def _ddpm_sampling(ctx: SpecContext, work: CellWork, n: int, guidance) -> None:
+    """Mask-guided DDPM sampling (001 Sec. 2.4): the appendix loop's T - 1 calls or Algorithm 2's T, each
+    one pass of 2B rows with classifier-free guidance (masked and unmasked), B rows otherwise."""
+    f = ctx.fixed
+    steps = int(ctx.model("ddpm").config.net.get("T", 1000))
+    nfe = steps - 1 if f["loop"] == "appendix" else steps
+    rows = 2 if guidance is not None and not guidance.purely_conditional else 1
+    b = min(f["batch_size"], n)
+    work.add(ctx.ref("ddpm"), EVAL, n * nfe * rows, b * rows, f"DDPM sampling: {n} images x {nfe} steps x {rows} rows")
+
+
+@experiment_estimator("unconditional_samples",
+                      roles=lambda ctx: ["ddpm"] + (["evaluator"] if "evaluator" in ctx.spec.models else []))
+def _unconditional_samples(ctx: SpecContext, cell: dict) -> CellWork:
+    from repro.experiments.bdd.model import guidance_for
+
+    f, work = ctx.fixed, CellWork()
+    conditional = cell.get("mode", "unconditional") == "conditional"
+    _ddpm_sampling(ctx, work, f["n_samples"], guidance_for(f, cell) if conditional else None)
+    net, batch = _bdd_features(ctx)
+    work.add(net, FEATURES, 2 * f["n_samples"], batch, f"KID features of {f['n_samples']} generated and real images")
+    return work
 
 
 @experiment_estimator("mask_guided_metrics", roles=lambda ctx: ["ddpm", "evaluator"])
@@ -476,12 +500,7 @@ def _mask_guided_metrics(ctx: SpecContext, cell: dict) -> CellWork:
     f, work = ctx.fixed, CellWork()
     ds = ctx.spec.dataset
     n = split_size(ds.name, ds.split, f["n_samples"], ds.seed) or f["n_samples"]
-    steps = int(ctx.model("ddpm").config.net.get("T", 1000))
-    nfe = steps - 1 if f["loop"] == "appendix" else steps   # the listing's reversed(range(1, T)) vs Algorithm 2
-    rows = 1 if guidance_for(f, cell).purely_conditional else 2   # classifier-free: masked and unmasked rows
-    b = min(f["batch_size"], n)
-    work.add(ctx.ref("ddpm"), EVAL, n * nfe * rows, b * rows,
-             f"DDPM sampling: {n} masks x {nfe} steps x {rows} rows (classifier-free guidance)")
+    _ddpm_sampling(ctx, work, n, guidance_for(f, cell))
     net, batch = _bdd_features(ctx)
     work.add(net, FEATURES, 2 * n, batch, f"FID/KID features of {n} generated and {n} original images")
     work.add(ctx.ref("evaluator"), EVAL, 2 * n, 32, f"segmenter on {n} generated and {n} original images")
