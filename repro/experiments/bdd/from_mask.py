@@ -4,6 +4,7 @@ uses at the chosen profile and its sampling settings. The sheet shows the mask a
 from __future__ import annotations
 
 import json
+import platform
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,7 @@ def sample_from_mask(mask_path: Path, *, profile: str, n: int, guidance: float |
                      out_dir: Path, device: str, seed: int = 0, colorbook: Path | None = None,
                      loop: str | None = None, overrides: dict[str, Any] | None = None,
                      progress: bool = True) -> FromMaskResult:
+    from repro import results
     from repro.atomic import atomic_write_text
     from repro.data.colorbook import ColorBook
     from repro.experiments._score_sampling import save_image_grid
@@ -37,6 +39,7 @@ def sample_from_mask(mask_path: Path, *, profile: str, n: int, guidance: float |
     from repro.guidance.classifier_free import Guidance
     from repro.models import ensure_model
     from repro.specs import resolve_spec
+    from repro.tracking import Tracker
     from repro.trainers.mask_ddpm import _size, mask_ddpm_for
 
     if n < 1:
@@ -79,4 +82,14 @@ def sample_from_mask(mask_path: Path, *, profile: str, n: int, guidance: float |
               "seconds_sampling": gen.seconds, **g.record(), "notes": notes}
     atomic_write_text(out_dir / "info.json", json.dumps(record, indent=2))
     files.append(out_dir / "info.json")
+    tags = {"repro.command": "sample ddpm", "repro.profile": profile, "repro.device": str(dev),
+            "repro.dataset": resolved.spec.dataset.name, "repro.git_commit": results.git_commit(),
+            "repro.host": platform.node()}
+    params = {k: v for k, v in record.items() if k not in ("notes", "classes_present", "seconds_sampling")}
+    with Tracker("sample-ddpm", f"{Path(mask_path).stem}-{profile}", tags=tags, params=params) as tr:
+        if tr.parent is not None:
+            tr.parent.log_metrics({"seconds": gen.seconds})
+            for path in files:
+                tr.parent.log_artifact(path)
+        record["mlflow_run_id"] = tr.run_id
     return FromMaskResult(out_dir, files, notes, time.perf_counter() - t0, record)
