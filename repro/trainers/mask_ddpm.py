@@ -126,9 +126,9 @@ def mask_loss(model, schedule, batch: dict, generator: torch.Generator, num_clas
 
     x0 = MaskDDPM.from_images(batch["image"])
     mask = one_hot(batch["label"], num_classes)
+    # A dropped mask is multiplied by zero rather than left out: the same output as no mask (x + 0 = x),
+    # and the mask branch stays in the graph, so DDP sees every parameter used on every rank.
     drop = drop_masks(x0.shape[0], p, mode, generator, x0.device)
-    if mode == "per_batch" and bool(drop[0]):
-        return l_simple(lambda x, t: model(x, t, None), schedule, x0, generator)
     return l_simple(lambda x, t: model(x, t, mask, drop), schedule, x0, generator)
 
 
