@@ -174,9 +174,12 @@ class Round:
     note: str
 
 
-def soak_round(i: int, workload: str, delay: float, ref: dict, root: Path, keep: bool = False) -> Round:
+def soak_round(i: int, workload: str, delay: float, ref: dict, root: Path, keep: bool = False,
+               warm_from: Path | None = None) -> Round:
     work = root / f"round{i:02d}-{workload}"
     work.mkdir()
+    if warm_from is not None:   # the models trained already: the kill lands in the cells
+        shutil.copytree(warm_from / "artifacts", work / "artifacts")
     p = start(work, workload)
     time.sleep(delay)
     finished_first = p.poll() is not None
@@ -226,8 +229,11 @@ def main() -> int:
     ap.add_argument("--workloads", default="run,train,sweep")
     ap.add_argument("--json", type=Path, help="also write the rounds here")
     ap.add_argument("--keep", action="store_true", help="keep the working directories")
+    ap.add_argument("--warm", default="", help="comma-separated workloads whose rounds start with the "
+                    "reference's trained models (kills land in the cells; faster on a loaded machine)")
     a = ap.parse_args()
     names = a.workloads.split(",")
+    warm = set(filter(None, a.warm.split(",")))
     root = Path(tempfile.mkdtemp(prefix="kill-soak-"))
     ref, seconds = {}, {}
     for w in names:   # uninterrupted references (and how long each takes, to place the kills)
@@ -239,6 +245,15 @@ def main() -> int:
             return 1
         ref[w], seconds[w] = final_state(work, w), secs
         print(f"reference {w}: {secs:.1f} s (shared CPU)", flush=True)
+        if w in warm:   # warm rounds are placed within a warm run's duration (and must end the same)
+            again = root / f"reference-{w}-warm"
+            shutil.copytree(work / "artifacts", again / "artifacts")
+            rc, out, err, secs = run_to_end(again, w)
+            if rc != 0 or final_state(again, w) != ref[w]:
+                print(f"warm reference {w} differs from the cold one (exit {rc})", file=sys.stderr)
+                return 1
+            seconds[w] = secs
+            print(f"reference {w} with its models trained: {secs:.1f} s (shared CPU)", flush=True)
     rng = random.Random(a.seed)
     rounds = []
     print(f"\n{'#':>2}  {'command':<6} {'kill at':>8}  {'in progress':<62} {'recovered':<9} {'identical':<9} note")
@@ -246,7 +261,7 @@ def main() -> int:
     while len(rounds) < a.kills:   # a round whose command finished before its kill is shown, not counted
         w = names[len(rounds) % len(names)]
         delay = rng.uniform(0.05, 0.95) * seconds[w]
-        r = soak_round(i, w, delay, ref, root, a.keep)
+        r = soak_round(i, w, delay, ref, root, a.keep, root / f"reference-{w}" if w in warm else None)
         i += 1
         if r.progress == "finished before the kill":
             seconds[w] *= 0.8   # the machine got faster than the reference: place kills earlier
@@ -257,7 +272,7 @@ def main() -> int:
     ok_r = sum(r.recovered for r in rounds)
     ok_i = sum(r.identical for r in rounds)
     print(f"\n{ok_r}/{len(rounds)} recovered, {ok_i}/{len(rounds)} identical to the uninterrupted run "
-          f"(seed {a.seed}; delays uniform in 5-95% of each reference's duration)")
+          f"(seed {a.seed}; delays uniform in 5-95% of each reference's duration; warm: {sorted(warm) or 'none'})")
     if a.json:
         a.json.write_text(json.dumps([r.__dict__ for r in rounds], indent=2))
     if not a.keep:
