@@ -124,6 +124,15 @@ def test_cifar10_release_layout_and_strict_load(cfg, sde, kw):
                             strict=True, assign=True)
 
 
+def test_parameter_counts_equal_the_releases_own():
+    # score_sde_pytorch's models.ncsnpp.NCSNpp built for configs/ve/cifar10_ncsnpp_continuous.py and
+    # configs/vp/cifar10_ddpmpp_continuous.py and counted (sum of p.numel() over parameters()):
+    # NCSN++ 62,758,915 (62,758,787 trainable: the 128 Fourier weights are fixed), DDPM++ 61,804,419.
+    assert _count(reference_layout(**NCSNPP_LAYOUT)) == 62_758_915
+    assert _count(reference_layout(**NCSNPP_LAYOUT), exclude=("module.sigmas", "module.all_modules.0.W")) == 62_758_787
+    assert _count(reference_layout(**DDPMPP_LAYOUT)) == 61_804_419
+
+
 SMALL = dict(nf=16, ch_mult=(1, 2), num_res_blocks=1, image_size=8, attn_resolutions=(4,))
 
 
