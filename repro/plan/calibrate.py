@@ -214,9 +214,11 @@ def _call(p: Probe, op: str, batch: int, opt) -> Callable[[], None]:
     return run
 
 
-def time_op(p: Probe, op: str, batch: int, device, budget_s: float = 2.0, max_repeats: int = 7) -> dict:
-    """Warm-up call, then repeated calls until `budget_s` (at least one, at most max_repeats): the
-    median seconds per call and the peak memory."""
+def time_op(p: Probe, op: str, batch: int, device, budget_s: float = 2.0, max_repeats: int = 7,
+            min_repeats: int = 3) -> dict:
+    """Warm-up call, then repeated calls until `budget_s` (at least min_repeats, at most max_repeats): the
+    median seconds per call and the peak memory. A median of three, not one call: on a shared machine
+    one call can take twice the next."""
     from repro.train.probes import CpuRssPeak
 
     p.net.train(op == TRAIN)
@@ -232,7 +234,7 @@ def time_op(p: Probe, op: str, batch: int, device, budget_s: float = 2.0, max_re
         run()
         sync()
         times, start = [], time.perf_counter()
-        while len(times) < max_repeats and (not times or time.perf_counter() - start < budget_s):
+        while len(times) < max_repeats and (len(times) < min_repeats or time.perf_counter() - start < budget_s):
             t0 = time.perf_counter()
             run()
             sync()
