@@ -10,6 +10,24 @@ UNITS = {"eval": "network evaluations", "grad": "guide forward+backward", "train
          "features": "feature-extraction images"}
 
 
+def unit_counts_text(work: CellWork) -> str:
+    """The work in its units: network evaluations per op, and the sigma_max image pairs; the training
+    loop's own per-step item repeats the training images and is not shown."""
+    from repro.plan.training import LOOP, SIGMA_PAIRS
+
+    counts: dict[str, int] = {}
+    pairs = 0
+    for w in work.items:
+        if w.net.name == SIGMA_PAIRS:
+            pairs += w.images
+        elif w.net.name != LOOP:
+            counts[w.op] = counts.get(w.op, 0) + w.images
+    parts = [f"{fmt_count(n)} {UNITS[op]}" for op, n in counts.items()]
+    if pairs:
+        parts.append(f"{fmt_count(pairs)} image pairs (sigma_max estimate)")
+    return ", ".join(parts) or "nothing"
+
+
 def units_text(work: CellWork) -> str:
     """e.g. 'eval 1.6M (ncsnpp_cityscapes), grad 800k (noisy_unet)'."""
     by: dict[tuple[str, str], int] = {}
@@ -67,9 +85,7 @@ def plan_lines(plan: SpecPlan, cal: Calibration | None, cells: bool = True) -> l
             lines.append(f"  cell {c.key} [{state}]: {units_text(work)}; {cost_text(estimate(work, cal), cal)}{extra}")
     todo = plan.work_to_do()
     est = estimate(todo, cal)
-    evals = todo.evaluations()
-    lines.append("  to run now: " + (", ".join(f"{fmt_count(n)} {UNITS[op]}" for op, n in evals.items())
-                                     or "nothing") + f"; {cost_text(est, cal)}")
+    lines.append(f"  to run now: {unit_counts_text(todo)}; {cost_text(est, cal)}")
     if est.missing:
         lines.append(f"  not calibrated: {', '.join(est.missing)}")
     return lines
@@ -103,7 +119,7 @@ def paper_estimate_line(spec_id: str) -> str:
     except UserError as e:
         return f"Paper-scale cost: no plan ({e})."
     work = plan.work_all()
-    units = ", ".join(f"{fmt_count(n)} {UNITS[op]}" for op, n in work.evaluations().items())
+    units = unit_counts_text(work)
     cals = calibrations_newest_first()
     if not cals:
         return (f"Paper-scale cost: {units}; no calibration stored (`repro plan {spec_id} --profile paper "
