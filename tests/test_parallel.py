@@ -264,3 +264,24 @@ def test_a_dead_invocations_claim_folder_is_removed_a_live_ones_kept(tmp_path):
     (tmp_path / f"{CLAIMS_PREFIX}{os.getpid()}-def").mkdir()
     remove_leftovers(tmp_path)
     assert [p.name for p in tmp_path.iterdir()] == [f"{CLAIMS_PREFIX}{os.getpid()}-def"]
+
+
+@pytest.mark.slow
+def test_a_runner_that_does_not_shard_runs_on_rank_0_under_torchrun(workdir):
+    """sec5_2_2 (noise_encoding_comparison) asks for its model inside each cell: under torchrun both
+    ranks train the models (DDP) first, then rank 0 alone computes and records the cells."""
+    env = cli_env(workdir) | {"REPRO_THREADS": "1", "OMP_NUM_THREADS": "1"}
+    env.pop("RANK", None), env.pop("WORLD_SIZE", None)
+    out = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                          "-m", "repro.cli", "run", "sec5_2_2", "--profile", "test", "--device", "cpu",
+                          "--no-progress", "--yes"], cwd=workdir, env=env, capture_output=True, text=True,
+                         timeout=600)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    cells = sorted(p.stem for p in (workdir / "results/sec5_2_2/test/cells").glob("*.json"))
+    assert cells == ["encoding=log_sigma", "encoding=t"]
+    from repro.tracking import iter_runs
+
+    runs = list(iter_runs("sec5_2_2"))
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    assert len(parents) == 1 and parents[0].data.tags["repro.world_size"] == "2"
+    assert sorted(r.data.tags["repro.cell"] for r in runs if r not in parents) == cells

@@ -30,7 +30,9 @@ class SegmentationScores:
         from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassJaccardIndex
 
         c, ii = self.num_classes, self.ignore_index
-        kw = dict(num_classes=c, ignore_index=ii, validate_args=False)  # labels are checked in update
+        # labels are checked in update; the scores are this process's own: under torchrun rank 0 evaluates
+        # alone, and a sync across ranks would wait for ranks that are not evaluating (a deadlock)
+        kw = dict(num_classes=c, ignore_index=ii, validate_args=False, sync_on_compute=False)
         self._tm_confusion = MulticlassConfusionMatrix(**kw)
         self._tm_accuracy = MulticlassAccuracy(average="micro", **kw)
         self._tm_iou = MulticlassJaccardIndex(average="none", **kw)
