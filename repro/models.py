@@ -85,13 +85,17 @@ def ensure_model(name: str, profile: str, *, overrides: dict[str, Any] | None = 
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(resolved.config.seed)
                 net, meta = module.train_model(resolved, out, device, tr.parent, progress and rank == 0)
-            if rank != 0:
+            from repro.train.distributed import barrier
+
+            if rank != 0:   # wait for rank 0's files: a rank that looked for them (or for the next model's)
+                barrier()   # sooner would train again, alone, and DDP would pair it with another model
                 return TrainedModel(name, profile, resolved.hash, out, net.eval(), meta, resolved)
             atomic_write(weights, lambda f: torch.save(net.state_dict(), f), binary=True)
             meta = {**meta, "sha256": sha256_file(weights), "name": name, "profile": profile,
                     "hash": resolved.hash, "git_commit": results.git_commit(), "mlflow_run_id": tr.run_id,
                     "environment": environment.record()}
             atomic_write_text(meta_path, json.dumps(meta, indent=2, default=str))
+            barrier()   # the model is complete on disk for every rank
             if tr.parent is not None:
                 tr.parent.log_artifact(meta_path)
     meta = json.loads(meta_path.read_text())

@@ -285,3 +285,25 @@ def test_a_runner_that_does_not_shard_runs_on_rank_0_under_torchrun(workdir):
     parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
     assert len(parents) == 1 and parents[0].data.tags["repro.world_size"] == "2"
     assert sorted(r.data.tags["repro.cell"] for r in runs if r not in parents) == cells
+
+
+@pytest.mark.slow
+def test_issue_command_in_a_fresh_directory(workdir):
+    """Issue 16 as reported: `torchrun --nproc_per_node 2 -m repro.cli run fig12_3 --profile test` in a
+    fresh directory (fresh mlflow.db, no models): the ranks train the three models together (DDP),
+    rank 0 writes each once, and the run finishes with one parent run and its four cells."""
+    env = cli_env(workdir) | {"REPRO_THREADS": "1"}
+    env.pop("RANK", None), env.pop("WORLD_SIZE", None)
+    out = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "repro.cli",
+                          "run", "fig12_3", "--profile", "test", "--yes", "--no-progress"], cwd=workdir, env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert "fig12_3 [test]: 4 cells (4 run, 0 already finished)" in out.stdout
+    from repro.tracking import iter_runs
+
+    for model in ("edm_digits", "discriminator_digits", "evaluator_digits"):
+        (folder,) = list((workdir / "artifacts" / model).iterdir())
+        assert (folder / "meta.json").exists()
+        assert [r.info.status for r in iter_runs(f"train-{model}")] == ["FINISHED"]
+    runs = list(iter_runs("fig12_3"))
+    assert len([r for r in runs if "mlflow.parentRunId" not in r.data.tags]) == 1 and len(runs) == 5

@@ -109,6 +109,7 @@ def train_model(resolved: ResolvedModel, out_dir: Path, device: torch.device, ru
     result = train(net, loss_fn, train_set, cfg, out_dir, on_epoch_end=on_epoch_end, log_metrics=log_metrics,
                    progress=progress)
     meta = {"arch": net_cfg.arch, "feature_dim": net_cfg.feature_dim, "task": info.kind,
-            "val_accuracy": result.history[-1]["val_accuracy"], "history": result.history,
+            # .get: under torchrun only rank 0 evaluates (and writes the meta); the other ranks' history has none
+            "val_accuracy": result.history[-1].get("val_accuracy"), "history": result.history,
             "train_seconds": result.seconds, "n_train": len(train_set)}
     return result.model, meta
