@@ -211,3 +211,18 @@ def test_compare_runs_bitwise(tmp_path, capsys):
     (a / "fig5_9" / "smoke" / "cells" / "only_a.json").unlink()
     assert cr.main([str(a), str(b), "--quiet", "--ignore", "values.*", "--ignore", "environment.*"]) == 0
     assert "0 differ" in capsys.readouterr().out
+
+
+def test_every_locked_version_is_inside_pyproject_ranges():
+    """A range tightened in pyproject.toml (an upper bound after an API broke) needs a new lock."""
+    import tomllib
+
+    from packaging.requirements import Requirement
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    reqs = [Requirement(r) for r in project["dependencies"]]
+    reqs += [Requirement(r) for extra in project["optional-dependencies"].values() for r in extra]
+    pins = environment.read_lock(REPO / environment.LOCK_FILE)
+    outside = [f"{r.name} {pins[environment._normalise(r.name)]} not in {r.specifier}" for r in reqs
+               if not r.specifier.contains(pins[environment._normalise(r.name)], prereleases=True)]
+    assert outside == [], "refresh the lock: make lock"
