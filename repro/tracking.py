@@ -208,6 +208,22 @@ def mark_dead_runs_killed(client: Any, experiment_id: str) -> list[str]:
     return killed
 
 
+def close_dead_runs(experiment: str) -> list[str]:
+    """mark_dead_runs_killed for an invocation that opens no run (nothing left to do): a run killed
+    after its last cell was written is still marked KILLED. Opens no store that does not exist."""
+    if os.environ.get("REPRO_NO_MLFLOW") == "1":
+        return []
+    uri = tracking_uri()
+    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).exists():
+        return []
+    _quiet_mlflow()
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient()
+    exp = client.get_experiment_by_name(experiment)
+    return mark_dead_runs_killed(client, exp.experiment_id) if exp is not None else []
+
+
 def iter_runs(experiment: str) -> Iterator[Any]:
     """All runs of an experiment (for tests and `repro doctor`)."""
     from mlflow.tracking import MlflowClient

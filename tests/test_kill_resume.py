@@ -196,3 +196,10 @@ def test_a_live_process_run_is_not_marked_killed(workdir):
         pass
     assert client.get_run(orphan.info.run_id).info.status == "KILLED"
     assert "died" in client.get_run(orphan.info.run_id).data.tags["repro.killed"]
+    # an invocation with nothing left to do opens no run, and still closes a dead one's
+    from repro.tracking import close_dead_runs
+
+    late = client.create_run(exp_id, run_name="late",
+                             tags={"repro.host": platform.node(), "repro.pid": dead.stdout.strip()})
+    assert close_dead_runs("exp-live") == [late.info.run_id]
+    assert close_dead_runs("no-such-experiment") == []

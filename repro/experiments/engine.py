@@ -299,6 +299,9 @@ def run_spec(spec_id: str, profile: str = "smoke", overrides: dict[str, Any] | N
     work_dir = results.run_dir(spec_id, profile)
     summary = RunSummary(spec_id, profile, len(cells), [], skipped, work_dir, None, 0.0)
     if not todo:
+        from repro.tracking import close_dead_runs
+
+        close_dead_runs(spec_id)   # a run killed after its last cell: its MLflow run is KILLED, not RUNNING
         return summary
 
     t_start = time.perf_counter()

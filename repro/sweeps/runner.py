@@ -98,6 +98,9 @@ def run_sweep(name: str, profile: str | None = None, *, workers: int = 1, storag
     before = queue.progress(st, the_study, points, budget)
     summary = SweepSummary(rs.id, rs.profile, study_name, st.label, stage, before, [])
     if not before["remaining"]:
+        from repro.tracking import close_dead_runs
+
+        close_dead_runs(rs.base.id)   # an invocation killed after its last trial: its parent run is KILLED
         summary.best = best_trials(the_study, rs)
         summary.artifacts_dir = write_artifacts(the_study, rs, study_name, stage)
         return summary
