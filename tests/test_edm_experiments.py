@@ -131,8 +131,10 @@ def test_discriminator_trains_on_the_suites_loop_and_resumes_bit_for_bit(shared,
     assert math.isclose(meta_a["history"][0]["train_bce"], math.log(2), rel_tol=0.5)
 
 
-def test_pretrained_edm_pickle_and_discriminator_state_dict_load_instead_of_training(shared, tmp_path):
+def test_pretrained_edm_pickle_and_discriminator_state_dict_load_instead_of_training(shared, tmp_path, monkeypatch):
     from repro.models import ensure_model
+
+    monkeypatch.setenv("REPRO_TRUST_PICKLE", "1")   # the pickle is this test's own
 
     edm = ensure_model("edm_digits", "test")
     pkl = tmp_path / "edm.pkl"
