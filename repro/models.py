@@ -90,7 +90,10 @@ def ensure_model(name: str, profile: str, *, overrides: dict[str, Any] | None = 
             if rank != 0:   # wait for rank 0's files: a rank that looked for them (or for the next model's)
                 barrier()   # sooner would train again, alone, and DDP would pair it with another model
                 return TrainedModel(name, profile, resolved.hash, out, net.eval(), meta, resolved)
-            atomic_write(weights, lambda f: torch.save(net.state_dict(), f), binary=True)
+            # Each tensor in its own contiguous storage: the file's bytes (and its sha256) then depend on the
+            # values alone, not on how training left storages shared or strided (e.g. after a resume).
+            state = {k: v.detach().clone(memory_format=torch.contiguous_format) for k, v in net.state_dict().items()}
+            atomic_write(weights, lambda f: torch.save(state, f), binary=True)
             meta = {**meta, "sha256": sha256_file(weights), "name": name, "profile": profile,
                     "hash": resolved.hash, "git_commit": results.git_commit(), "mlflow_run_id": tr.run_id,
                     "environment": environment.record()}
