@@ -342,8 +342,10 @@ def test_progress_bar_only_on_a_terminal():
 
 
 def test_probes_report_cpu_peak_rss_and_time():
-    """Peak RSS against the kernel's own count (VmHWM in /proc/self/status), and it must grow by the
-    size of a freshly touched 256 MiB tensor (in a fresh process, whose earlier peak is small)."""
+    """Peak RSS against the kernel's own counts, in a fresh process that touches a 256 MiB tensor: the
+    process's lifetime peak (ru_maxrss) is at least this image's peak (VmHWM in /proc/self/status, which
+    grew by the tensor) and at most the larger of that and its parent's peak, which Linux carries across
+    fork + exec into the child's ru_maxrss."""
     import subprocess
     import sys
 
@@ -359,9 +361,10 @@ def test_probes_report_cpu_peak_rss_and_time():
                 "x = torch.ones(64 * 2**20)\n"   # 256 MiB of float32, every page written
                 "print(rss, peak_memory('cpu')[0], status('VmHWM:'))\n")
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+        parent_peak = peak_memory("cpu")[0]
         rss_before, after, kernel = map(float, out.split())
-        assert abs(after - kernel) <= 1.0            # the same quantity the kernel reports, in MiB
-        assert after >= rss_before + 256 - 8          # the resident pages before plus the tensor's 256 MiB
+        assert kernel >= rss_before + 256 - 8           # the oracle saw the tensor's pages
+        assert kernel - 1.0 <= after <= max(kernel, parent_peak) + 1.0
     with Timer() as t:
         time.sleep(0.02)
     assert 0.02 <= t.seconds < 1.0
