@@ -102,7 +102,8 @@ def _cases():
             given = ["x"] * len(arguments) + [v for p in cmd.params if p.required and p not in arguments
                                                for v in (p.opts[0], "x")]
             cases.append(pytest.param([*path, *given, "extra-argument"], id=f"{name}: extra argument"))
-    for group_path in {tuple(p[:-1]) for p, _ in _leaf_commands()}:
+    # sorted: a set's order changes with PYTHONHASHSEED, and pytest-xdist workers must collect the same list
+    for group_path in sorted({tuple(p[:-1]) for p, _ in _leaf_commands()}):
         cases.append(pytest.param([*group_path, "no-such-command"],
                                   id=f"{' '.join(group_path) or 'repro'}: unknown command"))
     return cases
