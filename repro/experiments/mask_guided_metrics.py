@@ -27,23 +27,10 @@ class Fixed(SamplingFixed):
     extreme_pairs: int = Field(2, ge=0, description="lowest/highest SSIM pairs saved (Sec. 5.1.1 logged them)")
 
 
-class State:
-    pass
-
-
 def prepare(ctx):
-    from repro.experiments.bdd.model import load_ddpm
-    from repro.experiments.bdd.scoring import feature_module
-    from repro.experiments.semantic.scoring import load_maps
+    from repro.experiments.bdd.model import prepare_sampling_state
 
-    f = ctx.spec.fixed
-    st = State()
-    st.real, st.masks = load_maps(ctx.spec.dataset, f["n_samples"])
-    st.model = load_ddpm(ctx)
-    st.evaluator = ctx.model("evaluator").net.to(ctx.device).eval()
-    st.evaluator_name = ctx.spec.models["evaluator"]
-    st.features, st.feature_names = feature_module(ctx, st.evaluator, st.real[:1])
-    return st
+    return prepare_sampling_state(ctx, ctx.spec.fixed["n_samples"])
 
 
 def run_cell(ctx, state, cell, run):

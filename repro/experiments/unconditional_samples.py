@@ -27,21 +27,11 @@ class Fixed(SamplingFixed):
     grid_columns: int = Field(8, ge=1, description="columns of the sample grid")
 
 
-class State:
-    pass
-
-
 def prepare(ctx):
-    from repro.experiments.bdd.model import load_ddpm
-    from repro.experiments.bdd.scoring import feature_module, mean_abs_laplacian
-    from repro.experiments.semantic.scoring import load_maps
+    from repro.experiments.bdd.model import prepare_sampling_state
+    from repro.experiments.bdd.scoring import mean_abs_laplacian
 
-    f = ctx.spec.fixed
-    st = State()
-    st.real, st.masks = load_maps(ctx.spec.dataset, f["n_samples"])
-    st.model = load_ddpm(ctx)
-    ev = ctx.model("evaluator").net.to(ctx.device).eval() if "evaluator" in ctx.spec.models else None
-    st.features, st.names = feature_module(ctx, ev, st.real[:1])
+    st = prepare_sampling_state(ctx, ctx.spec.fixed["n_samples"], need_evaluator=False)
     st.real_sharpness = float(mean_abs_laplacian(st.real).mean())
     return st
 
@@ -62,7 +52,7 @@ def run_cell(ctx, state, cell, run):
                    seed=seed_for(ctx.spec.seed, "bdd_uncond"), device=ctx.device)
     sharp = float(mean_abs_laplacian(gen.images).mean())
     fk = fid_kid(state.real, gen.images, state.features, f["kid_subset_size"], f["kid_degree"], seed=ctx.spec.seed)
-    kid_name = state.names[1]
+    kid_name = state.feature_names[1]
     values = {"sharpness_ratio": sharp / state.real_sharpness, kid_name: fk["kid"]}
     d = ctx.artifacts_dir(cell_key(cell))
     grid = save_image_grid(gen.images, d / "samples.png", nrow=f["grid_columns"], scale=2)

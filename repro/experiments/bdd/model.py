@@ -38,3 +38,21 @@ def describe(resolved) -> list[str]:
             f"{info.num_classes} mask classes, T = {net_cfg.T}, schedule {net_cfg.schedule}",
             f"training: AdamW lr {ts.lr}, batch {ts.batch_size}, {ts.epochs} epochs, EMA {ts.ema_decay}, "
             f"mask drop p = {ts.p_uncond} {ts.drop_mode}"]
+
+
+def prepare_sampling_state(ctx, n: int, *, need_evaluator: bool = True):
+    """What every BDD sampling runner loads: n test maps with their real images, the DDPM, the
+    evaluator segmenter (when the spec names one) and the feature module of the Frechet/KID metrics."""
+    from types import SimpleNamespace
+
+    from repro.experiments.bdd.scoring import feature_module
+    from repro.experiments.semantic.scoring import load_maps
+
+    st = SimpleNamespace()
+    st.real, st.masks = load_maps(ctx.spec.dataset, n)
+    st.model = load_ddpm(ctx)
+    has = need_evaluator or "evaluator" in ctx.spec.models
+    st.evaluator = ctx.model("evaluator").net.to(ctx.device).eval() if has else None
+    st.evaluator_name = ctx.spec.models.get("evaluator")
+    st.features, st.feature_names = feature_module(ctx, st.evaluator, st.real[:1])
+    return st
