@@ -8,6 +8,11 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 
+# One torch thread in every test and every process a test starts, module- and session-scoped
+# fixtures included (they are set up before the autouse fixture below runs): a reference computed
+# at one thread count and compared with a run at another differs by float rounding.
+os.environ["REPRO_THREADS"] = "1"
+
 
 @pytest.fixture(autouse=True)
 def _few_threads(monkeypatch):

@@ -30,7 +30,10 @@ COMPARED = ("cell", "key", "values", "extra", "seed", "spec_hash", "spec", "prof
 
 def _repro(workdir: Path, *args: str, kill_at: str | None = None) -> subprocess.CompletedProcess:
     env = cli_env(workdir)
-    env["OMP_NUM_THREADS"] = "1"   # the same thread count in every run: bitwise-equal numbers
+    # The same thread count in every run, bitwise-equal numbers: set here, not inherited, because the
+    # module-scoped reference run starts before the autouse fixture that sets REPRO_THREADS=1 for the
+    # tests (it ran at the default 2 threads while the killed runs ran at 1: the xfail this replaced).
+    env["REPRO_THREADS"] = env["OMP_NUM_THREADS"] = "1"
     env.pop("REPRO_TEST_KILL_AT", None)
     if kill_at:
         env["REPRO_TEST_KILL_AT"] = kill_at
@@ -130,9 +133,6 @@ def test_kill_inside_a_cell_write(reference, tmp_path):
     assert _cells(tmp_path) == want
 
 
-@pytest.mark.xfail(strict=False, reason="open bug (issue 12): the retrained model's first epoch differs from the "
-                   "reference's by float rounding (epoch-0 loss 2.23355444 vs 2.23355452, weights up to 8.5e-7) "
-                   "although both train from scratch with the same seed and one thread; cause not found yet")
 def test_kill_inside_a_training_checkpoint_write(reference, tmp_path):
     """Killed while `repro run` trains its model (the first checkpoint written, not yet renamed):
     the rerun trains from the start again and ends with the reference's weights (the cells record
