@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import IO, Callable
 
-from repro.errors import UserError
+from repro.errors import UserError, disk_full, is_disk_full
 from repro.killpoints import kill_point
 from repro.liveness import host_tag, pid_alive
 
@@ -34,8 +34,10 @@ def atomic_write(path: str | Path, write: Callable[[IO], None], binary: bool = F
             os.fsync(f.fileno())
         kill_point(f"write:{path.name}")
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        if is_disk_full(e):
+            raise disk_full(path, e) from None
         raise
 
 

@@ -17,7 +17,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import typer
 
-from repro.errors import UserError
+from repro.errors import UserError, disk_full, is_disk_full
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Reproduce the tables and figures of the source documents: run specs, train models, "
@@ -495,6 +495,14 @@ def _is_click_exception(e: BaseException) -> bool:
             and any(c.__name__ in ("ClickException", "TyperException") for c in type(e).__mro__))
 
 
+def _crashed(e: BaseException) -> None:
+    import traceback
+
+    traceback.print_exception(e)
+    _echo_err(f"run crashed: {type(e).__name__}: {e}. Finished cells are kept; its MLflow run is marked FAILED.")
+    sys.exit(1)
+
+
 def main(argv: Optional[List[str]] = None) -> None:
     """The console script. Typer runs in non-standalone mode, so every outcome comes back here:
     a usage mistake or UserError -> exit 2 with nothing written, Ctrl-C -> 130, a crash -> 1."""
@@ -512,6 +520,11 @@ def main(argv: Optional[List[str]] = None) -> None:
     except KeyboardInterrupt:
         _echo_err("interrupted; finished cells are kept, run the same command again to resume")
         sys.exit(130)
+    except OSError as e:
+        if not is_disk_full(e):   # any other OSError is a crash: the handler below
+            _crashed(e)
+        _echo_err(str(disk_full(e.filename or "a file", e)))   # outside an atomic write (MLflow's store, ...)
+        sys.exit(2)
     except Exception as e:
         if _is_click_exception(e):
             if type(e).__name__ == "NoArgsIsHelpError":   # `repro`, `repro sample`: the help text
@@ -520,11 +533,7 @@ def main(argv: Optional[List[str]] = None) -> None:
                 for line in _usage_error_lines(e, argv):
                     typer.echo(line, err=True)
             sys.exit(e.exit_code)
-        import traceback
-
-        traceback.print_exc()
-        _echo_err(f"run crashed: {type(e).__name__}: {e}. Finished cells are kept; its MLflow run is marked FAILED.")
-        sys.exit(1)
+        _crashed(e)
     # Non-standalone Typer returns an Exit's code (and 130 for a Ctrl-C it caught) instead of raising.
     if isinstance(rv, int) and not isinstance(rv, bool) and rv != 0:
         if rv == 130:

@@ -6,3 +6,19 @@ class UserError(Exception):
 
     The message is one line that names the thing and what to do about it.
     """
+
+
+class DiskFull(UserError):
+    """The disk (or quota) filled up while writing: one line naming the file, exit 2. What was
+    finished before stays (every result is written atomically), so the same command resumes."""
+
+
+def is_disk_full(e: BaseException) -> bool:
+    import errno
+
+    return isinstance(e, OSError) and e.errno in {errno.ENOSPC, getattr(errno, "EDQUOT", 122)}
+
+
+def disk_full(path: object, e: OSError) -> DiskFull:
+    return DiskFull(f"disk full: cannot write {path}: {e.strerror or e}; free some space and run the same "
+                    "command again (what finished is kept)")

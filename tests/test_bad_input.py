@@ -482,3 +482,47 @@ def test_bad_input_is_one_line_exit_2_nothing_written(name, tmp_path, monkeypatc
 
 def test_there_are_at_least_30_kinds():
     assert len(CASES) >= 30
+
+
+def test_disk_full_during_a_run_is_one_line_exit_2_and_resumes(tmp_path, monkeypatch, capfd):
+    """The disk fills while the 2nd cell's file is written (its fsync fails with ENOSPC, what a full
+    disk does to a write that got past the preflight probe): one line naming that file, exit 2, no
+    temporary file left, the 1st cell kept; the same command again computes only the other three."""
+    from repro.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    for var in ("REPRO_RESULTS", "REPRO_ARTIFACTS", "REPRO_REPORTS", "REPRO_DATA", "REPRO_NO_MLFLOW",
+                "REPRO_TEST_KILL_AT"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    real_fsync = os.fsync
+
+    def fsync(fd):
+        if Path(os.readlink(f"/proc/self/fd/{fd}")).name.startswith(".t=0.4.json."):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_fsync(fd)
+
+    cells = tmp_path / "results" / "fig5_9" / "test" / "cells"
+    args = ["repro", "run", "fig5_9", "--profile", "test", "--no-progress", "--device", "cpu"]
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(sys, "argv", args)
+    capfd.readouterr()
+    with pytest.raises(SystemExit) as exit_:
+        main()
+    lines = [ln for ln in capfd.readouterr().err.splitlines() if ln.strip()]
+    assert exit_.value.code == 2
+    assert len(lines) == 1 and lines[0].startswith("error: disk full: cannot write "), lines
+    assert "t=0.4.json" in lines[0] and "No space left on device" in lines[0]
+    assert sorted(p.name for p in cells.iterdir()) == ["t=0.json"]
+    assert not [p for p in tmp_path.rglob(".*.tmp")]
+
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("fig5_9").experiment_id])
+    assert sorted(r.info.status for r in runs) == ["FAILED", "FAILED", "FINISHED"]   # parent, 2nd cell; 1st
+
+    monkeypatch.setattr(os, "fsync", real_fsync)
+    main()   # returns: success
+    assert "(3 run, 1 already finished)" in capfd.readouterr().out
+    assert sorted(p.name for p in cells.iterdir()) == ["t=0.4.json", "t=0.8.json", "t=0.json", "t=1.json"]
