@@ -250,6 +250,9 @@ def test_three_specs_at_test_profile_end_to_end(workdir, capsys):
     assert out.exit_code == 0, out.output
     info = json.loads((workdir / "s" / "info.json").read_text())
     assert info["guidance_w_ho_salimans"] == 1.0 and info["guidance_s_lerp"] == 2.0
+    from importlib import metadata
+
+    assert info["environment"]["packages"]["torch"] == metadata.version("torch") and info["environment"]["threads"] == 1
     sheet = Image.open(workdir / "s" / "sheet.png")
     assert sheet.width > 2.5 * sheet.height                 # mask + 2 samples in one row
     rgb = book.to_rgb(labels)

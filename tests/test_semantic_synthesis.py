@@ -213,6 +213,9 @@ def test_sample_semantic_cli_writes_images_sheet_and_tracks(env, shared_artifact
     assert files == ["sample_000.png", "sample_001.png", "samples.json", "sheet.png"]
     rec = json.loads((env / "out" / "samples.json").read_text())
     assert rec["n"] == 2 and len(rec["miou"]) == 2 and rec["setting"]["guidance_objective"] == "log_prob"
+    from importlib import metadata
+
+    assert rec["environment"]["packages"]["torch"] == metadata.version("torch") and rec["environment"]["threads"] == 1
     from mlflow.tracking import MlflowClient
 
     exp = MlflowClient().get_experiment_by_name("sample-semantic")

@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 
+from repro import environment, results
 from repro.errors import UserError
 
 SPEC = "bdd_metrics"
@@ -30,7 +31,6 @@ def sample_from_mask(mask_path: Path, *, profile: str, n: int, guidance: float |
                      out_dir: Path, device: str, seed: int = 0, colorbook: Path | None = None,
                      loop: str | None = None, overrides: dict[str, Any] | None = None,
                      progress: bool = True) -> FromMaskResult:
-    from repro import results
     from repro.atomic import atomic_write_text
     from repro.data.colorbook import ColorBook
     from repro.experiments._score_sampling import save_image_grid
@@ -79,7 +79,8 @@ def sample_from_mask(mask_path: Path, *, profile: str, n: int, guidance: float |
     record = {"mask": str(mask_path), "profile": profile, "model": name, "model_hash": trained.hash, "n": n,
               "seed": seed, "loop": use_loop, "nfe": gen.nfe, "device": str(dev), "colorbook": str(book.path),
               "classes_present": sorted(int(c) for c in set(labels_np.ravel().tolist())),
-              "seconds_sampling": gen.seconds, **g.record(), "notes": notes}
+              "seconds_sampling": gen.seconds, **g.record(), "notes": notes,
+              "git_commit": results.git_commit(), "environment": environment.record()}
     atomic_write_text(out_dir / "info.json", json.dumps(record, indent=2))
     files.append(out_dir / "info.json")
     tags = {"repro.command": "sample ddpm", "repro.profile": profile, "repro.device": str(dev),

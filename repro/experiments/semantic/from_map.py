@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 
+from repro import environment
 from repro.errors import UserError
 
 SPEC = "table5_3"   # the models and sampling settings of the s0 sweep at the chosen profile
@@ -95,7 +96,7 @@ def sample_from_map(map_path: Path, *, profile: str, n: int, s0: float | None, o
               "evaluator": trained["evaluator"].name,
               "miou": [p["miou"] for p in per], "pixel_acc": [p["pixel_acc"] for p in per],
               "models": {r: {"name": t.name, "hash": t.hash} for r, t in trained.items()},
-              "git_commit": results.git_commit()}
+              "git_commit": results.git_commit(), "environment": environment.record()}
     info_path = out_dir / "samples.json"
     atomic_write_text(info_path, json.dumps(record, indent=2, default=str))
     files.append(info_path)
