@@ -307,3 +307,34 @@ def test_issue_command_in_a_fresh_directory(workdir):
         assert [r.info.status for r in iter_runs(f"train-{model}")] == ["FINISHED"]
     runs = list(iter_runs("fig12_3"))
     assert len([r for r in runs if "mlflow.parentRunId" not in r.data.tags]) == 1 and len(runs) == 5
+
+
+@pytest.mark.slow
+def test_score_sampling_cells_shard_over_two_gloo_ranks(workdir):
+    """milstein_study (sampler_comparison; snr_sweep shares its sampling) at `test` with 3 batches
+    per sampling run: 2 gloo ranks (batches 0 and 2 on rank 0, batch 1 on rank 1) give the numbers
+    of one process to the last digit, the Milstein cell's comparison with Euler-Maruyama on run 0's
+    batch 0 included, and the same sample images. Timing fields aside."""
+    spec = "milstein_study"
+    timing = {"seconds", "seconds_runs", "ms_per_sample"}
+
+    def run(ranks: int, results: str):
+        env = _env(workdir, results)
+        head = ([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(ranks), "-m"]
+                if ranks > 1 else [sys.executable, "-m"])
+        out = subprocess.run(head + ["repro.cli", "run", spec, "--profile", "test", "--device", "cpu", "--no-progress",
+                                     "--yes", "--set", "fixed.batch_size=4"],
+                             cwd=workdir, env=env, capture_output=True, text=True, timeout=600)
+        assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+        folder = workdir / results / spec / "test"
+        cells = {p.stem: json.loads(p.read_text()) for p in sorted((folder / "cells").glob("*.json"))}
+        images = {p.parent.name: p.read_bytes() for p in sorted((folder / "artifacts").glob("*/*.png"))}
+        return {k: ({m: v for m, v in c["values"].items() if m not in timing},
+                    {m: v for m, v in c["extra"].items() if m not in timing}) for k, c in cells.items()}, images
+
+    single, single_images = run(1, "single")
+    ranks, rank_images = run(2, "ranks")
+    assert len(single) == 4 and "solver=milstein" in single
+    assert json.dumps(ranks, sort_keys=True) == json.dumps(single, sort_keys=True)
+    assert rank_images == single_images and single_images
+    assert single["solver=milstein"][0]["max_abs_diff_vs_em"] >= 0

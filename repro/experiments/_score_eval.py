@@ -6,8 +6,8 @@ from typing import Any
 
 import torch
 
-from repro.experiments._score_sampling import (Draw, SamplerSetting, cell_outputs, draw_samples,
-                                               make_generator, mean_std, quality_scorer, real_images)
+from repro.experiments._score_sampling import (Draw, SamplerSetting, cell_outputs, draw_sharded, mean_std,
+                                               quality_scorer, real_images)
 
 
 def prepare_scoring(ctx, fixed: dict[str, Any]) -> dict[str, Any]:
@@ -29,20 +29,25 @@ def prepare_scoring(ctx, fixed: dict[str, Any]) -> dict[str, Any]:
 
 
 def evaluate_setting(ctx, scoring: dict[str, Any], model, setting: SamplerSetting, key: str,
-                     fixed: dict[str, Any]) -> tuple[dict[str, float], dict[str, Any], list, Draw]:
-    """Sample `n_runs` times (run r uses the same seed in every cell: common random numbers), score
-    each run; returns (values, extra, artifacts, the first run's draw)."""
+                     fixed: dict[str, Any]) -> tuple[dict[str, float], dict[str, Any], list, Draw] | None:
+    """Sample `n_runs` times (run r's batch j has the same seed in every cell: common random
+    numbers), score each run; returns (values, extra, artifacts, the first run's draw). Under
+    torchrun each rank draws its share of every run's batches and rank 0 alone scores and returns;
+    the other ranks get None (repro.parallel.ranks: the same numbers for any number of ranks)."""
     scorer = scoring["scorer"]
     scores, seconds, nfes, classes, first = [], [], [], [], None
     for r in range(fixed["n_runs"]):
-        g = make_generator(ctx.device, ctx.spec.seed, "sampling-run", r)
         with torch.no_grad():
-            draw = draw_samples(model, setting, fixed["n_samples"], fixed["batch_size"], g, ctx.device)
+            draw = draw_sharded(ctx, model, setting, fixed["n_samples"], fixed["batch_size"], r)
+        if draw is None:   # not rank 0: its batches went to rank 0
+            continue
         scores.append(scorer(draw.images))
         classes.append(scorer.class_statistics(draw.images))
         seconds.append(draw.seconds)
         nfes.append(draw.nfe)
         first = first or draw
+    if first is None:
+        return None
     mean, std = mean_std(scores)
     values = {scorer.name: mean, f"{scorer.name}_std": std, "nfe": sum(nfes) / len(nfes),
               "seconds": sum(seconds) / len(seconds)}

@@ -114,25 +114,41 @@ class Draw:
     seconds: float  # wall time of the whole draw
 
 
-def draw_samples(model, setting: SamplerSetting, n: int, batch_size: int, generator: torch.Generator,
-                 device: torch.device) -> Draw:
-    """n samples in batches, each batch from a prior draw of `generator`; timed (CUDA synchronised)."""
-    images, nfes, raw = [], [], None
+def draw_batch(model, setting: SamplerSetting, b: int, generator: torch.Generator, device: torch.device):
+    """One batch of b samples from a prior draw of `generator`: (model-space samples, images in
+    [0, 1], NFE), both tensors on the CPU."""
+    x = model.sde.prior_sample((b, *model.shape), generator=generator, device=device)
+    out = run_setting(setting, model, x, generator)
+    return out.samples.detach().cpu(), model.to_images(out.samples).cpu(), out.nfe
+
+
+def batch_generator(device: torch.device, seed: int, run: int, batch: int) -> torch.Generator:
+    """The noise of sampling run `run`'s batch `batch`: its own stream, so that any process can draw
+    any batch (sharded cells, repro.parallel.ranks) and the images do not depend on how many do."""
+    return make_generator(device, seed, "sampling-run", run, "batch", batch)
+
+
+def draw_sharded(ctx, model, setting: SamplerSetting, n: int, batch_size: int, run: int) -> Draw | None:
+    """Sampling run `run` of n samples in batches of batch_size, batch j from batch_generator(..., j):
+    this process draws its share of the batches (ctx.shard; all of them outside torchrun) and rank 0
+    gathers them in batch order (None on the other ranks). The wall time is rank 0's, from the start
+    of the run to the end of the gather (CUDA synchronised)."""
+    device = ctx.device
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    n_batches = math.ceil(n / batch_size)
     sync()
     t0 = time.perf_counter()
-    done = 0
-    while done < n:
-        b = min(batch_size, n - done)
-        x = model.sde.prior_sample((b, *model.shape), generator=generator, device=device)
-        out = run_setting(setting, model, x, generator)
-        if raw is None:
-            raw = out.samples.detach().cpu()
-        images.append(model.to_images(out.samples).cpu())
-        nfes.append(out.nfe)
-        done += b
+    local = {}
+    for j in ctx.shard(n_batches):
+        samples, imgs, nfe = draw_batch(model, setting, min(batch_size, n - j * batch_size),
+                                        batch_generator(device, ctx.spec.seed, run, j), device)
+        local[j] = {"images": imgs, "nfe": nfe, "raw": samples if j == 0 else None}
     sync()
-    return Draw(torch.cat(images), raw, sum(nfes) / len(nfes), time.perf_counter() - t0)
+    parts = ctx.gather(local, n_batches)
+    if parts is None:
+        return None
+    return Draw(torch.cat([p["images"] for p in parts]), parts[0]["raw"],
+                sum(p["nfe"] for p in parts) / len(parts), time.perf_counter() - t0)
 
 
 # ----------------------------------------------------------------------------- quality metric

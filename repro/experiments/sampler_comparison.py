@@ -21,9 +21,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from repro.experiments._score_eval import evaluate_setting, model_extra, prepare_scoring
 from repro.experiments._score_sampling import (
+    batch_generator,
     budget_setting,
-    draw_samples,
-    make_generator,
+    draw_batch,
     resolve_artifact,
     rows_figure,
     solver_setting,
@@ -31,6 +31,7 @@ from repro.experiments._score_sampling import (
 from repro.plots import pyplot
 
 GRID_KEYS = ("sde", "predictor", "sampler", "solver")
+SHARDS_CELLS = True   # under torchrun each rank samples its share of every run's batches (repro.parallel.ranks)
 SHARED_PREDICTOR = "reverse_diffusion"  # the row where the slides list corrector-only C2000
 
 
@@ -93,7 +94,10 @@ def run_cell(ctx, state, cell, run):
     model, f = state["models"][role], ctx.spec.fixed
     setting = setting_for(cell, f)
     key = cell_key(cell)
-    values, extra, artifacts, first = evaluate_setting(ctx, state["scoring"], model, setting, key, f)
+    evaluated = evaluate_setting(ctx, state["scoring"], model, setting, key, f)
+    if evaluated is None:   # a rank other than 0 under torchrun: its batches went to rank 0
+        return {}
+    values, extra, artifacts, first = evaluated
     extra.update(model_extra(state["trained"][role]))
     extra.update({"corrector_steps": setting.steps * setting.n_corrector_steps
                   if setting.method == "pc" and setting.corrector != "none" else 0,
@@ -107,11 +111,11 @@ def milstein_vs_em(ctx, model, milstein_setting, milstein_raw: torch.Tensor) -> 
     """max |x_milstein - x_em| over the first batch of run 0, Euler-Maruyama drawn with the same noise."""
     from dataclasses import replace
 
-    f = ctx.spec.fixed
-    g = make_generator(ctx.device, ctx.spec.seed, "sampling-run", 0)  # run 0's seed, as in evaluate_setting
-    em = draw_samples(model, replace(milstein_setting, method="euler_maruyama"), milstein_raw.shape[0],
-                      f["batch_size"], g, ctx.device)
-    return float((em.raw - milstein_raw).abs().max())
+    g = batch_generator(ctx.device, ctx.spec.seed, 0, 0)   # run 0's batch 0, as in evaluate_setting
+    with torch.no_grad():
+        em_raw, _, _ = draw_batch(model, replace(milstein_setting, method="euler_maruyama"), milstein_raw.shape[0],
+                                  g, ctx.device)
+    return float((em_raw - milstein_raw).abs().max())
 
 
 # ----------------------------------------------------------------------------- report

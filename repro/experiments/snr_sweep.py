@@ -17,6 +17,7 @@ from repro.experiments._score_sampling import SamplerSetting, resolve_artifact, 
 from repro.plots import pyplot
 
 GRID_KEYS = ("snr",)
+SHARDS_CELLS = True   # under torchrun each rank samples its share of every run's batches (repro.parallel.ranks)
 THESIS_CHOICE = 0.1  # thesis Sec. 5.4.4: "We therefore decide to go with a value of snr = 0.1"
 
 
@@ -56,7 +57,10 @@ def run_cell(ctx, state, cell, run):
     setting = SamplerSetting("pc", f["steps"], predictor=f["predictor"], corrector="langevin", snr=float(cell["snr"]),
                              n_corrector_steps=f["n_corrector_steps"], eps=f["eps"],
                              discretisation=f.get("discretisation", "grid"))
-    values, extra, artifacts, _ = evaluate_setting(ctx, state["scoring"], state["model"], setting, cell_key(cell), f)
+    evaluated = evaluate_setting(ctx, state["scoring"], state["model"], setting, cell_key(cell), f)
+    if evaluated is None:   # a rank other than 0 under torchrun: its batches went to rank 0
+        return {}
+    values, extra, artifacts, _ = evaluated
     extra.update(model_extra(state["trained"]))
     return {"values": values, "extra": extra, "artifacts": artifacts}
 
