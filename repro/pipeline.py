@@ -395,21 +395,26 @@ def render_dvc_yaml(profile: str | None = None) -> str:
 
 def timed(out: str, cmd: list[str]) -> int:
     """Run a stage's command, then record its wall time in `out` (a metrics file). The CPU may be
-    shared with other work: the figure is wall time on this machine at this moment."""
+    shared with other work: the figure is wall time on this machine at this moment; the CPU time
+    (user + system of the command and its children) moves less with the load."""
     import os
     import platform
+    import resource
 
     jobs = os.environ.get("REPRO_JOBS", "1")   # `make main JOBS=N`: a spec's cells in N processes
     if cmd[:2] == ["repro", "run"] and jobs.isdigit() and int(jobs) > 1:   # (the same results: not a param)
         cmd = [*cmd, "--jobs", jobs]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     rc = subprocess.call(cmd)
     seconds = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     if rc == 0:
         from repro.atomic import atomic_write_text
 
         atomic_write_text(Path(out), json.dumps({
-            "wall_seconds": round(seconds, 2), "cpu_count": os.cpu_count(),
+            "wall_seconds": round(seconds, 2), "cpu_seconds": round(cpu, 2), "cpu_count": os.cpu_count(),
             "load_avg_1min_at_end": round(os.getloadavg()[0], 2), "host": platform.node()}, indent=2) + "\n")
     return rc
 
