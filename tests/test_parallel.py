@@ -338,3 +338,24 @@ def test_score_sampling_cells_shard_over_two_gloo_ranks(workdir):
     assert json.dumps(ranks, sort_keys=True) == json.dumps(single, sort_keys=True)
     assert rank_images == single_images and single_images
     assert single["solver=milstein"][0]["max_abs_diff_vs_em"] >= 0
+
+
+def test_a_process_killed_while_creating_a_fresh_store_leaves_no_half_made_store(tmp_path):
+    """SIGKILL after the schema is built in the temporary file, before the rename (the moment a
+    start-up kill used to leave a half-migrated mlflow.db that the next run failed on): no
+    mlflow.db, only the dead creator's temporary file; the next process removes it and creates the
+    store whole."""
+    code = ("from repro.parallel.store import prepare_store; prepare_store(); "
+            "from mlflow.tracking import MlflowClient; print(len(MlflowClient().search_experiments()))")
+    env = cli_env(tmp_path) | {"REPRO_TEST_KILL_AT": "write:mlflow.db"}
+    killed = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
+                            timeout=300)
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    assert not (tmp_path / "mlflow.db").exists()
+    assert len(list(tmp_path.glob(".mlflow.db.*.tmp"))) == 1
+    env.pop("REPRO_TEST_KILL_AT")
+    again = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
+                           timeout=300)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert again.stdout.split()[-1] == "1"   # the Default experiment: a complete store
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mlflow.db"]

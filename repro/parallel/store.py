@@ -6,6 +6,11 @@ processes opening the same fresh `mlflow.db` at once both run the migration, and
 workers and parallel cells did. `prepare_store` opens the store while holding a lock,
 so the first process creates the schema and every later one finds it complete. A process
 prepares a store once; MLflow caches the opened store per URI for the rest of its life.
+
+A fresh SQLite store is created whole or not at all: its schema is built in a temporary file
+beside it, which is renamed into place when complete, so a process killed in the middle of the
+migration (SIGKILL at start-up) leaves no half-made `mlflow.db` for the next run to trip over (the
+temporary file names its writer and is removed once that process is dead, repro.atomic).
 """
 from __future__ import annotations
 
@@ -56,9 +61,37 @@ def prepare_store(uri: str | None = None) -> str:
     with FileLock(str(lock), timeout=LOCK_TIMEOUT_S):
         from mlflow.tracking import MlflowClient
 
+        if db is not None and (not db.exists() or db.stat().st_size == 0):
+            _create_whole(db)
         MlflowClient(tracking_uri=uri).search_experiments(max_results=1)   # opens the store: schema now
     _prepared.add(uri)
     return uri
+
+
+def _create_whole(db: Path) -> None:
+    """Build a fresh SQLite store's schema in a temporary file, then rename it to `db`."""
+    import os
+
+    from mlflow.tracking import MlflowClient
+
+    from repro.atomic import orphan_owner
+    from repro.killpoints import kill_point
+    from repro.liveness import host_tag, pid_alive
+
+    folder = db.parent
+    for old in folder.glob(f".{db.name}.*.tmp"):   # a killed creator's leftovers
+        pid = orphan_owner(old)
+        if pid is not None and pid != os.getpid() and not pid_alive(pid):
+            old.unlink(missing_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{db.name}.{host_tag()}.{os.getpid()}.", suffix=".tmp")
+    os.close(fd)   # an empty file is an empty SQLite database
+    try:
+        MlflowClient(tracking_uri=f"sqlite:///{Path(tmp).resolve()}").search_experiments(max_results=1)
+        kill_point(f"write:{db.name}")   # test hook (repro.killpoints): the schema made, not yet in place
+        os.replace(tmp, db)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def forget_prepared() -> None:
