@@ -393,7 +393,8 @@ def test_params_yaml_holds_every_stage_knob_at_its_profile():
 
 
 def _copy_repo(dst: Path) -> None:
-    """The tracked files, and the package as it is in the working tree (what dvc.yaml was rendered from)."""
+    """The tracked files, and the package as it is in the working tree (what dvc.yaml was rendered from);
+    not the committed smoke run's dvc.lock, metrics/ and reports/ (each test makes its own)."""
     import shutil
 
     from repro.specs import repo_root
@@ -401,7 +402,7 @@ def _copy_repo(dst: Path) -> None:
     src = repo_root()
     tracked = subprocess.run(["git", "ls-files"], cwd=src, capture_output=True, text=True).stdout.split()
     for rel in tracked:
-        if (src / rel).is_file() and not rel.startswith(("reports/", "metrics/")):
+        if (src / rel).is_file() and not rel.startswith(("reports/", "metrics/")) and rel != "dvc.lock":
             (dst / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src / rel, dst / rel)
     shutil.copytree(src / "repro", dst / "repro", dirs_exist_ok=True,

@@ -55,7 +55,7 @@ def test_snr_notes_judge_paired_runs_not_overlapping_stds():
     claim = next(n for n in notes if "higher snr gives higher quality" in n)
     assert "paired difference -0.5 ± 0.058 (s.e., 3 runs): held" in claim
     choice = next(n for n in notes if n.startswith("At the thesis's choice"))
-    assert "paired difference +0.1 ± 0.058 (s.e., 3 runs): within 2 s.e." in choice
+    assert "paired difference +0.1 ± 0.058 (s.e., 3 runs): within 2 standard errors" in choice
 
 
 def test_snr_notes_say_when_no_spread_was_measured():

@@ -127,7 +127,8 @@ def _paired_note(a, b, metric: str, a_name: str, b_name: str, claim: bool = Fals
         sign, spread = direction(mean, None), f"difference {mean:+.3g}"
     if claim:
         return f"{spread}: {verdict(sign, -1, se is not None)}"
-    where = ("worse beyond 2 s.e." if sign > 0 else "better beyond 2 s.e." if sign < 0 else "within 2 s.e.")
+    where = ("worse beyond 2 standard errors" if sign > 0 else "better beyond 2 standard errors" if sign < 0
+             else "within 2 standard errors")
     return f"{spread}: {where}" + ("" if se is not None else " (one sampling run: no spread measured)")
 
 
