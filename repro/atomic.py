@@ -25,8 +25,7 @@ _TMP_RE = re.compile(r"^\.(?P<target>.+)\.(?P<host>[0-9a-f]{8})\.(?P<pid>\d+)\.[
 def atomic_write(path: str | Path, write: Callable[[IO], None], binary: bool = False) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{host_tag()}.{os.getpid()}.",
-                               suffix=".tmp")
+    fd, tmp = new_temporary(path)
     try:
         with os.fdopen(fd, "wb" if binary else "w") as f:
             write(f)
@@ -41,6 +40,11 @@ def atomic_write(path: str | Path, write: Callable[[IO], None], binary: bool = F
         raise
 
 
+def new_temporary(path: Path) -> tuple[int, str]:
+    """(fd, name) of a new temporary file beside `path`, named by its writer (host, pid)."""
+    return tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{host_tag()}.{os.getpid()}.", suffix=".tmp")
+
+
 def atomic_write_text(path: str | Path, text: str) -> None:
     atomic_write(path, lambda f: f.write(text))
 
@@ -53,13 +57,14 @@ def orphan_owner(tmp: Path) -> int | None:
     return int(m["pid"])
 
 
-def remove_orphan_temporaries(root: str | Path) -> list[Path]:
-    """Delete the temporary files under `root` left by dead writers on this host; returns them."""
+def remove_orphan_temporaries(root: str | Path, pattern: str = ".*.tmp", recursive: bool = True) -> list[Path]:
+    """Delete the temporary files under `root` (matching `pattern`; in `root` alone unless
+    `recursive`) left by dead writers on this host; returns them."""
     root = Path(root)
     if not root.is_dir():
         return []
     removed = []
-    for tmp in root.rglob(".*.tmp"):
+    for tmp in (root.rglob(pattern) if recursive else root.glob(pattern)):
         pid = orphan_owner(tmp)
         if pid is not None and pid != os.getpid() and not pid_alive(pid):
             tmp.unlink(missing_ok=True)

@@ -74,16 +74,11 @@ def _create_whole(db: Path) -> None:
 
     from mlflow.tracking import MlflowClient
 
-    from repro.atomic import orphan_owner
+    from repro.atomic import new_temporary, remove_orphan_temporaries
     from repro.killpoints import kill_point
-    from repro.liveness import host_tag, pid_alive
 
-    folder = db.parent
-    for old in folder.glob(f".{db.name}.*.tmp"):   # a killed creator's leftovers
-        pid = orphan_owner(old)
-        if pid is not None and pid != os.getpid() and not pid_alive(pid):
-            old.unlink(missing_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{db.name}.{host_tag()}.{os.getpid()}.", suffix=".tmp")
+    remove_orphan_temporaries(db.parent, f".{db.name}.*.tmp", recursive=False)   # a killed creator's leftovers
+    fd, tmp = new_temporary(db)
     os.close(fd)   # an empty file is an empty SQLite database
     try:
         MlflowClient(tracking_uri=f"sqlite:///{Path(tmp).resolve()}").search_experiments(max_results=1)
