@@ -213,6 +213,34 @@ def test_compare_runs_bitwise(tmp_path, capsys):
     assert "0 differ" in capsys.readouterr().out
 
 
+def test_compare_verdicts_matches_claims_with_numbers_masked(tmp_path, capsys):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("compare_verdicts", REPO / "benchmarks" / "compare_verdicts.py")
+    cv = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cv)
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    claim = "- Thesis: b > 1 beats b = 1. Here: {n} of 12 groups clearly better; all groups together: {v}."
+    (a / "fig12_1.md").write_text("# fig12_1\n" + claim.format(n=3, v="held") + "\nno verdict here\n")
+    (b / "fig12_1.md").write_text("# fig12_1\n" + claim.format(n=4, v="held") + "\nno verdict here\n")
+    # numbers move, the verdict does not: equal
+    r = cv.compare(a, b)
+    assert (r["compared"], r["equal"], r["differs"]) == (1, 1, [])
+    assert cv.main([str(a), str(b), "--quiet"]) == 0
+    # the last verdict phrase of a line is its verdict, "(in part)" included
+    assert cv.claims("the text says 'held'; here: did not hold (in part)") == [
+        ("the text says 'held'; here:", "did not hold (in part)")]
+    (b / "fig12_1.md").write_text("# fig12_1\n" + claim.format(n=0, v="inconclusive") + "\n")
+    (a / "table5_3.md").write_text("- s0 > 0 beats s0 = 0: held\n")
+    r = cv.compare(a, b)
+    assert [(d[0], d[3], d[4]) for d in r["differs"]] == [("fig12_1.md", "held", "inconclusive")]
+    assert r["only_a"] == ["table5_3.md"]
+    assert cv.main([str(a), str(b)]) == 1
+    assert "1 differ" in capsys.readouterr().out
+
+
 def test_every_locked_version_is_inside_pyproject_ranges():
     """A range tightened in pyproject.toml (an upper bound after an API broke) needs a new lock."""
     import tomllib
