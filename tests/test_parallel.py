@@ -337,7 +337,9 @@ def test_score_sampling_cells_shard_over_two_gloo_ranks(workdir):
     assert len(single) == 4 and "solver=milstein" in single
     assert json.dumps(ranks, sort_keys=True) == json.dumps(single, sort_keys=True)
     assert rank_images == single_images and single_images
-    assert single["solver=milstein"][0]["max_abs_diff_vs_em"] >= 0
+    # the Milstein-vs-EM comparison was made on the gathered batch 0 and has its known answer: the VE
+    # SDE's g(t) does not depend on x, so g' = 0 and Milstein takes Euler-Maruyama's steps bit for bit
+    assert single["solver=milstein"][0]["max_abs_diff_vs_em"] == 0.0
 
 
 def test_a_process_killed_while_creating_a_fresh_store_leaves_no_half_made_store(tmp_path):
