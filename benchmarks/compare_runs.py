@@ -104,18 +104,22 @@ def compare(dir_a: Path, dir_b: Path, ignore: list[str]) -> dict[str, Any]:
     return out
 
 
+def folder(text: str) -> Path:
+    """argparse type of a folder argument: a path that is not a folder is a usage error (exit 2)."""
+    path = Path(text)
+    if not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text}: not a folder")
+    return path
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("dir_a", type=Path)
-    ap.add_argument("dir_b", type=Path)
+    ap.add_argument("dir_a", type=folder)
+    ap.add_argument("dir_b", type=folder)
     ap.add_argument("--ignore", action="append", default=[], metavar="PATTERN",
                     help="dotted field paths to leave out (fnmatch), e.g. 'values.*seconds*'; repeatable")
     ap.add_argument("--quiet", action="store_true", help="the summary only")
     args = ap.parse_args(argv)
-    for d in (args.dir_a, args.dir_b):
-        if not d.is_dir():
-            print(f"error: {d}: not a folder", file=sys.stderr)
-            return 2
     r = compare(args.dir_a, args.dir_b, args.ignore)
     n = sum(len(r[k]) for k in ("byte_identical", "equal", "only_a", "only_b")) + len(r["differs"])
     if not args.quiet:

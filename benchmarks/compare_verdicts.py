@@ -21,6 +21,9 @@ import re
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from compare_runs import folder  # noqa: E402  (the same folder argument as compare_runs.py)
+
 VERDICT = re.compile(r"\b(did not hold|inconclusive|held)\b( \(in part\))?")
 NUMBER = re.compile(r"[-+]?\d+(?:\.\d+)?(?:e[-+]?\d+)?%?")
 
@@ -80,14 +83,10 @@ def compare(dir_a: Path, dir_b: Path) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("reports_a", type=Path)
-    ap.add_argument("reports_b", type=Path)
+    ap.add_argument("reports_a", type=folder)
+    ap.add_argument("reports_b", type=folder)
     ap.add_argument("--quiet", action="store_true", help="the summary only")
     args = ap.parse_args(argv)
-    for d in (args.reports_a, args.reports_b):
-        if not d.is_dir():
-            print(f"error: {d}: not a folder", file=sys.stderr)
-            return 2
     r = compare(args.reports_a, args.reports_b)
     if not args.quiet:
         for name, (same, total) in r["per_report"].items():

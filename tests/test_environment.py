@@ -211,6 +211,9 @@ def test_compare_runs_bitwise(tmp_path, capsys):
     (a / "fig5_9" / "smoke" / "cells" / "only_a.json").unlink()
     assert cr.main([str(a), str(b), "--quiet", "--ignore", "values.*", "--ignore", "environment.*"]) == 0
     assert "0 differ" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as usage:
+        cr.main([str(a), str(tmp_path / "missing")])
+    assert usage.value.code == 2 and "missing: not a folder" in capsys.readouterr().err
 
 
 def test_compare_verdicts_matches_claims_with_numbers_masked(tmp_path, capsys):
@@ -239,6 +242,9 @@ def test_compare_verdicts_matches_claims_with_numbers_masked(tmp_path, capsys):
     assert r["only_a"] == ["table5_3.md"]
     assert cv.main([str(a), str(b)]) == 1
     assert "1 differ" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as usage:   # a report folder that is not a folder: usage error
+        cv.main([str(a / "fig12_1.md"), str(b)])
+    assert usage.value.code == 2 and "not a folder" in capsys.readouterr().err
 
 
 def test_every_locked_version_is_inside_pyproject_ranges():
