@@ -5,10 +5,13 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 PROFILE ?= smoke
+# make main STAGES=N: N independent DVC stages side by side (repro dvc-repro --jobs N; 1: plain serial dvc repro)
+STAGES ?= 2
 # make main JOBS=N: each spec's cells in N processes (repro run --jobs N)
 JOBS ?= 1
-# torch intra-op threads of every run (REPRO_THREADS): fixed, so the same commit gives the same numbers
-THREADS ?= 2
+# torch intra-op threads of every run (REPRO_THREADS): fixed, so the same commit gives the same numbers;
+# 1 thread x 2 stages fills 2 cores (a stage on 2 threads keeps them 1.33 busy: 114 s wall, 154 s CPU)
+THREADS ?= 1
 
 .PHONY: setup lock postgres chromium main run-all test bench reports clean-results
 
@@ -65,7 +68,10 @@ postgres:
 # The pipeline of dvc.yaml (data -> trained models -> every spec at params.yaml's profile -> reports),
 # with the venv's repro/dvc on PATH; JOBS=N runs each spec's cells in N processes (same results).
 # A second `make main` does nothing: every stage is up to date.
+# The changed stages, STAGES at a time (DVC's parallel stage execution: `dvc repro --single-item`
+# per stage, upstream first), then a plain `dvc repro`, which finds nothing left to do.
 main: setup
+	PATH="$(CURDIR)/$(BIN):$$PATH" REPRO_JOBS=$(JOBS) REPRO_THREADS=$(THREADS) $(BIN)/repro dvc-repro --jobs $(STAGES)
 	PATH="$(CURDIR)/$(BIN):$$PATH" REPRO_JOBS=$(JOBS) REPRO_THREADS=$(THREADS) $(BIN)/dvc repro
 
 # Without DVC: every spec through `repro run all` (finished cells skipped), then the reports.

@@ -418,6 +418,21 @@ def pipeline(profile: Optional[str] = typer.Option(None, "--profile", "-p",
         typer.echo(render_dvc_yaml(profile), nl=False)
 
 
+@app.command("dvc-repro")
+def dvc_repro(targets: Optional[List[str]] = typer.Argument(None, help="stages (default: the whole pipeline)"),
+              jobs: int = typer.Option(2, "--jobs", "-j", help="stages side by side (1: one at a time)")) -> None:
+    """`dvc repro` with independent stages side by side (DVC's parallel stage execution, scheduled):
+    each changed stage as `dvc repro --single-item`, upstream first; logs in logs/pipeline/."""
+    from pathlib import Path
+
+    from repro.stage_scheduler import parallel_repro
+
+    if jobs < 1:
+        raise UserError(f"--jobs {jobs}: must be at least 1")
+    sched = parallel_repro(Path.cwd(), list(targets or []), jobs, echo=typer.echo)
+    raise typer.Exit(1 if sched.failed else 0)
+
+
 @app.command()
 def compare(spec_id: str = typer.Argument("all", help="spec id, or `all`"),
             fmt: str = typer.Option("csv", "--format", "-f", help="csv | md | json"),
