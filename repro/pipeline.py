@@ -20,7 +20,8 @@ is in the fingerprint, readable).
 - `reports`: every spec's results, the reporting modules and the runners (their figures).
 Every stage writes its wall time to `metrics/time/<stage>.json`. With REPRO_JOBS=N in the
 environment (`make main JOBS=N`) a spec stage runs its cells in N processes (`repro run --jobs N`,
-the same results as one process), so N is no param of the stages.
+the same results as one process), so N is no param of the stages. `repro dvc-repro --jobs N`
+(`make main`, repro/stage_scheduler.py) runs N independent stages side by side, each through DVC.
 
 DVC's run-cache: train and spec stages have cached outputs only, so DVC restores them from its
 run-cache when their inputs return to values run before: nothing is trained or sampled, and
