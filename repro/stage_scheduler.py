@@ -186,7 +186,10 @@ def load_pipeline(root: Path) -> tuple[dict[str, Any], str]:
 
 def changed_stages(root: Path) -> set[str]:
     """The stages `dvc status` reports (changed deps, params or outs, or never run)."""
-    out = subprocess.run([_dvc(), "status", "--json"], cwd=root, capture_output=True, text=True)
+    try:
+        out = subprocess.run([_dvc(), "status", "--json"], cwd=root, capture_output=True, text=True)
+    except FileNotFoundError:
+        raise UserError("dvc not found: install the suite (make setup) and put .venv/bin on PATH") from None
     if out.returncode != 0:
         raise RuntimeError(f"dvc status failed: {(out.stderr or out.stdout).strip()[-500:]}")
     return set(json.loads(out.stdout or "{}"))
