@@ -376,19 +376,19 @@ def test_params_yaml_holds_every_stage_knob_at_its_profile():
     assert set(params["specs"]) == set(defaults["specs"])
     for spec_id, knobs in defaults["specs"].items():
         assert set(params["specs"][spec_id]) == set(knobs)
-    # Hand-checked against experiments/fig5_9.yaml's smoke profile: fixed.n_images 128, seed 0.
-    assert default_params("smoke")["specs"]["fig5_9"] == {"seed": 0, "n_images": 128}
+    # Hand-checked against experiments/fig5_9.yaml's smoke profile: fixed.n_images 64, seed 0.
+    assert default_params("smoke")["specs"]["fig5_9"] == {"seed": 0, "n_images": 64}
     assert default_params("test")["specs"]["fig5_9"] == {"seed": 0, "n_images": 6}
     # Setting a spec's own value through --set gives the same hash (the cells already run are kept).
-    assert resolve_spec("fig5_9", "smoke", {"seed": 0, "fixed.n_images": 128}).hash == \
+    assert resolve_spec("fig5_9", "smoke", {"seed": 0, "fixed.n_images": 64}).hash == \
         resolve_spec("fig5_9", "smoke").hash
     from repro.pipeline import render_params
 
     assert yaml.safe_load(render_params("smoke")) == default_params("smoke")
     # Regenerating keeps the values a user set (and only for the same profile).
-    mine = {"profile": "smoke", "specs": {"fig5_9": {"seed": 3, "n_images": 64}}}
+    mine = {"profile": "smoke", "specs": {"fig5_9": {"seed": 3, "n_images": 32}}}
     kept = yaml.safe_load(render_params("smoke", keep=mine))["specs"]
-    assert kept["fig5_9"] == {"seed": 3, "n_images": 64} and kept["table5_3"] == {"seed": 0, "n_maps": 40}
+    assert kept["fig5_9"] == {"seed": 3, "n_images": 32} and kept["table5_3"] == {"seed": 0, "n_maps": 36}
     assert yaml.safe_load(render_params("test", keep=mine))["specs"]["fig5_9"] == {"seed": 0, "n_images": 6}
 
 
