@@ -331,13 +331,23 @@ def spec_stage(spec_id: str, profile: str) -> dict[str, Any]:
     }
 
 
+def model_yaml_chain(model: str) -> list[str]:
+    """The model's YAML and, through `base:`, every YAML it is merged over (repro.specs)."""
+    chain, name = [], model
+    while name is not None and f"experiments/models/{name}.yaml" not in chain:
+        chain.append(f"experiments/models/{name}.yaml")
+        doc = yaml.safe_load((repo_root() / chain[-1]).read_text()) or {}
+        name = doc.get("base")
+    return chain
+
+
 def train_stage(model: str, profile: str) -> dict[str, Any]:
     cfg = resolve_model(model, profile).config
     stage = f"train_{model}"
     return {
         "cmd": _timed(stage, f"repro train {model} --profile ${{profile}} --no-progress"),
         "params": ["profile"],
-        "deps": [f"experiments/models/{model}.yaml", _fingerprint_dep(stage),
+        "deps": [*model_yaml_chain(model), _fingerprint_dep(stage),
                  *_data_dirs(dataset_deps([cfg.dataset.name], profile)),
                  *[f"artifacts/{d}" for d in model_dependencies(model, profile)]],
         "outs": [f"artifacts/{model}"],

@@ -346,6 +346,24 @@ def test_stage_dependencies_are_narrow():
     assert "repro/experiments/segmenter_timesteps.py" in code["reports"]   # its report figures
 
 
+def test_a_model_stage_depends_on_the_yaml_of_its_base(tmp_path, monkeypatch):
+    """`base: OTHER` merges OTHER's YAML under the model's (repro.specs.load_model_document), so a
+    change to OTHER re-runs the model's training stage too, and a base chain is followed to its end."""
+    from repro import pipeline
+
+    deps = pipeline.train_stage("noisy_unet_t", "smoke")["deps"]
+    assert {"experiments/models/noisy_unet_t.yaml", "experiments/models/noisy_unet.yaml"} <= set(deps)
+    assert "experiments/models/evaluator_digits.yaml" in pipeline.train_stage("evaluator_digits_8x8", "smoke")["deps"]
+    assert pipeline.model_yaml_chain("evaluator_digits") == ["experiments/models/evaluator_digits.yaml"]
+    models = tmp_path / "experiments" / "models"
+    models.mkdir(parents=True)
+    (models / "a.yaml").write_text("id: a\nbase: b\n")
+    (models / "b.yaml").write_text("id: b\nbase: c\n")
+    (models / "c.yaml").write_text("id: c\nbase: a\n")   # a cycle ends the chain instead of looping
+    monkeypatch.setattr(pipeline, "repo_root", lambda: tmp_path)
+    assert pipeline.model_yaml_chain("a") == [f"experiments/models/{m}.yaml" for m in "abc"]
+
+
 def test_fingerprint_files_hash_each_code_file(tmp_path):
     import hashlib
 
