@@ -26,7 +26,7 @@ def test_every_spec_and_model_resolves_at_every_profile():
 def test_profiles_change_dataset_and_hash():
     paper, smoke, test = (resolve_spec("fig5_9", p) for p in ("paper", "smoke", "test"))
     assert paper.spec.dataset.name == "cityscapes" and tuple(paper.spec.dataset.resolution) == (256, 512)
-    assert smoke.spec.dataset.name == "street_scenes" and tuple(smoke.spec.dataset.resolution) == (32, 64)
+    assert smoke.spec.dataset.name == "street_scenes" and tuple(smoke.spec.dataset.resolution) == (16, 32)
     assert len(paper.cells()) == 45  # 41 timesteps in [0, 0.8] and 4 beyond
     assert len({paper.hash, smoke.hash, test.hash}) == 3
     assert resolve_spec("fig5_9", "smoke").hash == smoke.hash  # stable
