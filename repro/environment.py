@@ -107,11 +107,37 @@ def torch_build() -> dict[str, str]:
     return summarise_torch_config(torch.__config__.show())
 
 
+CPUINFO = Path("/proc/cpuinfo")
+
+
+def _cpuinfo_field(name: str) -> str | None:
+    """The first /proc/cpuinfo line's value for `name` (Linux), or None."""
+    try:
+        for line in CPUINFO.read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip().lower() == name:
+                return value.strip()
+    except OSError:
+        pass
+    return None
+
+
+def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo), else what platform knows."""
+    return _cpuinfo_field("model name") or platform.processor() or platform.machine() or "unknown cpu"
+
+
+def cpu_bf16_flags() -> list[str]:
+    """The CPU's native bf16 instructions (without them bf16 autocast is emulated, and slow). The
+    machines of one kind differ here from day to day: a stage's time depends on it."""
+    return sorted(set((_cpuinfo_field("flags") or "").split()) & {"avx512_bf16", "amx_bf16"})
+
+
 @lru_cache(maxsize=1)
 def _static_record() -> dict[str, Any]:
     return {"python": platform.python_version(), "machine": platform.machine(),
             "packages": {p: package_version(p) or "not installed" for p in RECORDED_PACKAGES},
-            "torch_build": torch_build()}
+            "torch_build": torch_build(), "cpu": {"model": cpu_model(), "bf16": cpu_bf16_flags()}}
 
 
 def record() -> dict[str, Any]:
@@ -128,11 +154,14 @@ def tags(rec: dict[str, Any] | None = None) -> dict[str, str]:
     out.update({f"repro.env.{k}": str(v) for k, v in rec["torch_build"].items()})
     out.update({"repro.env.threads": str(rec["threads"]), "repro.env.python": rec["python"],
                 "repro.env.machine": rec["machine"]})
+    if rec.get("cpu"):
+        out["repro.env.cpu"] = rec["cpu"]["model"]
+        out["repro.env.cpu_bf16"] = ",".join(rec["cpu"]["bf16"]) or "none"
     return out
 
 
 def describe(rec: dict[str, Any]) -> str:
-    """One line for a report: packages, threads, BLAS and CPU kernels."""
+    """One line for a report: packages, threads, BLAS, CPU kernels and the CPU."""
     pk = rec.get("packages") or {}
     build = rec.get("torch_build") or {}
     order = [p for p in RECORDED_PACKAGES if p in pk] + sorted(p for p in pk if p not in RECORDED_PACKAGES)
@@ -142,6 +171,8 @@ def describe(rec: dict[str, Any]) -> str:
         parts.append(f"BLAS {build['blas']}" + (f" {build['mkl']}" if build.get("blas") == "mkl" and build.get("mkl") else ""))
     if build.get("cpu_capability"):
         parts.append(f"CPU kernels {build['cpu_capability']}")
+    if rec.get("cpu"):   # the model and its native bf16 (AMX / AVX512-BF16): the same code's numbers differ by CPU
+        parts.append(f"CPU {rec['cpu']['model']} (native bf16: {', '.join(rec['cpu']['bf16']) or 'none'})")
     if rec.get("python"):
         parts.append(f"Python {rec['python']}")
     return ", ".join(parts)

@@ -41,7 +41,7 @@ from typing import Any, Iterable
 
 import yaml
 
-from repro.specs import list_model_ids, list_spec_ids, repo_root
+from repro.specs import list_model_ids, list_spec_ids, model_base_chain, repo_root
 from repro.specs import resolve_model as _resolve_model
 from repro.specs import resolve_spec as _resolve_spec
 
@@ -333,12 +333,7 @@ def spec_stage(spec_id: str, profile: str) -> dict[str, Any]:
 
 def model_yaml_chain(model: str) -> list[str]:
     """The model's YAML and, through `base:`, every YAML it is merged over (repro.specs)."""
-    chain, name = [], model
-    while name is not None and f"experiments/models/{name}.yaml" not in chain:
-        chain.append(f"experiments/models/{name}.yaml")
-        doc = yaml.safe_load((repo_root() / chain[-1]).read_text()) or {}
-        name = doc.get("base")
-    return chain
+    return [f"experiments/models/{name}.yaml" for name in model_base_chain(model)]
 
 
 def train_stage(model: str, profile: str) -> dict[str, Any]:
@@ -423,10 +418,12 @@ def timed(out: str, cmd: list[str]) -> int:
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     if rc == 0:
         from repro.atomic import atomic_write_text
+        from repro.environment import cpu_bf16_flags, cpu_model
 
         atomic_write_text(Path(out), json.dumps({
             "wall_seconds": round(seconds, 2), "cpu_seconds": round(cpu, 2), "cpu_count": os.cpu_count(),
-            "load_avg_1min_at_end": round(os.getloadavg()[0], 2), "host": platform.node()}, indent=2) + "\n")
+            "load_avg_1min_at_end": round(os.getloadavg()[0], 2), "host": platform.node(),
+            "cpu_model": cpu_model(), "cpu_bf16": cpu_bf16_flags()}, indent=2) + "\n")
     return rc
 
 

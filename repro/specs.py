@@ -203,20 +203,33 @@ def load_spec_document(spec_id: str) -> dict[str, Any]:
     return doc
 
 
-def load_model_document(name: str, _seen: tuple[str, ...] = ()) -> dict[str, Any]:
-    """A model config; `base: OTHER` starts from OTHER's document and deep-merges this one over it."""
-    _check_id("model", name)
-    if name not in list_model_ids():
-        known = ", ".join(list_model_ids()) or "none"
-        raise UserError(f"unknown model {name!r}; known models: {known}")
-    doc = _load_yaml(experiments_dir() / "models" / f"{name}.yaml", "model config")
-    if doc.get("id", name) != name:
-        raise UserError(f"model {name}.yaml declares id {doc.get('id')!r}; the id must equal the file name")
-    base = doc.pop("base", None)
-    if base is not None:
-        if base in _seen or base == name:
+def model_base_chain(name: str) -> list[str]:
+    """The model and, through `base:`, every model it is merged over, the model first."""
+    chain = []
+    while True:
+        _check_id("model", name)
+        if name not in list_model_ids():
+            known = ", ".join(list_model_ids()) or "none"
+            raise UserError(f"unknown model {name!r}; known models: {known}")
+        chain.append(name)
+        doc = _load_yaml(experiments_dir() / "models" / f"{name}.yaml", "model config")
+        if doc.get("id", name) != name:
+            raise UserError(f"model {name}.yaml declares id {doc.get('id')!r}; the id must equal the file name")
+        base = doc.get("base")
+        if base is None:
+            return chain
+        if str(base) in chain:
             raise UserError(f"model {name}.yaml: circular base {base!r}")
-        doc = deep_merge(load_model_document(str(base), (*_seen, name)), doc)
+        name = str(base)
+
+
+def load_model_document(name: str) -> dict[str, Any]:
+    """A model config; `base: OTHER` starts from OTHER's document and deep-merges this one over it."""
+    doc: dict[str, Any] = {}
+    for link in reversed(model_base_chain(name)):
+        over = _load_yaml(experiments_dir() / "models" / f"{link}.yaml", "model config")
+        over.pop("base", None)
+        doc = deep_merge(doc, over)
     doc["id"] = name
     return doc
 

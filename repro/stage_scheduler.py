@@ -29,6 +29,7 @@ from typing import Any, Callable, Iterable
 
 import yaml
 
+from repro.environment import cpu_bf16_flags, cpu_model
 from repro.errors import UserError
 
 LOG_DIR = Path("logs/pipeline")
@@ -242,6 +243,8 @@ def parallel_repro(root: Path, targets: list[str], jobs: int, echo: Callable[[st
     threads = os.environ.get("REPRO_THREADS", "default")
     echo(f"{len(todo)} of {len(stages)} stages to run (changed, or downstream of a change), {jobs} at a time, "
          f"REPRO_THREADS={threads}; logs in {LOG_DIR}/")
+    echo(f"CPU: {cpu_model()}, {os.cpu_count()} cores, native bf16: {', '.join(cpu_bf16_flags()) or 'none'} "
+         f"(stage times move with the machine: compare runs on the same CPU)")
 
     def on_event(kind: str, stage: str, sched: Schedule, now: float) -> None:
         if kind == "start":
@@ -258,7 +261,8 @@ def parallel_repro(root: Path, targets: list[str], jobs: int, echo: Callable[[st
     echo(f"{len(sched.finished)} stages in {sched.wall_seconds:.1f} s wall ({busy:.1f} s of stage time, "
          f"{busy / max(sched.wall_seconds, 1e-9):.2f} stages at a time on average)")
     (log_dir / "summary.json").write_text(json.dumps({
-        "jobs": jobs, "threads": threads, "wall_seconds": round(sched.wall_seconds, 2),
+        "jobs": jobs, "threads": threads, "cpu_model": cpu_model(), "cpu_bf16": cpu_bf16_flags(),
+        "wall_seconds": round(sched.wall_seconds, 2),
         "stage_seconds": {o.stage: round(o.seconds, 2) for o in sched.finished},
         "failed": [o.stage for o in sched.failed], "not_started": sched.not_started}, indent=2) + "\n")
     if sched.failed:

@@ -55,6 +55,7 @@ def test_record_matches_the_libraries_own_answers():
     assert build["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
     if torch.version.cuda:
         assert build["cuda"] == torch.version.cuda
+    assert rec["cpu"]["model"] == environment.cpu_model() and set(rec["cpu"]["bf16"]) <= {"avx512_bf16", "amx_bf16"}
     json.dumps(rec)   # goes into every results file as it is
 
 
@@ -260,3 +261,20 @@ def test_every_locked_version_is_inside_pyproject_ranges():
     outside = [f"{r.name} {pins[environment._normalise(r.name)]} not in {r.specifier}" for r in reqs
                if not r.specifier.contains(pins[environment._normalise(r.name)], prereleases=True)]
     assert outside == [], "refresh the lock: make lock"
+
+
+def test_cpu_model_and_native_bf16_from_cpuinfo(tmp_path, monkeypatch):
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nmodel name\t: Intel(R) Xeon(R) Processor\n"
+                    "flags\t\t: fpu avx2 avx512f avx512_bf16 amx_tile amx_bf16\n\nprocessor\t: 1\n"
+                    "model name\t: other\n")
+    monkeypatch.setattr(environment, "CPUINFO", info)
+    assert environment.cpu_model() == "Intel(R) Xeon(R) Processor"   # the first CPU's
+    assert environment.cpu_bf16_flags() == ["amx_bf16", "avx512_bf16"]
+    info.write_text("model name\t: Old Xeon\nflags\t\t: fpu avx2 avx512f\n")
+    assert environment.cpu_bf16_flags() == []
+    rec = {"packages": {"torch": "2.14.1"}, "threads": 1, "torch_build": {}, "cpu": {"model": "Old Xeon", "bf16": []}}
+    assert environment.describe(rec) == "torch 2.14.1, 1 thread(s), CPU Old Xeon (native bf16: none)"
+    assert environment.tags({**rec, "python": "3.11.7", "machine": "x86_64"})["repro.env.cpu_bf16"] == "none"
+    monkeypatch.setattr(environment, "CPUINFO", tmp_path / "missing")   # not Linux: what platform knows
+    assert environment.cpu_bf16_flags() == [] and environment.cpu_model()

@@ -350,6 +350,8 @@ def test_a_model_stage_depends_on_the_yaml_of_its_base(tmp_path, monkeypatch):
     """`base: OTHER` merges OTHER's YAML under the model's (repro.specs.load_model_document), so a
     change to OTHER re-runs the model's training stage too, and a base chain is followed to its end."""
     from repro import pipeline
+    from repro.errors import UserError
+    from repro.specs import load_model_document
 
     deps = pipeline.train_stage("noisy_unet_t", "smoke")["deps"]
     assert {"experiments/models/noisy_unet_t.yaml", "experiments/models/noisy_unet.yaml"} <= set(deps)
@@ -359,9 +361,14 @@ def test_a_model_stage_depends_on_the_yaml_of_its_base(tmp_path, monkeypatch):
     models.mkdir(parents=True)
     (models / "a.yaml").write_text("id: a\nbase: b\n")
     (models / "b.yaml").write_text("id: b\nbase: c\n")
-    (models / "c.yaml").write_text("id: c\nbase: a\n")   # a cycle ends the chain instead of looping
-    monkeypatch.setattr(pipeline, "repo_root", lambda: tmp_path)
+    (models / "c.yaml").write_text("id: c\n")
+    monkeypatch.setenv("REPRO_EXPERIMENTS", str(tmp_path / "experiments"))
     assert pipeline.model_yaml_chain("a") == [f"experiments/models/{m}.yaml" for m in "abc"]
+    (models / "c.yaml").write_text("id: c\nbase: a\n")   # the one chain repro.specs merges: a cycle is an error
+    with pytest.raises(UserError, match="circular base 'a'"):
+        pipeline.model_yaml_chain("a")
+    with pytest.raises(UserError, match="model a.yaml: circular base .b."):
+        load_model_document("b")
 
 
 def test_fingerprint_files_hash_each_code_file(tmp_path):

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from repro.atomic import atomic_write_text
+from repro.environment import cpu_model
 
 
 def calibration_dir() -> Path:
@@ -35,7 +36,7 @@ def device_identity(device, start_cuda: bool = True) -> tuple[str, str]:
         if name is None:
             return "", f"cuda:{index} (name unknown without a CUDA context; nvidia-ml-py not installed)"
         return f"cuda-{slugify(name)}", f"cuda:{index} ({name})"
-    model = _cpu_model()
+    model = cpu_model()
     threads = torch.get_num_threads()
     return f"cpu-{slugify(model)}-{threads}t", f"cpu ({model}; {threads} torch threads)"
 
@@ -64,18 +65,6 @@ def _nvml_name(index: int) -> str | None:
     except Exception:   # noqa: BLE001 - any NVML failure: the name is unknown
         return None
     return name.decode() if isinstance(name, bytes) else str(name)
-
-
-def _cpu_model() -> str:
-    import platform
-
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown cpu"
 
 
 def now_iso() -> str:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-import platform
 import shutil
 import time
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any
 
 import torch
 
+from repro.environment import cpu_bf16_flags, cpu_model
 from repro.errors import UserError
 
 # arm -> (autocast on, autocast dtype); "fp16" is PyTorch AMP on CUDA: fp16 autocast + GradScaler
@@ -38,28 +38,11 @@ def arm_unavailable(precision: str, device: torch.device) -> str | None:
     return None
 
 
-def cpu_bf16_flags() -> list[str]:
-    """The CPU's native bf16 instructions (without them bf16 autocast is emulated, and slow)."""
-    try:
-        flags = set(next(line for line in Path("/proc/cpuinfo").read_text().splitlines()
-                         if line.startswith("flags")).split(":", 1)[1].split())
-    except (OSError, StopIteration):
-        return []
-    return sorted(flags & {"avx512_bf16", "amx_bf16"})
-
-
 def device_name(device: torch.device) -> str:
     """The accelerator's marketing name, or the CPU model with the threads torch uses."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    model = cpu_model()
     return f"CPU {model} ({torch.get_num_threads()} torch threads)"
 
 
