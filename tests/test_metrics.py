@@ -50,6 +50,30 @@ def test_hand_computed_scores():
     assert scores["per_class_iou"][:2] == pytest.approx([0.4, 0.4])
     assert scores["per_class_iou"][2] is None
     assert (scores["n_images"], scores["n_pixels"]) == (2, 7)
+    # the same hand figures per image (class 2 is in neither image's map: None)
+    assert scores["image_iou"] == [[pytest.approx(1 / 2), pytest.approx(2 / 3), None],
+                                   [pytest.approx(1 / 3), 0.0, None]]
+
+
+def test_image_miou_recomputes_the_thesis_miou_and_its_resamples():
+    from repro.metrics.segmentation import image_miou
+
+    pred, target = _hand_example()
+    scores = segmentation_scores(pred, target, num_classes=3, ignore_index=IGNORE)
+    assert image_miou(scores["image_iou"]) == pytest.approx(scores["miou"])
+    # image 1 twice: class 0 -> 1/2, class 1 -> 2/3, the mean of the two
+    assert image_miou(scores["image_iou"], rows=[0, 0]) == pytest.approx((1 / 2 + 2 / 3) / 2)
+    assert image_miou(scores["image_iou"], rows=[1]) == pytest.approx((1 / 3 + 0) / 2)
+    # a class absent from some images is averaged over the images it occurs in only
+    assert image_miou([[1.0, None], [0.5, 0.0]]) == pytest.approx((0.75 + 0.0) / 2)
+    assert image_miou([]) != image_miou([])   # nan: no image, no mIoU
+    # an in-range ignore label enters no mean (as in `miou`)
+    rand = torch.Generator().manual_seed(0)
+    target = torch.randint(0, 4, (5, 6, 6), generator=rand)
+    pred = torch.randint(0, 4, (5, 6, 6), generator=rand)
+    scores = segmentation_scores(pred, target, num_classes=4, ignore_index=3)
+    assert all(row[3] is None for row in scores["image_iou"])
+    assert image_miou(scores["image_iou"]) == pytest.approx(scores["miou"])
 
 
 def test_streaming_equals_one_batch():

@@ -136,6 +136,44 @@ def test_window_findings_on_known_curves():
     w = window_findings(pd.DataFrame(off + on))
     assert (w["full"], w["none"]) == (0.6, 0.2)
     assert w["stop_allowed"] == 0.45 and w["start_needed"] == 0.7
+    assert "start_held_share" not in w   # no per-image IoUs: the point estimate alone
+
+
+def test_window_verdicts_carry_the_spread_of_paired_resamples():
+    from repro.experiments.guidance_window import report_notes, window_findings
+
+    ts = [0.0, 0.2, 0.4, 0.45, 0.6, 0.7, 0.8, 1.0]
+
+    def frame(per_sample):   # per_sample(window, t) -> one mIoU per sample (one class each)
+        rows = []
+        for window in ("off_below", "on_below"):
+            for t in ts:
+                v = per_sample(window, t)
+                rows.append({"window": window, "t": t, "miou": sum(v) / len(v), "image_iou": [[x] for x in v],
+                             "s0_scale": 1.0, "schedule_s0": 0.002, "n_maps": len(v), "repeats": 1})
+        return pd.DataFrame(rows)
+
+    def thesis_like(window, t):   # every sample: stop below 0.45 and start above 0.7 keep the gain
+        return [0.6 if (t <= 0.45 if window == "off_below" else t >= 0.7) else 0.2] * 4
+
+    w = window_findings(frame(thesis_like))
+    assert (w["start_held_share"], w["stop_held_share"], w["n_resampled"]) == (1.0, 1.0, 4)
+    notes = " ".join(report_notes(None, frame(thesis_like)))
+    assert notes.count("**held**") == 2 and "100% of 1000 paired resamples of the 4 samples" in notes
+
+    def split(window, t):   # one sample needs guidance down to t = 0.2, three keep the gain wherever it stops
+        late = 0.6 if (t <= 0.2 if window == "off_below" else t >= 0.7) else 0.2
+        anywhere = 0.6 if (t < 1.0 if window == "off_below" else t >= 0.7) else 0.2
+        return [late, anywhere, anywhere, anywhere]
+
+    w = window_findings(frame(split))
+    assert w["stop_allowed"] == 0.2   # the mean curve: stopping at 0.4 keeps 3/4 of the gain, under 80 %
+    # a resample keeps 80 % at 0.4 only when it draws no `late` sample: (3/4)^4 of them (s.e. 0.015)
+    assert w["stop_held_share"] == pytest.approx(0.75 ** 4, abs=0.05)
+    assert w["start_held_share"] == 1.0
+    notes = report_notes(None, frame(split))
+    assert "**inconclusive**" in next(n for n in notes if n.startswith("Switched off"))
+    assert "**held**" in next(n for n in notes if n.startswith("Switched on"))
 
 
 def test_fig5_3_5_4_runs_and_reports(env):

@@ -39,6 +39,7 @@ class SegmentationScores:
         self.confusion = torch.zeros(c, c, dtype=torch.int64)  # rows: target, cols: prediction
         self.image_iou_sum = torch.zeros(c, dtype=torch.float64)
         self.image_iou_count = torch.zeros(c, dtype=torch.int64)
+        self.image_iou: list[list[float | None]] = []   # per image and class; None: class not in that image
         self.n_images = 0
 
     def _counted_classes(self) -> torch.Tensor:
@@ -83,12 +84,16 @@ class SegmentationScores:
         iou = intersection.double() / union.clamp(min=1).double()
         self.image_iou_sum += torch.where(present, iou, torch.zeros_like(iou)).sum(0)
         self.image_iou_count += present.sum(0)
+        self.image_iou += [[float(v) if ok else None for v, ok in zip(row, keep)]
+                           for row, keep in zip(iou.tolist(), present.tolist())]
 
     def compute(self) -> dict:
-        """{"pixel_acc", "miou", "miou_dataset", "per_class_iou", "n_images", "n_pixels"}.
+        """{"pixel_acc", "miou", "miou_dataset", "per_class_iou", "image_iou", "n_images", "n_pixels"}.
 
         per_class_iou is the dataset-level IoU per class, None for classes that never
-        occurred (in prediction or target) or for the ignore label.
+        occurred (in prediction or target) or for the ignore label. image_iou is each image's
+        IoU per class (None where the class is in neither map): `image_miou` of it is `miou`,
+        and of a resample of its rows the resampled images' mIoU.
         """
         conf = self.confusion.double()
         n_pixels = int(self.confusion.sum())
@@ -115,9 +120,25 @@ class SegmentationScores:
             "miou": miou,
             "miou_dataset": miou_dataset,
             "per_class_iou": per_class_iou,
+            "image_iou": [[v if ok else None for v, ok in zip(row, counted.tolist())] for row in self.image_iou],
             "n_images": self.n_images,
             "n_pixels": n_pixels,
         }
+
+
+def image_miou(image_iou, rows=None) -> float:
+    """The thesis mIoU (`miou`) from per-image class IoUs (SegmentationScores' image_iou; None:
+    the class is absent from that image): per class the mean over the images it occurs in, then
+    the mean over classes. `rows` picks (and may repeat) images, e.g. a bootstrap resample."""
+    rows = range(len(image_iou)) if rows is None else rows
+    sums: dict[int, float] = {}
+    counts: dict[int, int] = {}
+    for r in rows:
+        for k, v in enumerate(image_iou[r]):
+            if v is not None:
+                sums[k] = sums.get(k, 0.0) + v
+                counts[k] = counts.get(k, 0) + 1
+    return sum(sums[k] / counts[k] for k in sums) / len(sums) if sums else float("nan")
 
 
 def segmentation_scores(pred: torch.Tensor, target: torch.Tensor, num_classes: int, ignore_index: int | None = None) -> dict:

@@ -97,7 +97,7 @@ def evaluate_images(state: SemanticState, images: torch.Tensor, maps: torch.Tens
     values = {"miou": judged["miou"], "pixel_acc": judged["pixel_acc"], "miou_dataset": judged["miou_dataset"]}
     if state.scorer is not None:
         values[state.scorer.name] = state.scorer(images)
-    extra = {"per_class_iou": judged["per_class_iou"], "guide_miou": guide_view["miou"],
+    extra = {"per_class_iou": judged["per_class_iou"], "image_iou": judged["image_iou"], "guide_miou": guide_view["miou"],
              "guide_pixel_acc": guide_view["pixel_acc"], "metric": state.scorer.name if state.scorer else None,
              "n_maps": int(maps.shape[0]), **state.oracle, "models": state.models,
              "evaluator": state.models["evaluator"]["name"]}
