@@ -203,32 +203,36 @@ def load_spec_document(spec_id: str) -> dict[str, Any]:
     return doc
 
 
-def model_base_chain(name: str) -> list[str]:
-    """The model and, through `base:`, every model it is merged over, the model first."""
-    chain = []
+def _model_chain_documents(name: str) -> list[tuple[str, dict[str, Any]]]:
+    """(id, YAML document as written) of the model and, through `base:`, of every model it is
+    merged over, the model first; each file read once."""
+    chain: list[tuple[str, dict[str, Any]]] = []
     while True:
         _check_id("model", name)
         if name not in list_model_ids():
             known = ", ".join(list_model_ids()) or "none"
             raise UserError(f"unknown model {name!r}; known models: {known}")
-        chain.append(name)
         doc = _load_yaml(experiments_dir() / "models" / f"{name}.yaml", "model config")
         if doc.get("id", name) != name:
             raise UserError(f"model {name}.yaml declares id {doc.get('id')!r}; the id must equal the file name")
-        base = doc.get("base")
+        chain.append((name, doc))
+        base = doc.pop("base", None)
         if base is None:
             return chain
-        if str(base) in chain:
+        if str(base) in (link for link, _ in chain):
             raise UserError(f"model {name}.yaml: circular base {base!r}")
         name = str(base)
+
+
+def model_base_chain(name: str) -> list[str]:
+    """The model and, through `base:`, every model it is merged over, the model first."""
+    return [link for link, _ in _model_chain_documents(name)]
 
 
 def load_model_document(name: str) -> dict[str, Any]:
     """A model config; `base: OTHER` starts from OTHER's document and deep-merges this one over it."""
     doc: dict[str, Any] = {}
-    for link in reversed(model_base_chain(name)):
-        over = _load_yaml(experiments_dir() / "models" / f"{link}.yaml", "model config")
-        over.pop("base", None)
+    for _, over in reversed(_model_chain_documents(name)):
         doc = deep_merge(doc, over)
     doc["id"] = name
     return doc

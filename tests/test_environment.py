@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import platform
 import re
 from importlib import metadata
 from pathlib import Path
@@ -277,4 +278,5 @@ def test_cpu_model_and_native_bf16_from_cpuinfo(tmp_path, monkeypatch):
     assert environment.describe(rec) == "torch 2.14.1, 1 thread(s), CPU Old Xeon (native bf16: none)"
     assert environment.tags({**rec, "python": "3.11.7", "machine": "x86_64"})["repro.env.cpu_bf16"] == "none"
     monkeypatch.setattr(environment, "CPUINFO", tmp_path / "missing")   # not Linux: what platform knows
-    assert environment.cpu_bf16_flags() == [] and environment.cpu_model()
+    assert environment.cpu_bf16_flags() == []
+    assert environment.cpu_model() == (platform.processor() or platform.machine() or "unknown cpu")
