@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 
 import pytest
 import torch
@@ -288,6 +289,11 @@ def test_cpu_rss_peak_sees_what_the_block_allocates():
     with CpuRssPeak() as rss:
         block = torch.ones(64 * 2**20 // 4)   # 64 MiB, touched
         block += 1
+        # keep it until the poller has run (a loaded CI box may not schedule it for a while; it once saw
+        # 54 of the 64 MiB while the pages were still being touched); a dead poller times out here
+        deadline = time.monotonic() + 10
+        while rss.start_mb is not None and rss.peak_mb - rss.start_mb < 60 and time.monotonic() < deadline:
+            time.sleep(0.01)
         del block
     if rss.start_mb is None:
         pytest.skip("no /proc/self/statm on this system")
