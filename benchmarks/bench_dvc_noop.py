@@ -53,7 +53,7 @@ def main() -> None:
     ap.add_argument("--keep", help="build the copy here and keep it")
     args = ap.parse_args()
 
-    from repro.pipeline import render_dvc_yaml, render_params
+    from repro.commands.pipeline import render_dvc_yaml, render_params
     from repro.specs import repo_root
 
     repo = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="dvc-noop-"))
@@ -63,7 +63,7 @@ def main() -> None:
     bin_dir = Path(sys.executable).parent
     env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}", DVC_NO_ANALYTICS="1", PYTHONPATH=str(repo))
     subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
-    subprocess.run([sys.executable, "-m", "repro.pipeline", "fingerprints", "--profile", "smoke"], cwd=repo,
+    subprocess.run([sys.executable, "-m", "repro.commands.pipeline", "fingerprints", "--profile", "smoke"], cwd=repo,
                    env=env, check=True, capture_output=True)
     stages = yaml.safe_load((repo / "dvc.yaml").read_text())["stages"]
     for name, stage in stages.items():

@@ -219,7 +219,7 @@ def validate_inception_weights(path: Path) -> None:
 
 def validate_spec_files(resolved_spec, problems=None) -> None:
     """Every weights file of a resolved spec: its models' files and the FID weights if it needs them.
-    With `problems` (repro.experiments.problems.Problems) every bad file is collected, not only the first."""
+    With `problems` (repro.engine.problems.Problems) every bad file is collected, not only the first."""
     from contextlib import nullcontext
 
     def check():

@@ -120,7 +120,7 @@ def run(spec_id: str = typer.Argument(..., help="spec id, or `all`"),
 
     ids = _spec_ids(spec_id)
     overrides = parse_set(set_)
-    from repro.experiments.engine import preflight, resolve_device, run_spec
+    from repro.engine.run import preflight, resolve_device, run_spec
 
     resolve_device(device)
     for i in ids:  # validate every spec and find its data before running any
@@ -130,8 +130,8 @@ def run(spec_id: str = typer.Argument(..., help="spec id, or `all`"),
     run_guard(ids, profile, overrides, device, yes, typer.echo, max_hours)   # a long run needs --yes
 
     for i in ids:
-        if jobs is not None or devices is not None:   # cells over processes (repro.parallel.cells)
-            from repro.parallel.cells import run_spec_jobs
+        if jobs is not None or devices is not None:   # cells over processes (repro.launchers.cells)
+            from repro.launchers.cells import run_spec_jobs
 
             summary = run_spec_jobs(i, profile, overrides, jobs=jobs, devices=devices, device=device,
                                     threads=threads, force=force, echo=typer.echo)
@@ -219,8 +219,8 @@ def sweep(name: str = typer.Argument(..., help="sweep name (experiments/sweeps/N
 def report(spec_id: str = typer.Argument("all", help="spec id, `all`, or sweep:NAME (a sweep's studies)"),
            storage: Optional[str] = typer.Option(None, "--storage", help="with sweep:NAME: " + _STORAGE_HELP)) -> None:
     """Render reports/<id>.md (and figures) from the results files, and reports/README.md."""
-    from repro.reporting import attach_to_mlflow, reports_root
-    from repro.reporting import report as render
+    from repro.reporting.render import attach_to_mlflow, reports_root
+    from repro.reporting.render import report as render
     from repro.sweeps.report import render_sweep_report, sweep_name
 
     if sweep_name(spec_id) is not None:   # reports/sweep-NAME.md from the sweep's studies
@@ -253,7 +253,7 @@ def train(name: str = typer.Argument(..., help="model name (experiments/models/N
     overrides = parse_set(set_)
     resolved = resolve_model(name, profile, overrides)
     from repro.data import load_dataset
-    from repro.experiments.engine import resolve_device
+    from repro.engine.run import resolve_device
     from repro.models import ensure_model
 
     dev = resolve_device(device)
@@ -281,7 +281,7 @@ def evaluate(images: str = typer.Option(..., "--images", help="folder of generat
              device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N"),
              progress: bool = typer.Option(True, "--progress/--no-progress")) -> None:
     """Score a folder of generated images against their maps as table5_4_5 scores its rows."""
-    from repro.experiments.semantic.folder_eval import evaluate_folder
+    from repro.commands.evaluate import evaluate_folder
     from repro.specs import parse_set
 
     r = evaluate_folder(images, maps, reference=reference, metrics=metrics, name=name, profile=profile,
@@ -312,7 +312,7 @@ def sample_semantic(map_path: str = typer.Option(..., "--map", "-m", help="colou
     from pathlib import Path
 
     from repro.environment import apply_threads
-    from repro.experiments.semantic.from_map import sample_from_map
+    from repro.commands.sample_semantic import sample_from_map
     from repro.specs import parse_set
 
     apply_threads(threads)
@@ -346,7 +346,7 @@ def sample_ddpm(mask_path: str = typer.Option(..., "--mask", "-m", help="mask PN
     """Images from a semantic mask: the BDD100K paper's mask-guided DDPM with classifier-free guidance."""
     from pathlib import Path
 
-    from repro.experiments.bdd.from_mask import sample_from_mask
+    from repro.commands.sample_ddpm import sample_from_mask
     from repro.specs import parse_set
 
     r = sample_from_mask(Path(mask_path), profile=profile, n=n, guidance=guidance, convention=convention,
@@ -381,7 +381,7 @@ def ui(port: Optional[int] = typer.Option(None, help="port on 127.0.0.1 (default
         raise UserError(f"--workers {workers}: must be at least 1")
     cmd = [sys.executable, "-m", "mlflow", "ui", "--host", "127.0.0.1", "--port", str(port),
            "--backend-store-uri", uri, "--workers", str(workers)]
-    from repro.mlflow_view import WORKFLOW_QUERY, experiment_links, store_description
+    from repro.tracking.view import WORKFLOW_QUERY, experiment_links, store_description
 
     base = f"http://127.0.0.1:{port}"
     typer.echo(f"MLflow UI at {base}/#/experiments?{WORKFLOW_QUERY}")
@@ -401,14 +401,14 @@ def pipeline(profile: Optional[str] = typer.Option(None, "--profile", "-p",
              params: bool = typer.Option(False, "--params", help="instead: update params.yaml (every spec's knobs "
                                                                "at the profile; values already set stay)")) -> None:
     """Print the DVC pipeline derived from experiments/ (`repro pipeline > dvc.yaml`)."""
-    from repro.pipeline import params_profile, render_dvc_yaml, render_params
+    from repro.commands.pipeline import params_profile, render_dvc_yaml, render_params
     from repro.specs import PROFILES
 
     if profile is not None and profile not in PROFILES:
         raise UserError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
     if params:   # the values already in params.yaml stay; new specs get their defaults
         from repro.atomic import atomic_write_text
-        from repro.pipeline import read_params
+        from repro.commands.pipeline import read_params
         from repro.specs import repo_root
 
         path = repo_root() / "params.yaml"
@@ -425,7 +425,7 @@ def dvc_repro(targets: Optional[List[str]] = typer.Argument(None, help="stages (
     each changed stage as `dvc repro --single-item`, upstream first; logs in logs/pipeline/."""
     from pathlib import Path
 
-    from repro.stage_scheduler import parallel_repro
+    from repro.launchers.dvc_stages import parallel_repro
 
     if jobs < 1:
         raise UserError(f"--jobs {jobs}: must be at least 1")
@@ -444,7 +444,7 @@ def compare(spec_id: str = typer.Argument("all", help="spec id, or `all`"),
     """The paper-vs-reproduced table: one row per published value, reproduced value per profile, verdict."""
     from pathlib import Path
 
-    from repro import comparison
+    from repro.reporting import comparison
     from repro.atomic import atomic_write_text
 
     ids = _spec_ids(spec_id)
@@ -469,7 +469,7 @@ def compare(spec_id: str = typer.Argument("all", help="spec id, or `all`"),
 @app.command()
 def doctor() -> None:
     """Versions against requirements.lock, torch's build and threads, device, data, weights, MLflow store."""
-    from repro.doctor import doctor_lines
+    from repro.commands.doctor import doctor_lines
 
     for line in doctor_lines():
         typer.echo(line)

@@ -56,7 +56,7 @@ def ensure_model(name: str, profile: str, *, overrides: dict[str, Any] | None = 
                  inject: dict[str, Any] | None = None, device: torch.device | str = "cpu", force: bool = False,
                  progress: bool = True) -> TrainedModel:
     """Load the model trained with this resolved config, training it first if needed."""
-    from repro.tracking import Tracker
+    from repro.tracking.runs import Tracker
 
     resolved = resolve_model(name, profile, overrides, inject=inject)
     module = kind_module(resolved.config.kind)

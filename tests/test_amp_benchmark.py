@@ -156,8 +156,8 @@ def _cells(spec, profile="test"):
 
 
 def test_table5_1_at_test_fresh_process_per_arm_cpu_memory_and_ratio_report(workdir):
-    from repro.experiments.engine import run_spec
-    from repro.reporting import report
+    from repro.engine.run import run_spec
+    from repro.reporting.render import report
 
     summary = run_spec("table5_1", "test", progress=False)
     assert sorted(summary.ran) == ["precision=bf16", "precision=fp32"] and not summary.failed
@@ -182,8 +182,8 @@ def test_table5_1_at_test_fresh_process_per_arm_cpu_memory_and_ratio_report(work
 
 
 def test_table5_2_and_fig5_6_at_test_render_time_ratios_and_loss_curves(workdir):
-    from repro.experiments.engine import run_spec
-    from repro.reporting import report
+    from repro.engine.run import run_spec
+    from repro.reporting.render import report
 
     run_spec("table5_2", "test", progress=False)
     run_spec("fig5_6", "test", progress=False)
@@ -205,9 +205,9 @@ def test_table5_2_and_fig5_6_at_test_render_time_ratios_and_loss_curves(workdir)
 
 
 def test_injected_nan_stops_the_arm_marks_it_failed_and_the_report_leaves_it_out(workdir):
-    from repro.experiments.engine import read_failed_cells, run_spec
-    from repro.reporting import report
-    from repro.tracking import iter_runs
+    from repro.engine.run import read_failed_cells, run_spec
+    from repro.reporting.render import report
+    from repro.tracking.runs import iter_runs
 
     summary = run_spec("table5_2", "test", overrides={"fixed.inject_nonfinite": {"bf16": 3}}, progress=False)
     assert summary.ran == ["precision=fp32"] and summary.failed == ["precision=bf16"]
@@ -237,7 +237,7 @@ def test_injected_nan_stops_the_arm_marks_it_failed_and_the_report_leaves_it_out
 
 
 def test_bad_settings_are_one_line_user_errors(workdir):
-    from repro.experiments.engine import run_spec
+    from repro.engine.run import run_spec
 
     with pytest.raises(UserError, match="inject_nonfinite: unknown precision 'fp8'"):
         run_spec("table5_2", "test", overrides={"fixed.inject_nonfinite": {"fp8": 1}}, progress=False)
@@ -253,7 +253,7 @@ cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
 @cuda
 def test_cuda_table5_1_searches_the_batch_and_reports_allocator_memory(workdir):
-    from repro.experiments.engine import run_spec
+    from repro.engine.run import run_spec
 
     over = {"fixed.batch_size": None, "fixed.batch_limit": 8, "fixed.find_amp_batch": True,
             "grid.precision": ["fp32", "fp16", "bf16"]}

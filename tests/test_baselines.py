@@ -39,8 +39,8 @@ def _cli(argv, capsys) -> tuple[int, str, str]:
 
 @pytest.mark.slow
 def test_table5_4_5_fills_its_rows_and_repro_evaluate_gives_the_same_numbers(env, capsys):
-    from repro.experiments.engine import run_spec
-    from repro.reporting import report
+    from repro.engine.run import run_spec
+    from repro.reporting.render import report
 
     summary = run_spec("table5_4_5", "test", progress=False)
     assert sorted(summary.ran) == sorted(f"method={m}" for m in ("crn", "pix2pixhd", "spade", "ncsnpp", "oracle"))
@@ -134,7 +134,7 @@ def test_bad_folders_give_one_line_and_exit_2(env, capsys):
 
 
 def test_folder_pairs_match_by_name_and_read_class_ids(tmp_path):
-    from repro.experiments.semantic.folder_eval import quantize, read_folder_pairs, write_pairs
+    from repro.commands.evaluate import quantize, read_folder_pairs, write_pairs
 
     import torch
 
@@ -151,7 +151,7 @@ def test_folder_pairs_match_by_name_and_read_class_ids(tmp_path):
 
 def test_cityscapes_label_ids_are_mapped_to_train_ids(tmp_path):
     from repro.data.cityscapes import label_lut
-    from repro.experiments.semantic.folder_eval import read_folder_pairs
+    from repro.commands.evaluate import read_folder_pairs
 
     (tmp_path / "i").mkdir()
     (tmp_path / "m").mkdir()
@@ -166,7 +166,7 @@ def test_cityscapes_label_ids_are_mapped_to_train_ids(tmp_path):
 def test_verdicts_on_the_published_numbers():
     """The thesis's own numbers must give its own verdicts (SPADE best; NCSN++ second in FID,
     third in accuracy; its mIoU far below the GANs)."""
-    from repro.experiments.baseline_comparison import verdicts
+    from repro.experiments.semantic.baseline_comparison import verdicts
 
     df = pd.DataFrame([
         {"method": "crn", "miou": 0.5345, "pixel_acc": 0.7486, "fid": 71.43},

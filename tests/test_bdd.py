@@ -217,8 +217,8 @@ def test_three_specs_at_test_profile_end_to_end(workdir, capsys):
 
     from repro import results
     from repro.cli import app
-    from repro.experiments.engine import run_spec
-    from repro.reporting import render_report
+    from repro.engine.run import run_spec
+    from repro.reporting.render import render_report
 
     for spec in ("bdd_metrics", "bdd_table2", "bdd_uncond"):
         summary = run_spec(spec, "test", progress=False)

@@ -184,8 +184,8 @@ def test_classifier_on_other_data_than_its_score_model_is_a_user_error(env):
 # ----------------------------------------------------------------------------- the spec
 
 def test_sec5_1_digits_end_to_end(env):
-    from repro.experiments.engine import run_spec
-    from repro.reporting import report
+    from repro.engine.run import run_spec
+    from repro.reporting.render import report
 
     s = run_spec("sec5_1_digits", "test", progress=False)
     assert s.total == 6 and len(s.ran) == 6
@@ -230,7 +230,7 @@ def test_bad_fixed_values_are_user_errors(key, value, match):
 
 def test_inconsistent_models_and_grid_fail_before_training(env, tmp_path, monkeypatch):
     from repro.errors import UserError
-    from repro.experiments.engine import run_spec
+    from repro.engine.run import run_spec
 
     monkeypatch.setenv("REPRO_ARTIFACTS", str(tmp_path / "untouched"))
     with pytest.raises(UserError, match="score model is ncsnpp_digits_ve"):

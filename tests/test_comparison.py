@@ -36,7 +36,7 @@ def tree(workdir):
 
 
 def _rows():
-    from repro.comparison import spec_rows
+    from repro.reporting.comparison import spec_rows
 
     return {(r["cell"], r["metric"]): r for r in spec_rows("table5_3")}
 
@@ -70,7 +70,7 @@ def test_smoke_values_are_trends_and_other_metrics_are_never_shown_as_fid(tree):
 
 
 def test_spec_without_published_numbers_gets_one_note_row(workdir):
-    from repro.comparison import spec_rows
+    from repro.reporting.comparison import spec_rows
 
     (row,) = spec_rows("fig5_9")   # Fig. 5.9 is published as a plot only
     assert row["metric"] == "" and row["published"] is None and row["verdict"].startswith("no published values")
@@ -78,7 +78,7 @@ def test_spec_without_published_numbers_gets_one_note_row(workdir):
 
 
 def test_metrics_files_for_dvc(tree):
-    from repro.comparison import write_metrics
+    from repro.reporting.comparison import write_metrics
 
     jpath, cpath = write_metrics("table5_3", "smoke", tree / "metrics")
     assert json.loads(jpath.read_text()) == {"smoke": {

@@ -15,7 +15,7 @@ import torch
 
 from repro import results
 from repro.errors import UserError
-from repro.experiments._dg_settings import derive_method, resolve_cell
+from repro.experiments.dg.settings import derive_method, resolve_cell
 
 SPECS = ("fig12_1", "fig12_3", "fig12_4", "table12_1", "fig11_exposure")
 # One worker should build the shared models (with `pytest -n 2 --dist loadgroup`).
@@ -24,8 +24,8 @@ pytestmark = pytest.mark.xdist_group("edm_experiments")
 
 @pytest.fixture(scope="module")
 def shared(tmp_path_factory):
-    from repro.experiments.engine import run_spec
-    from repro.reporting import report
+    from repro.engine.run import run_spec
+    from repro.reporting.render import report
 
     root = tmp_path_factory.mktemp("edm_experiments")
     mp = pytest.MonkeyPatch()
@@ -77,7 +77,7 @@ def test_cell_settings_follow_fixed_then_method_then_cell():
         resolve_cell(FIXED, {"method": "ddpm"})
     from pydantic import ValidationError
 
-    from repro.experiments.dg_epsilon_grid import Fixed
+    from repro.experiments.dg.dg_epsilon_grid import Fixed
     with pytest.raises(ValidationError, match="edm has no guidance"):
         Fixed.model_validate({"methods": {"edm": {"w_dg": 1.0}}})
     with pytest.raises(ValidationError, match="unknown setting"):
@@ -278,7 +278,7 @@ def test_fig12_3_heatmap_report(shared):
 
 def test_report_tables_keep_grid_values_exact():
     """Epsilon scales like 1.0004 are settings: printed as given, never rounded to '1'."""
-    from repro.reporting import _fmt_setting, _markdown
+    from repro.reporting.render import _fmt_setting, _markdown
 
     table = _markdown([{"eps_scale": _fmt_setting(1.0004), "fid": "2.5"},
                        {"eps_scale": _fmt_setting(1.000004), "fid": "–"}])
@@ -315,7 +315,7 @@ def test_fig11_exposure_curves(shared):
 
 
 def test_discriminator_epoch_is_selectable_and_recorded(shared, tmp_path, monkeypatch):
-    from repro.experiments.engine import run_spec
+    from repro.engine.run import run_spec
 
     key = "steps=2__method=edm_gpp__w_dg=1"
     before = by("fig12_1", steps=2, method="edm_gpp", w_dg=1.0)["values"]["fd_evalnet"]

@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from repro import doctor, environment
+from repro import environment
+
+from repro.commands import doctor
 from repro.errors import UserError
 
 REPO = Path(__file__).resolve().parent.parent

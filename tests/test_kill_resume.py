@@ -178,7 +178,7 @@ def test_a_live_writers_temporary_file_is_kept(tmp_path):
 
 def test_a_live_process_run_is_not_marked_killed(workdir):
     """A RUNNING MLflow run of a live process (another `repro run` at the same time) stays RUNNING."""
-    from repro.tracking import Tracker, iter_runs
+    from repro.tracking.runs import Tracker, iter_runs
 
     with Tracker("exp-live", "outer"):
         with Tracker("exp-live", "inner"):   # enters while "outer" runs in this (live) process
@@ -200,7 +200,7 @@ def test_a_live_process_run_is_not_marked_killed(workdir):
     assert client.get_run(orphan.info.run_id).info.status == "KILLED"
     assert "died" in client.get_run(orphan.info.run_id).data.tags["repro.killed"]
     # an invocation with nothing left to do opens no run, and still closes a dead one's
-    from repro.tracking import close_dead_runs
+    from repro.tracking.runs import close_dead_runs
 
     late = client.create_run(exp_id, run_name="late",
                              tags={"repro.host": platform.node(), "repro.pid": dead.stdout.strip()})

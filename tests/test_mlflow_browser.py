@@ -158,7 +158,7 @@ def test_experiment_page_shows_runs_by_name_with_metrics(workdir, tmp_path_facto
     from mlflow.tracking import MlflowClient
 
     from repro import results
-    from repro.experiments.engine import run_spec
+    from repro.engine.run import run_spec
 
     summary = run_spec("fig5_9", "test", device="cpu", progress=False, overrides={"grid.t": [0.0, 0.8]})
     assert sorted(summary.ran) == ["t=0", "t=0.8"]

@@ -16,7 +16,7 @@ from tests.conftest import REPO, cli_env
 _OPEN_AT_ONCE = """
 import os, sys, time
 import mlflow, mlflow.tracking, sqlalchemy  # imported before the start signal: the race is on opening
-from repro.tracking import Tracker
+from repro.tracking.runs import Tracker
 open(f"ready{sys.argv[1]}", "w").close()
 while not os.path.exists("go"):
     time.sleep(0.002)
@@ -41,13 +41,13 @@ def test_fresh_store_opened_by_several_processes_at_once(workdir):
     assert [p.returncode for p in procs] == [0, 0, 0], [o[1][-2000:] for o in outs]
     ids = {line.split()[1] for out, _ in outs for line in out.splitlines() if line.startswith("run ")}
     assert len(ids) == 3
-    from repro.tracking import iter_runs
+    from repro.tracking.runs import iter_runs
 
     assert {r.info.run_id for r in iter_runs("race")} == ids
 
 
 def test_store_lock_is_one_per_store(tmp_path, monkeypatch):
-    from repro.parallel.store import lock_path, sqlite_path
+    from repro.tracking.store import lock_path, sqlite_path
 
     uri = f"sqlite:///{tmp_path}/sub/mlflow.db"
     assert sqlite_path(uri) == tmp_path / "sub" / "mlflow.db"
@@ -62,7 +62,7 @@ def test_store_lock_is_one_per_store(tmp_path, monkeypatch):
 # ----------------------------------------------------------------------------- sharding units
 
 def test_shards_cover_every_unit_once_for_any_world_size():
-    from repro.parallel.ranks import shard_indices
+    from repro.engine.ranks import shard_indices
 
     for n in (0, 1, 5, 12):
         for world in (1, 2, 3, 8):
@@ -72,7 +72,7 @@ def test_shards_cover_every_unit_once_for_any_world_size():
 
 
 def test_gather_in_one_process_orders_units_and_checks_them():
-    from repro.parallel.ranks import gather_units
+    from repro.engine.ranks import gather_units
 
     assert gather_units({2: "c", 0: "a", 1: "b"}, 3) == ["a", "b", "c"]
     with pytest.raises(RuntimeError, match="missing"):
@@ -80,8 +80,8 @@ def test_gather_in_one_process_orders_units_and_checks_them():
 
 
 def test_launcher_runs_one_worker_here_and_reports_the_others_exit_codes(tmp_path):
-    from repro.parallel.cells import claim
-    from repro.parallel.launcher import launch
+    from repro.launchers.cells import claim
+    from repro.launchers.processes import launch
 
     good, bad = tmp_path / "good.json", tmp_path / "bad.json"
     good.write_text('{"a": 1}')
@@ -234,7 +234,7 @@ def test_worker_devices_threads_and_kinds_that_stay_serial(monkeypatch):
 
     from repro.errors import UserError
     from repro.experiments import runner_module
-    from repro.parallel.cells import runs_cells_in_parallel, threads_per_job, worker_devices
+    from repro.launchers.cells import runs_cells_in_parallel, threads_per_job, worker_devices
 
     assert worker_devices(None, "cpu, cpu", "auto") == ["cpu", "cpu"]
     assert worker_devices(3, "cpu", "auto") == ["cpu"] * 3
@@ -257,7 +257,7 @@ def test_worker_devices_threads_and_kinds_that_stay_serial(monkeypatch):
 def test_a_dead_invocations_claim_folder_is_removed_a_live_ones_kept(tmp_path):
     import psutil
 
-    from repro.parallel.cells import CLAIMS_PREFIX, remove_leftovers
+    from repro.launchers.cells import CLAIMS_PREFIX, remove_leftovers
 
     dead = max(psutil.pids()) + 100_000   # no process has this id
     (tmp_path / f"{CLAIMS_PREFIX}{dead}-abc").mkdir()
@@ -279,7 +279,7 @@ def test_a_runner_that_does_not_shard_runs_on_rank_0_under_torchrun(workdir):
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     cells = sorted(p.stem for p in (workdir / "results/sec5_2_2/test/cells").glob("*.json"))
     assert cells == ["encoding=log_sigma", "encoding=t"]
-    from repro.tracking import iter_runs
+    from repro.tracking.runs import iter_runs
 
     runs = list(iter_runs("sec5_2_2"))
     parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
@@ -299,7 +299,7 @@ def test_issue_command_in_a_fresh_directory(workdir):
                          capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert "fig12_3 [test]: 4 cells (4 run, 0 already finished)" in out.stdout
-    from repro.tracking import iter_runs
+    from repro.tracking.runs import iter_runs
 
     for model in ("edm_digits", "discriminator_digits", "evaluator_digits"):
         (folder,) = list((workdir / "artifacts" / model).iterdir())
@@ -347,7 +347,7 @@ def test_a_process_killed_while_creating_a_fresh_store_leaves_no_half_made_store
     start-up kill used to leave a half-migrated mlflow.db that the next run failed on): no
     mlflow.db, only the dead creator's temporary file; the next process removes it and creates the
     store whole."""
-    code = ("from repro.parallel.store import prepare_store; prepare_store(); "
+    code = ("from repro.tracking.store import prepare_store; prepare_store(); "
             "from mlflow.tracking import MlflowClient; print(len(MlflowClient().search_experiments()))")
     env = cli_env(tmp_path) | {"REPRO_TEST_KILL_AT": "write:mlflow.db"}
     killed = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,

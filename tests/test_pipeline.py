@@ -31,7 +31,7 @@ def _runs(experiment: str):
 
 
 def test_run_writes_cells_tracks_and_resumes(workdir):
-    from repro.experiments.engine import run_spec
+    from repro.engine.run import run_spec
 
     s = run_spec("fig5_9", "test", device="cpu", progress=False)
     assert s.total == 4 and len(s.ran) == 4 and not s.skipped
@@ -83,7 +83,7 @@ def test_run_writes_cells_tracks_and_resumes(workdir):
     assert len(s4.ran) == 4
 
     # Reports render from the results files alone.
-    from repro.reporting import report
+    from repro.reporting.render import report
 
     paths = report(["fig5_9"])
     text = Path("reports/fig5_9.md").read_text()
@@ -96,7 +96,7 @@ def test_run_writes_cells_tracks_and_resumes(workdir):
     assert Path("reports/README.md") in paths
 
     # The rendered report is attached to the parent run of the latest cells.
-    from repro.reporting import attach_to_mlflow
+    from repro.reporting.render import attach_to_mlflow
 
     parents = attach_to_mlflow("fig5_9", [Path("reports/fig5_9.md"), Path("reports/fig5_9_test_curve.png")])
     assert parents == [s4.mlflow_run_id]
@@ -105,8 +105,8 @@ def test_run_writes_cells_tracks_and_resumes(workdir):
 
 
 def test_noise_encoding_comparison_trains_both_encodings(workdir):
-    from repro.experiments.engine import run_spec
-    from repro.reporting import report
+    from repro.engine.run import run_spec
+    from repro.reporting.render import report
 
     s = run_spec("sec5_2_2", "test", device="cpu", progress=False)
     assert sorted(s.ran) == ["encoding=log_sigma", "encoding=t"]
@@ -121,8 +121,8 @@ def test_noise_encoding_comparison_trains_both_encodings(workdir):
 
 
 def test_crash_marks_run_failed_and_keeps_finished_cells(workdir, monkeypatch):
-    import repro.experiments.segmenter_timesteps as runner
-    from repro.experiments.engine import run_spec
+    import repro.experiments.semantic.segmenter_timesteps as runner
+    from repro.engine.run import run_spec
 
     real = runner.run_cell
     calls = {"n": 0}
@@ -257,7 +257,7 @@ def test_mlflow_ui_serves_the_runs_over_rest(workdir):
     import socket
     import urllib.request
 
-    from repro.experiments.engine import run_spec
+    from repro.engine.run import run_spec
 
     run_spec("fig5_9", "test", device="cpu", progress=False, overrides={"grid.t": [0.0]})
     with socket.socket() as s:
@@ -309,7 +309,7 @@ def test_dvc_yaml_is_the_rendering_of_the_registry():
     """dvc.yaml is generated (`repro pipeline > dvc.yaml`): every spec and the models it needs."""
     import yaml
 
-    from repro.pipeline import render_dvc_yaml, spec_models
+    from repro.commands.pipeline import render_dvc_yaml, spec_models
     from repro.specs import list_spec_ids, repo_root
 
     committed = (repo_root() / "dvc.yaml").read_text()
@@ -328,28 +328,28 @@ def test_dvc_yaml_is_the_rendering_of_the_registry():
 def test_stage_dependencies_are_narrow():
     """A spec stage depends on its own runner and the modules it imports, not on the package: through
     its fingerprint file (the sha256 of each of those files, written by the `code` stage)."""
-    from repro.pipeline import code_closure, spec_stage, stage_code, write_fingerprints
+    from repro.commands.pipeline import code_closure, spec_stage, stage_code, write_fingerprints
 
     assert "fingerprints/fig5_9.txt" in spec_stage("fig5_9", "smoke")["deps"]
     code = stage_code("smoke")
     deps = set(code["fig5_9"])
-    assert {"repro/experiments/engine.py", "repro/experiments/segmenter_timesteps.py", "repro/nets/unet.py",
+    assert {"repro/engine/run.py", "repro/experiments/semantic/segmenter_timesteps.py", "repro/nets/unet.py",
             "repro/data/street_scenes.py", "repro/specs.py"} <= deps
-    for other in ("repro/experiments/dg_epsilon_grid.py", "repro/experiments/amp_benchmark.py",
+    for other in ("repro/experiments/dg/dg_epsilon_grid.py", "repro/experiments/amp/amp_benchmark.py",
                   "repro/data/cifar10.py", "repro/data/digits.py", "repro/cli.py", "repro/sweeps/runner.py"):
         assert other not in deps
     # The registry imports every dataset loader; a stage depends on its own datasets' code only.
     digits = set(code["train_evaluator_digits"])
     assert "repro/data/digits.py" in digits and "repro/data/street_scenes.py" not in digits
     # Function-level imports count: the engine imports repro.models inside RunContext.model.
-    assert "repro/models.py" in code_closure("repro/experiments/engine.py")
-    assert "repro/experiments/segmenter_timesteps.py" in code["reports"]   # its report figures
+    assert "repro/models.py" in code_closure("repro/engine/run.py")
+    assert "repro/experiments/semantic/segmenter_timesteps.py" in code["reports"]   # its report figures
 
 
 def test_a_model_stage_depends_on_the_yaml_of_its_base(tmp_path, monkeypatch):
     """`base: OTHER` merges OTHER's YAML under the model's (repro.specs.load_model_document), so a
     change to OTHER re-runs the model's training stage too, and a base chain is followed to its end."""
-    from repro import pipeline
+    from repro.commands import pipeline
     from repro.errors import UserError
     from repro.specs import load_model_document
 
@@ -374,15 +374,15 @@ def test_a_model_stage_depends_on_the_yaml_of_its_base(tmp_path, monkeypatch):
 def test_fingerprint_files_hash_each_code_file(tmp_path):
     import hashlib
 
-    from repro.pipeline import stage_code, write_fingerprints
+    from repro.commands.pipeline import stage_code, write_fingerprints
     from repro.specs import repo_root
 
     paths = {p.stem: p for p in write_fingerprints("smoke", tmp_path)}
     assert set(paths) == set(stage_code("smoke"))
     lines = [ln for ln in paths["fig5_9"].read_text().splitlines() if not ln.startswith("#")]
     listed = dict(reversed(ln.split("  ", 1)) for ln in lines)
-    engine = repo_root() / "repro/experiments/engine.py"
-    assert listed["repro/experiments/engine.py"] == hashlib.sha256(engine.read_bytes()).hexdigest()
+    engine = repo_root() / "repro/engine/run.py"
+    assert listed["repro/engine/run.py"] == hashlib.sha256(engine.read_bytes()).hexdigest()
     before = paths["fig5_9"].stat().st_mtime_ns
     write_fingerprints("smoke", tmp_path)   # unchanged code: the file is left as it is
     assert paths["fig5_9"].stat().st_mtime_ns == before
@@ -393,7 +393,7 @@ def test_params_yaml_holds_every_stage_knob_at_its_profile():
     values are the profile's own (so that `dvc repro` computes what `repro run` would)."""
     import yaml
 
-    from repro.pipeline import default_params, read_params
+    from repro.commands.pipeline import default_params, read_params
     from repro.specs import resolve_spec
 
     params = read_params()
@@ -407,7 +407,7 @@ def test_params_yaml_holds_every_stage_knob_at_its_profile():
     # Setting a spec's own value through --set gives the same hash (the cells already run are kept).
     assert resolve_spec("fig5_9", "smoke", {"seed": 0, "fixed.n_images": 64}).hash == \
         resolve_spec("fig5_9", "smoke").hash
-    from repro.pipeline import render_params
+    from repro.commands.pipeline import render_params
 
     assert yaml.safe_load(render_params("smoke")) == default_params("smoke")
     # Regenerating keeps the values a user set (and only for the same profile).
@@ -453,7 +453,7 @@ def test_changing_one_sample_count_reruns_only_its_stage(workdir):
     `dvc commit`), `dvc status` names exactly the stages a change concerns."""
     import yaml
 
-    from repro.pipeline import render_dvc_yaml, render_params
+    from repro.commands.pipeline import render_dvc_yaml, render_params
 
     repo = workdir / "clone"
     _copy_repo(repo)
@@ -462,7 +462,7 @@ def test_changing_one_sample_count_reruns_only_its_stage(workdir):
     subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
     stages = yaml.safe_load((repo / "dvc.yaml").read_text())["stages"]
     env = _dvc_env(repo)
-    subprocess.run([sys.executable, "-m", "repro.pipeline", "fingerprints", "--profile", "test"], cwd=repo,
+    subprocess.run([sys.executable, "-m", "repro.commands.pipeline", "fingerprints", "--profile", "test"], cwd=repo,
                    env=env, check=True, capture_output=True)
     for name, stage in stages.items():
         for section in ("outs", "metrics", "plots"):
@@ -486,7 +486,7 @@ def test_changing_one_sample_count_reruns_only_its_stage(workdir):
     assert changed() == {"fig5_9"}
     # A change to one runner: the `code` stage first (it re-hashes), then the specs of that kind and
     # the reports (which draw its figures); fig5_9 is still pending from the change above.
-    runner = repo / "repro/experiments/guidance_scale_sweep.py"
+    runner = repo / "repro/experiments/semantic/guidance_scale_sweep.py"
     runner.write_text(runner.read_text() + "\n# changed\n")
     assert changed() == {"fig5_9", "code"}
     _dvc(repo, "repro", "--single-item", "code")
@@ -497,7 +497,7 @@ def test_changing_one_sample_count_reruns_only_its_stage(workdir):
 def test_dvc_repro_twice_does_nothing_the_second_time(workdir):
     """`dvc repro` on a copy of the repository at the test profile, then again: nothing reruns; the
     stage's results are in DVC's cache (shareable with `dvc push`), its metrics readable by dvc."""
-    from repro.pipeline import render_dvc_yaml, render_params
+    from repro.commands.pipeline import render_dvc_yaml, render_params
 
     repo = workdir / "clone"
     _copy_repo(repo)

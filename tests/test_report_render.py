@@ -8,12 +8,12 @@ import time
 import pandas as pd
 import pytest
 
-from repro import environment, reporting, results
+from repro import environment, results
 
-
+from repro.reporting import render as reporting
 @pytest.mark.slow
 def test_rendering_is_byte_identical_and_path_free(workdir, tmp_path_factory, monkeypatch):
-    from repro.experiments.engine import run_spec
+    from repro.engine.run import run_spec
 
     elsewhere = tmp_path_factory.mktemp("results_elsewhere")   # an absolute root outside the cwd
     monkeypatch.setenv("REPRO_RESULTS", str(elsewhere / "results"))

@@ -94,7 +94,7 @@ def test_bad_resolution_is_a_user_error(env):
 
 def test_budget_labels_map_to_the_slides_samplers():
     from repro.errors import UserError
-    from repro.experiments._score_sampling import budget_setting
+    from repro.experiments.score.sampling import budget_setting
 
     p = budget_setting("P2000", "ancestral", 0.01, 0.16)
     assert (p.method, p.steps, p.predictor, p.corrector) == ("pc", 20, "ancestral", "none")
@@ -109,7 +109,7 @@ def test_budget_labels_map_to_the_slides_samplers():
 def test_mean_std_and_image_grid(tmp_path):
     from PIL import Image
 
-    from repro.experiments._score_sampling import mean_std, save_image_grid
+    from repro.experiments.score.sampling import mean_std, save_image_grid
 
     m, s = mean_std([1.0, 2.0, 3.0])
     assert m == 2.0 and s == pytest.approx(1.0)
@@ -122,8 +122,8 @@ def test_mean_std_and_image_grid(tmp_path):
 # ----------------------------------------------------------------------------- specs end to end
 
 def test_snr_study_end_to_end(env):
-    from repro.experiments.engine import run_spec
-    from repro.reporting import report
+    from repro.engine.run import run_spec
+    from repro.reporting.render import report
 
     s = run_spec("snr_study", "test", device="cpu", progress=False)
     assert len(s.ran) == 3
@@ -146,8 +146,8 @@ def test_snr_study_end_to_end(env):
 
 
 def test_milstein_study_shows_milstein_equals_em(env):
-    from repro.experiments.engine import run_spec
-    from repro.reporting import report
+    from repro.engine.run import run_spec
+    from repro.reporting.render import report
 
     run_spec("milstein_study", "test", device="cpu", progress=False)
     cells = {c["cell"]["solver"]: c for c in results.read_cells("milstein_study", "test")}
@@ -164,8 +164,8 @@ def test_milstein_study_shows_milstein_equals_em(env):
 
 
 def test_sampler_table_end_to_end(env):
-    from repro.experiments.engine import run_spec
-    from repro.reporting import report
+    from repro.engine.run import run_spec
+    from repro.reporting.render import report
     from repro.specs import load_spec
 
     s = run_spec("sampler_table", "test", device="cpu", progress=False)
@@ -191,7 +191,7 @@ def test_sampler_table_end_to_end(env):
 
 
 def test_fid_without_inception_weights_fails_before_training(env, tmp_path, monkeypatch):
-    from repro.experiments.engine import run_spec
+    from repro.engine.run import run_spec
     from repro.metrics.inception import FIDUnavailable
 
     monkeypatch.setenv("REPRO_ARTIFACTS", str(tmp_path / "untouched"))

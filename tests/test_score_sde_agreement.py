@@ -257,7 +257,7 @@ def test_unknown_discretisation_is_a_user_error():
 
 @pytest.mark.parametrize("spec_id", ["sampler_table", "snr_study", "milstein_study"])
 def test_score_sde_specs_use_its_discretisation_at_paper_and_grid_at_smoke(spec_id):
-    from repro.experiments._score_sampling import SamplerSetting
+    from repro.experiments.score.sampling import SamplerSetting
     from repro.specs import resolve_spec
 
     assert resolve_spec(spec_id, "paper").spec.fixed["discretisation"] == "score_sde"
@@ -266,7 +266,7 @@ def test_score_sde_specs_use_its_discretisation_at_paper_and_grid_at_smoke(spec_
 
 
 def test_sampler_table_cells_carry_the_discretisation_to_the_sampler():
-    from repro.experiments.sampler_comparison import setting_for
+    from repro.experiments.score.sampler_comparison import setting_for
     from repro.specs import resolve_spec
 
     fixed = resolve_spec("sampler_table", "paper").spec.fixed
@@ -277,7 +277,7 @@ def test_sampler_table_cells_carry_the_discretisation_to_the_sampler():
 def test_reports_state_discretisation_and_fid_inputs():
     import pandas as pd
 
-    from repro.experiments._score_eval import protocol_notes
+    from repro.experiments.score.evaluation import protocol_notes
 
     df = pd.DataFrame([{"discretisation": "score_sde", "fid_inputs": "uint8", "metric": "fid"},
                        {"discretisation": None, "fid_inputs": "uint8", "metric": "fid"}])
@@ -289,7 +289,7 @@ def test_reports_state_discretisation_and_fid_inputs():
 def test_dg_report_states_the_frechet_inputs():
     import pandas as pd
 
-    from repro.experiments.dg_epsilon_grid import _feature_notes
+    from repro.experiments.dg.dg_epsilon_grid import _feature_notes
     from repro.metrics.inception import FID_INPUTS
 
     proto = "pytorch-fid InceptionV3 pool3 (2048) on " + FID_INPUTS["uint8"]

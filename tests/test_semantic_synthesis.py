@@ -32,8 +32,8 @@ def env(workdir, shared_artifacts, monkeypatch) -> Path:
 # ----------------------------------------------------------------------------- table5_3
 
 def test_table5_3_runs_resumes_records_its_reading_and_reports(env):
-    from repro.experiments.engine import run_spec
-    from repro.reporting import report
+    from repro.engine.run import run_spec
+    from repro.reporting.render import report
 
     summary = run_spec("table5_3", "test", progress=False)
     assert len(summary.ran) == 4 and summary.skipped == []
@@ -107,7 +107,7 @@ def _frame(rows):
 
 
 def test_trend_verdicts_read_rank_correlations():
-    from repro.experiments.guidance_scale_sweep import trend_verdicts
+    from repro.experiments.semantic.guidance_scale_sweep import trend_verdicts
     from repro.specs import load_spec
 
     spec = load_spec("table5_3")
@@ -127,7 +127,7 @@ def test_trend_verdicts_read_rank_correlations():
 # ----------------------------------------------------------------------------- fig5_3_5_4
 
 def test_window_findings_on_known_curves():
-    from repro.experiments.guidance_window import window_findings
+    from repro.experiments.semantic.guidance_window import window_findings
 
     ts = [0.0, 0.2, 0.4, 0.45, 0.6, 0.7, 0.8, 1.0]
     # off below t: the gain is kept while t_stop <= 0.45; on below t: needs t_start >= 0.7
@@ -140,7 +140,7 @@ def test_window_findings_on_known_curves():
 
 
 def test_window_verdicts_carry_the_spread_of_paired_resamples():
-    from repro.experiments.guidance_window import report_notes, window_findings
+    from repro.experiments.semantic.guidance_window import report_notes, window_findings
 
     ts = [0.0, 0.2, 0.4, 0.45, 0.6, 0.7, 0.8, 1.0]
 
@@ -177,8 +177,8 @@ def test_window_verdicts_carry_the_spread_of_paired_resamples():
 
 
 def test_fig5_3_5_4_runs_and_reports(env):
-    from repro.experiments.engine import run_spec
-    from repro.reporting import report
+    from repro.engine.run import run_spec
+    from repro.reporting.render import report
 
     summary = run_spec("fig5_3_5_4", "test", progress=False)
     assert len(summary.ran) == 6
@@ -194,7 +194,7 @@ def test_fig5_3_5_4_runs_and_reports(env):
 
 
 def test_bad_window_name_fails_before_training(env):
-    from repro.experiments.engine import run_spec
+    from repro.engine.run import run_spec
 
     with pytest.raises(UserError, match="window"):
         run_spec("fig5_3_5_4", "test", {"grid.window": ["sideways"]}, progress=False)

@@ -1,4 +1,4 @@
-"""Independent DVC stages side by side (repro.stage_scheduler, `repro dvc-repro`)."""
+"""Independent DVC stages side by side (repro.launchers.dvc_stages, `repro dvc-repro`)."""
 from __future__ import annotations
 
 import json
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from repro.stage_scheduler import (chain_seconds, downstream_closure, run_schedule, stage_graph,
+from repro.launchers.dvc_stages import (chain_seconds, downstream_closure, run_schedule, stage_graph,
                                    upstream_closure)
 
 # A pipeline of the suite's shape: code -> two trainings (one learning from the other) -> specs -> reports.
@@ -141,7 +141,7 @@ def test_stages_side_by_side_give_the_serial_results(workdir):
     """Two copies of the repository at the test profile: `repro dvc-repro --jobs 2` in one (the two
     trainings side by side, then the two specs), `dvc repro` in the other. Same cells, same model
     bytes; afterwards `dvc repro` has nothing to do and `dvc status` is clean."""
-    from repro.pipeline import render_dvc_yaml, render_params
+    from repro.commands.pipeline import render_dvc_yaml, render_params
     from tests.test_pipeline import _copy_repo, _dvc, _dvc_env
 
     targets = ["fig5_9", "sec5_2_2"]   # train_noisy_unet -> fig5_9; + train_noisy_unet_t -> sec5_2_2

@@ -210,7 +210,7 @@ def test_bad_sweep_inputs_are_one_line_exit_2_and_write_nothing(workdir, monkeyp
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """fig12_3 run at `test` by `repro run` (trains the tiny models, finishes its 2 x 2 cells)."""
-    from repro.experiments.engine import run_spec
+    from repro.engine.run import run_spec
 
     root = tmp_path_factory.mktemp("sweep")
     mp = pytest.MonkeyPatch()

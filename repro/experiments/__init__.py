@@ -14,27 +14,45 @@ demand), `ctx.generator(*salt)` (seeded per cell), `ctx.artifacts_dir(key)`.
 from __future__ import annotations
 
 import importlib
-import pkgutil
 from types import ModuleType
 
 from pydantic import ValidationError
 
 from repro.errors import UserError
 
-_NOT_KINDS = {"engine"}
+# kind -> its runner module: the one list of experiment kinds. Named as strings so that importing
+# this table imports no runner (a spec's DVC stage depends on its own runner only).
+KINDS: dict[str, str] = {
+    "sampler_comparison": "repro.experiments.score.sampler_comparison",
+    "class_conditional": "repro.experiments.score.class_conditional",
+    "snr_sweep": "repro.experiments.score.snr_sweep",
+    "guidance_scale_sweep": "repro.experiments.semantic.guidance_scale_sweep",
+    "guidance_window": "repro.experiments.semantic.guidance_window",
+    "baseline_comparison": "repro.experiments.semantic.baseline_comparison",
+    "segmenter_timesteps": "repro.experiments.semantic.segmenter_timesteps",
+    "noise_encoding_comparison": "repro.experiments.semantic.noise_encoding_comparison",
+    "dg_epsilon_grid": "repro.experiments.dg.dg_epsilon_grid",
+    "exposure_bias": "repro.experiments.dg.exposure_bias",
+    "amp_benchmark": "repro.experiments.amp.amp_benchmark",
+    "mask_guided_metrics": "repro.experiments.bdd.mask_guided_metrics",
+    "inference_timing": "repro.experiments.bdd.inference_timing",
+    "unconditional_samples": "repro.experiments.bdd.unconditional_samples",
+}
 
 
 def experiment_kinds() -> list[str]:
-    """Kinds are the runner modules of this package (found without importing them); subpackages
-    hold helpers that several runners of one family share, and are no kinds."""
-    return sorted(m.name for m in pkgutil.iter_modules(__path__)
-                  if not m.ispkg and not m.name.startswith("_") and m.name not in _NOT_KINDS)
+    return sorted(KINDS)
+
+
+def runner_file(kind: str) -> str:
+    """The repo-relative file of a kind's runner module (for DVC's code dependencies)."""
+    return KINDS[kind].replace(".", "/") + ".py"
 
 
 def runner_module(kind: str) -> ModuleType:
-    if kind not in experiment_kinds():
+    if kind not in KINDS:
         raise UserError(f"unknown experiment kind {kind!r}; known kinds: {', '.join(experiment_kinds())}")
-    return importlib.import_module(f"{__name__}.{kind}")
+    return importlib.import_module(KINDS[kind])
 
 
 def validate_spec_for_kind(spec):  # -> Spec

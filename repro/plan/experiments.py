@@ -97,7 +97,7 @@ def _features(work: CellWork, ctx: SpecContext, n: int, what: str) -> None:
 # ----------------------------------------------------------------------------- score-SDE samplers
 
 def _setting_nfe(setting) -> int | None:
-    """Score evaluations per sample of a repro.experiments._score_sampling.SamplerSetting."""
+    """Score evaluations per sample of a repro.experiments.score.sampling.SamplerSetting."""
     if setting.method == "pc":
         return pc_nfe(setting.steps, setting.n_corrector_steps, setting.predictor != "none",
                       setting.corrector != "none")
@@ -138,8 +138,7 @@ def _sampler_roles(ctx: SpecContext) -> list[str]:
 
 @experiment_estimator("sampler_comparison", prepare=_score_prepare, roles=_sampler_roles)
 def _sampler_comparison(ctx: SpecContext, cell: dict) -> CellWork:
-    from repro.experiments import sampler_comparison as R
-
+    from repro.experiments.score import sampler_comparison as R
     if R._corrector_only_elsewhere(cell):
         return CellWork(notes=["corrector-only: run once, in the reverse-diffusion row"])
     setting = R.setting_for(cell, ctx.fixed)
@@ -155,7 +154,7 @@ def _sampler_comparison(ctx: SpecContext, cell: dict) -> CellWork:
                       roles=lambda ctx: ["score"] + (["evaluator"] if "fid" not in ctx.spec.metrics
                                                      and "evaluator" in ctx.spec.models else []))
 def _snr_sweep(ctx: SpecContext, cell: dict) -> CellWork:
-    from repro.experiments._score_sampling import SamplerSetting
+    from repro.experiments.score.sampling import SamplerSetting
 
     f = ctx.fixed
     setting = SamplerSetting("pc", f["steps"], predictor=f["predictor"], corrector="langevin",
@@ -216,7 +215,7 @@ def _guidance_scale_sweep(ctx: SpecContext, cell: dict) -> CellWork:
 @experiment_estimator("guidance_window",
                       prepare=lambda ctx: _semantic_prepare(ctx, ctx.fixed["n_maps"], quality=False))
 def _guidance_window(ctx: SpecContext, cell: dict) -> CellWork:
-    from repro.experiments.guidance_window import _schedule
+    from repro.experiments.semantic.guidance_window import _schedule
     from repro.experiments.semantic.settings import synthesis_setting
 
     f = ctx.fixed
@@ -297,7 +296,7 @@ def _dg_prepare(ctx: SpecContext) -> CellWork:
 
 
 def _dg_roles(ctx: SpecContext) -> list[str]:
-    from repro.experiments._dg_settings import resolve_cell
+    from repro.experiments.dg.settings import resolve_cell
 
     guided = any(resolve_cell(ctx.fixed, c).guided for c in ctx.resolved.cells())
     return ["edm"] + (["discriminator"] if guided else []) + (["evaluator"] if "fd_evalnet" in ctx.spec.metrics else [])
@@ -305,7 +304,7 @@ def _dg_roles(ctx: SpecContext) -> list[str]:
 
 @experiment_estimator("dg_epsilon_grid", prepare=_dg_prepare, roles=_dg_roles)
 def _dg_epsilon_grid(ctx: SpecContext, cell: dict) -> CellWork:
-    from repro.experiments._dg_settings import resolve_cell
+    from repro.experiments.dg.settings import resolve_cell
 
     s = resolve_cell(ctx.fixed, cell)
     runs = int(ctx.fixed.get("n_runs", 1))   # repeated sampling runs, each with its own latents
@@ -317,7 +316,7 @@ def _dg_epsilon_grid(ctx: SpecContext, cell: dict) -> CellWork:
 
 
 def _exposure_roles(ctx: SpecContext) -> list[str]:
-    from repro.experiments.exposure_bias import _settings
+    from repro.experiments.dg.exposure_bias import _settings
 
     guided = any(_settings(ctx.fixed, c).guided for c in ctx.resolved.cells())
     return ["edm"] + (["discriminator"] if guided else [])
@@ -325,7 +324,7 @@ def _exposure_roles(ctx: SpecContext) -> list[str]:
 
 @experiment_estimator("exposure_bias", roles=_exposure_roles)
 def _exposure_bias(ctx: SpecContext, cell: dict) -> CellWork:
-    from repro.experiments.exposure_bias import _settings
+    from repro.experiments.dg.exposure_bias import _settings
     from repro.plan.datasets import split_size
 
     f, s = ctx.fixed, _settings(ctx.fixed, cell)

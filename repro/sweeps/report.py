@@ -41,7 +41,7 @@ def _complete(study) -> list:
 
 def render_sweep_report(name: str, storage: str | None = None) -> list[Path]:
     """reports/sweep-NAME.md and its figures, from every profile's default study (and refine study)."""
-    from repro.reporting import reports_root
+    from repro.reporting.render import reports_root
     from repro.sweeps.refine import refine_study_name
     from repro.sweeps.storage import classify, find_study, open_storage
 
@@ -107,7 +107,7 @@ def _published_lines(rs: ResolvedSweep) -> list[str]:
 
 
 def _study_lines(rs: ResolvedSweep, study) -> list[str]:
-    from repro.reporting import _markdown
+    from repro.reporting.render import _markdown
     from repro.sweeps.runner import best_trials
 
     trials = _complete(study)

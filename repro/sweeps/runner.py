@@ -42,7 +42,7 @@ class SweepSummary:
 
 def plan(name: str, profile: str | None, storage: str | None, study: str | None, refine: bool):
     """Validate and open: (resolved sweep, storage, study name, stage, space, identity)."""
-    from repro.experiments.engine import preflight
+    from repro.engine.run import preflight
 
     rs = resolve_sweep(name, profile)
     if refine and rs.sweep.refine is None:
@@ -72,7 +72,7 @@ def plan(name: str, profile: str | None, storage: str | None, study: str | None,
 def run_sweep(name: str, profile: str | None = None, *, workers: int = 1, storage: str | None = None,
               n_trials: int | None = None, study: str | None = None, refine: bool = False,
               device: str = "auto", echo: Callable[[str], None] = print) -> SweepSummary:
-    from repro.experiments.engine import resolve_device
+    from repro.engine.run import resolve_device
     from repro.sweeps import queue
     from repro.sweeps.samplers import make_sampler
 
@@ -98,7 +98,7 @@ def run_sweep(name: str, profile: str | None = None, *, workers: int = 1, storag
     before = queue.progress(st, the_study, points, budget)
     summary = SweepSummary(rs.id, rs.profile, study_name, st.label, stage, before, [])
     if not before["remaining"]:
-        from repro.tracking import close_dead_runs
+        from repro.tracking.runs import close_dead_runs
 
         close_dead_runs(rs.base.id)   # an invocation killed after its last trial: its parent run is KILLED
         summary.best = best_trials(the_study, rs)
@@ -106,8 +106,8 @@ def run_sweep(name: str, profile: str | None = None, *, workers: int = 1, storag
         return summary
     if workers > 1 and _anything_to_compute(rs, points, before):
         _ensure_models(rs, dev)
-    from repro.experiments.engine import run_params, run_tags
-    from repro.tracking import Tracker
+    from repro.engine.run import run_params, run_tags
+    from repro.tracking.runs import Tracker
 
     tags = {**run_tags(rs.base, dev), "repro.sweep": rs.id, "repro.study": study_name, "repro.stage": stage,
             "repro.storage": st.label, "repro.workers": workers}
@@ -145,7 +145,7 @@ def _shares(n_trials: int | None, workers: int) -> list[int | None]:
 def _anything_to_compute(rs: ResolvedSweep, points, progress: dict[str, Any]) -> bool:
     if points is None:
         return True
-    from repro.experiments.engine import finished_record
+    from repro.engine.run import finished_record
     from repro.specs import cell_key
 
     keys = set(progress["remaining_keys"])
@@ -166,10 +166,10 @@ def _ensure_models(rs: ResolvedSweep, dev) -> None:
 def _run_workers(args: list, echo) -> dict[str, int]:
     """Worker 0 runs in this process, which is set up already, so it starts at once; the others
     are processes of their own (`python -m repro.sweeps.worker`), started by the suite's one
-    launcher (repro.parallel.launcher, as `repro run --jobs` cells are). Waits for all of them."""
+    launcher (repro.launchers.processes, as `repro run --jobs` cells are). Waits for all of them."""
     import traceback
 
-    from repro.parallel.launcher import launch, worker_env
+    from repro.launchers.processes import launch, worker_env
     from repro.sweeps.trial import TrialFailed
     from repro.sweeps.worker import work
 

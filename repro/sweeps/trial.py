@@ -29,7 +29,7 @@ class CellSource:
         self._open: tuple[Any, Any, Any] | None = None
 
     def finished(self, cell: dict[str, Any]) -> dict[str, Any] | None:
-        from repro.experiments.engine import finished_record
+        from repro.engine.run import finished_record
 
         rec = finished_record(self.base, cell_key(cell))
         if rec is None or set(rec.get("cell", {})) != set(cell) or not match_cell(rec["cell"], cell):
@@ -37,7 +37,7 @@ class CellSource:
         return rec
 
     def compute(self, cell: dict[str, Any], tags: dict[str, Any]) -> dict[str, Any]:
-        from repro.experiments.engine import run_one_cell
+        from repro.engine.run import run_one_cell
 
         ctx, module, state = self._prepared()
         return run_one_cell(ctx, module, state, cell, tags=tags)
@@ -56,7 +56,7 @@ class CellSource:
         if self._open is None:
             from repro import results
             from repro.experiments import runner_module
-            from repro.experiments.engine import RunContext, write_run_meta
+            from repro.engine.run import RunContext, write_run_meta
 
             work_dir = results.run_dir(self.base.id, self.base.profile)
             ctx = RunContext(resolved=self.base, device=self.device, progress=False, work_dir=work_dir,

@@ -49,8 +49,8 @@ def _space(dumps: dict[str, dict]) -> dict[str, Any]:
 
 def _tracker(base, dev, parent_run_id: str | None, tags: dict[str, Any]):
     """Child runs of this worker's trials go under the invocation's parent run."""
-    from repro.experiments.engine import run_tags
-    from repro.tracking import Run, Tracker, _quiet_mlflow
+    from repro.engine.run import run_tags
+    from repro.tracking.runs import Run, Tracker, _quiet_mlflow
 
     tracker = Tracker(base.id, "", tags={**run_tags(base, dev), **tags}, enabled=parent_run_id is not None)
     if tracker.enabled:
@@ -67,7 +67,7 @@ def work(args: WorkerArgs, echo=None) -> dict[str, Any]:
     import optuna
     import torch
 
-    from repro.experiments.engine import resolve_device
+    from repro.engine.run import resolve_device
     from repro.sweeps import queue
     from repro.sweeps.liveness import WorkerLease
     from repro.sweeps.samplers import make_sampler, worker_seed

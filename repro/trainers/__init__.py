@@ -12,7 +12,6 @@ Loading, hashing and storing under artifacts/ is `repro.models`' job.
 from __future__ import annotations
 
 import importlib
-import pkgutil
 from types import ModuleType
 from typing import TypeVar
 
@@ -24,14 +23,35 @@ N = TypeVar("N", bound=BaseModel)
 T = TypeVar("T", bound=BaseModel)
 
 
+# model kind -> its trainer module: the one list of model kinds (strings: importing the table
+# imports no trainer, so a training stage depends on its own trainer only).
+MODEL_KINDS: dict[str, str] = {
+    "discriminator": "repro.trainers.discriminator",
+    "edm": "repro.trainers.edm",
+    "evaluator": "repro.trainers.evaluator",
+    "mask_ddpm": "repro.trainers.mask_ddpm",
+    "noisy_classifier": "repro.trainers.noisy_classifier",
+    "noisy_segmenter": "repro.trainers.noisy_segmenter",
+    "pix2pixhd": "repro.trainers.pix2pixhd",
+    "pretrained_segmenter": "repro.trainers.pretrained_segmenter",
+    "score_sde": "repro.trainers.score_sde",
+    "spade": "repro.trainers.spade",
+}
+
+
 def model_kinds() -> list[str]:
-    return sorted(m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_"))
+    return sorted(MODEL_KINDS)
+
+
+def trainer_file(kind: str) -> str:
+    """The repo-relative file of a model kind's trainer (for DVC's code dependencies)."""
+    return MODEL_KINDS[kind].replace(".", "/") + ".py"
 
 
 def kind_module(kind: str) -> ModuleType:
-    if kind not in model_kinds():
+    if kind not in MODEL_KINDS:
         raise UserError(f"unknown model kind {kind!r}; known kinds: {', '.join(model_kinds())}")
-    return importlib.import_module(f"{__name__}.{kind}")
+    return importlib.import_module(MODEL_KINDS[kind])
 
 
 def parse_settings(resolved, net_schema: type[N], train_schema: type[T]) -> tuple[N, T]:

@@ -397,7 +397,7 @@ def load_pretrained(resolved: ResolvedModel, device: torch.device):
 def _write_preview(net, sde, centered: bool, shape, ts: TrainSettings, seed: int, out_dir: Path) -> str:
     """A grid of PC samples from the trained model (a quick look; not a metric)."""
     from repro.diffusion.sde import net_score_fn
-    from repro.experiments._score_sampling import save_image_grid
+    from repro.experiments.score.sampling import save_image_grid
     from repro.sampling.predictor_corrector import predictor_corrector_sample
 
     device = next(net.parameters()).device

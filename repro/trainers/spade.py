@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from repro.specs import ResolvedModel
 from repro.trainers import parse_settings
-from repro.trainers._gan import GanTrainSettings, dataset_classes, train_gan, vgg_choice
+from repro.trainers.gan import GanTrainSettings, dataset_classes, train_gan, vgg_choice
 
 
 class NetConfig(BaseModel):

@@ -41,7 +41,7 @@ def prepare_semantic(ctx, n_maps: int, quality: dict[str, Any] | None = None) ->
     real, maps = load_maps(ds, n_maps)
     scorer, floor = None, None
     if quality is not None:   # first: missing FID weights fail before any training
-        from repro.experiments._score_eval import prepare_scoring
+        from repro.experiments.score.evaluation import prepare_scoring
 
         scoring = prepare_scoring(ctx, {"n_reference": quality["n_reference"], "n_samples": n_maps,
                                         "allow_rank_deficient": quality["allow_rank_deficient"],

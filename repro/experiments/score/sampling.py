@@ -1,0 +1,324 @@
+"""Shared by the score-SDE runners (`snr_sweep`, `sampler_comparison`): named sampler settings,
+batched sampling with timing and NFE, the quality metric by its name, sample grids."""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from repro.errors import UserError
+from repro.plots import pyplot
+
+# ----------------------------------------------------------------------------- sampler settings
+
+SOLVERS = ("pc", "euler_maruyama", "milstein", "probability_flow_ode", "ancestral", "reverse_diffusion")
+
+
+@dataclass(frozen=True)
+class SamplerSetting:
+    """One way of sampling: a method and its options (steps are predictor / corrector / ODE steps)."""
+
+    method: str  # pc | euler_maruyama | milstein | ode
+    steps: int
+    predictor: str = "reverse_diffusion"  # pc only ("none": corrector-only)
+    corrector: str = "langevin"  # pc only ("none": predictor-only)
+    snr: float = 0.16
+    n_corrector_steps: int = 1
+    ode_method: str = "rk45"
+    rtol: float = 1e-5
+    atol: float = 1e-5
+    eps: float | None = None
+    denoise: bool = True
+    discretisation: str = "grid"  # grid | score_sde (repro.sampling.predictor_corrector.DISCRETISATIONS)
+
+    def label(self) -> str:
+        tag = "" if self.discretisation == "grid" else f", {self.discretisation}"
+        if self.method == "pc":
+            return f"PC({self.predictor}, {self.corrector}, N={self.steps}, snr={self.snr:g}{tag})"
+        if self.method == "ode":
+            return f"ODE({self.ode_method})"
+        return f"{self.method}(N={self.steps}{tag})"
+
+
+def solver_setting(solver: str, steps: int, **options: Any) -> SamplerSetting:
+    """A named solver of the short report (003): EM, Milstein, PC (reverse diffusion + Langevin),
+    the probability-flow ODE; plus predictor-only ancestral / reverse-diffusion samplers."""
+    if solver == "pc":
+        return SamplerSetting("pc", steps, **options)
+    if solver in ("ancestral", "reverse_diffusion"):
+        return SamplerSetting("pc", steps, predictor=solver, corrector="none", **options)
+    if solver in ("euler_maruyama", "milstein"):
+        return SamplerSetting(solver, steps, **options)
+    if solver == "probability_flow_ode":
+        return SamplerSetting("ode", steps, **options)
+    raise UserError(f"unknown solver {solver!r}; choose one of {', '.join(SOLVERS)}")
+
+
+def budget_setting(label: str, predictor: str, step_scale: float, snr: float, **options: Any) -> SamplerSetting:
+    """The slides' column labels (004, Tab. 1): P1000 / P2000 predictor-only, C2000 corrector-only,
+    PC1000 1000 predictor + 1000 corrector steps; step counts multiplied by `step_scale`."""
+    import re
+
+    m = re.fullmatch(r"(PC|P|C)(\d+)", str(label))
+    if m is None:
+        raise UserError(f"sampler {label!r}: expected P<steps>, C<steps> or PC<steps>, e.g. PC1000")
+    kind, n = m.group(1), int(m.group(2))
+    steps = max(1, int(round(n * step_scale)))
+    if kind == "P":
+        return SamplerSetting("pc", steps, predictor=predictor, corrector="none", snr=snr, **options)
+    if kind == "C":
+        return SamplerSetting("pc", steps, predictor="none", corrector="langevin", snr=snr, **options)
+    return SamplerSetting("pc", steps, predictor=predictor, corrector="langevin", snr=snr, **options)
+
+
+def run_setting(setting: SamplerSetting, model, x_init: torch.Tensor, generator: torch.Generator):
+    """Sample one batch from x_init (the prior draw) with `setting`; returns a SampleResult."""
+    from repro.sampling.ode import probability_flow_ode_sample
+    from repro.sampling.predictor_corrector import predictor_corrector_sample
+    from repro.sampling.sde_solvers import euler_maruyama_sample, milstein_sample
+
+    s = setting
+    if s.method == "pc":
+        return predictor_corrector_sample(model.score_fn, model.sde, x_init, steps=s.steps, generator=generator,
+                                          eps=s.eps, predictor=s.predictor, corrector=s.corrector, snr=s.snr,
+                                          n_corrector_steps=s.n_corrector_steps, denoise=s.denoise,
+                                          discretisation=s.discretisation)
+    if s.method in ("euler_maruyama", "milstein"):
+        fn = euler_maruyama_sample if s.method == "euler_maruyama" else milstein_sample
+        return fn(model.score_fn, model.sde, x_init, steps=s.steps, generator=generator, eps=s.eps,
+                  denoise=s.denoise, discretisation=s.discretisation)
+    if s.method == "ode":
+        return probability_flow_ode_sample(model.score_fn, model.sde, x_init, steps=s.steps, eps=s.eps,
+                                           method=s.ode_method, rtol=s.rtol, atol=s.atol, denoise=s.denoise)
+    raise UserError(f"unknown sampling method {s.method!r}")
+
+
+def make_generator(device: torch.device, *seed_parts: Any) -> torch.Generator:
+    """A generator on the sampling device (CUDA draws need a CUDA generator), seeded from the parts."""
+    from repro.engine.run import seed_for
+
+    g = torch.Generator(device=device)
+    g.manual_seed(seed_for(*seed_parts))
+    return g
+
+
+@dataclass
+class Draw:
+    images: torch.Tensor  # [N, C, H, W] in [0, 1], on the CPU
+    raw: torch.Tensor  # model-space samples of the first batch (for exact comparisons), CPU
+    nfe: float  # score evaluations per batch (mean over batches; RK45 is adaptive)
+    seconds: float  # wall time of the whole draw
+
+
+def draw_batch(model, setting: SamplerSetting, b: int, generator: torch.Generator, device: torch.device):
+    """One batch of b samples from a prior draw of `generator`: (model-space samples, images in
+    [0, 1], NFE), both tensors on the CPU."""
+    x = model.sde.prior_sample((b, *model.shape), generator=generator, device=device)
+    out = run_setting(setting, model, x, generator)
+    return out.samples.detach().cpu(), model.to_images(out.samples).cpu(), out.nfe
+
+
+def batch_generator(device: torch.device, seed: int, run: int, batch: int) -> torch.Generator:
+    """The noise of sampling run `run`'s batch `batch`: its own stream, so that any process can draw
+    any batch (sharded cells, repro.engine.ranks) and the images do not depend on how many do."""
+    return make_generator(device, seed, "sampling-run", run, "batch", batch)
+
+
+def draw_sharded(ctx, model, setting: SamplerSetting, n: int, batch_size: int, run: int) -> Draw | None:
+    """Sampling run `run` of n samples in batches of batch_size, batch j from batch_generator(..., j):
+    this process draws its share of the batches (ctx.shard; all of them outside torchrun) and rank 0
+    gathers them in batch order (None on the other ranks). The wall time is rank 0's, from the start
+    of the run to the end of the gather (CUDA synchronised)."""
+    device = ctx.device
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    n_batches = math.ceil(n / batch_size)
+    sync()
+    t0 = time.perf_counter()
+    local = {}
+    for j in ctx.shard(n_batches):
+        samples, imgs, nfe = draw_batch(model, setting, min(batch_size, n - j * batch_size),
+                                        batch_generator(device, ctx.spec.seed, run, j), device)
+        local[j] = {"images": imgs, "nfe": nfe, "raw": samples if j == 0 else None}
+    sync()
+    parts = ctx.gather(local, n_batches)
+    if parts is None:
+        return None
+    return Draw(torch.cat([p["images"] for p in parts]), parts[0]["raw"],
+                sum(p["nfe"] for p in parts) / len(parts), time.perf_counter() - t0)
+
+
+# ----------------------------------------------------------------------------- quality metric
+
+class FrechetScorer:
+    """The Frechet distance (thesis Eq. 5.7) of generated images to a fixed real set, by metric name:
+    `fid` on pytorch-fid's Inception features, `fd_evalnet` on the suite's evaluator features."""
+
+    def __init__(self, name: str, features, real: torch.Tensor, allow_rank_deficient: bool = False,
+                 classify=None, inputs: str = "float"):
+        from repro.metrics.frechet import feature_statistics
+
+        self.name, self.features, self.allow, self.classify = name, features, allow_rank_deficient, classify
+        self.inputs = inputs  # how images reach the feature network (repro.metrics.inception.FID_INPUTS)
+        self.mu, self.sigma = feature_statistics(features(real), allow_rank_deficient)
+        self.n_real = int(real.shape[0])
+
+    def __call__(self, fake: torch.Tensor) -> float:
+        from repro.metrics.frechet import feature_statistics, frechet_distance
+
+        mu, sigma = feature_statistics(self.features(fake), self.allow)
+        return float(frechet_distance(self.mu, self.sigma, mu, sigma))
+
+    @torch.no_grad()
+    def class_statistics(self, fake: torch.Tensor) -> dict[str, float]:
+        """With a classifying evaluator: entropy of the mean predicted class distribution (diversity
+        over classes, at most ln K) and the mean top-class probability (how recognisable samples are)."""
+        if self.classify is None:
+            return {}
+        probs = torch.softmax(self.classify(fake).double(), dim=1)
+        mean = probs.mean(0)
+        entropy = float(-(mean * mean.clamp_min(1e-12).log()).sum())
+        return {"class_entropy": entropy, "confidence": float(probs.max(1).values.mean())}
+
+
+def quality_scorer(ctx, metrics: list[str], real: torch.Tensor, allow_rank_deficient: bool = False,
+                   fid_inputs: str = "uint8") -> FrechetScorer:
+    """`fid` if the spec lists it (needs the Inception weights; images quantised as `fid_inputs`
+    says, 8-bit by default as pytorch-fid reads PNG files), else `fd_evalnet` (needs role
+    `evaluator`; float images)."""
+    if "fid" in metrics:
+        from repro.metrics.inception import InceptionFeatures, require_inception_weights
+
+        require_inception_weights()
+        extractor = InceptionFeatures(None, ctx.device, inputs=fid_inputs)
+        return FrechetScorer("fid", lambda im: extractor.features(im), real, allow_rank_deficient, inputs=fid_inputs)
+    if "fd_evalnet" in metrics:
+        from repro.metrics.fd_evalnet import evalnet_features
+
+        evaluator = ctx.model("evaluator").net
+        return FrechetScorer("fd_evalnet", lambda im: evalnet_features(evaluator, im), real, allow_rank_deficient,
+                             classify=_image_classifier(evaluator))
+    raise UserError(f"spec {ctx.spec.id}: metrics must include fid or fd_evalnet")
+
+
+def _image_classifier(net):
+    """logits [N, K] of an evaluator that classifies whole images (the digits one), else None."""
+    from repro.nets.evaluator import DigitsClassifier
+
+    if not isinstance(net, DigitsClassifier):
+        return None
+    device = next(net.parameters()).device
+    return lambda images: torch.cat([net(images[i: i + 256].to(device).float()).cpu()
+                                     for i in range(0, images.shape[0], 256)])
+
+
+def real_images(ctx, n: int) -> torch.Tensor:
+    """The spec's reference images (dataset/split of the spec), [n, C, H, W] in [0, 1]."""
+    from repro.data import load_dataset, stack
+
+    ds = ctx.spec.dataset
+    data = load_dataset(ds.name, split=ds.split, resolution=ds.resolution, root=ds.root, n=n, seed=ds.seed)
+    return stack(data, limit=n)[0]
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for a single value), as the slides report."""
+    m = sum(values) / len(values)
+    if len(values) < 2:
+        return m, 0.0
+    return m, math.sqrt(sum((v - m) ** 2 for v in values) / (len(values) - 1))
+
+
+# ----------------------------------------------------------------------------- images
+
+def save_image_grid(images: torch.Tensor, path: Path, nrow: int | None = None, pad: int = 1,
+                    scale: int = 1) -> Path:
+    """Save images [N, C, H, W] in [0, 1] as one PNG grid (nrow per row; white padding)."""
+    import numpy as np
+    from PIL import Image
+
+    images = images.detach().float().clamp(0, 1).cpu()
+    n, c, h, w = images.shape
+    nrow = nrow or max(1, int(math.ceil(math.sqrt(n))))
+    rows = int(math.ceil(n / nrow))
+    canvas = np.ones((rows * (h + pad) + pad, nrow * (w + pad) + pad, 3), dtype=np.float32)
+    for i in range(n):
+        r, col = divmod(i, nrow)
+        img = images[i].permute(1, 2, 0).numpy()
+        if c == 1:
+            img = np.repeat(img, 3, axis=2)
+        y, x = pad + r * (h + pad), pad + col * (w + pad)
+        canvas[y: y + h, x: x + w] = img[..., :3]
+    out = Image.fromarray((canvas * 255).round().astype(np.uint8))
+    if scale > 1:
+        out = out.resize((out.width * scale, out.height * scale), Image.NEAREST)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    out.save(path)
+    return path
+
+
+def rows_figure(rows: list[tuple[str, Path]], out_path: Path, title: str) -> Path | None:
+    """Stack sample strips (one PNG per row) into one figure, each row labelled."""
+    from PIL import Image
+
+    plt = pyplot(theme=False)
+
+    rows = [(label, Path(p)) for label, p in rows if p is not None and Path(p).exists()]
+    if not rows:
+        return None
+    imgs = [Image.open(p).convert("RGB") for _, p in rows]
+    aspect = max(im.width / im.height for im in imgs)
+    fig_w = min(14.0, 2.5 + 0.9 * aspect)
+    fig, axes = plt.subplots(len(rows), 1, figsize=(fig_w, 0.95 * len(rows) + 0.6), squeeze=False)
+    for ax, (label, _), im in zip(axes[:, 0], rows, imgs):
+        ax.imshow(im, interpolation="nearest")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(out_path, dpi=110)
+    plt.close(fig)
+    return out_path
+
+
+def resolve_artifact(rel: str | None) -> Path | None:
+    """Cell extras store artifact paths relative to the results root (reports may run elsewhere)."""
+    from repro import results
+
+    return None if not rel else results.results_root() / rel
+
+
+def copy_first_artifact(df, column: str, dst: Path) -> Path | None:
+    """Copy the artifact that the first non-empty `column` of a report frame names to dst (a report
+    figure made during the run, e.g. a map sheet); None where there is none."""
+    import shutil
+
+    paths = df[column].dropna() if column in df else []
+    src = resolve_artifact(str(paths.iloc[0])) if len(paths) else None
+    if src is None or not src.exists():
+        return None
+    shutil.copyfile(src, dst)
+    return dst
+
+
+def relative_to_results(path: Path) -> str:
+    from repro import results
+
+    try:
+        return str(Path(path).resolve().relative_to(results.results_root().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def cell_outputs(ctx, key: str, draw: Draw, n_grid: int, nrow: int) -> tuple[list[Path], dict[str, str]]:
+    """Write a sample grid and a one-row strip for the report; returns (artifacts, extras)."""
+    d = ctx.artifacts_dir(key)
+    grid = save_image_grid(draw.images[:n_grid], d / "samples.png", nrow=nrow, scale=2)
+    strip = save_image_grid(draw.images[:nrow], d / "strip.png", nrow=nrow, scale=2)
+    return [grid, strip], {"samples_png": relative_to_results(grid), "strip_png": relative_to_results(strip)}
+
