@@ -120,7 +120,8 @@ def run(spec_id: str = typer.Argument(..., help="spec id, or `all`"),
 
     ids = _spec_ids(spec_id)
     overrides = parse_set(set_)
-    from repro.engine.run import preflight, resolve_device, run_spec
+    from repro.engine.run import preflight, run_spec
+    from repro.environment import resolve_device
 
     resolve_device(device)
     for i in ids:  # validate every spec and find its data before running any
@@ -253,7 +254,7 @@ def train(name: str = typer.Argument(..., help="model name (experiments/models/N
     overrides = parse_set(set_)
     resolved = resolve_model(name, profile, overrides)
     from repro.data import load_dataset
-    from repro.engine.run import resolve_device
+    from repro.environment import resolve_device
     from repro.models import ensure_model
 
     dev = resolve_device(device)

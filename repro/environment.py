@@ -17,9 +17,12 @@ import re
 from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from repro.errors import UserError
+
+if TYPE_CHECKING:
+    import torch
 
 THREADS_ENV = "REPRO_THREADS"
 DEFAULT_THREADS = 2
@@ -232,3 +235,22 @@ def declared_requirements(pyproject: Path | None = None) -> list[str]:
 def unlocked_requirements(pins: dict[str, str], pyproject: Path | None = None) -> list[str]:
     """Declared dependencies the lock does not pin: the lock needs refreshing."""
     return [n for n in declared_requirements(pyproject) if n not in pins]
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' -> CUDA when available, else CPU; a CUDA request without CUDA is a user error."""
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise UserError(f"--device {name!r}: not a device; use auto, cpu, cuda or cuda:N") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"--device {name}: CUDA is not available on this machine; use --device cpu")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise UserError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) present")
+    if dev.type not in ("cpu", "cuda"):
+        raise UserError(f"--device {name}: only cpu and cuda devices are supported")
+    return dev

@@ -85,3 +85,28 @@ def git_commit() -> str:
         return commit + ("-dirty" if dirty and commit != "unknown" else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
+
+
+def resolve_artifact(rel: str | None) -> Path | None:
+    """Cell extras store artifact paths relative to the results root (reports may run elsewhere)."""
+    return None if not rel else results_root() / rel
+
+
+def copy_first_artifact(df, column: str, dst: Path) -> Path | None:
+    """Copy the artifact that the first non-empty `column` of a report frame names to dst (a report
+    figure made during the run, e.g. a map sheet); None where there is none."""
+    import shutil
+
+    paths = df[column].dropna() if column in df else []
+    src = resolve_artifact(str(paths.iloc[0])) if len(paths) else None
+    if src is None or not src.exists():
+        return None
+    shutil.copyfile(src, dst)
+    return dst
+
+
+def relative_to_results(path: Path) -> str:
+    try:
+        return str(Path(path).resolve().relative_to(results_root().resolve()))
+    except ValueError:
+        return str(path)

@@ -8,9 +8,7 @@ typed objects. Every mistake a user can make ends in a `UserError` (one line, ex
 from __future__ import annotations
 
 import copy
-import hashlib
 import itertools
-import json
 import os
 import re
 from pathlib import Path
@@ -20,6 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from repro.errors import UserError
+from repro.hashing import stable_hash
 
 PROFILES = ("test", "smoke", "paper")
 DEFAULT_PROFILE = "smoke"
@@ -322,11 +321,6 @@ def apply_overrides(doc: dict[str, Any], overrides: dict[str, Any], protected: t
             raise UserError(f"--set {dotted}: unknown key; valid keys here: {known}")
         node[leaf] = _coerce(dotted, node[leaf], value)
     return out
-
-
-def stable_hash(obj: Any, n: int = 12) -> str:
-    blob = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:n]
 
 
 def _profile_doc(doc: dict[str, Any], profile: str, what: str) -> dict[str, Any]:

@@ -101,7 +101,7 @@ def test_adm_encoder_under_fp16_autocast_is_finite():
 
 
 def test_cli_device_resolution_accepts_the_gpu():
-    from repro.engine.run import resolve_device
+    from repro.environment import resolve_device
 
     assert resolve_device("cuda").type == "cuda" and resolve_device("auto").type == "cuda"
 

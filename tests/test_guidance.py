@@ -253,7 +253,7 @@ def test_discriminator_trains_head_only_and_guides():
 
 
 def test_random_draws_come_from_the_generator_whatever_the_target_device():
-    from repro.sampling.common import rand, randn
+    from repro.rng import rand, randn
 
     g = torch.Generator().manual_seed(11)
     want = torch.randn(3, 4, generator=torch.Generator().manual_seed(11), dtype=torch.float64)

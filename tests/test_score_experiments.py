@@ -109,7 +109,8 @@ def test_budget_labels_map_to_the_slides_samplers():
 def test_mean_std_and_image_grid(tmp_path):
     from PIL import Image
 
-    from repro.experiments.score.sampling import mean_std, save_image_grid
+    from repro.experiments.score.sampling import mean_std
+    from repro.images import save_image_grid
 
     m, s = mean_std([1.0, 2.0, 3.0])
     assert m == 2.0 and s == pytest.approx(1.0)

@@ -33,9 +33,9 @@ def sample_from_mask(mask_path: Path, *, profile: str, n: int, guidance: float |
                      progress: bool = True) -> FromMaskResult:
     from repro.atomic import atomic_write_text
     from repro.data.colorbook import ColorBook
-    from repro.experiments.score.sampling import save_image_grid
+    from repro.images import save_image_grid
     from repro.experiments.bdd.sampling import generate
-    from repro.engine.run import resolve_device
+    from repro.environment import resolve_device
     from repro.guidance.classifier_free import Guidance
     from repro.models import ensure_model
     from repro.specs import resolve_spec

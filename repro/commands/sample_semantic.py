@@ -41,8 +41,9 @@ def sample_from_map(map_path: Path, *, profile: str, n: int, s0: float | None, o
     from repro import results
     from repro.atomic import atomic_write_text
     from repro.data.palette import palette, read_map
-    from repro.experiments.score.sampling import save_image_grid
-    from repro.engine.run import preflight, resolve_device
+    from repro.images import save_image_grid
+    from repro.engine.run import preflight
+    from repro.environment import resolve_device
     from repro.experiments.semantic.scoring import compliance, segment, triptych_sheet
     from repro.experiments.semantic.settings import synthesis_setting
     from repro.experiments.semantic.synthesis import check_compatible, guide_for, synthesize

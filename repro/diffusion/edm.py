@@ -10,7 +10,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from repro.sampling.common import randn
+from repro.rng import randn
 
 
 def _per_sample(sigma, x: torch.Tensor) -> torch.Tensor:

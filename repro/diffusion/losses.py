@@ -6,7 +6,7 @@ from collections.abc import Callable
 import torch
 
 from repro.diffusion.sde import SDE, batch_t, bcast
-from repro.sampling.common import rand, randn
+from repro.rng import rand, randn
 
 
 def dsm_loss(score_model: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], sde: SDE,

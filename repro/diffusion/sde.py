@@ -14,7 +14,7 @@ from typing import Callable
 import torch
 
 from repro.diffusion.schedules import ve_sigma
-from repro.sampling.common import randn
+from repro.rng import randn
 
 ScoreFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 

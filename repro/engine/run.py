@@ -16,34 +16,14 @@ import torch
 from repro import environment, results
 from repro.atomic import atomic_write_text, remove_orphan_temporaries
 from repro.errors import UserError
+from repro.environment import resolve_device
 from repro.experiments import runner_module
 from repro.engine.ranks import (agree, barrier, follow_cell, is_main, join, parallel_tags,
                                   train_models_on_every_rank)
 from repro.killpoints import kill_point
-from repro.specs import ResolvedSpec, cell_key, resolve_spec, stable_hash
+from repro.rng import seed_for
+from repro.specs import ResolvedSpec, cell_key, resolve_spec
 from repro.tracking.runs import Tracker
-
-
-def resolve_device(name: str) -> torch.device:
-    """'auto' -> CUDA when available, else CPU; a CUDA request without CUDA is a user error."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(name)
-    except RuntimeError:
-        raise UserError(f"--device {name!r}: not a device; use auto, cpu, cuda or cuda:N") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"--device {name}: CUDA is not available on this machine; use --device cpu")
-    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
-        raise UserError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) present")
-    if dev.type not in ("cpu", "cuda"):
-        raise UserError(f"--device {name}: only cpu and cuda devices are supported")
-    return dev
-
-
-def seed_for(*parts: Any) -> int:
-    """A 63-bit seed derived from any values: cells draw the same numbers in any order."""
-    return int(stable_hash(list(parts), n=15), 16)
 
 
 @dataclass

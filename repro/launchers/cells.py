@@ -52,7 +52,7 @@ class CellWorkerArgs:
 def worker_devices(jobs: int | None, devices: str | None, device: str) -> list[str]:
     """One device string per worker: --devices round robin (one worker each by default), else
     --jobs copies of --device."""
-    from repro.engine.run import resolve_device
+    from repro.environment import resolve_device
 
     if jobs is not None and jobs < 1:
         raise UserError(f"--jobs {jobs}: must be at least 1")
@@ -98,8 +98,8 @@ def run_spec_jobs(spec_id: str, profile: str = "smoke", overrides: dict[str, Any
     """`repro run` with cells over worker processes; returns the engine's RunSummary."""
     from repro import results
     from repro.experiments import runner_module
-    from repro.engine.run import (RunSummary, finished_record, preflight, read_failed_cells,
-                                          resolve_device, run_params, run_tags, write_run_meta)
+    from repro.engine.run import RunSummary, finished_record, preflight, read_failed_cells, run_params, run_tags, write_run_meta
+    from repro.environment import resolve_device
     from repro.launchers.processes import launch, worker_env
     from repro.engine.ranks import launched_ranks
     from repro.specs import cell_key, resolve_spec
@@ -209,7 +209,8 @@ def work(args: CellWorkerArgs, tracker=None, echo: Callable[[str], None] | None 
 
     from repro import results
     from repro.experiments import runner_module
-    from repro.engine.run import RunContext, resolve_device, run_one_cell
+    from repro.engine.run import RunContext, run_one_cell
+    from repro.environment import resolve_device
     from repro.specs import cell_key, resolve_spec
 
     echo = echo or (lambda msg: print(msg, flush=True))

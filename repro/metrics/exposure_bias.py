@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-from repro.sampling.common import randn
+from repro.rng import randn
 from repro.sampling.edm import edm_sample
 
 

@@ -14,7 +14,7 @@ from torch import nn
 
 from repro.guidance.discriminator import sigma_to_vp_time, vp_sigma
 from repro.nets.ddpmpp import PositionalEmbedding
-from repro.sampling.common import rand, randn
+from repro.rng import rand, randn
 
 
 def _gn(c: int) -> nn.GroupNorm:

@@ -18,7 +18,7 @@ DEFAULT_WARN_HOURS = 1.0
 
 
 def _device(device: str):
-    from repro.engine.run import resolve_device
+    from repro.environment import resolve_device
 
     return resolve_device(device)
 

@@ -1,7 +1,7 @@
 """Small helpers shared by the score-SDE samplers: time grids, guidance, noise, checks."""
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import torch
 
@@ -46,34 +46,3 @@ def with_guidance(score_fn: ScoreFn, guidance: ScoreFn | None) -> ScoreFn:
     return guided
 
 
-Generators = torch.Generator | Sequence[torch.Generator] | None
-
-
-def _draw(fn, shape, generator, device, dtype) -> torch.Tensor:
-    # Draw where the generator lives (a CPU generator cannot fill a CUDA tensor), then move:
-    # the same seed gives the same numbers whichever device the result goes to.
-    device = torch.device(device) if device is not None else None
-    if isinstance(generator, (list, tuple)):
-        # One generator per sample: sample i's numbers do not depend on which batch it is in,
-        # so a batch of maps gives the same images as the maps one by one.
-        if len(generator) != shape[0]:
-            raise ValueError(f"{len(generator)} generators for a batch of {shape[0]} samples")
-        return torch.stack([_draw(fn, tuple(shape[1:]), g, device, dtype) for g in generator])
-    if generator is None or device is None or generator.device == device:
-        return fn(tuple(shape), generator=generator, device=device, dtype=dtype)
-    return fn(tuple(shape), generator=generator, device=generator.device, dtype=dtype).to(device)
-
-
-def randn(shape, generator: Generators, device=None, dtype: torch.dtype | None = None) -> torch.Tensor:
-    """Standard normal draws of `shape` on `device` from `generator` (or one generator per
-    sample along the first dimension), on any pair of devices."""
-    return _draw(torch.randn, shape, generator, device, dtype)
-
-
-def rand(shape, generator: Generators, device=None, dtype: torch.dtype | None = None) -> torch.Tensor:
-    """Uniform [0, 1) draws of `shape` on `device` from `generator`, on any pair of devices."""
-    return _draw(torch.rand, shape, generator, device, dtype)
-
-
-def randn_like(x: torch.Tensor, generator: Generators) -> torch.Tensor:
-    return randn(x.shape, generator, x.device, x.dtype)

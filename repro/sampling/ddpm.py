@@ -16,7 +16,7 @@ import torch
 
 from repro.diffusion.ddpm import DDPMSchedule
 from repro.errors import UserError
-from repro.sampling.common import randn_like
+from repro.rng import randn_like
 from repro.sampling.result import SampleResult
 
 LOOPS = ("algorithm2", "appendix")

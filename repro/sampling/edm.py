@@ -14,7 +14,7 @@ from typing import Protocol
 
 import torch
 
-from repro.sampling.common import randn
+from repro.rng import randn
 
 
 class Guidance(Protocol):

@@ -7,8 +7,8 @@ import torch
 from repro.diffusion.sde import SDE, bcast
 from repro.errors import UserError
 from repro.sampling.ancestral import ancestral_step
-from repro.sampling.common import (Generators, ScoreFn, check_steps, randn_like, resolve_eps,
-                                   reverse_time_grid, with_guidance)
+from repro.sampling.common import ScoreFn, check_steps, resolve_eps, reverse_time_grid, with_guidance
+from repro.rng import Generators, randn_like
 from repro.sampling.result import SampleResult
 
 PREDICTORS = ("reverse_diffusion", "euler_maruyama", "ancestral", "probability_flow", "none")

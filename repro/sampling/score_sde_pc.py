@@ -25,7 +25,8 @@ import torch
 
 from repro.diffusion.sde import SDE, SubVPSDE, VESDE, VPSDE
 from repro.errors import UserError
-from repro.sampling.common import Generators, ScoreFn, randn_like, with_guidance
+from repro.sampling.common import ScoreFn, with_guidance
+from repro.rng import Generators, randn_like
 from repro.sampling.result import SampleResult
 
 PREDICTORS = ("reverse_diffusion", "euler_maruyama", "ancestral", "probability_flow", "none")

@@ -13,8 +13,8 @@ import torch
 
 from repro.diffusion.sde import SDE, batch_t, bcast
 from repro.errors import UserError
-from repro.sampling.common import (ScoreFn, check_steps, randn_like, resolve_eps,
-                                   reverse_time_grid, with_guidance)
+from repro.sampling.common import ScoreFn, check_steps, resolve_eps, reverse_time_grid, with_guidance
+from repro.rng import randn_like
 from repro.sampling.result import SampleResult
 
 

@@ -62,7 +62,7 @@ def plan(name: str, profile: str | None, storage: str | None, study: str | None,
     check_identity(main, main_name, rs.identity("main"), st.label)
     space = refine_space(rs, main)
     identity = rs.identity("refine")
-    from repro.specs import stable_hash
+    from repro.hashing import stable_hash
 
     identity["repro.definition"] = stable_hash([identity["repro.definition"],
                                                 {n: p.model_dump(mode="json") for n, p in space.items()}])
@@ -72,7 +72,7 @@ def plan(name: str, profile: str | None, storage: str | None, study: str | None,
 def run_sweep(name: str, profile: str | None = None, *, workers: int = 1, storage: str | None = None,
               n_trials: int | None = None, study: str | None = None, refine: bool = False,
               device: str = "auto", echo: Callable[[str], None] = print) -> SweepSummary:
-    from repro.engine.run import resolve_device
+    from repro.environment import resolve_device
     from repro.sweeps import queue
     from repro.sweeps.samplers import make_sampler
 

@@ -13,7 +13,7 @@ from repro.sweeps.spec import CategoricalParam, GridParam
 
 
 def worker_seed(sweep_seed: int, study: str, host: str, index: int, attempt: int) -> int:
-    from repro.engine.run import seed_for
+    from repro.rng import seed_for
 
     return seed_for("sweep-worker", sweep_seed, study, host, index, attempt) % (2 ** 32)
 

@@ -251,7 +251,7 @@ def queue_lock(st: SweepStorage, study_name: str) -> Iterator[None]:
     if st.dialect in ("postgresql", "postgres"):
         from sqlalchemy import text
 
-        from repro.specs import stable_hash
+        from repro.hashing import stable_hash
 
         key = int(stable_hash(["repro.queue", study_name], n=15), 16)
         with st.storage.engine.connect() as conn:

@@ -67,7 +67,7 @@ def work(args: WorkerArgs, echo=None) -> dict[str, Any]:
     import optuna
     import torch
 
-    from repro.engine.run import resolve_device
+    from repro.environment import resolve_device
     from repro.sweeps import queue
     from repro.sweeps.liveness import WorkerLease
     from repro.sweeps.samplers import make_sampler, worker_seed

@@ -131,7 +131,7 @@ def _preview(generator, resolved, size, num_classes, n: int, out_dir: Path, devi
     if n <= 0:
         return None
     from repro.data import load_dataset, stack
-    from repro.experiments.score.sampling import save_image_grid
+    from repro.images import save_image_grid
     from repro.nets.spade import one_hot_map
 
     ds = resolved.config.dataset

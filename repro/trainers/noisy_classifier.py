@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from repro.errors import UserError
-from repro.sampling.common import rand, randn
+from repro.rng import rand, randn
 from repro.specs import ResolvedModel
 from repro.trainers import parse_settings
 

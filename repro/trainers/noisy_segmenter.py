@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from repro.diffusion.schedules import estimate_sigma_max, ve_sigma
 from repro.guidance.segmentation import normalize_per_sample  # thesis Eq. 5.3, shared with the guidance
-from repro.sampling.common import rand, randn
+from repro.rng import rand, randn
 from repro.specs import ResolvedModel
 from repro.trainers import parse_settings
 

@@ -22,7 +22,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from repro.errors import UserError
-from repro.sampling.common import rand
+from repro.rng import rand
 from repro.specs import ResolvedModel
 from repro.trainers import parse_settings
 
@@ -397,7 +397,7 @@ def load_pretrained(resolved: ResolvedModel, device: torch.device):
 def _write_preview(net, sde, centered: bool, shape, ts: TrainSettings, seed: int, out_dir: Path) -> str:
     """A grid of PC samples from the trained model (a quick look; not a metric)."""
     from repro.diffusion.sde import net_score_fn
-    from repro.experiments.score.sampling import save_image_grid
+    from repro.images import save_image_grid
     from repro.sampling.predictor_corrector import predictor_corrector_sample
 
     device = next(net.parameters()).device

@@ -218,6 +218,6 @@ def _log_curve(run, m: dict) -> None:
 
 def _arm_seed(ctx, repeat: int) -> int:
     """Every precision of a repeat shares its seed: same initial weights, data order and noise."""
-    from repro.engine.run import seed_for
+    from repro.rng import seed_for
 
     return seed_for(ctx.spec.seed, "amp_benchmark", "repeat", int(repeat)) % 2**31

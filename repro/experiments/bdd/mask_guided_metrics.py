@@ -34,11 +34,12 @@ def prepare(ctx):
 
 
 def run_cell(ctx, state, cell, run):
-    from repro.experiments.score.sampling import relative_to_results, save_image_grid
+    from repro.results import relative_to_results
+    from repro.images import save_image_grid
     from repro.experiments.bdd.model import guidance_for
     from repro.experiments.bdd.sampling import generate
     from repro.experiments.bdd.scoring import fid_kid, mask_compliance, original_vs_generated, ssim_per_image
-    from repro.engine.run import seed_for
+    from repro.rng import seed_for
     from repro.specs import cell_key
 
     f = ctx.spec.fixed
@@ -90,7 +91,7 @@ def _sheet(state, fake, idx: list[int], path: Path) -> Path:
     import torch
 
     from repro.data.colorbook import ColorBook
-    from repro.experiments.score.sampling import save_image_grid
+    from repro.images import save_image_grid
 
     book = ColorBook.load()
     masks = torch.from_numpy(book.to_rgb(state.masks[idx].numpy())).permute(0, 3, 1, 2).float() / 255
@@ -101,7 +102,7 @@ def _sheet(state, fake, idx: list[int], path: Path) -> Path:
 # ----------------------------------------------------------------------------- report
 
 def report_figures(spec, df, out_dir: Path, stem: str) -> list[Path]:
-    from repro.experiments.score.sampling import copy_first_artifact
+    from repro.results import copy_first_artifact
 
     out = []
     for col, suffix in (("sheet_png", "sheet"), ("ssim_lowest_png", "ssim_lowest"), ("ssim_highest_png", "ssim_highest")):

@@ -37,11 +37,12 @@ def prepare(ctx):
 
 
 def run_cell(ctx, state, cell, run):
-    from repro.experiments.score.sampling import relative_to_results, save_image_grid
+    from repro.results import relative_to_results
+    from repro.images import save_image_grid
     from repro.experiments.bdd.model import guidance_for
     from repro.experiments.bdd.sampling import generate
     from repro.experiments.bdd.scoring import fid_kid, mean_abs_laplacian
-    from repro.engine.run import seed_for
+    from repro.rng import seed_for
     from repro.specs import cell_key
 
     f = ctx.spec.fixed
@@ -66,7 +67,8 @@ def run_cell(ctx, state, cell, run):
 
 
 def report_figures(spec, df, out_dir: Path, stem: str) -> list[Path]:
-    from repro.experiments.score.sampling import resolve_artifact, rows_figure
+    from repro.results import resolve_artifact
+    from repro.images import rows_figure
 
     rows = [(f"{m} samples", resolve_artifact(p)) for m, p in zip(df["mode"], df.get("samples_png", []))]
     fig = rows_figure(rows, out_dir / f"{stem}_samples.png", "Samples of the mask-guided DDPM (001 Fig. 24: no mask)")

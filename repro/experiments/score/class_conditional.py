@@ -24,8 +24,10 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from repro.errors import UserError
-from repro.experiments.score.sampling import (FrechetScorer, make_generator, relative_to_results, resolve_artifact,
-                                               save_image_grid)
+from repro.experiments.score.sampling import FrechetScorer
+from repro.rng import make_generator
+from repro.results import relative_to_results, resolve_artifact
+from repro.images import save_image_grid
 from repro.plots import pyplot
 
 GRID_KEYS = ("scale",)

@@ -20,14 +20,10 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from repro.experiments.score.evaluation import evaluate_setting, model_extra, prepare_scoring
-from repro.experiments.score.sampling import (
-    batch_generator,
-    budget_setting,
-    draw_batch,
-    resolve_artifact,
-    rows_figure,
-    solver_setting,
-)
+from repro.experiments.score.sampling import budget_setting, draw_batch, solver_setting
+from repro.rng import batch_generator
+from repro.results import resolve_artifact
+from repro.images import rows_figure
 from repro.plots import pyplot
 
 GRID_KEYS = ("sde", "predictor", "sampler", "solver")

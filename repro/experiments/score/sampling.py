@@ -11,7 +11,9 @@ from typing import Any
 import torch
 
 from repro.errors import UserError
-from repro.plots import pyplot
+from repro.images import save_image_grid
+from repro.results import relative_to_results
+from repro.rng import batch_generator
 
 # ----------------------------------------------------------------------------- sampler settings
 
@@ -97,15 +99,6 @@ def run_setting(setting: SamplerSetting, model, x_init: torch.Tensor, generator:
     raise UserError(f"unknown sampling method {s.method!r}")
 
 
-def make_generator(device: torch.device, *seed_parts: Any) -> torch.Generator:
-    """A generator on the sampling device (CUDA draws need a CUDA generator), seeded from the parts."""
-    from repro.engine.run import seed_for
-
-    g = torch.Generator(device=device)
-    g.manual_seed(seed_for(*seed_parts))
-    return g
-
-
 @dataclass
 class Draw:
     images: torch.Tensor  # [N, C, H, W] in [0, 1], on the CPU
@@ -120,12 +113,6 @@ def draw_batch(model, setting: SamplerSetting, b: int, generator: torch.Generato
     x = model.sde.prior_sample((b, *model.shape), generator=generator, device=device)
     out = run_setting(setting, model, x, generator)
     return out.samples.detach().cpu(), model.to_images(out.samples).cpu(), out.nfe
-
-
-def batch_generator(device: torch.device, seed: int, run: int, batch: int) -> torch.Generator:
-    """The noise of sampling run `run`'s batch `batch`: its own stream, so that any process can draw
-    any batch (sharded cells, repro.engine.ranks) and the images do not depend on how many do."""
-    return make_generator(device, seed, "sampling-run", run, "batch", batch)
 
 
 def draw_sharded(ctx, model, setting: SamplerSetting, n: int, batch_size: int, run: int) -> Draw | None:
@@ -233,87 +220,6 @@ def mean_std(values: list[float]) -> tuple[float, float]:
 
 
 # ----------------------------------------------------------------------------- images
-
-def save_image_grid(images: torch.Tensor, path: Path, nrow: int | None = None, pad: int = 1,
-                    scale: int = 1) -> Path:
-    """Save images [N, C, H, W] in [0, 1] as one PNG grid (nrow per row; white padding)."""
-    import numpy as np
-    from PIL import Image
-
-    images = images.detach().float().clamp(0, 1).cpu()
-    n, c, h, w = images.shape
-    nrow = nrow or max(1, int(math.ceil(math.sqrt(n))))
-    rows = int(math.ceil(n / nrow))
-    canvas = np.ones((rows * (h + pad) + pad, nrow * (w + pad) + pad, 3), dtype=np.float32)
-    for i in range(n):
-        r, col = divmod(i, nrow)
-        img = images[i].permute(1, 2, 0).numpy()
-        if c == 1:
-            img = np.repeat(img, 3, axis=2)
-        y, x = pad + r * (h + pad), pad + col * (w + pad)
-        canvas[y: y + h, x: x + w] = img[..., :3]
-    out = Image.fromarray((canvas * 255).round().astype(np.uint8))
-    if scale > 1:
-        out = out.resize((out.width * scale, out.height * scale), Image.NEAREST)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    out.save(path)
-    return path
-
-
-def rows_figure(rows: list[tuple[str, Path]], out_path: Path, title: str) -> Path | None:
-    """Stack sample strips (one PNG per row) into one figure, each row labelled."""
-    from PIL import Image
-
-    plt = pyplot(theme=False)
-
-    rows = [(label, Path(p)) for label, p in rows if p is not None and Path(p).exists()]
-    if not rows:
-        return None
-    imgs = [Image.open(p).convert("RGB") for _, p in rows]
-    aspect = max(im.width / im.height for im in imgs)
-    fig_w = min(14.0, 2.5 + 0.9 * aspect)
-    fig, axes = plt.subplots(len(rows), 1, figsize=(fig_w, 0.95 * len(rows) + 0.6), squeeze=False)
-    for ax, (label, _), im in zip(axes[:, 0], rows, imgs):
-        ax.imshow(im, interpolation="nearest")
-        ax.set_xticks([])
-        ax.set_yticks([])
-        ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(out_path, dpi=110)
-    plt.close(fig)
-    return out_path
-
-
-def resolve_artifact(rel: str | None) -> Path | None:
-    """Cell extras store artifact paths relative to the results root (reports may run elsewhere)."""
-    from repro import results
-
-    return None if not rel else results.results_root() / rel
-
-
-def copy_first_artifact(df, column: str, dst: Path) -> Path | None:
-    """Copy the artifact that the first non-empty `column` of a report frame names to dst (a report
-    figure made during the run, e.g. a map sheet); None where there is none."""
-    import shutil
-
-    paths = df[column].dropna() if column in df else []
-    src = resolve_artifact(str(paths.iloc[0])) if len(paths) else None
-    if src is None or not src.exists():
-        return None
-    shutil.copyfile(src, dst)
-    return dst
-
-
-def relative_to_results(path: Path) -> str:
-    from repro import results
-
-    try:
-        return str(Path(path).resolve().relative_to(results.results_root().resolve()))
-    except ValueError:
-        return str(path)
-
 
 def cell_outputs(ctx, key: str, draw: Draw, n_grid: int, nrow: int) -> tuple[list[Path], dict[str, str]]:
     """Write a sample grid and a one-row strip for the report; returns (artifacts, extras)."""

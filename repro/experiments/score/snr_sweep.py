@@ -13,7 +13,9 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from repro.experiments.score.evaluation import evaluate_setting, model_extra, prepare_scoring
-from repro.experiments.score.sampling import SamplerSetting, resolve_artifact, rows_figure
+from repro.experiments.score.sampling import SamplerSetting
+from repro.results import resolve_artifact
+from repro.images import rows_figure
 from repro.plots import pyplot
 
 GRID_KEYS = ("snr",)

@@ -46,7 +46,7 @@ class Fixed(SynthesisFixed):
 
 
 def prepare(ctx):
-    from repro.experiments.score.sampling import save_image_grid
+    from repro.images import save_image_grid
     from repro.experiments.semantic.scoring import triptych_sheet
 
     f = ctx.spec.fixed
@@ -105,7 +105,8 @@ def generate_with(generator: torch.nn.Module, maps: torch.Tensor, num_classes: i
 
 
 def run_cell(ctx, state, cell, run):
-    from repro.experiments.score.sampling import relative_to_results, save_image_grid
+    from repro.results import relative_to_results
+    from repro.images import save_image_grid
     from repro.commands.evaluate import judge, quantize, read_folder_pairs, write_pairs
     from repro.experiments.semantic.scoring import triptych_sheet
     from repro.specs import cell_key
@@ -282,7 +283,8 @@ def report_notes(spec, df) -> list[str]:
 
 
 def report_figures(spec, df, out_dir: Path, stem: str) -> list[Path]:
-    from repro.experiments.score.sampling import copy_first_artifact, resolve_artifact, rows_figure
+    from repro.results import copy_first_artifact, resolve_artifact
+    from repro.images import rows_figure
 
     plt = pyplot(theme=False)
     q = _quality_name(df)

@@ -33,7 +33,7 @@ class Fixed(SynthesisFixed):
 
 
 def prepare(ctx):
-    from repro.experiments.score.sampling import save_image_grid
+    from repro.images import save_image_grid
     from repro.experiments.semantic.prepare import prepare_semantic, score_guidance_norms
     from repro.experiments.semantic.scoring import triptych_sheet
 
@@ -49,7 +49,8 @@ def prepare(ctx):
 
 
 def run_cell(ctx, state, cell, run):
-    from repro.experiments.score.sampling import relative_to_results, save_image_grid
+    from repro.results import relative_to_results
+    from repro.images import save_image_grid
     from repro.experiments.semantic.prepare import evaluate_images
     from repro.experiments.semantic.scoring import triptych_sheet
     from repro.experiments.semantic.synthesis import synthesize
@@ -94,7 +95,8 @@ def _spearman(x, y) -> float:
 
 
 def report_figures(spec, df, out_dir: Path, stem: str) -> list[Path]:
-    from repro.experiments.score.sampling import copy_first_artifact, resolve_artifact, rows_figure
+    from repro.results import copy_first_artifact, resolve_artifact
+    from repro.images import rows_figure
 
     plt = pyplot(theme=False)
     df = df.sort_values("s0")

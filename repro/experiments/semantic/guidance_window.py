@@ -56,7 +56,8 @@ def prepare(ctx):
 
 
 def run_cell(ctx, state, cell, run):
-    from repro.experiments.score.sampling import relative_to_results, save_image_grid
+    from repro.results import relative_to_results
+    from repro.images import save_image_grid
     from repro.experiments.semantic.prepare import evaluate_images
     from repro.experiments.semantic.scoring import triptych_sheet
     from repro.experiments.semantic.synthesis import synthesize
@@ -174,7 +175,7 @@ def report_figures(spec, df, out_dir: Path, stem: str) -> list[Path]:
     import numpy as np
     from PIL import Image
 
-    from repro.experiments.score.sampling import copy_first_artifact, resolve_artifact
+    from repro.results import copy_first_artifact, resolve_artifact
 
     plt = pyplot(theme=False)
     off, on = _curves(df)

@@ -68,7 +68,7 @@ def score_guidance_norms(state: SemanticState, ts=(0.5, 0.6, 0.7), n: int = 16, 
     per t: how much s0 the guidance needs to matter at all (thesis Sec. 5.1: "around 1000 times
     smaller"). Measured once per run; it depends on the networks and the resolution."""
     from repro.guidance.segmentation import GuidanceSettings, segmentation_log_likelihood_grad
-    from repro.sampling.common import randn
+    from repro.rng import randn
 
     sm, guide = state.score_model, state.guide
     device = next(guide.net.parameters()).device

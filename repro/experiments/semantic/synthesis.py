@@ -77,7 +77,7 @@ class Synthesis:
 
 def map_generators(device: torch.device, indices, *seed_parts: Any) -> list[torch.Generator]:
     """One generator per map, seeded from (seed_parts, map index): independent of batching."""
-    from repro.engine.run import seed_for
+    from repro.rng import seed_for
 
     gens = []
     for i in indices:
