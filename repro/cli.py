@@ -70,7 +70,8 @@ def show(spec_id: str = typer.Argument(..., help="spec id (see `repro list`)"),
     """Show a spec resolved at a profile, with the published values."""
     import yaml
 
-    from repro.specs import parse_set, resolve_spec
+    from repro.specs import parse_set
+    from repro.experiments import resolve_spec
 
     resolved = resolve_spec(spec_id, profile, parse_set(set_))
     body = resolved.spec.model_dump(mode="json", exclude={"profiles", "paper"})
@@ -114,7 +115,8 @@ def run(spec_id: str = typer.Argument(..., help="spec id, or `all`"),
                                                   "REPRO_PLAN_WARN_HOURS or 1)")) -> None:
     """Run every cell of a spec's grid (finished cells are skipped; an interrupted run resumes)."""
     from repro.environment import export_threads, threads_setting
-    from repro.specs import parse_set, resolve_spec
+    from repro.specs import parse_set
+    from repro.experiments import resolve_spec
 
     export_threads(threads_setting(threads))   # the engine applies it before any work
 

@@ -8,6 +8,7 @@ typed objects. Every mistake a user can make ends in a `UserError` (one line, ex
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 import itertools
 import os
 import re
@@ -336,8 +337,10 @@ def _profile_doc(doc: dict[str, Any], profile: str, what: str) -> dict[str, Any]
     return deep_merge(base, over)
 
 
-def resolve_spec(spec_id: str, profile: str = DEFAULT_PROFILE, overrides: dict[str, Any] | None = None) -> ResolvedSpec:
-    """Load a spec, apply a profile and `--set` overrides, validate, hash."""
+def resolve_spec(spec_id: str, profile: str = DEFAULT_PROFILE, overrides: dict[str, Any] | None = None,
+                 check_kind: Callable[[Spec], Spec] | None = None) -> ResolvedSpec:
+    """Load a spec, apply a profile and `--set` overrides, validate, hash. `check_kind` validates
+    `fixed` and `grid` against the kind's runner (repro.experiments.resolve_spec passes it)."""
     doc = load_spec_document(spec_id)
     try:
         Spec.model_validate(doc)
@@ -360,9 +363,8 @@ def resolve_spec(spec_id: str, profile: str = DEFAULT_PROFILE, overrides: dict[s
         spec = Spec.model_validate({**merged, "profiles": doc.get("profiles") or {}})
     except ValidationError as e:
         raise UserError(_validation_message(e, f"spec {spec_id} at profile {profile}")) from None
-    from repro.experiments import validate_spec_for_kind  # kind-specific schema of `fixed`
-
-    spec = validate_spec_for_kind(spec)
+    if check_kind is not None:   # the kind's own schema of `fixed` (repro.experiments.resolve_spec)
+        spec = check_kind(spec)
     empty = [k for k, values in spec.grid.items() if not values]
     if empty:
         raise UserError(f"spec {spec_id} at profile {profile}: grid.{empty[0]} has no values, so the grid has "

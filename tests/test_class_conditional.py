@@ -222,7 +222,7 @@ def test_sec5_1_digits_end_to_end(env):
 ])
 def test_bad_fixed_values_are_user_errors(key, value, match):
     from repro.errors import UserError
-    from repro.specs import resolve_spec
+    from repro.experiments import resolve_spec
 
     with pytest.raises(UserError, match=match):
         resolve_spec("sec5_1_digits", "test", {key: value})

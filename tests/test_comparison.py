@@ -10,7 +10,8 @@ import sys
 import pytest
 
 from repro import results
-from repro.specs import cell_key, resolve_spec
+from repro.specs import cell_key
+from repro.experiments import resolve_spec
 from tests.conftest import cli_env
 
 REPRO = [sys.executable, "-m", "repro.cli"]

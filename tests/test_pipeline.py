@@ -394,7 +394,7 @@ def test_params_yaml_holds_every_stage_knob_at_its_profile():
     import yaml
 
     from repro.commands.pipeline import default_params, read_params
-    from repro.specs import resolve_spec
+    from repro.experiments import resolve_spec
 
     params = read_params()
     defaults = default_params(params["profile"])

@@ -162,7 +162,7 @@ def test_finished_cells_and_stored_models_are_recognised(workdir):
     from repro import results
     from repro.models import artifact_dir
     from repro.plan.build import plan_spec
-    from repro.specs import resolve_spec
+    from repro.experiments import resolve_spec
 
     resolved = resolve_spec("fig5_9", "test")
     first = resolved.cells()[0]

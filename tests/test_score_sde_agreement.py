@@ -258,7 +258,7 @@ def test_unknown_discretisation_is_a_user_error():
 @pytest.mark.parametrize("spec_id", ["sampler_table", "snr_study", "milstein_study"])
 def test_score_sde_specs_use_its_discretisation_at_paper_and_grid_at_smoke(spec_id):
     from repro.experiments.score.sampling import SamplerSetting
-    from repro.specs import resolve_spec
+    from repro.experiments import resolve_spec
 
     assert resolve_spec(spec_id, "paper").spec.fixed["discretisation"] == "score_sde"
     assert resolve_spec(spec_id, "smoke").spec.fixed["discretisation"] == "grid"
@@ -267,7 +267,7 @@ def test_score_sde_specs_use_its_discretisation_at_paper_and_grid_at_smoke(spec_
 
 def test_sampler_table_cells_carry_the_discretisation_to_the_sampler():
     from repro.experiments.score.sampler_comparison import setting_for
-    from repro.specs import resolve_spec
+    from repro.experiments import resolve_spec
 
     fixed = resolve_spec("sampler_table", "paper").spec.fixed
     s = setting_for({"sde": "vp", "predictor": "ancestral", "sampler": "PC1000"}, fixed)

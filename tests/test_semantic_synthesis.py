@@ -68,7 +68,7 @@ def test_table5_3_runs_resumes_records_its_reading_and_reports(env):
 
 
 def test_authors_code_reading_is_a_setting_and_changes_the_hash(env):
-    from repro.specs import resolve_spec
+    from repro.experiments import resolve_spec
 
     text = resolve_spec("table5_3", "test")
     code = resolve_spec("table5_3", "test", {"fixed.objective": "prob", "fixed.chain_rule": False,
@@ -84,7 +84,7 @@ def test_authors_code_reading_is_a_setting_and_changes_the_hash(env):
     ({"fixed.n_maps": 0}, "n_maps"),
 ])
 def test_bad_settings_are_one_line_errors(override, words):
-    from repro.specs import resolve_spec
+    from repro.experiments import resolve_spec
 
     with pytest.raises(UserError) as e:
         resolve_spec("table5_3", "test", override)
@@ -93,7 +93,7 @@ def test_bad_settings_are_one_line_errors(override, words):
 
 def test_grid_values_override_fixed_ones():
     from repro.experiments.semantic.settings import synthesis_setting
-    from repro.specs import resolve_spec
+    from repro.experiments import resolve_spec
 
     f = resolve_spec("table5_3", "test").spec.fixed
     s = synthesis_setting(f, {"s0": 0.003, "snr": 0.2, "t_start": 0.7})

@@ -6,8 +6,8 @@ import shutil
 import pytest
 
 from repro.errors import UserError
-from repro.specs import (PROFILES, cell_key, grid_cells, list_model_ids, list_spec_ids, load_spec, match_cell,
-                         parse_set, resolve_model, resolve_spec)
+from repro.specs import PROFILES, cell_key, grid_cells, list_model_ids, list_spec_ids, load_spec, match_cell, parse_set, resolve_model
+from repro.experiments import resolve_spec
 
 
 def test_every_spec_and_model_resolves_at_every_profile():

@@ -22,7 +22,7 @@ def models(tmp_path_factory) -> Path:
     import torch
 
     from repro.models import ensure_model
-    from repro.specs import resolve_spec
+    from repro.experiments import resolve_spec
 
     root = tmp_path_factory.mktemp("sweep_workers")
     mp = pytest.MonkeyPatch()

@@ -210,7 +210,7 @@ def evaluate_folder(images_dir: str | Path, maps_dir: str | Path, *, reference: 
     from repro.experiments.score.sampling import quality_scorer, real_images
     from repro.engine.run import RunContext
     from repro.environment import resolve_device
-    from repro.specs import resolve_spec
+    from repro.experiments import resolve_spec
     from repro.tracking.runs import Tracker
 
     t0 = time.perf_counter()

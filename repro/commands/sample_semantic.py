@@ -48,7 +48,7 @@ def sample_from_map(map_path: Path, *, profile: str, n: int, s0: float | None, o
     from repro.experiments.semantic.settings import synthesis_setting
     from repro.experiments.semantic.synthesis import check_compatible, guide_for, synthesize
     from repro.models import ensure_model
-    from repro.specs import resolve_spec
+    from repro.experiments import resolve_spec
     from repro.tracking.runs import Tracker
     from repro.trainers.score_sde import score_model_for
 

@@ -22,7 +22,8 @@ from repro.engine.ranks import (agree, barrier, follow_cell, is_main, join, para
                                   train_models_on_every_rank)
 from repro.killpoints import kill_point
 from repro.rng import seed_for
-from repro.specs import ResolvedSpec, cell_key, resolve_spec
+from repro.specs import ResolvedSpec, cell_key
+from repro.experiments import resolve_spec
 from repro.tracking.runs import Tracker
 
 

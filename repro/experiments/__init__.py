@@ -19,6 +19,8 @@ from types import ModuleType
 from pydantic import ValidationError
 
 from repro.errors import UserError
+from repro.specs import ResolvedSpec, Spec
+from repro.specs import resolve_spec as _resolve_unchecked
 
 # kind -> its runner module: the one list of experiment kinds. Named as strings so that importing
 # this table imports no runner (a spec's DVC stage depends on its own runner only).
@@ -55,7 +57,7 @@ def runner_module(kind: str) -> ModuleType:
     return importlib.import_module(KINDS[kind])
 
 
-def validate_spec_for_kind(spec):  # -> Spec
+def validate_spec_for_kind(spec: Spec) -> Spec:
     """Validate `fixed` against the runner's schema (types, ranges, unknown keys)."""
     module = runner_module(spec.kind)
     try:
@@ -70,3 +72,8 @@ def validate_spec_for_kind(spec):  # -> Spec
             raise UserError(f"spec {spec.id}: grid key {key!r} is not one this kind varies "
                             f"({', '.join(sorted(allowed_grid)) or 'none'})")
     return spec.model_copy(update={"fixed": fixed.model_dump()})
+
+
+def resolve_spec(spec_id: str, profile: str = "smoke", overrides: dict | None = None) -> ResolvedSpec:
+    """A spec at a profile with `--set` overrides, its `fixed` and `grid` checked by its kind's runner."""
+    return _resolve_unchecked(spec_id, profile, overrides, check_kind=validate_spec_for_kind)

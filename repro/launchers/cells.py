@@ -102,7 +102,8 @@ def run_spec_jobs(spec_id: str, profile: str = "smoke", overrides: dict[str, Any
     from repro.environment import resolve_device
     from repro.launchers.processes import launch, worker_env
     from repro.engine.ranks import launched_ranks
-    from repro.specs import cell_key, resolve_spec
+    from repro.specs import cell_key
+    from repro.experiments import resolve_spec
     from repro.tracking.runs import Tracker
 
     if launched_ranks() > 1:
@@ -211,7 +212,8 @@ def work(args: CellWorkerArgs, tracker=None, echo: Callable[[str], None] | None 
     from repro.experiments import runner_module
     from repro.engine.run import RunContext, run_one_cell
     from repro.environment import resolve_device
-    from repro.specs import cell_key, resolve_spec
+    from repro.specs import cell_key
+    from repro.experiments import resolve_spec
 
     echo = echo or (lambda msg: print(msg, flush=True))
     threads_before = torch.get_num_threads()

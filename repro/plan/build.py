@@ -101,7 +101,8 @@ def _models(ctx: SpecContext, roles: list[str]) -> list[ModelPlan]:
 
 def plan_spec(spec_id: str, profile: str = "smoke", overrides: dict | None = None,
               device_type: str = "cpu") -> SpecPlan:
-    from repro.specs import cell_key, resolve_spec
+    from repro.specs import cell_key
+    from repro.experiments import resolve_spec
 
     resolved = resolve_spec(spec_id, profile, overrides)
     kind = resolved.spec.kind

@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from repro import results
-from repro.specs import PROFILES, cell_key, list_spec_ids, load_spec, match_cell, resolve_spec
+from repro.specs import PROFILES, cell_key, list_spec_ids, load_spec, match_cell
+from repro.experiments import resolve_spec
 
 # Relative difference within which a paper-profile value counts as reproducing the published one.
 AGREEMENT_REL_TOL = 0.10

@@ -12,7 +12,8 @@ from typing import Any
 from repro import environment, results
 from repro.atomic import atomic_write_text
 from repro.errors import UserError
-from repro.specs import PROFILES, Spec, cell_key, list_spec_ids, load_spec, match_cell, resolve_spec
+from repro.specs import PROFILES, Spec, cell_key, list_spec_ids, load_spec, match_cell
+from repro.experiments import resolve_spec
 
 REPORTS_DIR = "reports"
 

@@ -15,7 +15,8 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import Field, ValidationError, model_validator
 
 from repro.errors import UserError
-from repro.specs import DEFAULT_PROFILE, ResolvedSpec, Source, _check_id, _ID_RE, _load_yaml, _profile_doc, _Strict, _validation_message, cell_key, experiments_dir, grid_cells, resolve_spec
+from repro.specs import DEFAULT_PROFILE, ResolvedSpec, Source, _check_id, _ID_RE, _load_yaml, _profile_doc, _Strict, _validation_message, cell_key, experiments_dir, grid_cells
+from repro.experiments import resolve_spec
 from repro.hashing import stable_hash
 
 SAMPLERS = ("grid", "tpe", "random", "nsga2")

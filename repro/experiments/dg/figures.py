@@ -205,7 +205,7 @@ def heatmap(spec, df, metric: str, fig: dict, path: Path) -> Path:
     """Published grid (paper profile's axes) beside the reproduced grid; best cell outlined in red."""
     import numpy as np
 
-    from repro.specs import resolve_spec
+    from repro.experiments import resolve_spec
 
     plt = _plt()
     rows, cols = fig["rows"], fig["cols"]
