@@ -14,6 +14,7 @@ demand), `ctx.generator(*salt)` (seeded per cell), `ctx.artifacts_dir(key)`.
 from __future__ import annotations
 
 import importlib
+from dataclasses import dataclass
 from types import ModuleType
 
 from pydantic import ValidationError
@@ -22,23 +23,35 @@ from repro.errors import UserError
 from repro.specs import ResolvedSpec, Spec
 from repro.specs import resolve_spec as _resolve_unchecked
 
-# kind -> its runner module: the one list of experiment kinds. Named as strings so that importing
-# this table imports no runner (a spec's DVC stage depends on its own runner only).
-KINDS: dict[str, str] = {
-    "sampler_comparison": "repro.experiments.score.sampler_comparison",
-    "class_conditional": "repro.experiments.score.class_conditional",
-    "snr_sweep": "repro.experiments.score.snr_sweep",
-    "guidance_scale_sweep": "repro.experiments.semantic.guidance_scale_sweep",
-    "guidance_window": "repro.experiments.semantic.guidance_window",
-    "baseline_comparison": "repro.experiments.semantic.baseline_comparison",
-    "segmenter_timesteps": "repro.experiments.semantic.segmenter_timesteps",
-    "noise_encoding_comparison": "repro.experiments.semantic.noise_encoding_comparison",
-    "dg_epsilon_grid": "repro.experiments.dg.dg_epsilon_grid",
-    "exposure_bias": "repro.experiments.dg.exposure_bias",
-    "amp_benchmark": "repro.experiments.amp.amp_benchmark",
-    "mask_guided_metrics": "repro.experiments.bdd.mask_guided_metrics",
-    "inference_timing": "repro.experiments.bdd.inference_timing",
-    "unconditional_samples": "repro.experiments.bdd.unconditional_samples",
+# kind -> where it lives: the one list of experiment kinds. Modules are named as strings, so that
+# importing this table imports no runner (a spec's DVC stage depends on its own kind's code only).
+@dataclass(frozen=True)
+class Kind:
+    runner: str   # computes one cell: the Runner protocol
+    report: str   # report_figures(spec, df, out_dir, stem) / report_notes(spec, df) of this kind
+    cost: str     # its work units before the run (repro plan)
+
+
+def _kind(family: str, name: str) -> Kind:
+    module = f"repro.experiments.{family}.{name}"
+    return Kind(runner=module, report=module, cost=module)
+
+
+KINDS: dict[str, Kind] = {
+    "sampler_comparison": _kind("score", "sampler_comparison"),
+    "class_conditional": _kind("score", "class_conditional"),
+    "snr_sweep": _kind("score", "snr_sweep"),
+    "guidance_scale_sweep": _kind("semantic", "guidance_scale_sweep"),
+    "guidance_window": _kind("semantic", "guidance_window"),
+    "baseline_comparison": _kind("semantic", "baseline_comparison"),
+    "segmenter_timesteps": _kind("semantic", "segmenter_timesteps"),
+    "noise_encoding_comparison": _kind("semantic", "noise_encoding_comparison"),
+    "dg_epsilon_grid": _kind("dg", "dg_epsilon_grid"),
+    "exposure_bias": _kind("dg", "exposure_bias"),
+    "amp_benchmark": _kind("amp", "amp_benchmark"),
+    "mask_guided_metrics": _kind("bdd", "mask_guided_metrics"),
+    "inference_timing": _kind("bdd", "inference_timing"),
+    "unconditional_samples": _kind("bdd", "unconditional_samples"),
 }
 
 
@@ -46,15 +59,36 @@ def experiment_kinds() -> list[str]:
     return sorted(KINDS)
 
 
+def _file(module: str) -> str:
+    return module.replace(".", "/") + ".py"
+
+
+def kind_files(kind: str) -> dict[str, str]:
+    """Repo-relative files of a kind's runner, report and cost modules (DVC's code dependencies)."""
+    k = _known(kind)
+    return {"runner": _file(k.runner), "report": _file(k.report), "cost": _file(k.cost)}
+
+
 def runner_file(kind: str) -> str:
-    """The repo-relative file of a kind's runner module (for DVC's code dependencies)."""
-    return KINDS[kind].replace(".", "/") + ".py"
+    return kind_files(kind)["runner"]
+
+
+def _known(kind: str) -> Kind:
+    if kind not in KINDS:
+        raise UserError(f"unknown experiment kind {kind!r}; known kinds: {', '.join(experiment_kinds())}")
+    return KINDS[kind]
+
+
+def report_module(kind: str) -> ModuleType:
+    return importlib.import_module(_known(kind).report)
+
+
+def cost_module(kind: str) -> ModuleType:
+    return importlib.import_module(_known(kind).cost)
 
 
 def runner_module(kind: str) -> ModuleType:
-    if kind not in KINDS:
-        raise UserError(f"unknown experiment kind {kind!r}; known kinds: {', '.join(experiment_kinds())}")
-    return importlib.import_module(KINDS[kind])
+    return importlib.import_module(_known(kind).runner)
 
 
 def validate_spec_for_kind(spec: Spec) -> Spec:
