@@ -1,7 +1,7 @@
 """Benchmark: one training step of Kim et al.'s discriminator (frozen ADM 32x32 classifier + ADM head).
 
 BCE on a batch of real and as many generated images at importance-sampled VP times
-(repro.nets.discriminator.discriminator_bce_loss), Adam on the head alone, as the
+(repro.diffusion.losses.discriminator_bce_loss), Adam on the head alone, as the
 `discriminator` model kind trains it at `paper`. Random weights and images: the cost, not the
 result. Prints ms per step, images per second and the peak memory, and what 50 epochs over
 50k real + 50k generated CIFAR-10 images (DG's train.py defaults) would take at that speed.
@@ -16,11 +16,9 @@ import time
 
 import torch
 
+from repro.diffusion.losses import discriminator_bce_loss
 from repro.nets.adm import ADMFeatures, ADMHead, adm_classifier, dg_head
-from repro.nets.discriminator import (
-    TimeConditionedDiscriminator,
-    discriminator_bce_loss,
-)
+from repro.nets.discriminator import TimeConditionedDiscriminator
 from repro.train.probes import peak_memory, reset_peak_memory, synchronize
 
 

@@ -109,7 +109,8 @@ def test_cli_device_resolution_accepts_the_gpu():
 def test_cpu_generators_drive_cuda_training_and_sampling_like_on_the_cpu():
     """Runners and trainers seed CPU generators; draws happen there and move to the GPU."""
     from repro.diffusion.edm import edm_loss
-    from repro.nets.discriminator import discriminator_bce_loss, small_discriminator
+    from repro.diffusion.losses import discriminator_bce_loss
+    from repro.nets.discriminator import small_discriminator
 
     torch.manual_seed(0)
     disc = small_discriminator(3, 8)

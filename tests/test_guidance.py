@@ -5,19 +5,12 @@ import pytest
 import torch
 
 from repro.diffusion.edm import EDMPrecond, gaussian_denoiser
-from repro.guidance.discriminator import (
-    DiscriminatorGuidance,
-    discriminator_correction,
-    sigma_to_vp_time,
-    vp_sigma,
-)
+from repro.diffusion.losses import discriminator_bce_loss, sample_vp_time
+from repro.diffusion.schedules import sigma_to_vp_time, vp_sigma
+from repro.guidance.discriminator import DiscriminatorGuidance, discriminator_correction
 from repro.guidance.epsilon_scaling import EpsilonScaling
 from repro.nets.ddpmpp import DDPMpp, DDPMppConfig
-from repro.nets.discriminator import (
-    discriminator_bce_loss,
-    sample_vp_time,
-    small_discriminator,
-)
+from repro.nets.discriminator import small_discriminator
 from repro.sampling.edm import edm_sample, edm_time_steps
 
 MU, S2 = 0.3, 0.25

@@ -1,4 +1,4 @@
-"""Noise schedules shared by the segmenter, the score SDEs and EDM."""
+"""Noise schedules shared by the segmenter, the score SDEs, EDM and discriminator guidance."""
 from __future__ import annotations
 
 import math
@@ -15,6 +15,19 @@ def ve_sigma(t: torch.Tensor | float, sigma_min: float, sigma_max: float) -> tor
 def ve_log_sigma(t: torch.Tensor, sigma_min: float, sigma_max: float) -> torch.Tensor:
     """log sigma(t), linear in t: log sigma_min + t log(sigma_max / sigma_min)."""
     return math.log(sigma_min) + t * math.log(sigma_max / sigma_min)
+
+
+def vp_sigma(tau, beta_min: float = 0.1, beta_max: float = 20.0):
+    """VP SDE noise-to-signal ratio sigma(tau) = sqrt(exp(b0 tau + (b1 - b0) tau^2 / 2) - 1)."""
+    tau = torch.as_tensor(tau, dtype=torch.float64)
+    return torch.expm1(beta_min * tau + (beta_max - beta_min) * tau**2 / 2).sqrt()
+
+
+def sigma_to_vp_time(sigma, beta_min: float = 0.1, beta_max: float = 20.0):
+    """tau(sigma) = (-b0 + sqrt(b0^2 + 2 (b1 - b0) ln(1 + sigma^2))) / (b1 - b0): vp_sigma^-1."""
+    s = torch.as_tensor(sigma, dtype=torch.float64)
+    db = beta_max - beta_min
+    return (-beta_min + (beta_min**2 + 2 * db * torch.log1p(s**2)).sqrt()) / db
 
 
 def estimate_sigma_max(images: torch.Tensor, n_pairs: int, generator: torch.Generator,

@@ -13,21 +13,10 @@ from typing import Callable
 
 import torch
 
+from repro.diffusion.schedules import sigma_to_vp_time
+
 _D_CLIP = 1e-5
 _LOGIT_CLIP = math.log((1 - _D_CLIP) / _D_CLIP)   # clipping d to [1e-5, 1-1e-5], as a logit
-
-
-def vp_sigma(tau, beta_min: float = 0.1, beta_max: float = 20.0):
-    """VP SDE noise-to-signal ratio sigma(tau) = sqrt(exp(b0 tau + (b1 - b0) tau^2 / 2) - 1)."""
-    tau = torch.as_tensor(tau, dtype=torch.float64)
-    return torch.expm1(beta_min * tau + (beta_max - beta_min) * tau**2 / 2).sqrt()
-
-
-def sigma_to_vp_time(sigma, beta_min: float = 0.1, beta_max: float = 20.0):
-    """tau(sigma) = (-b0 + sqrt(b0^2 + 2 (b1 - b0) ln(1 + sigma^2))) / (b1 - b0): vp_sigma^-1."""
-    s = torch.as_tensor(sigma, dtype=torch.float64)
-    db = beta_max - beta_min
-    return (-beta_min + (beta_min**2 + 2 * db * torch.log1p(s**2)).sqrt()) / db
 
 
 def in_time_window(sigma, time_min: float = 0.01, time_max: float = 1.0, **vp) -> torch.Tensor:

@@ -202,8 +202,8 @@ def evaluate(disc: nn.Module, real: torch.Tensor, fake: torch.Tensor, seed: int,
              taus=(0.01, 0.1, 0.3, 0.6, 1.0), chunk: int = 512) -> dict[str, float]:
     """Held-out accuracy per VP time (same noise every epoch) and importance-sampled BCE, in
     chunks of `chunk` real + `chunk` generated images (the ADM encoder at paper size)."""
-    from repro.guidance.discriminator import vp_sigma
-    from repro.nets.discriminator import discriminator_bce_loss
+    from repro.diffusion.losses import discriminator_bce_loss
+    from repro.diffusion.schedules import vp_sigma
 
     n = real.shape[0]
     if n == 0:
@@ -236,7 +236,7 @@ def train_model(resolved: ResolvedModel, out_dir: Path, device: torch.device, ru
 
     from repro.data import load_dataset, stack
     from repro.models import ensure_model
-    from repro.nets.discriminator import discriminator_bce_loss
+    from repro.diffusion.losses import discriminator_bce_loss
     from repro.nets.official import load_discriminator_checkpoint
     from repro.train import TrainConfig, derive_seed, load_checkpoint, save_checkpoint, train
     from repro.trainers.edm import to_model_range
