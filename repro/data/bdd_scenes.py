@@ -13,6 +13,7 @@ from repro.data import bdd100k
 from repro.data.common import DatasetInfo, check_split
 from repro.data.street_canvas import CLASS_NAMES as STREET_NAMES
 from repro.data.street_scenes import StreetScenes
+from repro.errors import UserError
 
 INFO = DatasetInfo(name="bdd_scenes", kind="segmentation", channels=3, num_classes=bdd100k.INFO.num_classes,
                    class_names=bdd100k.CLASS_NAMES, ignore_index=bdd100k.IGNORE,
@@ -34,8 +35,6 @@ class BDDScenes(Dataset):
         self.split = check_split(INFO.name, split, SPLITS)
         h, w = tuple(resolution or INFO.default_resolution)
         if h != w:
-            from repro.errors import UserError
-
             raise UserError(f"bdd_scenes are square centre crops: resolution must be [S, S], got [{h}, {w}]")
         self.size = h
         self.scenes = StreetScenes(split=split, resolution=(h, 2 * h), n=n, seed=seed)

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from repro.data.registry import dataset_info
+from repro.data.street_canvas import CLASS_COLORS
 from repro.errors import UserError
 
 CITYSCAPES_COLORS = np.array([
@@ -23,8 +25,6 @@ CITYSCAPES_COLORS = np.array([
 
 def palette(dataset: str) -> tuple[np.ndarray, tuple[str, ...]]:
     """(colours uint8 [K, 3], class names) of a segmentation dataset."""
-    from repro.data import dataset_info
-
     info = dataset_info(dataset)
     if info.kind != "segmentation":
         raise UserError(f"dataset {dataset} has no label maps (kind {info.kind}); semantic maps need a "
@@ -32,8 +32,6 @@ def palette(dataset: str) -> tuple[np.ndarray, tuple[str, ...]]:
     if dataset == "cityscapes":
         colors = CITYSCAPES_COLORS
     elif dataset == "street_scenes":
-        from repro.data.street_canvas import CLASS_COLORS
-
         colors = CLASS_COLORS
     else:
         raise UserError(f"no colour palette for dataset {dataset}")

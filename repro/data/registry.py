@@ -5,14 +5,12 @@ from __future__ import annotations
 import torch
 from torch.utils.data import Dataset
 
-from repro.data import cifar10, cityscapes, digits, image_folder, street_scenes
+from repro.data import bdd100k, bdd_scenes, cifar10, cityscapes, digits, image_folder, street_scenes
 from repro.data.common import DatasetInfo, check_count, check_resolution, default_root
 from repro.errors import UserError
 
-_MODULES = {m.INFO.name: m for m in (street_scenes, digits, cityscapes, cifar10, image_folder)}
-from repro.data import bdd100k, bdd_scenes  # noqa: E402  (the 001 paper's BDD100K and its embedded profile)
-
-_MODULES.update({m.INFO.name: m for m in (bdd100k, bdd_scenes)})
+# bdd100k and bdd_scenes: the 001 paper's BDD100K and its embedded profile
+_MODULES = {m.INFO.name: m for m in (street_scenes, digits, cityscapes, cifar10, image_folder, bdd100k, bdd_scenes)}
 
 __all__ = ["DatasetInfo", "dataset_info", "default_root", "list_datasets", "load_dataset", "stack"]
 

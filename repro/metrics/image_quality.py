@@ -13,6 +13,8 @@ import os
 
 import torch
 
+from repro.metrics.inception import InceptionFeatures
+
 
 def kid_from_features(
     features1: torch.Tensor,
@@ -60,8 +62,6 @@ def kid_from_images(
 ) -> tuple[float, float]:
     """KID (mean, std) on pytorch-fid's Inception pool3 features of images in [0,1], quantised as
     `inputs` says (repro.metrics.inception.FID_INPUTS; default 8-bit)."""
-    from repro.metrics.inception import InceptionFeatures
-
     extractor = InceptionFeatures(weights, device, inputs)
     return kid_from_features(
         extractor.features(real, batch_size), extractor.features(fake, batch_size), subset_size, num_subsets, generator

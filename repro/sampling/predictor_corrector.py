@@ -6,10 +6,11 @@ import torch
 
 from repro.diffusion.sde import SDE, bcast
 from repro.errors import UserError
+from repro.rng import Generators, randn_like
 from repro.sampling.ancestral import ancestral_step
 from repro.sampling.common import ScoreFn, check_steps, resolve_eps, reverse_time_grid, with_guidance
-from repro.rng import Generators, randn_like
 from repro.sampling.result import SampleResult
+from repro.sampling.score_sde_pc import score_sde_pc_sample
 
 PREDICTORS = ("reverse_diffusion", "euler_maruyama", "ancestral", "probability_flow", "none")
 CORRECTORS = ("langevin", "none")
@@ -95,8 +96,6 @@ def predictor_corrector_sample(score_fn: ScoreFn, sde: SDE, x_init: torch.Tensor
     if discretisation not in DISCRETISATIONS:
         raise UserError(f"unknown discretisation {discretisation!r}; choose one of {', '.join(DISCRETISATIONS)}")
     if discretisation == "score_sde":
-        from repro.sampling.score_sde_pc import score_sde_pc_sample
-
         return score_sde_pc_sample(score_fn, sde, x_init, steps=steps, eps=eps, generator=generator,
                                    predictor=predictor, corrector=corrector, snr=snr, n_corrector_steps=n_corr,
                                    corrector_norms=corrector_norms, guidance=guidance, denoise=denoise,

@@ -13,9 +13,10 @@ import torch
 
 from repro.diffusion.sde import SDE, batch_t, bcast
 from repro.errors import UserError
-from repro.sampling.common import ScoreFn, check_steps, resolve_eps, reverse_time_grid, with_guidance
 from repro.rng import randn_like
+from repro.sampling.common import ScoreFn, check_steps, resolve_eps, reverse_time_grid, with_guidance
 from repro.sampling.result import SampleResult
+from repro.sampling.score_sde_pc import score_sde_pc_sample
 
 
 def ito_taylor_step(x: torch.Tensor, drift: torch.Tensor, g: torch.Tensor, dt: torch.Tensor,
@@ -34,8 +35,6 @@ def _reverse_ito_taylor(score_fn, sde, x_init, steps, generator, eps, guidance, 
                         keep_trajectory, milstein, discretisation="grid"):
     steps, eps = check_steps(steps), resolve_eps(sde, eps)
     if discretisation == "score_sde":  # score_sde's EulerMaruyamaPredictor alone: dt = -1/N every step
-        from repro.sampling.score_sde_pc import score_sde_pc_sample
-
         return score_sde_pc_sample(score_fn, sde, x_init, steps=steps, eps=eps, generator=generator,
                                    predictor="milstein" if milstein else "euler_maruyama", corrector="none",
                                    guidance=guidance, denoise=denoise, keep_trajectory=keep_trajectory)
