@@ -1,4 +1,4 @@
-"""Small helpers shared by the score-SDE samplers: time grids, guidance, noise, checks."""
+"""Small helpers shared by the score-SDE samplers: time grids, guidance, checks, step registries."""
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -46,3 +46,31 @@ def with_guidance(score_fn: ScoreFn, guidance: ScoreFn | None) -> ScoreFn:
     return guided
 
 
+class StepRegistry:
+    """Names -> step functions of one kind ("predictor", "corrector"), filled by the `register`
+    decorator next to each definition (as score_sde's register_predictor / register_corrector).
+    An unknown name is a UserError listing the registered names in registration order."""
+
+    def __init__(self, kind: str):
+        self.kind = kind
+        self._steps: dict[str, Callable] = {}
+
+    def register(self, name: str) -> Callable[[Callable], Callable]:
+        def add(fn: Callable) -> Callable:
+            if name in self._steps:
+                raise ValueError(f"{self.kind} {name!r} is registered twice")
+            self._steps[name] = fn
+            return fn
+
+        return add
+
+    def names(self) -> tuple[str, ...]:
+        return tuple(self._steps)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._steps
+
+    def get(self, name: str) -> Callable:
+        if name not in self._steps:
+            raise UserError(f"unknown {self.kind} {name!r}; choose one of {', '.join(self._steps)}")
+        return self._steps[name]

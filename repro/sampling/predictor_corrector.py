@@ -8,12 +8,15 @@ from repro.diffusion.sde import SDE, bcast
 from repro.errors import UserError
 from repro.rng import Generators, randn_like
 from repro.sampling.ancestral import ancestral_step
-from repro.sampling.common import ScoreFn, check_steps, resolve_eps, reverse_time_grid, with_guidance
+from repro.sampling.common import (ScoreFn, StepRegistry, check_steps, resolve_eps, reverse_time_grid,
+                                   with_guidance)
 from repro.sampling.result import SampleResult
 from repro.sampling.score_sde_pc import score_sde_pc_sample
 
-PREDICTORS = ("reverse_diffusion", "euler_maruyama", "ancestral", "probability_flow", "none")
-CORRECTORS = ("langevin", "none")
+# Predictors and correctors of the grid chain, registered by name next to their definitions.
+PREDICTORS = StepRegistry("predictor")
+CORRECTORS = StepRegistry("corrector")
+register_predictor, register_corrector = PREDICTORS.register, CORRECTORS.register
 # How the Langevin step size reads ||z|| / ||grad||: "batch" averages the per-sample norms over
 # the batch first (score_sde_pytorch's LangevinCorrector), so a sample's step depends on its
 # batch-mates; "per_sample" uses each sample's own norms (thesis Alg. 3 line 4, one image).
@@ -23,12 +26,66 @@ CORRECTOR_NORMS = ("batch", "per_sample")
 # discrete tables of N = steps levels, dt = -1/N; repro.sampling.score_sde_pc).
 DISCRETISATIONS = ("grid", "score_sde")
 
+# A predictor maps (sde, score_fn, x, t, t_next) to (mean of x at t_next, noise std [B]); a std of
+# None is a deterministic step, which draws no noise. A corrector maps (sde, score_fn, x, t, snr,
+# generator, norms) to (x, x_mean) after one step at t.
 
-def langevin_corrector_step(sde: SDE, score: torch.Tensor, x: torch.Tensor, t: torch.Tensor,
+
+@register_predictor("reverse_diffusion")
+def reverse_diffusion_predictor(sde: SDE, score_fn: ScoreFn, x: torch.Tensor, t: torch.Tensor,
+                                t_next: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    rev_f, std = sde.reverse_discretize(score_fn(x, t), x, t, t_next)
+    return x + rev_f, std
+
+
+@register_predictor("euler_maruyama")
+def euler_maruyama_predictor(sde: SDE, score_fn: ScoreFn, x: torch.Tensor, t: torch.Tensor,
+                             t_next: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """thesis Eq. 4.20 on the reverse SDE."""
+    score = score_fn(x, t)
+    drift, g = sde.sde(x, t)
+    dt = t_next - t
+    return x + (drift - bcast(g * g, x) * score) * bcast(dt, x), g * (-dt).sqrt()
+
+
+@register_predictor("ancestral")
+def ancestral_predictor(sde: SDE, score_fn: ScoreFn, x: torch.Tensor, t: torch.Tensor,
+                        t_next: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    return ancestral_step(sde, score_fn(x, t), x, t, t_next)
+
+
+@register_predictor("probability_flow")
+def probability_flow_predictor(sde: SDE, score_fn: ScoreFn, x: torch.Tensor, t: torch.Tensor,
+                               t_next: torch.Tensor) -> tuple[torch.Tensor, None]:
+    rev_f, _ = sde.reverse_discretize(score_fn(x, t), x, t, t_next, probability_flow=True)
+    return x + rev_f, None
+
+
+@register_predictor("none")
+def no_predictor(sde: SDE, score_fn: ScoreFn, x: torch.Tensor, t: torch.Tensor,
+                 t_next: torch.Tensor) -> tuple[torch.Tensor, None]:
+    """Corrector-only sampling: the Langevin chain's sample itself (its x_mean would shrink it)."""
+    return x, None
+
+
+def predictor_step(name: str, sde: SDE, score_fn: ScoreFn, x: torch.Tensor, t: torch.Tensor,
+                   t_next: torch.Tensor, generator: Generators, add_noise: bool = True
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """One step t -> t_next (< t) of the predictor `name`. Returns (x, x_mean); no noise drawn if
+    not add_noise."""
+    x_mean, std = PREDICTORS.get(name)(sde, score_fn, x, t, t_next)
+    if std is None or not add_noise:
+        return x_mean, x_mean
+    return x_mean + bcast(std, x) * randn_like(x, generator), x_mean
+
+
+@register_corrector("langevin")
+def langevin_corrector_step(sde: SDE, score_fn: ScoreFn, x: torch.Tensor, t: torch.Tensor,
                             snr: float, generator: Generators, norms: str = "batch"
                             ) -> tuple[torch.Tensor, torch.Tensor]:
     """One Langevin step with step = 2 alpha (snr ||z|| / ||grad||)^2 (thesis Alg. 3 lines 3-5),
     the norms averaged over the batch or per sample (`norms`, see CORRECTOR_NORMS). Returns (x, x_mean)."""
+    score = score_fn(x, t)
     z = randn_like(x, generator)
     b = x.shape[0]
     grad_norm = score.reshape(b, -1).norm(dim=-1)
@@ -43,28 +100,11 @@ def langevin_corrector_step(sde: SDE, score: torch.Tensor, x: torch.Tensor, t: t
     return x_mean + bcast((2.0 * step).sqrt(), x) * z, x_mean
 
 
-def predictor_step(name: str, sde: SDE, score: torch.Tensor, x: torch.Tensor, t: torch.Tensor,
-                   t_next: torch.Tensor, generator: Generators, add_noise: bool = True
-                   ) -> tuple[torch.Tensor, torch.Tensor]:
-    """One predictor step t -> t_next (< t). Returns (x, x_mean); no noise drawn if not add_noise."""
-    if name == "euler_maruyama":  # thesis Eq. 4.20 on the reverse SDE
-        drift, g = sde.sde(x, t)
-        dt = t_next - t
-        x_mean = x + (drift - bcast(g * g, x) * score) * bcast(dt, x)
-        std = g * (-dt).sqrt()
-    elif name == "reverse_diffusion":
-        rev_f, std = sde.reverse_discretize(score, x, t, t_next)
-        x_mean = x + rev_f
-    elif name == "ancestral":
-        x_mean, std = ancestral_step(sde, score, x, t, t_next)
-    elif name == "probability_flow":
-        rev_f, _ = sde.reverse_discretize(score, x, t, t_next, probability_flow=True)
-        return x + rev_f, x + rev_f
-    else:
-        raise UserError(f"unknown predictor {name!r}; choose one of {', '.join(PREDICTORS)}")
-    if not add_noise:
-        return x_mean, x_mean
-    return x_mean + bcast(std, x) * randn_like(x, generator), x_mean
+@register_corrector("none")
+def no_corrector(sde: SDE, score_fn: ScoreFn, x: torch.Tensor, t: torch.Tensor, snr: float,
+                 generator: Generators, norms: str = "batch") -> tuple[torch.Tensor, torch.Tensor]:
+    """Predictor-only sampling: the sampler takes no corrector steps."""
+    return x, x
 
 
 @torch.no_grad()
@@ -84,13 +124,11 @@ def predictor_corrector_sample(score_fn: ScoreFn, sde: SDE, x_init: torch.Tensor
     `discretisation` (DISCRETISATIONS) picks the suite's grid chain or score_sde_pytorch's.
     """
     steps, eps = check_steps(steps), resolve_eps(sde, eps)
-    if predictor not in PREDICTORS:
-        raise UserError(f"unknown predictor {predictor!r}; choose one of {', '.join(PREDICTORS)}")
-    if corrector not in CORRECTORS:
-        raise UserError(f"unknown corrector {corrector!r}; choose one of {', '.join(CORRECTORS)}")
+    PREDICTORS.get(predictor)   # an unknown name fails here, before any work
+    correct = CORRECTORS.get(corrector)
     if corrector_norms not in CORRECTOR_NORMS:
         raise UserError(f"unknown corrector norms {corrector_norms!r}; choose one of {', '.join(CORRECTOR_NORMS)}")
-    n_corr = n_corrector_steps if corrector == "langevin" else 0
+    n_corr = n_corrector_steps if corrector != "none" else 0
     if n_corr < 0 or (n_corr == 0 and predictor == "none"):
         raise UserError("predictor_corrector_sample needs a predictor or at least one corrector step")
     if discretisation not in DISCRETISATIONS:
@@ -108,12 +146,9 @@ def predictor_corrector_sample(score_fn: ScoreFn, sde: SDE, x_init: torch.Tensor
         t, t_next = grid[i].expand(b), grid[i + 1].expand(b)
         last = i == steps - 1
         for _ in range(n_corr):
-            x, x_mean = langevin_corrector_step(sde, score_fn(x, t), x, t, snr, generator, corrector_norms)
-        if predictor != "none":
-            x, x_mean = predictor_step(predictor, sde, score_fn(x, t), x, t, t_next, generator,
-                                       add_noise=not (denoise and last))
-        else:  # corrector-only: the Langevin chain's sample itself (its x_mean would shrink it)
-            x_mean = x
+            x, x_mean = correct(sde, score_fn, x, t, snr, generator, corrector_norms)
+        x, x_mean = predictor_step(predictor, sde, score_fn, x, t, t_next, generator,
+                                   add_noise=not (denoise and last))
         if traj is not None:
             traj.append(x)
     nfe = steps * (n_corr + (predictor != "none"))

@@ -25,13 +25,15 @@ import torch
 
 from repro.diffusion.sde import SDE, SubVPSDE, VESDE, VPSDE
 from repro.errors import UserError
-from repro.sampling.common import ScoreFn, with_guidance
 from repro.rng import Generators, randn_like
+from repro.sampling.common import ScoreFn, StepRegistry, with_guidance
 from repro.sampling.result import SampleResult
 
-PREDICTORS = ("reverse_diffusion", "euler_maruyama", "ancestral", "probability_flow", "none")
-# milstein: not a predictor of score_sde; the suite's Milstein solver on score_sde's EM grid
-_UPDATES = PREDICTORS + ("milstein",)
+# score_sde's predictors and correctors (its register_predictor / register_corrector), by the
+# suite's names; each predictor update maps (chain, score_fn, x, t, generator) to (x, x_mean).
+PREDICTORS = StepRegistry("predictor")
+CORRECTORS = StepRegistry("corrector")
+register_predictor, register_corrector = PREDICTORS.register, CORRECTORS.register
 
 
 def _col(v: torch.Tensor) -> torch.Tensor:
@@ -96,48 +98,74 @@ class ScoreSdeChain:
         return self.alphas[self.timestep(t)]
 
 
-def predictor_update(name: str, chain: ScoreSdeChain, score_fn: ScoreFn, x: torch.Tensor, t: torch.Tensor,
+def _reverse_diffusion(chain: ScoreSdeChain, score_fn: ScoreFn, x: torch.Tensor, t: torch.Tensor,
+                       generator: Generators, probability_flow: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """ReverseDiffusionPredictor (its probability_flow flag)."""
+    f, G = chain.discretize(x, t)
+    rev_f = f - _col(G) ** 2 * score_fn(x, t) * (0.5 if probability_flow else 1.0)
+    rev_G = torch.zeros_like(G) if probability_flow else G
+    z = randn_like(x, generator)
+    x_mean = x - rev_f
+    return x_mean + _col(rev_G) * z, x_mean
+
+
+@register_predictor("reverse_diffusion")
+def reverse_diffusion_update(chain: ScoreSdeChain, score_fn: ScoreFn, x: torch.Tensor, t: torch.Tensor,
+                             generator: Generators) -> tuple[torch.Tensor, torch.Tensor]:
+    return _reverse_diffusion(chain, score_fn, x, t, generator, probability_flow=False)
+
+
+@register_predictor("euler_maruyama")
+def euler_maruyama_update(chain: ScoreSdeChain, score_fn: ScoreFn, x: torch.Tensor, t: torch.Tensor,
+                          generator: Generators) -> tuple[torch.Tensor, torch.Tensor]:
+    """EulerMaruyamaPredictor: dt = -1/N on every step."""
+    dt = -1.0 / chain.N
+    z = randn_like(x, generator)
+    drift, diffusion = chain.sde_coefs(x, t)
+    drift = drift - _col(diffusion) ** 2 * score_fn(x, t)
+    x_mean = x + drift * dt
+    return x_mean + _col(diffusion) * math.sqrt(-dt) * z, x_mean
+
+
+@register_predictor("ancestral")
+def ancestral_update(chain: ScoreSdeChain, score_fn: ScoreFn, x: torch.Tensor, t: torch.Tensor,
                      generator: Generators) -> tuple[torch.Tensor, torch.Tensor]:
-    """One predictor step of score_sde's sampling.py at time t; returns (x, x_mean)."""
-    if name == "none":
-        return x, x
-    if name == "euler_maruyama":  # EulerMaruyamaPredictor
-        dt = -1.0 / chain.N
-        z = randn_like(x, generator)
-        drift, diffusion = chain.sde_coefs(x, t)
-        drift = drift - _col(diffusion) ** 2 * score_fn(x, t)
-        x_mean = x + drift * dt
-        return x_mean + _col(diffusion) * math.sqrt(-dt) * z, x_mean
-    if name in ("reverse_diffusion", "probability_flow"):  # ReverseDiffusionPredictor (probability_flow flag)
-        pf = name == "probability_flow"
-        f, G = chain.discretize(x, t)
-        rev_f = f - _col(G) ** 2 * score_fn(x, t) * (0.5 if pf else 1.0)
-        rev_G = torch.zeros_like(G) if pf else G
-        z = randn_like(x, generator)
-        x_mean = x - rev_f
-        return x_mean + _col(rev_G) * z, x_mean
-    if name == "ancestral":  # AncestralSamplingPredictor
-        s = chain.sde
-        ts = chain.timestep(t)
-        if isinstance(s, VESDE):
-            sigma = chain.discrete_sigmas[ts]
-            adjacent = torch.where(ts == 0, torch.zeros_like(t), chain.discrete_sigmas[(ts - 1).clamp_min(0)])
-            score = score_fn(x, t)
-            x_mean = x + score * _col(sigma ** 2 - adjacent ** 2)
-            std = torch.sqrt((adjacent ** 2 * (sigma ** 2 - adjacent ** 2)) / (sigma ** 2))
-            return x_mean + _col(std) * randn_like(x, generator), x_mean
-        if isinstance(s, VPSDE):
-            beta = chain.discrete_betas[ts]
-            score = score_fn(x, t)
-            x_mean = (x + _col(beta) * score) / _col(torch.sqrt(1.0 - beta))
-            return x_mean + _col(torch.sqrt(beta)) * randn_like(x, generator), x_mean
-        raise UserError(f"ancestral sampling is defined for the VE and VP SDEs, not {type(s).__name__}")
-    raise UserError(f"unknown predictor {name!r}; choose one of {', '.join(PREDICTORS)}")
+    """AncestralSamplingPredictor."""
+    s = chain.sde
+    ts = chain.timestep(t)
+    if isinstance(s, VESDE):
+        sigma = chain.discrete_sigmas[ts]
+        adjacent = torch.where(ts == 0, torch.zeros_like(t), chain.discrete_sigmas[(ts - 1).clamp_min(0)])
+        score = score_fn(x, t)
+        x_mean = x + score * _col(sigma ** 2 - adjacent ** 2)
+        std = torch.sqrt((adjacent ** 2 * (sigma ** 2 - adjacent ** 2)) / (sigma ** 2))
+        return x_mean + _col(std) * randn_like(x, generator), x_mean
+    if isinstance(s, VPSDE):
+        beta = chain.discrete_betas[ts]
+        score = score_fn(x, t)
+        x_mean = (x + _col(beta) * score) / _col(torch.sqrt(1.0 - beta))
+        return x_mean + _col(torch.sqrt(beta)) * randn_like(x, generator), x_mean
+    raise UserError(f"ancestral sampling is defined for the VE and VP SDEs, not {type(s).__name__}")
 
 
+@register_predictor("probability_flow")
+def probability_flow_update(chain: ScoreSdeChain, score_fn: ScoreFn, x: torch.Tensor, t: torch.Tensor,
+                            generator: Generators) -> tuple[torch.Tensor, torch.Tensor]:
+    return _reverse_diffusion(chain, score_fn, x, t, generator, probability_flow=True)
+
+
+@register_predictor("none")
+def no_update(chain: ScoreSdeChain, score_fn: ScoreFn, x: torch.Tensor, t: torch.Tensor,
+              generator: Generators) -> tuple[torch.Tensor, torch.Tensor]:
+    """NonePredictor."""
+    return x, x
+
+
+@register_predictor("milstein")
 def milstein_update(chain: ScoreSdeChain, score_fn: ScoreFn, x: torch.Tensor, t: torch.Tensor,
                     generator: Generators) -> tuple[torch.Tensor, torch.Tensor]:
-    """Euler-Maruyama as score_sde writes it (dt = -1/N) plus the Milstein term 1/2 g g' (dW^2 - |dt|)
+    """Not a predictor of score_sde: the suite's Milstein solver on score_sde's Euler-Maruyama grid.
+    Euler-Maruyama as score_sde writes it (dt = -1/N) plus the Milstein term 1/2 g g' (dW^2 - |dt|)
     (short report Eq. 6), g' = dg/dx by autograd; the same draws as euler_maruyama."""
     dt = -1.0 / chain.N
     z = randn_like(x, generator)
@@ -152,6 +180,7 @@ def milstein_update(chain: ScoreSdeChain, score_fn: ScoreFn, x: torch.Tensor, t:
     return x_new, x_mean
 
 
+@register_corrector("langevin")
 def langevin_update(chain: ScoreSdeChain, score_fn: ScoreFn, x: torch.Tensor, t: torch.Tensor, snr: float,
                     n_steps: int, generator: Generators, norms: str = "batch") -> tuple[torch.Tensor, torch.Tensor]:
     """score_sde's LangevinCorrector: n_steps steps of 2 alpha (snr ||z|| / ||grad||)^2 (thesis Alg. 3)."""
@@ -170,6 +199,13 @@ def langevin_update(chain: ScoreSdeChain, score_fn: ScoreFn, x: torch.Tensor, t:
     return x, x_mean
 
 
+@register_corrector("none")
+def no_correction(chain: ScoreSdeChain, score_fn: ScoreFn, x: torch.Tensor, t: torch.Tensor, snr: float,
+                  n_steps: int, generator: Generators, norms: str = "batch") -> tuple[torch.Tensor, torch.Tensor]:
+    """NoneCorrector."""
+    return x, x
+
+
 @torch.no_grad()
 def score_sde_pc_sample(score_fn: ScoreFn, sde: SDE, x_init: torch.Tensor, *, steps: int, eps: float,
                         generator: Generators = None, predictor: str = "reverse_diffusion",
@@ -179,9 +215,8 @@ def score_sde_pc_sample(score_fn: ScoreFn, sde: SDE, x_init: torch.Tensor, *, st
     """score_sde's pc_sampler with N = steps: at each t of linspace(T, eps, N) the corrector, then
     the predictor; returns the last x_mean with `denoise`, else x. Arguments as in
     `predictor_corrector_sample` (which calls this for discretisation="score_sde")."""
-    if predictor not in _UPDATES:
-        raise UserError(f"unknown predictor {predictor!r}; choose one of {', '.join(PREDICTORS)}")
-    n_corr = n_corrector_steps if corrector == "langevin" else 0
+    predict, correct = PREDICTORS.get(predictor), CORRECTORS.get(corrector)
+    n_corr = n_corrector_steps if corrector != "none" else 0
     score_fn = with_guidance(score_fn, guidance)
     chain = ScoreSdeChain(sde, steps, x_init.device, x_init.dtype)
     timesteps = torch.linspace(sde.T, eps, steps, device=x_init.device, dtype=x_init.dtype)
@@ -190,11 +225,8 @@ def score_sde_pc_sample(score_fn: ScoreFn, sde: SDE, x_init: torch.Tensor, *, st
     for i in range(steps):
         vec_t = torch.ones(b, device=x.device, dtype=x.dtype) * timesteps[i]
         if n_corr:
-            x, x_mean = langevin_update(chain, score_fn, x, vec_t, snr, n_corr, generator, corrector_norms)
-        if predictor == "milstein":
-            x, x_mean = milstein_update(chain, score_fn, x, vec_t, generator)
-        else:
-            x, x_mean = predictor_update(predictor, chain, score_fn, x, vec_t, generator)
+            x, x_mean = correct(chain, score_fn, x, vec_t, snr, n_corr, generator, corrector_norms)
+        x, x_mean = predict(chain, score_fn, x, vec_t, generator)
         if traj is not None:
             traj.append(x)
     nfe = steps * (n_corr + (predictor != "none"))
