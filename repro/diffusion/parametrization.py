@@ -4,6 +4,9 @@ Convention (DESIGN.md): x = x0 + sigma * eps with continuous sigma (EDM's D(x; s
 Then the score is (D - x) / sigma^2 (Tweedie) and the predicted noise is (x - D) / sigma.
 A DDPM at discrete step t with cumulative alpha_bar sees x_ddpm = sqrt(alpha_bar) x, so
 sigma = sqrt((1 - alpha_bar) / alpha_bar) (EDM paper, Sec. 2 / Appendix C.2).
+The samplers and guidance convert through these functions (repro.sampling.edm,
+repro.guidance.epsilon_scaling); an expression is kept inline only where the call would change
+its floating-point operations (e.g. a Python-float sigma, which CUDA divides as a reciprocal).
 """
 from __future__ import annotations
 

@@ -19,6 +19,8 @@ from typing import Callable
 
 import torch
 
+from repro.diffusion.parametrization import eps_from_denoiser
+
 PLACEMENTS = ("ning", "sedm")
 
 
@@ -54,7 +56,7 @@ class EpsilonScaling:
                 return D
             s = torch.as_tensor(sigma, dtype=x.dtype, device=x.device)
             s = s.reshape(-1, *([1] * (x.ndim - 1))) if s.ndim == 1 else s
-            return x - s * ((x - D) / s) / b_i
+            return x - s * eps_from_denoiser(D, x, s) / b_i
 
         return scaled
 

@@ -14,6 +14,7 @@ from typing import Protocol
 
 import torch
 
+from repro.diffusion.parametrization import eps_from_denoiser
 from repro.rng import randn
 
 
@@ -107,7 +108,7 @@ def edm_sample(denoiser: Callable, latents: torch.Tensor, *, steps: int, solver:
         args = (x_in, s_in) if class_labels is None else (x_in, s_in, class_labels)
         denoised = denoiser(*args).to(torch.float64)
         result.nfe += 1
-        eps = (x - denoised) / sigma                       # EDM Eq. 3 direction = predicted eps
+        eps = eps_from_denoiser(denoised, x, sigma)        # EDM Eq. 3 direction = predicted eps
         b = 1.0 if eps_scale is None else eps_scale.factor(i)
         d = eps if b == 1.0 else eps / b                   # 002 thesis Eq. 10.3
         g = None if guidance is None else guidance(x, sigma, denoised, stage=stage, step=i)
