@@ -12,7 +12,8 @@ from torch import nn
 from repro.errors import UserError
 from repro.experiments.amp.arm import loss_curve, timing_summary
 from repro.train.batch_finder import largest_batch_that_fits
-from repro.train.loop import TrainConfig, TrainingDiverged, train
+from repro.train.config import TrainConfig
+from repro.train.loop import TrainingDiverged, train
 
 
 # ---------------------------------------------------------------- batch search on a fake allocator

@@ -1,6 +1,8 @@
 """Training loop: AMP, EMA, grad clipping, atomic checkpoint + exact resume, DDP, probes."""
 
+from repro.train.amp import autocast_context
 from repro.train.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
+from repro.train.config import TrainConfig
 from repro.train.distributed import (
     DistInfo,
     cleanup_distributed,
@@ -11,7 +13,7 @@ from repro.train.distributed import (
     wrap_model,
 )
 from repro.train.ema import EMA
-from repro.train.loop import TrainConfig, TrainResult, autocast_context, lr_at_step, train
+from repro.train.loop import TrainResult, lr_at_step, train
 from repro.train.probes import Timer, peak_memory, reset_peak_memory
 from repro.train.sampler import DeterministicBatchSampler, derive_seed, epoch_permutation
 

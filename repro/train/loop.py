@@ -1,4 +1,5 @@
-"""The generic training loop: AMP, EMA, grad clipping, atomic checkpoint + exact resume, DDP, probes.
+"""The generic training loop: AMP, EMA, grad clipping, atomic checkpoint + exact resume, DDP, probes
+(settings in config.py, autocast in amp.py, the checkpoint's contents and the resume in resume.py).
 
 One loop serves every network of the suite: the caller passes a `loss_fn(model, batch,
 generator)`. Everything random in a run comes from (cfg.seed, rank): the data order
@@ -9,14 +10,12 @@ resumed ends with the same weights, bit for bit on the CPU, as one that never st
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
 from pathlib import Path
+from typing import Protocol
 
 import torch
 from rich.console import Console
@@ -26,13 +25,14 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from repro.errors import UserError
+from repro.train.amp import amp_dtype_for, autocast_context
 from repro.train.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
-from repro.train.distributed import DistInfo, all_gather_tensor, barrier, init_distributed, reduce_mean, wrap_model
+from repro.train.config import TrainConfig, validate_config
+from repro.train.distributed import barrier, init_distributed, reduce_mean, wrap_model
 from repro.train.ema import EMA
 from repro.train.probes import cuda_peak_reserved_mb, peak_memory, reset_peak_memory, synchronize
+from repro.train.resume import RunState, checkpoint_payload, restore_run, rng_states
 from repro.train.sampler import DeterministicBatchSampler, derive_seed
-
-CHECKPOINT_FORMAT = 1
 
 LossFn = Callable[[nn.Module, dict, torch.Generator], torch.Tensor]
 
@@ -50,29 +50,6 @@ class StepRule(Protocol):
     def state_dict(self) -> dict: ...
 
     def load_state_dict(self, state: dict) -> None: ...
-
-
-@dataclass
-class TrainConfig:
-    epochs: int = 1
-    batch_size: int = 8  # per process; the global batch is batch_size * world_size
-    lr: float = 2e-4
-    betas: tuple[float, float] = (0.9, 0.999)
-    weight_decay: float = 0.0
-    optimizer: str = "adamw"  # "adamw" (decoupled weight decay) | "adam" (L2 in the gradient, as DG's train.py)
-    amp: bool = False  # CUDA: fp16 autocast + GradScaler; CPU: bf16 autocast, no scaler
-    amp_dtype: str | None = None  # "float16" | "bfloat16" | None (the device's default above); bf16: no scaler
-    clip_scaled_grads: bool = False  # True: clip the *scaled* grads, no unscale_ (the thesis authors' code's order)
-    min_loss_scale: float | None = None  # stop (TrainingDiverged) when the GradScaler's scale falls below this
-    ema_decay: float | None = 0.999  # None = no EMA
-    grad_clip: float | None = 1.0  # max global grad norm; None = off
-    ckpt_every: int = 0  # also checkpoint every N optimizer steps (0 = only at each epoch end)
-    max_steps: int | None = None  # stop after this many optimizer steps in total
-    warmup_steps: int = 0  # linear lr warm-up
-    seed: int = 0
-    device: str = "cpu"
-    num_workers: int = 0  # DataLoader worker processes
-    log_every: int = 0  # also call log_metrics every N steps with the step loss (0 = per epoch only)
 
 
 @dataclass
@@ -107,42 +84,6 @@ class TrainingDiverged(RuntimeError):
                 "last_finite_loss": self.last_finite_loss, "loss_scale": self.loss_scale, "message": str(self)}
 
 
-_AMP_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16}
-
-
-def amp_dtype_for(device: torch.device, name: str | None = None) -> torch.dtype:
-    """The autocast dtype: `name` if given, else fp16 on CUDA and bf16 on the CPU."""
-    if name is not None:
-        return _AMP_DTYPES[name]
-    return torch.float16 if device.type == "cuda" else torch.bfloat16
-
-
-def autocast_context(device: torch.device, enabled: bool, dtype: torch.dtype | None = None):
-    """fp16 autocast on CUDA, bf16 on the CPU (or `dtype`); a no-op context when disabled."""
-    if not enabled:
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=dtype or amp_dtype_for(device))
-
-
-def _validate(cfg: TrainConfig) -> None:
-    checks = [
-        (cfg.epochs >= 0, f"epochs must be >= 0, got {cfg.epochs}"),
-        (cfg.batch_size >= 1, f"batch_size must be >= 1, got {cfg.batch_size}"),
-        (cfg.lr > 0, f"lr must be > 0, got {cfg.lr}"),
-        (cfg.ema_decay is None or 0.0 <= cfg.ema_decay <= 1.0, f"ema_decay must lie in [0, 1], got {cfg.ema_decay}"),
-        (cfg.grad_clip is None or cfg.grad_clip > 0, f"grad_clip must be > 0 or None, got {cfg.grad_clip}"),
-        (cfg.ckpt_every >= 0, f"ckpt_every must be >= 0, got {cfg.ckpt_every}"),
-        (cfg.max_steps is None or cfg.max_steps >= 0, f"max_steps must be >= 0 or None, got {cfg.max_steps}"),
-        (cfg.warmup_steps >= 0, f"warmup_steps must be >= 0, got {cfg.warmup_steps}"),
-        (cfg.amp_dtype in (None, *_AMP_DTYPES), f"amp_dtype must be float16, bfloat16 or None, got {cfg.amp_dtype!r}"),
-        (cfg.optimizer in ("adamw", "adam"), f"optimizer must be adamw or adam, got {cfg.optimizer!r}"),
-        (cfg.min_loss_scale is None or cfg.min_loss_scale > 0, f"min_loss_scale must be > 0 or None, got {cfg.min_loss_scale}"),
-    ]
-    for ok, msg in checks:
-        if not ok:
-            raise UserError(f"train config: {msg}")
-
-
 def _to_device(batch: dict, device: torch.device) -> dict:
     return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
 
@@ -175,64 +116,6 @@ def _progress_bar(enabled: bool, console: Console | None = None) -> Progress:
     )
 
 
-@dataclass
-class _RunState:
-    """Where the run stands; everything here goes into the checkpoint."""
-
-    step: int = 0
-    epoch: int = 0
-    batch_in_epoch: int = 0
-    epoch_loss_sum: float = 0.0
-    epoch_loss_count: int = 0
-    epoch_seconds: float = 0.0
-    history: list[dict] = field(default_factory=list)
-
-
-def _rng_states(noise_gen: torch.Generator, device: torch.device) -> dict:
-    # Gathered from every rank so that rank 0's single file can restore all of them.
-    states = {
-        "noise": all_gather_tensor(noise_gen.get_state()),
-        "torch_cpu": all_gather_tensor(torch.get_rng_state()),
-        "torch_cuda": None,
-    }
-    if device.type == "cuda":
-        states["torch_cuda"] = all_gather_tensor(torch.cuda.get_rng_state(device))
-    return states
-
-
-def _restore(ckpt: dict, cfg: TrainConfig, info: DistInfo, n_items: int, model: nn.Module, ema: EMA | None,
-             optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler, noise_gen: torch.Generator,
-             path: Path) -> _RunState:
-    saved = ckpt.get("config", {})
-    now = {"seed": cfg.seed, "batch_size": cfg.batch_size, "world_size": info.world_size, "dataset_size": n_items}
-    for key, value in now.items():
-        if saved.get(key) != value:
-            raise UserError(f"checkpoint {path} was written with {key}={saved.get(key)}, this run has {key}={value}; "
-                            "use the same setting or another output folder")
-    model.load_state_dict(ckpt["model"])
-    if ema is not None:
-        if ckpt.get("ema") is None:
-            raise UserError(f"checkpoint {path} has no EMA weights but ema_decay is set; use ema_decay=None or another output folder")
-        ema.load_state_dict(ckpt["ema"])
-    optimizer.load_state_dict(ckpt["optimizer"])
-    if ckpt.get("scaler"):
-        scaler.load_state_dict(ckpt["scaler"])
-    rng = ckpt["rng"]
-    if ckpt.get("device_type") == info.device.type:
-        noise_gen.set_state(rng["noise"][info.rank])
-        torch.set_rng_state(rng["torch_cpu"][info.rank])
-        if info.device.type == "cuda" and rng.get("torch_cuda") is not None:
-            torch.cuda.set_rng_state(rng["torch_cuda"][info.rank], info.device)
-    else:
-        warnings.warn(f"resuming a {ckpt.get('device_type')} checkpoint on {info.device.type}: random streams are "
-                      "re-seeded, so the run will not match an uninterrupted one bit for bit", stacklevel=3)
-        noise_gen.manual_seed(derive_seed(cfg.seed, "noise", info.rank, ckpt["step"]))
-        torch.manual_seed(derive_seed(cfg.seed, "torch", info.rank, ckpt["step"]))
-    return _RunState(step=int(ckpt["step"]), epoch=int(ckpt["epoch"]), batch_in_epoch=int(ckpt["batch_in_epoch"]),
-                     epoch_loss_sum=float(ckpt["epoch_loss_sum"]), epoch_loss_count=int(ckpt["epoch_loss_count"]),
-                     epoch_seconds=float(ckpt["epoch_seconds"]), history=[dict(h) for h in ckpt["history"]])
-
-
 def train(model: nn.Module, loss_fn: LossFn, dataset: Dataset, cfg: TrainConfig, out_dir: str | Path, *,
           on_epoch_end: Callable[[int, nn.Module], dict[str, float]] | None = None,
           log_metrics: Callable[[dict[str, float], int], None] | None = None,
@@ -245,7 +128,7 @@ def train(model: nn.Module, loss_fn: LossFn, dataset: Dataset, cfg: TrainConfig,
     the step (thesis Sec. 5.3.1: mixed-precision runs sometimes went NaN). With `step_rule`,
     loss_fn is unused: the rule updates the model per batch (fp32, one process).
     """
-    _validate(cfg)
+    validate_config(cfg)
     call_start = time.perf_counter()
     info = init_distributed(cfg.device)
     device = info.device
@@ -272,11 +155,11 @@ def train(model: nn.Module, loss_fn: LossFn, dataset: Dataset, cfg: TrainConfig,
 
     ckpt = load_checkpoint(ckpt_path)
     if ckpt is None:
-        state = _RunState()
+        state = RunState()
         noise_gen.manual_seed(derive_seed(cfg.seed, "noise", info.rank))
         torch.manual_seed(derive_seed(cfg.seed, "torch", info.rank))  # dropout and other global draws
     else:
-        state = _restore(ckpt, cfg, info, len(dataset), model, ema, optimizer, scaler, noise_gen, ckpt_path)
+        state = restore_run(ckpt, cfg, info, len(dataset), model, ema, optimizer, scaler, noise_gen, ckpt_path)
         del ckpt
 
     net = wrap_model(model, device)
@@ -292,24 +175,11 @@ def train(model: nn.Module, loss_fn: LossFn, dataset: Dataset, cfg: TrainConfig,
         return cfg.max_steps is not None and state.step >= cfg.max_steps
 
     def save() -> None:
-        rng = _rng_states(noise_gen, device)  # collective: every rank takes part
+        rng = rng_states(noise_gen, device)  # collective: every rank takes part
         if not info.is_main:
             return
-        save_checkpoint(ckpt_path, {
-            "format": CHECKPOINT_FORMAT,
-            "config": {"seed": cfg.seed, "batch_size": cfg.batch_size, "world_size": info.world_size,
-                       "dataset_size": len(dataset)},
-            "device_type": device.type,
-            "model": model.state_dict(),
-            "ema": ema.state_dict() if ema is not None else None,
-            "optimizer": optimizer.state_dict(),
-            "scaler": scaler.state_dict(),
-            "step": state.step, "epoch": state.epoch, "batch_in_epoch": state.batch_in_epoch,
-            "epoch_loss_sum": state.epoch_loss_sum, "epoch_loss_count": state.epoch_loss_count,
-            "epoch_seconds": state.epoch_seconds,
-            "history": state.history,
-            "rng": rng,
-        })
+        save_checkpoint(ckpt_path, checkpoint_payload(cfg, info, len(dataset), model, ema, optimizer, scaler,
+                                                      state, rng))
 
     total = cfg.epochs * n_batches if cfg.max_steps is None else min(cfg.epochs * n_batches, cfg.max_steps)
     first_step = state.step

@@ -91,7 +91,7 @@ def training_pieces(job: dict[str, Any]):
 
 
 def _train_config(job: dict[str, Any], ts, batch_size: int, epochs: int, max_steps: int | None):
-    from repro.train.loop import TrainConfig
+    from repro.train.config import TrainConfig
 
     amp, dtype = ARMS[job["precision"]]
     return TrainConfig(epochs=epochs, batch_size=batch_size, lr=ts.lr, amp=amp, amp_dtype=dtype,
@@ -106,7 +106,7 @@ def _train_config(job: dict[str, Any], ts, batch_size: int, epochs: int, max_ste
 def probe_batch(job: dict[str, Any], batch_size: int, steps: int = 2) -> None:
     """Two optimizer steps at `batch_size` with everything training holds (weights, EMA copy, AdamW
     state, activations, GradScaler): returns if it fits, raises out-of-memory if it does not."""
-    from repro.train.loop import autocast_context
+    from repro.train.amp import autocast_context
 
     net, loss_fn, train_set, ts = training_pieces(job)
     device = torch.device(job["device"])
