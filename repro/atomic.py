@@ -8,6 +8,7 @@ ones whose writer is dead at the start of the next run, and leaves a live writer
 """
 from __future__ import annotations
 
+import errno
 import os
 import re
 import tempfile
@@ -77,8 +78,6 @@ def check_writable(folder: str | Path, what: str) -> None:
     file, and a probe file can be created, written, fsynced and removed in the deepest existing
     folder (a full disk, a read-only mount or missing permissions fail here, before any work).
     Nothing is left behind: missing folders are not created."""
-    import errno
-
     folder = Path(folder)
     probe_dir = folder
     while not probe_dir.exists():

@@ -1,4 +1,7 @@
 """The one error type a user can cause: printed as one line, exit code 2 (DESIGN.md, 'Errors and input')."""
+from __future__ import annotations
+
+import errno
 
 
 class UserError(Exception):
@@ -14,8 +17,6 @@ class DiskFull(UserError):
 
 
 def is_disk_full(e: BaseException) -> bool:
-    import errno
-
     return isinstance(e, OSError) and e.errno in {errno.ENOSPC, getattr(errno, "EDQUOT", 122)}
 
 

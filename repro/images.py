@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from repro.plots import pyplot
@@ -12,7 +13,6 @@ from repro.plots import pyplot
 def save_image_grid(images: torch.Tensor, path: Path, nrow: int | None = None, pad: int = 1,
                     scale: int = 1) -> Path:
     """Save images [N, C, H, W] in [0, 1] as one PNG grid (nrow per row; white padding)."""
-    import numpy as np
     from PIL import Image
 
     images = images.detach().float().clamp(0, 1).cpu()

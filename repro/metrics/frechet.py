@@ -6,6 +6,8 @@ the metric's name: Inception pool3 -> `fid`; the suite's evaluator net -> `fd_ev
 
 from __future__ import annotations
 
+import contextlib
+import io
 import warnings
 
 import numpy as np
@@ -48,9 +50,6 @@ def frechet_distance(mu1, sigma1, mu2, sigma2, eps: float = 1e-6) -> float:
     """Squared Frechet distance between N(mu1, sigma1) and N(mu2, sigma2) (thesis Eq. 5.7):
     pytorch-fid's own `calculate_frechet_distance` (sqrtm of the product; eps I added to both
     covariances when the product is singular; a large imaginary part is an error)."""
-    import contextlib
-    import io
-
     from pytorch_fid.fid_score import calculate_frechet_distance
 
     mu1, mu2 = np.atleast_1d(np.asarray(mu1, np.float64)), np.atleast_1d(np.asarray(mu2, np.float64))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import tempfile
 from pathlib import Path
 
 import torch
@@ -64,8 +65,6 @@ def _hub_dir_holding(weights: Path):
     """Within the context, torch hub's checkpoint folder holds `weights` under pytorch-fid's file
     name, so that pytorch-fid's own loader (load_state_dict_from_url of FID_WEIGHTS_URL) finds it
     there and never downloads. Uses only torch.hub's public get_dir / set_dir."""
-    import tempfile
-
     before = torch.hub.get_dir()
     with tempfile.TemporaryDirectory(prefix="repro-fid-hub-") as tmp:
         ckpt = Path(tmp) / "checkpoints"
@@ -115,8 +114,6 @@ def build_fid_inception(weights: str | os.PathLike | None) -> torch.nn.Module:
     so pytorch-fid's own torch.load runs nothing but tensors). weights=None: random weights in the
     published layout (fid_inception_network; for tests, fixtures and cost probes only)."""
     if weights is None:
-        import tempfile
-
         with tempfile.TemporaryDirectory(prefix="repro-fid-random-") as tmp:
             path = Path(tmp) / FID_WEIGHTS_FILENAME
             torch.save(fid_inception_network().state_dict(), path)

@@ -6,6 +6,7 @@ explicit trapezoid rule (2 evaluations per step).
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from repro.diffusion.sde import SDE, bcast
@@ -24,7 +25,6 @@ def _denoise(sde: SDE, score_fn: ScoreFn, x: torch.Tensor, t: torch.Tensor) -> t
 
 
 def _solve_rk45(sde, score_fn, x_init, eps, rtol, atol, keep_trajectory):
-    import numpy as np  # scipy only where the adaptive solver is used
     from scipy.integrate import solve_ivp
 
     shape, device, dtype = x_init.shape, x_init.device, x_init.dtype

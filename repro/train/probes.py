@@ -8,8 +8,10 @@ whole process lifetime.
 
 from __future__ import annotations
 
+import os
 import resource
 import sys
+import threading
 import time
 
 import torch
@@ -111,9 +113,6 @@ class NvmlPeakMemory:
         self._thread = None
 
     def __enter__(self) -> "NvmlPeakMemory":
-        import os
-        import threading
-
         if self.device.type != "cuda":
             self.unavailable = "not a CUDA device"
             return self
@@ -157,8 +156,6 @@ class NvmlPeakMemory:
 
 def cpu_rss_mb() -> float | None:
     """This process's resident set size now, in MiB (Linux /proc/self/statm; None elsewhere)."""
-    import os
-
     try:
         pages = int(open("/proc/self/statm").read().split()[1])
     except (OSError, IndexError, ValueError):
@@ -178,8 +175,6 @@ class CpuRssPeak:
         self._thread = None
 
     def __enter__(self) -> "CpuRssPeak":
-        import threading
-
         self.start_mb = self.peak_mb = cpu_rss_mb()
         if self.start_mb is None:
             return self
