@@ -1,8 +1,6 @@
 """Noise schedules shared by the segmenter, the score SDEs, EDM and discriminator guidance."""
 from __future__ import annotations
 
-import math
-
 import torch
 
 
@@ -10,11 +8,6 @@ def ve_sigma(t: torch.Tensor | float, sigma_min: float, sigma_max: float) -> tor
     """VE noise scale sigma(t) = sigma_min (sigma_max / sigma_min)^t (thesis Eq. 5.2)."""
     t = torch.as_tensor(t, dtype=torch.float32) if not torch.is_tensor(t) else t
     return sigma_min * (sigma_max / sigma_min) ** t
-
-
-def ve_log_sigma(t: torch.Tensor, sigma_min: float, sigma_max: float) -> torch.Tensor:
-    """log sigma(t), linear in t: log sigma_min + t log(sigma_max / sigma_min)."""
-    return math.log(sigma_min) + t * math.log(sigma_max / sigma_min)
 
 
 def vp_sigma(tau, beta_min: float = 0.1, beta_max: float = 20.0):

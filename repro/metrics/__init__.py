@@ -10,14 +10,13 @@ from repro.metrics.frechet import (
     frechet_distance,
     frechet_distance_from_features,
 )
-from repro.metrics.image_quality import kid_from_features, kid_from_images, ssim
+from repro.metrics.image_quality import kid_from_features, ssim
 from repro.metrics.inception import (
     FID_WEIGHTS_FILENAME,
     FIDUnavailable,
     InceptionFeatures,
     fid_from_images,
     inception_weights_path,
-    require_inception_weights,
 )
 from repro.metrics.segmentation import SegmentationScores, segmentation_scores
 
@@ -33,8 +32,6 @@ __all__ = [
     "frechet_distance_from_features",
     "inception_weights_path",
     "kid_from_features",
-    "kid_from_images",
-    "require_inception_weights",
     "segmentation_scores",
     "ssim",
 ]

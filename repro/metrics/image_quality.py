@@ -9,11 +9,7 @@ SSIM is torchmetrics' structural_similarity_index_measure.
 
 from __future__ import annotations
 
-import os
-
 import torch
-
-from repro.metrics.inception import InceptionFeatures
 
 
 def kid_from_features(
@@ -47,25 +43,6 @@ def kid_from_features(
         scores.append(poly_mmd(f1[idx1], f2[idx2], degree=degree, coef=coef))
     scores = torch.stack(scores)
     return float(scores.mean()), float(scores.std(unbiased=False))
-
-
-def kid_from_images(
-    real: torch.Tensor,
-    fake: torch.Tensor,
-    weights: str | os.PathLike | None = None,
-    subset_size: int = 1000,
-    num_subsets: int = 100,
-    generator: torch.Generator | None = None,
-    batch_size: int = 50,
-    device: str | torch.device | None = None,
-    inputs: str = "uint8",
-) -> tuple[float, float]:
-    """KID (mean, std) on pytorch-fid's Inception pool3 features of images in [0,1], quantised as
-    `inputs` says (repro.metrics.inception.FID_INPUTS; default 8-bit)."""
-    extractor = InceptionFeatures(weights, device, inputs)
-    return kid_from_features(
-        extractor.features(real, batch_size), extractor.features(fake, batch_size), subset_size, num_subsets, generator
-    )
 
 
 def ssim(preds: torch.Tensor, target: torch.Tensor, data_range: float = 1.0, kernel_size: int = 11) -> float:

@@ -80,9 +80,6 @@ class Timer:
         self.seconds = time.perf_counter() - self._start
 
 
-NVML_KIND = "nvml_device_used"
-
-
 def _nvml_handle(pynvml, device: torch.device):
     """The NVML handle of a torch CUDA device (by PCI bus id: CUDA_VISIBLE_DEVICES renumbers devices)."""
     index = device.index if device.index is not None else torch.cuda.current_device()

@@ -23,6 +23,3 @@ CIFAR10_NCSNPP_CONTINUOUS = ScoreSdeNetConfig(
 CIFAR10_DDPMPP_CONTINUOUS = replace(
     CIFAR10_NCSNPP_CONTINUOUS, centered=True, fir=False, progressive_input="none",
     embedding_type="positional", scale_by_sigma=False)
-
-RELEASED = {"cifar10_ncsnpp_continuous": CIFAR10_NCSNPP_CONTINUOUS,
-            "cifar10_ddpmpp_continuous": CIFAR10_DDPMPP_CONTINUOUS}

@@ -60,8 +60,4 @@ class ScoreSdeScoreNet(nn.Module):
         return score
 
 
-def parameter_count(net: nn.Module, trainable_only: bool = False) -> int:
-    return sum(p.numel() for p in net.parameters() if p.requires_grad or not trainable_only)
-
-
-__all__ = ["ScoreSdeScoreNet", "parameter_count"]
+__all__ = ["ScoreSdeScoreNet"]
