@@ -128,8 +128,8 @@ def euler_maruyama_update(chain: ScoreSdeChain, score_fn: ScoreFn, x: torch.Tens
 
 
 @register_predictor("ancestral")
-def ancestral_update(chain: ScoreSdeChain, score_fn: ScoreFn, x: torch.Tensor, t: torch.Tensor,
-                     generator: Generators) -> tuple[torch.Tensor, torch.Tensor]:
+def ancestral_sampling_update(chain: ScoreSdeChain, score_fn: ScoreFn, x: torch.Tensor, t: torch.Tensor,
+                              generator: Generators) -> tuple[torch.Tensor, torch.Tensor]:
     """AncestralSamplingPredictor."""
     s = chain.sde
     ts = chain.timestep(t)
