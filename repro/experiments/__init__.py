@@ -32,9 +32,11 @@ class Kind:
     cost: str     # its work units before the run (repro plan)
 
 
-def _kind(family: str, name: str) -> Kind:
+def _kind(family: str, name: str, report: str | None = None) -> Kind:
+    """A kind's runner `<family>/<name>.py`; its report module (default: the runner) and its family's cost module."""
     module = f"repro.experiments.{family}.{name}"
-    return Kind(runner=module, report=module, cost=module)
+    return Kind(runner=module, report=f"repro.experiments.{family}.{report}" if report else module,
+                cost=f"repro.experiments.{family}.cost")
 
 
 KINDS: dict[str, Kind] = {
@@ -46,12 +48,12 @@ KINDS: dict[str, Kind] = {
     "baseline_comparison": _kind("semantic", "baseline_comparison"),
     "segmenter_timesteps": _kind("semantic", "segmenter_timesteps"),
     "noise_encoding_comparison": _kind("semantic", "noise_encoding_comparison"),
-    "dg_epsilon_grid": _kind("dg", "dg_epsilon_grid"),
-    "exposure_bias": _kind("dg", "exposure_bias"),
-    "amp_benchmark": _kind("amp", "amp_benchmark"),
-    "mask_guided_metrics": _kind("bdd", "mask_guided_metrics"),
-    "inference_timing": _kind("bdd", "inference_timing"),
-    "unconditional_samples": _kind("bdd", "unconditional_samples"),
+    "dg_epsilon_grid": _kind("dg", "dg_epsilon_grid", report="report"),
+    "exposure_bias": _kind("dg", "exposure_bias", report="report"),
+    "amp_benchmark": _kind("amp", "amp_benchmark", report="report"),
+    "mask_guided_metrics": _kind("bdd", "mask_guided_metrics", report="report"),
+    "inference_timing": _kind("bdd", "inference_timing", report="report"),
+    "unconditional_samples": _kind("bdd", "unconditional_samples", report="report"),
 }
 
 

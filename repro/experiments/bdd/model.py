@@ -1,6 +1,7 @@
 """The trained mask-guided DDPM of a spec (role `ddpm`), and its size as `repro show` prints it."""
 from __future__ import annotations
 
+from repro.experiments.bdd.settings import SamplingFixed
 from repro.guidance.classifier_free import Guidance
 
 
@@ -10,9 +11,9 @@ def load_ddpm(ctx):
     return mask_ddpm_for(ctx.model("ddpm"))
 
 
-def guidance_for(fixed: dict, cell: dict) -> Guidance:
+def guidance_for(fixed: SamplingFixed, cell: dict) -> Guidance:
     """The cell's guidance weight (grid key `guidance`, else fixed.guidance) in the spec's convention."""
-    return Guidance(float(cell.get("guidance", fixed["guidance"])), fixed["guidance_convention"])
+    return Guidance(float(cell.get("guidance", fixed.guidance)), fixed.guidance_convention)
 
 
 def describe(resolved) -> list[str]:
