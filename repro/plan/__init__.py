@@ -3,9 +3,10 @@ finished, the models to train and those in artifacts/, and the work of each in t
 decide its cost; `--calibrate` times the networks involved on the device and turns the work into
 wall time and memory; `repro run` warns before a long run; every report carries its cost.
 
-training.py (per model kind; the units are repro.work's, each experiment kind's estimator sits in
-its family's cost module, repro.experiments.<family>.cost), build.py (a spec's plan), calibrate.py (timing networks),
-store.py (calibrations per device), estimate.py, runs.py (measured wall times), render.py.
+The units are repro.work's; each experiment kind's estimator sits with the kind, in its family's
+cost module (repro.experiments.<family>.cost, found through KINDS). Here: training.py (per model
+kind), build.py (a spec's plan), calibrate.py (timing networks), store.py (calibrations per device),
+estimate.py, runs.py (measured wall times), render.py.
 """
 from __future__ import annotations
 
