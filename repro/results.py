@@ -110,3 +110,18 @@ def relative_to_results(path: Path) -> str:
         return str(Path(path).resolve().relative_to(results_root().resolve()))
     except ValueError:
         return str(path)
+
+
+FAILED_DIR = "failed"
+
+
+def failed_cells_dir(spec_id: str, profile: str) -> Path:
+    """Records of cells whose runner reported a failure: beside `cells/`, never read as results."""
+    return run_dir(spec_id, profile) / FAILED_DIR
+
+
+def read_failed_cells(spec_id: str, profile: str, spec_hash: str | None = None) -> list[dict[str, Any]]:
+    """The failure records of a spec at a profile (of one resolved spec when `spec_hash` is given)."""
+    folder = failed_cells_dir(spec_id, profile)
+    recs = [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))] if folder.is_dir() else []
+    return [r for r in recs if spec_hash is None or r.get("spec_hash") == spec_hash]

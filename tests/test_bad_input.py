@@ -194,6 +194,16 @@ def _(c):
     return _run(c.mutated(lambda d: d.update(kind="no_such_kind")))
 
 
+@case("spec: kind names a module that is no runner", "unknown experiment kind 'problems'")
+def _(c):   # only the KINDS table names runners: no module is found by its file name
+    return _run(c.mutated(lambda d: d.update(kind="problems")))
+
+
+@case("show: unknown kind", "unknown experiment kind 'no_such_kind'")
+def _(c):
+    return ["show", c.mutated(lambda d: d.update(kind="no_such_kind")), "--profile", "test"]
+
+
 @case("spec: id differs from the file name", "id")
 def _(c):
     doc = c.spec_doc()

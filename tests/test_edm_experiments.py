@@ -15,6 +15,7 @@ import torch
 
 from repro import results
 from repro.errors import UserError
+from repro.experiments.dg.dg_epsilon_grid import Fixed
 from repro.experiments.dg.settings import derive_method, resolve_cell
 
 SPECS = ("fig12_1", "fig12_3", "fig12_4", "table12_1", "fig11_exposure")
@@ -55,9 +56,9 @@ def by(spec_id: str, **grid) -> dict:
 
 
 # ---------------------------------------------------------------- settings of a cell
-FIXED = {"solver": "heun", "steps": 18, "w_dg": 0.0, "w_dg_2nd": 0.0, "eps_scale": 1.0, "eps_k": 0.0,
-         "placement": "sedm",
-         "methods": {"edm_gpp": {"w_dg": 2.0}, "sedm_gpp": {"w_dg": 1.67, "eps_scale": {18: 1.0004, 9: 1.01}}}}
+FIXED = Fixed.model_validate({  # resolve_cell reads the runner's validated Fixed
+    "solver": "heun", "steps": 18, "w_dg": 0.0, "w_dg_2nd": 0.0, "eps_scale": 1.0, "eps_k": 0.0, "placement": "sedm",
+    "methods": {"edm_gpp": {"w_dg": 2.0}, "sedm_gpp": {"w_dg": 1.67, "eps_scale": {18: 1.0004, 9: 1.01}}}})
 
 
 def test_cell_settings_follow_fixed_then_method_then_cell():

@@ -15,14 +15,14 @@ from repro.errors import UserError
 
 @pytest.mark.parametrize("n, b", [(2, 12), (18, 500), (35, 7)])
 def test_heun_of_n_steps_on_b_samples_is_2n_minus_1_times_b(n, b):
-    from repro.plan.work import edm_nfe
+    from repro.work import edm_nfe
 
     assert edm_nfe(n, "heun") * b == (2 * n - 1) * b   # hand count: N Euler + (N - 1) corrections
     assert edm_nfe(n, "euler") * b == n * b
 
 
 def test_heun_count_matches_the_edm_sampler_itself():
-    from repro.plan.work import edm_nfe
+    from repro.work import edm_nfe
     from repro.sampling.edm import edm_sample
 
     calls = []
@@ -66,7 +66,7 @@ def test_guided_count_matches_the_guidance_counter_of_the_sampler():
     """Count the segmenter passes the real guided PC sampler makes (SegmentationGuidance.calls)."""
     from repro.diffusion.sde import VESDE
     from repro.guidance.segmentation import ScaleSchedule, SegmentationGuidance, SegmenterNoise
-    from repro.plan.work import guided_pc_evaluations, reverse_times, scale_is_on
+    from repro.experiments.semantic.cost import guided_pc_evaluations
     from repro.sampling.predictor_corrector import predictor_corrector_sample
 
     class Seg(torch.nn.Module):
@@ -84,14 +84,13 @@ def test_guided_count_matches_the_guidance_counter_of_the_sampler():
     g = torch.Generator().manual_seed(0)
     predictor_corrector_sample(lambda x, t: -x, sde, torch.randn(2, 3, 4, 4, generator=g), steps=steps,
                                generator=g, guidance=guide)
-    counted = guided_pc_evaluations(reverse_times(steps, sde.default_eps), 2,
-                                    lambda t: scale_is_on("eq5_5", t, 0.01, 0.8, 0.45))
+    counted = guided_pc_evaluations(sched, steps, sde.default_eps, 2)
     assert guide.calls == counted > 0
 
 
 @pytest.mark.parametrize("e, d, b", [(1, 50, 32), (10, 1438, 64), (3, 64, 64), (600, 2975, 8)])
 def test_training_of_e_epochs_over_d_images_at_batch_b(e, d, b):
-    from repro.plan.work import training_steps
+    from repro.work import training_steps
     from repro.train.sampler import DeterministicBatchSampler
 
     assert training_steps(e, d, b) == e * math.ceil(d / b)
@@ -114,7 +113,7 @@ def test_model_training_work_hand_counted():
 
 def test_digits_split_sizes_match_the_loader():
     from repro.data.digits import split_indices
-    from repro.plan.datasets import split_size
+    from repro.data.split_sizes import split_size
 
     assert split_size("digits", "train") == len(split_indices("train", 0))
     assert split_size("digits", "val") == len(split_indices("val", 0))
@@ -148,11 +147,11 @@ def test_every_spec_plans_at_every_profile_without_building_networks():
 
 
 def test_unknown_kind_is_listed_not_guessed(monkeypatch):
-    from repro.plan import experiments as E
+    from repro.experiments.semantic import cost as semantic_cost
     from repro.plan.build import plan_spec
     from repro.plan.render import plan_lines
 
-    monkeypatch.delitem(E.EXPERIMENTS, "segmenter_timesteps")
+    monkeypatch.delitem(semantic_cost.ESTIMATORS, "segmenter_timesteps")
     plan = plan_spec("fig5_9", "test")
     assert plan.unknown_kind
     assert "work units unknown for kind segmenter_timesteps" in "\n".join(plan_lines(plan, None))
@@ -307,7 +306,8 @@ def test_sigma_max_estimate_is_counted_and_timed():
     """noisy_unet at test estimates sigma_max from 2000 random pairs (train.sigma_max null)."""
     from repro.plan.calibrate import calibrate
     from repro.plan.store import Calibration
-    from repro.plan.training import SIGMA_PAIRS, training_work
+    from repro.plan.training import training_work
+    from repro.work import SIGMA_PAIRS
     from repro.specs import resolve_model
 
     work = training_work(resolve_model("noisy_unet", "test"))

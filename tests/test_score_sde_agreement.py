@@ -289,7 +289,7 @@ def test_reports_state_discretisation_and_fid_inputs():
 def test_dg_report_states_the_frechet_inputs():
     import pandas as pd
 
-    from repro.experiments.dg.dg_epsilon_grid import _feature_notes
+    from repro.experiments.dg.report import feature_notes as _feature_notes
     from repro.metrics.inception import FID_INPUTS
 
     proto = "pytorch-fid InceptionV3 pool3 (2048) on " + FID_INPUTS["uint8"]

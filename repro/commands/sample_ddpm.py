@@ -13,7 +13,17 @@ from typing import Any
 import torch
 
 from repro import environment, results
+from repro.atomic import atomic_write_text
+from repro.data.colorbook import ColorBook
+from repro.environment import resolve_device
 from repro.errors import UserError
+from repro.experiments import resolve_spec
+from repro.experiments.bdd.sampling import generate
+from repro.guidance.classifier_free import Guidance
+from repro.images import save_image_grid
+from repro.models import ensure_model
+from repro.tracking.runs import Tracker
+from repro.trainers.mask_ddpm import _size, mask_ddpm_for
 
 SPEC = "bdd_metrics"
 
@@ -31,17 +41,6 @@ def sample_from_mask(mask_path: Path, *, profile: str, n: int, guidance: float |
                      out_dir: Path, device: str, seed: int = 0, colorbook: Path | None = None,
                      loop: str | None = None, overrides: dict[str, Any] | None = None,
                      progress: bool = True) -> FromMaskResult:
-    from repro.atomic import atomic_write_text
-    from repro.data.colorbook import ColorBook
-    from repro.images import save_image_grid
-    from repro.experiments.bdd.sampling import generate
-    from repro.environment import resolve_device
-    from repro.guidance.classifier_free import Guidance
-    from repro.models import ensure_model
-    from repro.experiments import resolve_spec
-    from repro.tracking.runs import Tracker
-    from repro.trainers.mask_ddpm import _size, mask_ddpm_for
-
     if n < 1:
         raise UserError(f"-n {n}: need at least one image")
     out_dir = Path(out_dir)

@@ -1,27 +1,49 @@
-"""Experiment runners, one per *kind* of experiment (not per table).
+"""Experiment kinds: the explicit KINDS table and the Runner protocol every kind's runner module follows.
 
-A spec with `kind: K` is run by the module `repro.experiments.K`, which defines:
-- `GRID_KEYS`: the names this kind accepts in a spec's `grid`;
-- `Fixed`: a pydantic model (extra="forbid") validating the spec's `fixed` settings;
-- `prepare(ctx) -> state`: load data, train or load the models the spec names;
-- `run_cell(ctx, state, cell, run) -> dict`: compute one grid cell: {"values": {metric: float},
-  "extra": {JSON-serialisable details}, "artifacts": [paths to log]}; `run` is its MLflow child run;
-- optionally `report_figures(spec, df, out_dir, stem) -> list[Path]` (df: one row per cell, grid
-  values + metrics + scalar extras) and `report_notes(spec, df) -> list[str]` (findings in words).
-`ctx` is an `engine.RunContext`: the resolved spec, the device, `ctx.model(role)` (trained on
-demand), `ctx.generator(*salt)` (seeded per cell), `ctx.artifacts_dir(key)`.
+A spec with `kind: K` is run by the runner module KINDS[K].runner (see `Runner` for its members);
+its report's figures and findings come from KINDS[K].report (`report_figures(spec, df, out_dir, stem)
+-> list[Path]`, df one row per cell: grid values + metrics + scalar extras; `report_notes(spec, df)
+-> list[str]`; both optional) and its work units before the run from KINDS[K].cost (`ESTIMATORS`:
+kind -> repro.experiments.cost.KindEstimator). A runner never imports its report module, so that an
+edit of a report does not re-run the specs.
 """
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
+from typing import Any, ClassVar, Protocol
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from repro.errors import UserError
 from repro.specs import ResolvedSpec, Spec
 from repro.specs import resolve_spec as _resolve_unchecked
+
+class Runner(Protocol):
+    """What a runner module provides. Required: GRID_KEYS, Fixed, prepare, run_cell. Optional (looked up
+    with getattr where they are used; absent means the default in brackets): SHARDS_CELLS
+    (repro.engine.ranks) [False], CELLS_IN_PARALLEL (repro.launchers.cells) [True], describe (`repro
+    show`, repro.cli) [no lines]."""
+
+    GRID_KEYS: ClassVar[tuple[str, ...]]   # the names this kind accepts in a spec's `grid`
+    Fixed: ClassVar[type[BaseModel]]       # validates the spec's `fixed` (extra="forbid")
+    # Optional:
+    SHARDS_CELLS: ClassVar[bool]           # under torchrun every rank computes its share of each cell
+    CELLS_IN_PARALLEL: ClassVar[bool]      # False: `repro run --jobs` runs its cells one at a time
+    describe: Callable[[ResolvedSpec], list[str]]   # extra lines for `repro show`
+
+    def prepare(self, ctx: Any) -> Any:
+        """Load data, train or load the models the spec names; the state every cell gets. `ctx` is an
+        engine RunContext: the resolved spec, the device, `ctx.model(role)` (trained on demand),
+        `ctx.generator(*salt)` (seeded per cell), `ctx.artifacts_dir(key)`."""
+
+    def run_cell(self, ctx: Any, state: Any, cell: dict, run: Any) -> dict:
+        """One grid cell: {"values": {metric: float}, "extra": {JSON-serialisable details}, "artifacts":
+        [paths to log]}, or {"failed": {"reason": ...}} for a cell that ran but has nothing to report;
+        `run` is its MLflow child run."""
+
 
 # kind -> where it lives: the one list of experiment kinds. Modules are named as strings, so that
 # importing this table imports no runner (a spec's DVC stage depends on its own kind's code only).
@@ -32,9 +54,11 @@ class Kind:
     cost: str     # its work units before the run (repro plan)
 
 
-def _kind(family: str, name: str) -> Kind:
+def _kind(family: str, name: str, report: str | None = None) -> Kind:
+    """A kind's runner `<family>/<name>.py`; its report module (default: the runner) and its family's cost module."""
     module = f"repro.experiments.{family}.{name}"
-    return Kind(runner=module, report=module, cost=module)
+    return Kind(runner=module, report=f"repro.experiments.{family}.{report}" if report else module,
+                cost=f"repro.experiments.{family}.cost")
 
 
 KINDS: dict[str, Kind] = {
@@ -46,12 +70,12 @@ KINDS: dict[str, Kind] = {
     "baseline_comparison": _kind("semantic", "baseline_comparison"),
     "segmenter_timesteps": _kind("semantic", "segmenter_timesteps"),
     "noise_encoding_comparison": _kind("semantic", "noise_encoding_comparison"),
-    "dg_epsilon_grid": _kind("dg", "dg_epsilon_grid"),
-    "exposure_bias": _kind("dg", "exposure_bias"),
-    "amp_benchmark": _kind("amp", "amp_benchmark"),
-    "mask_guided_metrics": _kind("bdd", "mask_guided_metrics"),
-    "inference_timing": _kind("bdd", "inference_timing"),
-    "unconditional_samples": _kind("bdd", "unconditional_samples"),
+    "dg_epsilon_grid": _kind("dg", "dg_epsilon_grid", report="report"),
+    "exposure_bias": _kind("dg", "exposure_bias", report="report"),
+    "amp_benchmark": _kind("amp", "amp_benchmark", report="report"),
+    "mask_guided_metrics": _kind("bdd", "mask_guided_metrics", report="report"),
+    "inference_timing": _kind("bdd", "inference_timing", report="report"),
+    "unconditional_samples": _kind("bdd", "unconditional_samples", report="report"),
 }
 
 
@@ -100,7 +124,7 @@ def validate_spec_for_kind(spec: Spec) -> Spec:
         err = e.errors()[0]
         loc = ".".join(str(x) for x in err["loc"])
         raise UserError(f"spec {spec.id}: fixed.{loc}: {err['msg']}") from None
-    allowed_grid = set(getattr(module, "GRID_KEYS", ()))
+    allowed_grid = set(module.GRID_KEYS)
     for key in spec.grid:
         if key not in allowed_grid:
             raise UserError(f"spec {spec.id}: grid key {key!r} is not one this kind varies "

@@ -3,9 +3,10 @@ finished, the models to train and those in artifacts/, and the work of each in t
 decide its cost; `--calibrate` times the networks involved on the device and turns the work into
 wall time and memory; `repro run` warns before a long run; every report carries its cost.
 
-work.py (units and counting rules), datasets.py (split sizes), training.py (per model kind),
-experiments.py (per experiment kind), build.py (a spec's plan), calibrate.py (timing networks),
-store.py (calibrations per device), estimate.py, runs.py (measured wall times), render.py.
+The units are repro.work's; each experiment kind's estimator sits with the kind, in its family's
+cost module (repro.experiments.<family>.cost, found through KINDS). Here: training.py (per model
+kind), build.py (a spec's plan), calibrate.py (timing networks), store.py (calibrations per device),
+estimate.py, runs.py (measured wall times), render.py.
 """
 from __future__ import annotations
 
@@ -13,32 +14,27 @@ import os
 import sys
 from collections.abc import Callable
 
+from repro.environment import resolve_device
+from repro.errors import UserError
+from repro.plan.build import plan_spec
+from repro.plan.calibrate import calibrate as run_calibration
+from repro.plan.estimate import estimate, fmt_seconds
+from repro.plan.render import calibration_text, plan_lines
+from repro.plan.store import Calibration, device_identity, load_calibration, save_calibration
+from repro.work import CellWork
+
 WARN_HOURS_ENV = "REPRO_PLAN_WARN_HOURS"
 DEFAULT_WARN_HOURS = 1.0
-
-
-def _device(device: str):
-    from repro.environment import resolve_device
-
-    return resolve_device(device)
 
 
 def plan_command(ids: list[str], profile: str, overrides: dict, device: str, calibrate: bool,
                  echo: Callable[[str], None], cells: bool = True, budget_s: float = 2.0) -> None:
     """`repro plan`: print each spec's plan and cost; with `calibrate`, time its networks first."""
-    from repro.plan.build import plan_spec
-    from repro.plan.render import calibration_text, plan_lines
-    from repro.plan.store import device_identity, load_calibration, save_calibration
-
-    dev = _device(device)
+    dev = resolve_device(device)
     plans = [plan_spec(i, profile, overrides, device_type=dev.type) for i in ids]
     slug, name = device_identity(dev)
     cal = load_calibration(slug, name)
     if calibrate:
-        from repro.plan.calibrate import calibrate as run_calibration
-        from repro.plan.store import Calibration
-        from repro.plan.work import CellWork
-
         work = CellWork()
         for p in plans:
             work.extend(p.work_all())
@@ -54,8 +50,6 @@ def plan_command(ids: list[str], profile: str, overrides: dict, device: str, cal
 
 
 def warn_hours() -> float:
-    from repro.errors import UserError
-
     raw = os.environ.get(WARN_HOURS_ENV)
     if raw is None:
         return DEFAULT_WARN_HOURS
@@ -73,14 +67,8 @@ def run_guard(ids: list[str], profile: str, overrides: dict, device: str, yes: b
               interactive: bool | None = None) -> None:
     """Before `repro run`: estimate what the run will compute now; above the threshold, require --yes
     on a terminal, or proceed and say so when stdin is not one. Without a calibration, say so."""
-    from repro.errors import UserError
-    from repro.plan.build import plan_spec
-    from repro.plan.estimate import estimate, fmt_seconds
-    from repro.plan.store import device_identity, load_calibration
-    from repro.plan.work import CellWork
-
     limit = warn_hours() if max_hours is None else max_hours
-    dev = _device(device)
+    dev = resolve_device(device)
     slug, name = device_identity(dev, start_cuda=False)   # the run's parent starts no CUDA context
     if not slug:
         echo(f"note: {name}: the run's cost is not estimated")

@@ -5,9 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from repro.plan.experiments import EXPERIMENTS, SpecContext
-from repro.plan.training import net_ref, training_work, upstream_models
-from repro.plan.work import CellWork
+from repro.engine.run import finished_record
+from repro.experiments import cost_module, resolve_spec
+from repro.experiments.cost import KindEstimator, SpecContext
+from repro.models import artifact_dir
+from repro.plan.training import training_work, upstream_models
+from repro.specs import cell_key, resolve_model
+from repro.work import CellWork
 
 
 @dataclass
@@ -73,15 +77,10 @@ class SpecPlan:
 
 
 def _finished(resolved, key: str) -> bool:
-    from repro.engine.run import finished_record
-
     return finished_record(resolved, key) is not None
 
 
 def _models(ctx: SpecContext, roles: list[str]) -> list[ModelPlan]:
-    from repro.models import artifact_dir
-    from repro.specs import resolve_model
-
     out: dict[tuple[str, str], ModelPlan] = {}
 
     def visit(resolved, needed_by: str) -> None:
@@ -99,16 +98,18 @@ def _models(ctx: SpecContext, roles: list[str]) -> list[ModelPlan]:
     return list(out.values())
 
 
+def estimator(kind: str) -> KindEstimator | None:
+    """The kind's estimator in its family's cost module (`ESTIMATORS`), or None where it has none."""
+    return getattr(cost_module(kind), "ESTIMATORS", {}).get(kind)
+
+
 def plan_spec(spec_id: str, profile: str = "smoke", overrides: dict | None = None,
               device_type: str = "cpu") -> SpecPlan:
-    from repro.specs import cell_key
-    from repro.experiments import resolve_spec
-
     resolved = resolve_spec(spec_id, profile, overrides)
     kind = resolved.spec.kind
     plan = SpecPlan(spec_id, profile, resolved.hash, kind)
     ctx = SpecContext(resolved, device_type=device_type)
-    est = EXPERIMENTS.get(kind)
+    est = estimator(kind)
     if est is None:
         plan.unknown_kind = True
     roles = list(resolved.spec.models) if est is None or est.roles is None else est.roles(ctx)

@@ -7,15 +7,23 @@ the Inception of `fid` is pytorch-fid's architecture with random weights.
 """
 from __future__ import annotations
 
+import ast
 import statistics
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
+from repro.data import dataset_info
+from repro.metrics.inception import build_fid_inception
+from repro.specs import resolve_model
+from repro.train import TrainConfig, train
+from repro.train.probes import CpuRssPeak
 from repro.plan.store import Calibration
-from repro.plan.work import EVAL, FEATURES, GRAD, TRAIN, CellWork, NetRef
+from repro.trainers import kind_module
+from repro.work import EVAL, FEATURES, GRAD, LOOP, SIGMA_PAIRS, TRAIN, CellWork, NetRef
 
 CUDA_MEMORY = "cuda max_memory_allocated"
 CPU_MEMORY = "cpu peak RSS of the process"
@@ -24,7 +32,6 @@ CPU_MEMORY = "cpu peak RSS of the process"
 @dataclass
 class Probe:
     """A built network and how to call it on a batch: `inputs(b)` -> (x, *other args)."""
-
     net: torch.nn.Module
     inputs: Callable[[int], tuple]
     features: Callable | None = None   # net.features for feature extractors
@@ -41,8 +48,6 @@ def probe(kind: str):
 
 
 def _shape(resolved) -> tuple[int, int, int]:
-    from repro.data import dataset_info
-
     ds = resolved.config.dataset
     info = dataset_info(ds.name)
     h, w = ds.resolution or info.default_resolution or (32, 32)
@@ -60,8 +65,6 @@ def _image_only(resolved, device):
 
 
 def _built(resolved):
-    from repro.trainers import kind_module
-
     return kind_module(resolved.config.kind).build_net(resolved, {})
 
 
@@ -84,8 +87,6 @@ def _pretrained_segmenter(resolved, device) -> Probe:
 
 
 def _one_hot_maps(resolved, device):
-    from repro.data import dataset_info
-
     c, h, w = _shape(resolved)
     k = dataset_info(resolved.config.dataset.name).num_classes
     return k, lambda b: torch.nn.functional.one_hot(torch.randint(0, k, (b, h, w), device=device), k) \
@@ -110,8 +111,6 @@ def _mask_ddpm(resolved, device) -> Probe:
 
 
 def inception_probe(ref: NetRef, device) -> Probe:
-    from repro.metrics.inception import build_fid_inception
-
     net = build_fid_inception(None).to(device)   # pytorch-fid's architecture, random weights
     h, w = ref.resolution or (299, 299)
     return Probe(net, lambda b: (torch.rand(b, 3, h, w, device=device),))
@@ -119,7 +118,6 @@ def inception_probe(ref: NetRef, device) -> Probe:
 
 class _PairDistances(torch.nn.Module):
     """One chunk of repro.diffusion.schedules.estimate_sigma_max: gather random pairs, the largest distance."""
-
     def __init__(self, images: torch.Tensor):
         super().__init__()
         self.register_buffer("flat", images.reshape(images.shape[0], -1))
@@ -140,9 +138,7 @@ def time_loop_step(shape: tuple[int, int, int], batch: int, device) -> dict:
     items, the loop's bookkeeping, the epoch-end checkpoint, with a one-weight model, so that only the
     machinery around the network is measured (most of a tiny network's step). Two runs (4 and 12
     steps); their difference over 8 steps leaves the set-up out."""
-    import tempfile
 
-    from repro.train import TrainConfig, train
 
     def run(steps: int) -> float:
         items = [{"image": torch.rand(*shape), "label": torch.tensor(0)} for _ in range(steps * batch)]
@@ -167,13 +163,10 @@ class _Weight(torch.nn.Module):
 
 
 def build_probe(ref: NetRef, device) -> Probe | None:
-    from repro.plan.training import SIGMA_PAIRS
-
     if ref.profile is None:
         if ref.name == SIGMA_PAIRS:
             return sigma_pairs_probe(ref, device)
         return inception_probe(ref, device) if ref.name == "inception" else None
-    from repro.specs import resolve_model
 
     resolved = resolve_model(ref.name, ref.profile, {k: _literal(v) for k, v in ref.overrides} or None)
     fn = PROBES.get(resolved.config.kind)
@@ -181,8 +174,6 @@ def build_probe(ref: NetRef, device) -> Probe | None:
 
 
 def _literal(text: str):
-    import ast
-
     return ast.literal_eval(text)
 
 
@@ -219,8 +210,6 @@ def time_op(p: Probe, op: str, batch: int, device, budget_s: float = 2.0, max_re
     """Warm-up call, then repeated calls until `budget_s` (at least min_repeats, at most max_repeats): the
     median seconds per call and the peak memory. A median of three, not one call: on a shared machine
     one call can take twice the next."""
-    from repro.train.probes import CpuRssPeak
-
     p.net.train(op == TRAIN)
     opt = torch.optim.Adam([q for q in p.net.parameters() if q.requires_grad] or [torch.zeros(1)], lr=1e-9) \
         if op == TRAIN else None
@@ -267,7 +256,6 @@ def calibrate(work: CellWork, device, cal: Calibration, budget_s: float = 2.0,
     """Time every target of `work` on `device` into `cal`; networks that cannot be built are skipped."""
     device = torch.device(device)
     cache: dict[str, Probe | None] = {}
-    from repro.plan.training import LOOP
 
     for ref, op, batch in sorted(targets(work), key=lambda t: (t[0].key, t[1], t[2])):
         if ref.name == LOOP:

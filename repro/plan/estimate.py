@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from repro.plan.store import Calibration
-from repro.plan.work import CellWork
+from repro.work import CellWork
 
 
 @dataclass

@@ -1,10 +1,12 @@
 """Plans and costs in words: `repro plan`'s listing, the cost line of a report, `repro run`'s warning."""
 from __future__ import annotations
 
-from repro.plan.build import SpecPlan
+from repro.errors import UserError
+from repro.plan.build import SpecPlan, plan_spec
 from repro.plan.estimate import Estimate, estimate, fmt_count, fmt_seconds
-from repro.plan.store import Calibration
-from repro.plan.work import CellWork
+from repro.plan.runs import last_run
+from repro.plan.store import Calibration, calibrations_newest_first
+from repro.work import LOOP, SIGMA_PAIRS, CellWork
 
 UNITS = {"eval": "network evaluations", "grad": "guide forward+backward", "train": "training images (steps x batch)",
          "features": "feature-extraction images"}
@@ -13,8 +15,6 @@ UNITS = {"eval": "network evaluations", "grad": "guide forward+backward", "train
 def unit_counts_text(work: CellWork) -> str:
     """The work in its units: network evaluations per op, and the sigma_max image pairs; the training
     loop's own per-step item repeats the training images and is not shown."""
-    from repro.plan.training import LOOP, SIGMA_PAIRS
-
     counts: dict[str, int] = {}
     pairs = 0
     for w in work.items:
@@ -94,8 +94,6 @@ def plan_lines(plan: SpecPlan, cal: Calibration | None, cells: bool = True) -> l
 def report_cost_lines(spec_id: str, profile: str, spec_hash: str, cell_seconds: list[float]) -> list[str]:
     """The cost line of a report's profile section: the measured wall time of the last `repro run` of
     this resolved spec (engine-recorded), else the sum of its cells' own times."""
-    from repro.plan.runs import last_run
-
     rec = last_run(spec_id, profile, spec_hash)
     if rec is not None:
         return [f"Cost: the last `repro run` took {fmt_seconds(rec['seconds'])} wall time on {rec['device']} "
@@ -110,10 +108,6 @@ def report_cost_lines(spec_id: str, profile: str, spec_hash: str, cell_seconds: 
 def paper_estimate_line(spec_id: str) -> str:
     """The estimated wall time of the whole table at the paper profile on the device of the last
     calibration (every model trained, every cell), or why there is none."""
-    from repro.errors import UserError
-    from repro.plan.build import plan_spec
-    from repro.plan.store import calibrations_newest_first
-
     try:
         plan = plan_spec(spec_id, "paper")
     except UserError as e:

@@ -3,6 +3,7 @@ name and the date of every entry, so that a plan without --calibrate says which 
 from __future__ import annotations
 
 import json
+import os
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -11,11 +12,10 @@ from typing import Any
 
 from repro.atomic import atomic_write_text
 from repro.environment import cpu_model
+from repro.results import results_root
 
 
 def calibration_dir() -> Path:
-    from repro.results import results_root
-
     return results_root() / "calibration"
 
 
@@ -43,8 +43,6 @@ def device_identity(device, start_cuda: bool = True) -> tuple[str, str]:
 
 def _nvml_name(index: int) -> str | None:
     """The name NVML gives the index-th visible CUDA device (CUDA_VISIBLE_DEVICES mapped), or None."""
-    import os
-
     try:
         import pynvml
     except ImportError:

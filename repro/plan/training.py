@@ -10,8 +10,12 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
-from repro.plan.datasets import split_size
-from repro.plan.work import EVAL, TRAIN, CellWork, NetRef, edm_nfe, pc_nfe, training_steps
+from repro.data.split_sizes import split_size
+from repro.experiments.cost import add_sigma_max_pairs, add_training_loop, net_ref
+from repro.specs import resolve_model
+from repro.trainers import (discriminator, edm, evaluator, mask_ddpm, noisy_classifier, noisy_segmenter, pix2pixhd,
+                            score_sde, spade)
+from repro.work import EVAL, TRAIN, CellWork, NetRef, edm_nfe, pc_nfe, training_steps
 
 TrainEstimator = Callable[["object", NetRef], CellWork]
 TRAINING: dict[str, TrainEstimator] = {}
@@ -23,13 +27,6 @@ def training_estimator(kind: str):
         TRAINING[kind] = fn
         return fn
     return register
-
-
-def net_ref(resolved) -> NetRef:
-    """The network of a resolved model config, as the calibration keys it."""
-    ds = resolved.config.dataset
-    over = tuple(sorted((k, repr(v)) for k, v in (resolved.overrides or {}).items()))
-    return NetRef(resolved.id, resolved.profile, resolved.hash, over, tuple(ds.resolution) if ds.resolution else None)
 
 
 def training_work(resolved) -> CellWork:
@@ -44,23 +41,6 @@ def upstream_models(resolved) -> list[tuple[str, dict | None]]:
     """(name, overrides) of the models this one is trained on (trained first, if missing)."""
     fn = UPSTREAM.get(resolved.config.kind)
     return fn(resolved) if fn else []
-
-
-LOOP = "train_loop"            # the training loop's own per-step cost (repro.plan.calibrate.time_loop_step)
-SIGMA_PAIRS = "sigma_max_pairs"
-SIGMA_CHUNK = 4096   # repro.diffusion.schedules.estimate_sigma_max's pairs per chunk
-
-
-def add_sigma_max_pairs(work: CellWork, resolved, pairs: int) -> None:
-    """Thesis Sec. 5.4.3's sigma_max estimate: the largest distance among `pairs` random image pairs,
-    counted as pair distances (timed by the calibration like a network)."""
-    from repro.data import dataset_info
-
-    ds = resolved.config.dataset
-    info = dataset_info(ds.name)
-    h, w = ds.resolution or info.default_resolution or (32, 32)
-    ref = NetRef(SIGMA_PAIRS, resolution=(info.channels, int(h), int(w)))
-    work.add(ref, EVAL, pairs, SIGMA_CHUNK, f"sigma_max estimate: {pairs} random image pairs ({resolved.id})")
 
 
 def _n_train(resolved) -> int | None:
@@ -85,20 +65,13 @@ def _steps(resolved, work: CellWork, ref: NetRef, epochs: int, n: int | None, ba
     work.add(ref, TRAIN, steps * batch * per_item, batch * per_item,
              f"training: {epochs} epochs x ceil({n} / {batch}) = {steps} steps x {batch * per_item} {label}"
              + (f" (max_steps {max_steps})" if max_steps is not None and steps == max_steps else ""))
-    if ref.resolution is not None:   # the loop around the network: batching, bookkeeping, checkpoints
-        from repro.data import dataset_info
-
-        c = dataset_info(resolved.config.dataset.name).channels
-        work.add(NetRef(LOOP, resolution=(c, *ref.resolution)), EVAL, steps * batch, batch,
-                 f"training loop: {steps} steps at batch {batch}")
+    add_training_loop(work, resolved.config.dataset.name, ref.resolution, steps, batch)
     return steps, run_epochs
 
 
 @training_estimator("score_sde")
 def _score_sde(resolved, ref: NetRef) -> CellWork:
-    from repro.trainers.score_sde import parse
-
-    net, ts = parse(resolved)
+    net, ts = score_sde.parse(resolved)
     work = CellWork()
     if getattr(ts, "pretrained", None) is not None:
         work.notes.append(f"{ref.name}: loads the release checkpoint {ts.pretrained} (no training)")
@@ -116,9 +89,7 @@ def _score_sde(resolved, ref: NetRef) -> CellWork:
 
 @training_estimator("edm")
 def _edm(resolved, ref: NetRef) -> CellWork:
-    from repro.trainers.edm import parse
-
-    _, ts = parse(resolved)
+    _, ts = edm.parse(resolved)
     work = CellWork()
     if ts.pretrained is not None:
         work.notes.append(f"{ref.name}: loads the snapshot {ts.pretrained} (no training)")
@@ -142,24 +113,18 @@ def _classifier_like(resolved, ref: NetRef, parse) -> CellWork:
 
 @training_estimator("evaluator")
 def _evaluator(resolved, ref):
-    from repro.trainers.evaluator import validate
-
-    return _classifier_like(resolved, ref, validate)
+    return _classifier_like(resolved, ref, evaluator.validate)
 
 
 @training_estimator("noisy_classifier")
 def _noisy_classifier(resolved, ref):
-    from repro.trainers.noisy_classifier import parse
-
-    return _classifier_like(resolved, ref, parse)
+    return _classifier_like(resolved, ref, noisy_classifier.parse)
 
 
 @training_estimator("noisy_segmenter")
 def _noisy_segmenter(resolved, ref):
-    from repro.trainers.noisy_segmenter import parse
-
-    work = _classifier_like(resolved, ref, parse)
-    _, ts = parse(resolved)
+    work = _classifier_like(resolved, ref, noisy_segmenter.parse)
+    _, ts = noisy_segmenter.parse(resolved)
     if ts.sigma_max is None:
         add_sigma_max_pairs(work, resolved, ts.sigma_max_pairs)
     return work
@@ -167,9 +132,7 @@ def _noisy_segmenter(resolved, ref):
 
 @training_estimator("mask_ddpm")
 def _mask_ddpm(resolved, ref: NetRef) -> CellWork:
-    from repro.trainers.mask_ddpm import parse
-
-    _, ts = parse(resolved)
+    _, ts = mask_ddpm.parse(resolved)
     work = CellWork()
     _, epochs = _steps(resolved, work, ref, ts.epochs, _n_train(resolved), ts.batch_size, ts.max_steps)
     n_eval = _n_split(resolved, ts.eval_split, ts.eval_images) or ts.eval_images
@@ -190,16 +153,12 @@ def _gan(resolved, ref: NetRef, parse) -> CellWork:
 
 @training_estimator("spade")
 def _spade(resolved, ref):
-    from repro.trainers.spade import validate
-
-    return _gan(resolved, ref, validate)
+    return _gan(resolved, ref, spade.validate)
 
 
 @training_estimator("pix2pixhd")
 def _pix2pixhd(resolved, ref):
-    from repro.trainers.pix2pixhd import validate
-
-    return _gan(resolved, ref, validate)
+    return _gan(resolved, ref, pix2pixhd.validate)
 
 
 @training_estimator("pretrained_segmenter")
@@ -209,10 +168,7 @@ def _pretrained_segmenter(resolved, ref):
 
 @training_estimator("discriminator")
 def _discriminator(resolved, ref: NetRef) -> CellWork:
-    from repro.specs import resolve_model
-    from repro.trainers.discriminator import parse
-
-    _, ts = parse(resolved)
+    _, ts = discriminator.parse(resolved)
     work = CellWork()
     if ts.pretrained is not None:
         work.notes.append(f"{ref.name}: loads {ts.pretrained} (no training)")
@@ -232,9 +188,7 @@ def _discriminator(resolved, ref: NetRef) -> CellWork:
 
 
 def _discriminator_upstream(resolved):
-    from repro.trainers.discriminator import parse
-
-    net, ts = parse(resolved)
+    net, ts = discriminator.parse(resolved)
     out = [] if ts.pretrained is not None else [(ts.generator, ts.generator_overrides or None)]
     if getattr(net, "encoder", None) == "evaluator" and getattr(net, "evaluator", None):
         out.append((net.evaluator, None))
@@ -242,9 +196,7 @@ def _discriminator_upstream(resolved):
 
 
 def _noisy_classifier_upstream(resolved):
-    from repro.trainers.noisy_classifier import parse
-
-    _, ts = parse(resolved)
+    _, ts = noisy_classifier.parse(resolved)
     return [(ts.score_model, ts.score_model_overrides or None)]
 
 

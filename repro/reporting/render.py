@@ -213,10 +213,10 @@ def status(spec_id: str, profile: str) -> tuple[str, int, int, str | None]:
 
 
 def render_report(spec_id: str) -> Path:
-    from repro.experiments import runner_module
+    from repro.experiments import report_module
 
     spec = load_spec(spec_id)
-    module = runner_module(spec.kind)
+    module = report_module(spec.kind)
     out_dir = reports_root()
     out_dir.mkdir(parents=True, exist_ok=True)
     lines = [f"# {spec.id}: {spec.title}", "",

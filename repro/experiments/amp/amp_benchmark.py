@@ -8,21 +8,32 @@ arm. The batch is the largest that fits without mixed precision (thesis: 1 on an
 on an A100), searched on CUDA unless `fixed.batch_size` sets it. A run whose loss turns
 non-finite, or whose GradScaler scale collapses, is stopped and recorded as a failed cell (the
 thesis discarded such runs): its MLflow run is FAILED and no table shows its numbers.
+
+The family's helpers: one arm's training and measurements (`arm`), the fresh process it runs in
+(`worker`), the report (`report`).
 """
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
+from repro.atomic import atomic_write_text
+from repro.data import load_dataset, stack
+from repro.diffusion.schedules import estimate_sigma_max
 from repro.errors import UserError
-from repro.experiments.amp.arm import ARMS, arm_unavailable
-from repro.experiments.amp.report import report_figures, report_notes  # noqa: F401 (the runner protocol)
+from repro.experiments.amp.arm import ARMS, arm_unavailable, find_batch, run_arm
+from repro.rng import seed_for
+from repro.specs import cell_key
+from repro.trainers.score_sde import parse
 
 GRID_KEYS = ("precision", "repeat")
 CELLS_IN_PARALLEL = False   # each arm's time and memory are its own: `repro run --jobs` runs them one at a time
@@ -56,12 +67,8 @@ class Fixed(BaseModel):
 
 
 def prepare(ctx):
-    from repro.diffusion.schedules import estimate_sigma_max
-    from repro.data import load_dataset, stack
-    from repro.trainers.score_sde import parse
-
-    f = ctx.spec.fixed
-    for arm in list(f["inject_nonfinite"]):
+    f = Fixed.model_validate(ctx.spec.fixed)
+    for arm in list(f.inject_nonfinite):
         if arm not in ARMS:
             raise UserError(f"spec {ctx.spec.id}: fixed.inject_nonfinite: unknown precision {arm!r} "
                             f"(use {', '.join(ARMS)})")
@@ -78,24 +85,24 @@ def prepare(ctx):
     if net_cfg.sde != "ve":
         raise UserError(f"spec {ctx.spec.id}: amp_benchmark trains the thesis's VE SDE model; {resolved.id} is "
                         f"{net_cfg.sde}")
-    sigma_max = f["sigma_max"] or net_cfg.sigma_max
+    sigma_max = f.sigma_max or net_cfg.sigma_max
     if sigma_max is None:  # thesis Sec. 5.4.3: the largest distance among random training pairs
         images, _ = stack(load_dataset(md.name, split=md.split, resolution=md.resolution, root=md.root,
-                                       n=f["n_train"] or md.n_train, seed=md.seed))
+                                       n=f.n_train or md.n_train, seed=md.seed))
         sigma_max = estimate_sigma_max(images, net_cfg.sigma_max_pairs, torch.Generator().manual_seed(resolved.config.seed))
     name, overrides, inject = ctx.resolved.model_args("score")
     base = {"model": {"name": name, "profile": ctx.profile, "overrides": overrides, "inject": inject},
-            "sigma_max": float(sigma_max), "device": str(ctx.device), "n_train": f["n_train"],
-            "clip_order": f["clip_order"], "min_loss_scale": f["min_loss_scale"], "batch_limit": f["batch_limit"],
-            "threads": torch.get_num_threads(), "isolated": f["isolate"]}
+            "sigma_max": float(sigma_max), "device": str(ctx.device), "n_train": f.n_train,
+            "clip_order": f.clip_order, "min_loss_scale": f.min_loss_scale, "batch_limit": f.batch_limit,
+            "threads": torch.get_num_threads(), "isolated": f.isolate}
     state = {"base": base, "batch_note": None, "amp_batch": None}
-    if f["batch_size"] is not None:
-        state["batch_size"], state["batch_source"] = f["batch_size"], "fixed.batch_size"
+    if f.batch_size is not None:
+        state["batch_size"], state["batch_source"] = f.batch_size, "fixed.batch_size"
     elif ctx.device.type == "cuda":
         search = _cached_search(ctx, base, "fp32")
         state["batch_size"], state["batch_source"] = search["batch_size"], "largest that fits in fp32 (searched)"
         state["batch_search"] = search
-        if f["find_amp_batch"]:
+        if f.find_amp_batch:
             state["amp_batch"] = {p: _cached_search(ctx, base, p)["batch_size"] for p in ("fp16", "bf16")
                                   if arm_unavailable(p, ctx.device) is None}
     else:
@@ -108,8 +115,6 @@ def prepare(ctx):
 def _cached_search(ctx, base: dict, precision: str) -> dict:
     """The batch search at `precision`, kept in the run folder per (spec hash, device name)."""
     path = ctx.work_dir / f"batch_search_{precision}.json"
-    import os
-
     # not the device's name: asking for it would start a CUDA context in this process
     tag = {"spec_hash": ctx.resolved.hash, "device": str(ctx.device),
            "visible": os.environ.get("CUDA_VISIBLE_DEVICES")}
@@ -120,19 +125,13 @@ def _cached_search(ctx, base: dict, precision: str) -> dict:
     job = {**base, "mode": "find_batch", "precision": precision, "seed": ctx.spec.seed, "epochs": 1}
     search = _run_job(ctx, job, ctx.work_dir / f"batch_search_{precision}") if base["isolated"] else None
     if search is None:
-        from repro.experiments.amp.arm import find_batch
-
         search = find_batch(job)
-    from repro.atomic import atomic_write_text
-
     atomic_write_text(path, json.dumps({"tag": tag, "search": search}))
     return search
 
 
 def _run_job(ctx, job: dict, folder: Path) -> dict:
     """Run a job in a fresh Python process; its UserError comes back as ours, a crash as RuntimeError."""
-    from repro.atomic import atomic_write_text
-
     folder.mkdir(parents=True, exist_ok=True)
     job_path, out_path = folder / "job.json", folder / "result.json"
     out_path.unlink(missing_ok=True)
@@ -148,11 +147,7 @@ def _run_job(ctx, job: dict, folder: Path) -> dict:
 
 
 def run_cell(ctx, state, cell, run):
-    import shutil
-
-    from repro.specs import cell_key
-
-    f = ctx.spec.fixed
+    f = Fixed.model_validate(ctx.spec.fixed)
     precision, repeat = str(cell.get("precision", "fp32")), int(cell.get("repeat", 0))
     if precision not in ARMS:
         raise UserError(f"spec {ctx.spec.id}: grid precision {precision!r} is not an arm; use {', '.join(ARMS)}")
@@ -164,22 +159,20 @@ def run_cell(ctx, state, cell, run):
     if ctx.force:
         shutil.rmtree(folder, ignore_errors=True)
     job = {**state["base"], "mode": "train", "precision": precision, "seed": _arm_seed(ctx, repeat),
-           "batch_size": state["batch_size"], "epochs": f["epochs"], "max_steps": f["max_steps"],
-           "warmup_epochs": f["warmup_epochs"], "warmup_steps_timing": f["warmup_steps_timing"],
-           "curve_points": f["curve_points"], "inject_nonfinite_at": f["inject_nonfinite"].get(precision),
+           "batch_size": state["batch_size"], "epochs": f.epochs, "max_steps": f.max_steps,
+           "warmup_epochs": f.warmup_epochs, "warmup_steps_timing": f.warmup_steps_timing,
+           "curve_points": f.curve_points, "inject_nonfinite_at": f.inject_nonfinite.get(precision),
            "out_dir": str(folder / "train")}
-    if f["isolate"]:
+    if f.isolate:
         m = _run_job(ctx, job, folder)
     else:
-        from repro.experiments.amp.arm import run_arm
-
         m = run_arm(job)
     shutil.rmtree(folder, ignore_errors=True)
     if not any(folder.parent.iterdir()):
         folder.parent.rmdir()
     context = {"batch_source": state["batch_source"], "batch_note": state["batch_note"],
                "batch_search": state.get("batch_search"), "amp_batch": state["amp_batch"], "repeat": repeat,
-               "seed": job["seed"], "sigma_max": job["sigma_max"], "epochs": f["epochs"]}
+               "seed": job["seed"], "sigma_max": job["sigma_max"], "epochs": f.epochs}
     if "unavailable" in m:
         return {"failed": {"reason": "unavailable", "message": m["unavailable"], "precision": precision}}
     if "diverged" in m:  # thesis Sec. 5.3.1: such runs "had to be discarded"
@@ -205,8 +198,6 @@ def _log_curve(run, m: dict) -> None:
     """The binned loss curve and the epoch losses as MLflow metric histories (batched: one write)."""
     if not hasattr(run, "client"):  # tracking off
         return
-    import time
-
     from mlflow.entities import Metric
 
     now = int(time.time() * 1000)
@@ -218,6 +209,4 @@ def _log_curve(run, m: dict) -> None:
 
 def _arm_seed(ctx, repeat: int) -> int:
     """Every precision of a repeat shares its seed: same initial weights, data order and noise."""
-    from repro.rng import seed_for
-
     return seed_for(ctx.spec.seed, "amp_benchmark", "repeat", int(repeat)) % 2**31

@@ -18,8 +18,18 @@ from typing import Any
 
 import torch
 
+from repro.data import load_dataset
+from repro.diffusion.losses import dsm_loss
+from repro.diffusion.sde import net_score_fn
 from repro.environment import cpu_bf16_flags, cpu_model
 from repro.errors import UserError
+from repro.specs import resolve_model
+from repro.train.batch_finder import largest_batch_that_fits
+from repro.train.amp import autocast_context
+from repro.train.config import TrainConfig
+from repro.train.loop import TrainingDiverged, train
+from repro.train.probes import CpuRssPeak, NvmlPeakMemory, cpu_peak_rss_mb, reset_peak_memory
+from repro.trainers.score_sde import build_net, make_sde, parse, random_hflip, to_model_space
 
 # arm -> (autocast on, autocast dtype); "fp16" is PyTorch AMP on CUDA: fp16 autocast + GradScaler
 ARMS: dict[str, tuple[bool, str | None]] = {"fp32": (False, None), "fp16": (True, "float16"),
@@ -49,8 +59,6 @@ def device_name(device: torch.device) -> str:
 # ----------------------------------------------------------------------------- pieces
 
 def _resolved_model(job: dict[str, Any]):
-    from repro.specs import resolve_model
-
     m = job["model"]
     return resolve_model(m["name"], m["profile"], m.get("overrides"), inject=m.get("inject"))
 
@@ -58,11 +66,6 @@ def _resolved_model(job: dict[str, Any]):
 def training_pieces(job: dict[str, Any]):
     """(net, loss_fn, train_set, settings) of the score model the job names, as repro.trainers.score_sde
     trains it (thesis Eq. 4.14, lambda = std^2), with the job's sigma_max (estimated once by the parent)."""
-    from repro.data import load_dataset
-    from repro.diffusion.losses import dsm_loss
-    from repro.diffusion.sde import net_score_fn
-    from repro.trainers.score_sde import build_net, make_sde, parse, random_hflip, to_model_space
-
     resolved = _resolved_model(job)
     net_cfg, ts = parse(resolved)
     ds = resolved.config.dataset
@@ -91,8 +94,6 @@ def training_pieces(job: dict[str, Any]):
 
 
 def _train_config(job: dict[str, Any], ts, batch_size: int, epochs: int, max_steps: int | None):
-    from repro.train.config import TrainConfig
-
     amp, dtype = ARMS[job["precision"]]
     return TrainConfig(epochs=epochs, batch_size=batch_size, lr=ts.lr, amp=amp, amp_dtype=dtype,
                        clip_scaled_grads=job["clip_order"] == "clip_scaled", ema_decay=ts.ema_decay,
@@ -106,8 +107,6 @@ def _train_config(job: dict[str, Any], ts, batch_size: int, epochs: int, max_ste
 def probe_batch(job: dict[str, Any], batch_size: int, steps: int = 2) -> None:
     """Two optimizer steps at `batch_size` with everything training holds (weights, EMA copy, AdamW
     state, activations, GradScaler): returns if it fits, raises out-of-memory if it does not."""
-    from repro.train.amp import autocast_context
-
     net, loss_fn, train_set, ts = training_pieces(job)
     device = torch.device(job["device"])
     amp, dtype_name = ARMS[job["precision"]]
@@ -135,8 +134,6 @@ def probe_batch(job: dict[str, Any], batch_size: int, steps: int = 2) -> None:
 
 def find_batch(job: dict[str, Any]) -> dict[str, Any]:
     """The largest batch that fits at the job's precision (grow, then bisect; out-of-memory caught)."""
-    from repro.train.batch_finder import largest_batch_that_fits
-
     search = largest_batch_that_fits(lambda b: probe_batch(job, b), start=1, limit=job["batch_limit"])
     return search.as_dict()
 
@@ -188,9 +185,6 @@ def loss_curve(steps: list[dict], points: int) -> tuple[list[int], list[float]]:
 def run_arm(job: dict[str, Any]) -> dict[str, Any]:
     """Train one arm (resuming from its checkpoint) and return its measurements, or
     {"diverged": {...}} when the loss went non-finite or the loss scale collapsed."""
-    from repro.train.loop import TrainingDiverged, train
-    from repro.train.probes import CpuRssPeak, NvmlPeakMemory, cpu_peak_rss_mb, reset_peak_memory
-
     device = torch.device(job["device"])
     if job["precision"] == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
         return {"unavailable": f"{torch.cuda.get_device_name(device)} has no bf16 support"}

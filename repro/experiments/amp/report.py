@@ -11,6 +11,9 @@ import math
 from pathlib import Path
 
 from repro.experiments.amp.arm import ARM_LABELS
+from repro.plots import pyplot
+from repro.results import read_failed_cells
+from repro.specs import PROFILES
 
 MEMORY_METRICS = {  # value -> what it is (labelled: a CPU figure is never shown as accelerator memory)
     "nvml_process_used_mb": "NVML: this process's device memory (as nvidia-smi lists it)",
@@ -60,16 +63,11 @@ def _devices(df) -> str:
 
 
 def _failed_records(spec, df) -> list[dict]:
-    from repro.engine.run import read_failed_cells
-    from repro.specs import PROFILES
-
     hashes = set(df["_spec_hash"].dropna()) if "_spec_hash" in df else set()
     return [r for p in PROFILES for r in read_failed_cells(spec.id, p) if r.get("spec_hash") in hashes]
 
 
 def report_figures(spec, df, out_dir: Path, stem: str) -> list[Path]:
-    from repro.plots import pyplot
-
     plt = pyplot(theme=False)
     focus = spec.fixed["focus"]
     paths = []

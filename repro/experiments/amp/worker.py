@@ -10,14 +10,14 @@ import json
 import sys
 from pathlib import Path
 
+import torch
+
+from repro.atomic import atomic_write_text
+from repro.errors import UserError
+from repro.experiments.amp.arm import check_job, find_batch, run_arm
+
 
 def main(argv: list[str]) -> int:
-    import torch
-
-    from repro.atomic import atomic_write_text
-    from repro.errors import UserError
-    from repro.experiments.amp.arm import check_job, find_batch, run_arm
-
     job = json.loads(Path(argv[0]).read_text())
     if job.get("threads"):
         torch.set_num_threads(int(job["threads"]))

@@ -8,13 +8,22 @@ B with no mask. The device and the PyTorch speed-up (`variant`) are recorded in 
 """
 from __future__ import annotations
 
-from pathlib import Path
+import platform
 from typing import Literal
 
+import torch
 from pydantic import Field
 
+from repro.data import dataset_info
+from repro.errors import UserError
 from repro.experiments.bdd.model import describe  # noqa: F401  (repro show prints the parameter count)
+from repro.experiments.bdd.model import guidance_for
 from repro.experiments.bdd.settings import SamplingFixed
+from repro.experiments.bdd.timing import prepare_variant, time_sampling, variant_unavailable
+from repro.models import ensure_model
+from repro.nets.bdd_unet import count_parameters
+from repro.specs import resolve_model
+from repro.trainers.mask_ddpm import _size, build_net, make_schedule, mask_ddpm_for, parse
 
 GRID_KEYS = ("batch_size", "mode", "variant")
 
@@ -37,38 +46,22 @@ class State:
 
 
 def prepare(ctx):
-    import platform
-
-    import torch
-
-    from repro.specs import resolve_model
-
+    fixed = Fixed.model_validate(ctx.spec.fixed)
     st = State()
-    st.resolved_model = resolve_model(ctx.spec.fixed["model"], ctx.profile)
+    st.resolved_model = resolve_model(fixed.model, ctx.profile)
     if st.resolved_model.config.kind != "mask_ddpm":
-        from repro.errors import UserError
-
-        raise UserError(f"spec {ctx.spec.id}: fixed.model {ctx.spec.fixed['model']!r} is a "
+        raise UserError(f"spec {ctx.spec.id}: fixed.model {fixed.model!r} is a "
                         f"{st.resolved_model.config.kind} model, not a mask_ddpm one")
     st.nets = {}
     st.device_name = torch.cuda.get_device_name(ctx.device) if ctx.device.type == "cuda" else (
         f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)")
-    if ctx.spec.fixed["weights"] == "trained":
-        from repro.models import ensure_model
-        from repro.trainers.mask_ddpm import mask_ddpm_for
-
-        st.trained = mask_ddpm_for(ensure_model(ctx.spec.fixed["model"], ctx.profile, device=ctx.device,
-                                                progress=ctx.progress))
+    if fixed.weights == "trained":
+        st.trained = mask_ddpm_for(ensure_model(fixed.model, ctx.profile, device=ctx.device, progress=ctx.progress))
     return st
 
 
 def _model(ctx, st):
     """(net, schedule, shape, classes) at this profile; trained weights only when fixed.weights says so."""
-    import torch
-
-    from repro.data import dataset_info
-    from repro.trainers.mask_ddpm import _size, build_net, make_schedule, parse
-
     if getattr(st, "trained", None) is not None:
         m = st.trained
         return m.net, m.schedule, m.shape, m.num_classes
@@ -84,11 +77,7 @@ def _model(ctx, st):
 
 
 def run_cell(ctx, state, cell, run):
-    from repro.experiments.bdd.model import guidance_for
-    from repro.experiments.bdd.timing import prepare_variant, time_sampling, variant_unavailable
-    from repro.nets.bdd_unet import count_parameters
-
-    f = ctx.spec.fixed
+    f = Fixed.model_validate(ctx.spec.fixed)
     variant = cell.get("variant", "fp32")
     why = variant_unavailable(variant, ctx.device)
     if why:
@@ -107,95 +96,23 @@ def run_cell(ctx, state, cell, run):
         if variant not in state.nets:
             state.nets[variant] = prepare_variant(net, variant)
         prep = state.nets[variant]
-    batch = int(cell.get("batch_size", f["batch_size"]))
+    batch = int(cell.get("batch_size", f.batch_size))
     conditional = cell.get("mode", "conditional") == "conditional"
     guidance = guidance_for(f, cell) if conditional else None
     # a compiled variant compiles during its first run: never time that one
-    warmup = max(1, f["warmup"]) if variant in ("compile", "cuda_graphs") else f["warmup"]
-    res = time_sampling(prep, sched, shape, k, batch, conditional, guidance, f["loop"], f["steps_timed"],
-                        warmup, f["repeats"], ctx.device, seed=ctx.spec.seed)
-    seconds = res["seconds_per_step"] * f["steps"]
-    extrapolated = res["steps_timed"] != f["steps"]
+    warmup = max(1, f.warmup) if variant in ("compile", "cuda_graphs") else f.warmup
+    res = time_sampling(prep, sched, shape, k, batch, conditional, guidance, f.loop, f.steps_timed,
+                        warmup, f.repeats, ctx.device, seed=ctx.spec.seed)
+    seconds = res["seconds_per_step"] * f.steps
+    extrapolated = res["steps_timed"] != f.steps
     values = {"seconds": seconds, "images_per_second": batch / seconds}
     rows = 2 * batch if (conditional and guidance is not None and not guidance.purely_conditional) else batch
     extra = {"mm_ss": f"{int(seconds // 60):02d}:{seconds % 60:04.1f}", "seconds_per_step": res["seconds_per_step"],
              "steps_timed": res["steps_timed"], "extrapolated": extrapolated, "repeat_seconds": res["all_seconds"],
              "device_name": state.device_name, "variant": variant, "network_rows_per_step": rows,
-             "network_passes_per_step": 1, "parameters": count_parameters(net), "weights": f["weights"],
-             "image_shape": list(shape), "loop": f["loop"], "warmup": warmup, "repeats": f["repeats"],
+             "network_passes_per_step": 1, "parameters": count_parameters(net), "weights": f.weights,
+             "image_shape": list(shape), "loop": f.loop, "warmup": warmup, "repeats": f.repeats,
              **(guidance.record() if guidance else {"guidance_convention": None})}
     if ctx.device.type == "cuda":
-        import torch
-
         extra["cuda_max_memory_allocated_mb"] = torch.cuda.max_memory_allocated(ctx.device) / 2**20
     return {"values": values, "extra": extra}
-
-
-# ----------------------------------------------------------------------------- report
-
-def report_figures(spec, df, out_dir: Path, stem: str) -> list[Path]:
-    import pandas as pd
-
-    from repro.plots import pyplot
-
-    plt = pyplot(theme=False)
-    fig, ax = plt.subplots(figsize=(5.5, 3.6))
-    for (mode, variant), g in df.groupby(["mode", "variant"]):
-        g = g.sort_values("batch_size")
-        ax.plot(g["batch_size"], g["seconds"], "o-", label=f"reproduced {mode}, {variant}")
-    pub = pd.DataFrame(spec.paper.cells)
-    if len(pub):
-        for mode, g in pub.groupby("mode"):
-            g = g.sort_values("batch_size")
-            ax.plot(g["batch_size"], g["seconds"], "s--", label=f"published {mode} (Tab. 2)")
-    ax.set_xscale("log", base=2)
-    ax.set_yscale("log")
-    ax.set_xlabel("batch size (images sampled together)")
-    ax.set_ylabel("seconds for the full sampling run")
-    ax.legend(fontsize=6)
-    fig.tight_layout()
-    path = out_dir / f"{stem}_times.png"
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return [path]
-
-
-def report_notes(spec, df) -> list[str]:
-    import pandas as pd
-
-    notes = []
-    if not len(df):
-        return notes
-    first = df.iloc[0]
-    notes.append(f"Device: {first.get('device_name')}; "
-                 + ("times extrapolated from " + str(int(first['steps_timed'])) + " timed steps. "
-                    if bool(first.get("extrapolated")) else "every step timed. ")
-                 + f"{int(first.get('parameters', 0)):,} parameters, images {first.get('image_shape')}, "
-                   f"{first.get('weights')} weights.")
-    pivot = df.pivot_table(index=["variant", "batch_size"], columns="mode", values="seconds")
-    if {"conditional", "unconditional"} <= set(pivot.columns):
-        r = (pivot["conditional"] / pivot["unconditional"]).dropna()
-        pub = pd.DataFrame(spec.paper.cells)
-        pr = None
-        if len(pub):
-            pp = pub.pivot_table(index="batch_size", columns="mode", values="seconds")
-            pr = (pp["conditional"] / pp["unconditional"])
-        notes.append(f"Conditional / unconditional time: {r.min():.2f} to {r.max():.2f} here"
-                     + (f"; published {pr.min():.3f} to {pr.max():.3f} (2-6 % slower)" if pr is not None else "")
-                     + " (single timings on a shared CPU are noisy). Here guided sampling runs both predictions in one batched pass of 2B rows and "
-                       "unconditional sampling one pass of B rows, so conditional costs up to twice as much where "
-                       "the device is saturated. The paper's near-equal times fit two network passes per step in "
-                       "*both* modes (its unconditional sampling presumably went through the same guided code "
-                       "path), i.e. its unconditional times are not what one pass per step costs.")
-    if "variant" in df and df["variant"].nunique() > 1:
-        b = df[(df["mode"] == "conditional")]
-        if len(b):
-            best = b.loc[b["images_per_second"].idxmax()]
-            notes.append(f"Highest conditional throughput: {best['variant']} at batch {int(best['batch_size'])}: "
-                         f"{best['images_per_second']:.2f} images/s ({best['seconds']:.1f} s for the batch).")
-            at64 = b[b["batch_size"] == b["batch_size"].max()].set_index("variant")["seconds"]
-            if "fp32" in at64 and len(at64) > 1:
-                notes.append(f"Speed-ups at batch {int(b['batch_size'].max())}, conditional, against fp32 eager: "
-                             + ", ".join(f"{v} x{at64['fp32'] / sec:.2f}" for v, sec in at64.items() if v != "fp32")
-                             + ".")
-    return notes

@@ -10,10 +10,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
 from pydantic import Field
 
+from repro.data.colorbook import ColorBook
 from repro.experiments.bdd.model import describe  # noqa: F401  (repro show prints the parameter count)
+from repro.experiments.bdd.model import guidance_for, prepare_sampling_state
+from repro.experiments.bdd.sampling import generate
+from repro.experiments.bdd.scoring import fid_kid, mask_compliance, original_vs_generated, ssim_per_image
 from repro.experiments.bdd.settings import SamplingFixed
+from repro.images import save_image_grid
+from repro.results import relative_to_results
+from repro.rng import seed_for
+from repro.specs import cell_key
 
 GRID_KEYS = ("guidance",)
 
@@ -28,46 +37,37 @@ class Fixed(SamplingFixed):
 
 
 def prepare(ctx):
-    from repro.experiments.bdd.model import prepare_sampling_state
-
-    return prepare_sampling_state(ctx, ctx.spec.fixed["n_samples"])
+    fixed = Fixed.model_validate(ctx.spec.fixed)
+    return prepare_sampling_state(ctx, fixed.n_samples, fixed.fid_weights)
 
 
 def run_cell(ctx, state, cell, run):
-    from repro.results import relative_to_results
-    from repro.images import save_image_grid
-    from repro.experiments.bdd.model import guidance_for
-    from repro.experiments.bdd.sampling import generate
-    from repro.experiments.bdd.scoring import fid_kid, mask_compliance, original_vs_generated, ssim_per_image
-    from repro.rng import seed_for
-    from repro.specs import cell_key
-
-    f = ctx.spec.fixed
+    f = Fixed.model_validate(ctx.spec.fixed)
     guidance = guidance_for(f, cell)
-    gen = generate(state.model, state.masks, guidance, f["loop"], batch_size=f["batch_size"],
+    gen = generate(state.model, state.masks, guidance, f.loop, batch_size=f.batch_size,
                    seed=seed_for(ctx.spec.seed, "bdd_metrics"), device=ctx.device)
     fake, real = gen.images, state.real
     ssim = ssim_per_image(fake, real)
-    fk = fid_kid(real, fake, state.features, f["kid_subset_size"], f["kid_degree"], seed=ctx.spec.seed)
+    fk = fid_kid(real, fake, state.features, f.kid_subset_size, f.kid_degree, seed=ctx.spec.seed)
     seg = original_vs_generated(state.evaluator, real, fake)
     fid_name, kid_name = state.feature_names
     values = {"ssim": float(ssim.mean()), fid_name: fk["fid"], kid_name: fk["kid"],
               "pixel_acc": seg["pixel_acc"], "miou": seg["miou"]}
     extra = {"ssim_std": float(ssim.std()) if ssim.numel() > 1 else 0.0, "ssim_min": float(ssim.min()),
              "ssim_max": float(ssim.max()), f"{kid_name}_std": fk["kid_std"], "kid_subset_size": fk["kid_subset_size"],
-             "kid_degree": f["kid_degree"], "miou_dataset": seg["miou_dataset"],
+             "kid_degree": f.kid_degree, "miou_dataset": seg["miou_dataset"],
              "segmenter": state.evaluator_name, "segmenter_classes": seg["segmenter_classes"],
-             "n_samples": int(fake.shape[0]), "loop": f["loop"], "nfe_per_batch": gen.nfe,
+             "n_samples": int(fake.shape[0]), "loop": f.loop, "nfe_per_batch": gen.nfe,
              "network_rows_per_pass": gen.batch_size_network, "seconds_sampling": gen.seconds,
              "feature_dims": state.features.num_features, "rank_deficient": fake.shape[0] <= state.features.num_features,
              **guidance.record(), **_model_record(state.model)}
     if seg["segmenter_classes"] == state.model.num_classes:   # the segmenter speaks the masks' ids
         extra.update(mask_compliance(seg["pred_generated"], state.masks, state.model.num_classes))
     d = ctx.artifacts_dir(cell_key(cell))
-    k = min(f["sheet_masks"], fake.shape[0])
+    k = min(f.sheet_masks, fake.shape[0])
     sheet = _sheet(state, fake, list(range(k)), d / "sheet.png")
     order = ssim.argsort()
-    m = min(f["extreme_pairs"], fake.shape[0])
+    m = min(f.extreme_pairs, fake.shape[0])
     arts = [sheet]
     if m:
         low = _sheet(state, fake, order[:m].tolist(), d / "ssim_lowest.png")
@@ -88,54 +88,7 @@ def _model_record(model) -> dict:
 
 def _sheet(state, fake, idx: list[int], path: Path) -> Path:
     """Rows of (mask, original, generated) for the given test indices."""
-    import torch
-
-    from repro.data.colorbook import ColorBook
-    from repro.images import save_image_grid
-
     book = ColorBook.load()
     masks = torch.from_numpy(book.to_rgb(state.masks[idx].numpy())).permute(0, 3, 1, 2).float() / 255
     tiles = torch.stack([masks, state.real[idx], fake[idx]], dim=1).flatten(0, 1)
     return save_image_grid(tiles, path, nrow=3, scale=2)
-
-
-# ----------------------------------------------------------------------------- report
-
-def report_figures(spec, df, out_dir: Path, stem: str) -> list[Path]:
-    from repro.results import copy_first_artifact
-
-    out = []
-    for col, suffix in (("sheet_png", "sheet"), ("ssim_lowest_png", "ssim_lowest"), ("ssim_highest_png", "ssim_highest")):
-        p = copy_first_artifact(df, col, out_dir / f"{stem}_{suffix}.png")
-        if p:
-            out.append(p)
-    return out
-
-
-def report_notes(spec, df) -> list[str]:
-    notes = []
-    if not len(df):
-        return notes
-    r = df.iloc[0]
-    notes.append(f"Sampling: {'the appendix loop, reversed(range(1, T)): ' if r.get('loop') == 'appendix' else 'Alg. 2: '}"
-                 f"{int(r.get('nfe_per_batch', 0))} network passes per image batch; guidance "
-                 f"{r.get('guidance_convention')} weight {r.get('guidance_weight')} (Ho & Salimans w = "
-                 f"{r.get('guidance_w_ho_salimans')}, lerp s = {r.get('guidance_s_lerp')}); each step one network pass "
-                 f"of {int(r.get('network_rows_per_pass', 0))} rows (guided: the batch twice, masked rows first).")
-    notes.append(f"Pixel accuracy and IoU: segmenter `{r.get('segmenter')}` ({int(r.get('segmenter_classes', 0))} "
-                 f"classes) on the original and the generated image, the original's prediction the reference "
-                 f"(001 Sec. 5.1.4 used Mask2Former trained on Cityscapes). `miou` averages per-image IoUs per class; "
-                 f"the dataset-level mIoU was {float(r.get('miou_dataset', float('nan'))):.4f}."
-                 + (f" Against the input masks themselves: pixel accuracy {float(r['pixel_acc_vs_mask']):.4f}, "
-                    f"mIoU {float(r['miou_vs_mask']):.4f}." if "pixel_acc_vs_mask" in r and r["pixel_acc_vs_mask"] == r["pixel_acc_vs_mask"] else ""))
-    notes.append(f"SSIM ranges {float(r.get('ssim_min', 0)):.3f} to {float(r.get('ssim_max', 0)):.3f} over "
-                 f"{int(r.get('n_samples', 0))} pairs (the paper saw its lowest values at day/night shifts).")
-    notes.append("The published FID, 0.4533 on 1000 images, is implausible for 2048-dimensional Inception features: "
-                 "with fewer images than dimensions the covariances are rank-deficient, and even two disjoint sets of "
-                 "real images of one dataset give FIDs far above 1 at that size. The paper calls it \"an average\", "
-                 "which suggests it is not the FID of the 1000-image sets.")
-    if "fd_evalnet" in df:
-        notes.append("At this profile `fd_evalnet`/`kid_evalnet` use the suite's evaluator features through "
-                     "torchmetrics' FID/KID classes: other feature spaces than the paper's Inception, not comparable "
-                     "to its numbers.")
-    return notes

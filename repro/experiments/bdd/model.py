@@ -1,28 +1,29 @@
 """The trained mask-guided DDPM of a spec (role `ddpm`), and its size as `repro show` prints it."""
 from __future__ import annotations
 
+from types import SimpleNamespace
+
+from repro.data import dataset_info
+from repro.experiments.bdd.scoring import feature_module
+from repro.experiments.bdd.settings import SamplingFixed
+from repro.experiments.semantic.scoring import load_maps
 from repro.guidance.classifier_free import Guidance
+from repro.nets.bdd_unet import PAPER_PARAMETERS, paper_parameter_count
+from repro.specs import resolve_model
+from repro.trainers.mask_ddpm import mask_ddpm_for, parse
 
 
 def load_ddpm(ctx):
-    from repro.trainers.mask_ddpm import mask_ddpm_for
-
     return mask_ddpm_for(ctx.model("ddpm"))
 
 
-def guidance_for(fixed: dict, cell: dict) -> Guidance:
+def guidance_for(fixed: SamplingFixed, cell: dict) -> Guidance:
     """The cell's guidance weight (grid key `guidance`, else fixed.guidance) in the spec's convention."""
-    return Guidance(float(cell.get("guidance", fixed["guidance"])), fixed["guidance_convention"])
+    return Guidance(float(cell.get("guidance", fixed.guidance)), fixed.guidance_convention)
 
 
 def describe(resolved) -> list[str]:
     """Lines for `repro show`: the DDPM's parameter count at this profile (built on the meta device)."""
-    from repro.data import dataset_info
-    from repro.nets.bdd_unet import PAPER_PARAMETERS, paper_parameter_count
-    from repro.trainers.mask_ddpm import parse
-
-    from repro.specs import resolve_model
-
     if "ddpm" in resolved.spec.models:
         model = resolved.model("ddpm")
     elif isinstance(resolved.spec.fixed.get("model"), str):   # bdd_table2 names the config it times
@@ -40,19 +41,14 @@ def describe(resolved) -> list[str]:
             f"mask drop p = {ts.p_uncond} {ts.drop_mode}"]
 
 
-def prepare_sampling_state(ctx, n: int, *, need_evaluator: bool = True):
+def prepare_sampling_state(ctx, n: int, fid_weights: str | None, *, need_evaluator: bool = True):
     """What every BDD sampling runner loads: n test maps with their real images, the DDPM, the
     evaluator segmenter (when the spec names one) and the feature module of the Frechet/KID metrics."""
-    from types import SimpleNamespace
-
-    from repro.experiments.bdd.scoring import feature_module
-    from repro.experiments.semantic.scoring import load_maps
-
     st = SimpleNamespace()
     st.real, st.masks = load_maps(ctx.spec.dataset, n)
     st.model = load_ddpm(ctx)
     has = need_evaluator or "evaluator" in ctx.spec.models
     st.evaluator = ctx.model("evaluator").net.to(ctx.device).eval() if has else None
     st.evaluator_name = ctx.spec.models.get("evaluator")
-    st.features, st.feature_names = feature_module(ctx, st.evaluator, st.real[:1])
+    st.features, st.feature_names = feature_module(ctx, st.evaluator, st.real[:1], fid_weights)
     return st

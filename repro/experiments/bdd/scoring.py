@@ -13,6 +13,8 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from repro.metrics.fd_evalnet import evalnet_features
+from repro.metrics.inception import FID_FEATURE_DIM, InceptionFeatures
 from repro.metrics.segmentation import SegmentationScores
 
 
@@ -39,16 +41,13 @@ class FeatureModule(nn.Module):
         return self.fn(x).double()
 
 
-def feature_module(ctx, evaluator: nn.Module | None, probe: torch.Tensor) -> tuple[FeatureModule, tuple[str, str]]:
-    """The spec's feature space and its metric names: pytorch-fid's Inception when the spec lists fid or
-    kid (the paper's), else the evaluator's features (fd_evalnet, kid_evalnet)."""
+def feature_module(ctx, evaluator: nn.Module | None, probe: torch.Tensor, fid_weights: str | None
+                   ) -> tuple[FeatureModule, tuple[str, str]]:
+    """The spec's feature space and its metric names: pytorch-fid's Inception (weights file fid_weights)
+    when the spec lists fid or kid (the paper's), else the evaluator's features (fd_evalnet, kid_evalnet)."""
     if "fid" in ctx.spec.metrics or "kid" in ctx.spec.metrics:
-        from repro.metrics.inception import FID_FEATURE_DIM, InceptionFeatures
-
-        ext = InceptionFeatures(ctx.spec.fixed.get("fid_weights"), ctx.device)
+        ext = InceptionFeatures(fid_weights, ctx.device)
         return FeatureModule(lambda im: ext.features(im), FID_FEATURE_DIM), ("fid", "kid")
-    from repro.metrics.fd_evalnet import evalnet_features
-
     dim = int(evalnet_features(evaluator, probe).shape[1])
     return FeatureModule(lambda im: evalnet_features(evaluator, im), dim), ("fd_evalnet", "kid_evalnet")
 

@@ -9,12 +9,17 @@ Laplacian, generated / real) and their KID to the real images.
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 from pydantic import Field
 
 from repro.experiments.bdd.model import describe  # noqa: F401  (repro show prints the parameter count)
+from repro.experiments.bdd.model import guidance_for, prepare_sampling_state
+from repro.experiments.bdd.sampling import generate
+from repro.experiments.bdd.scoring import fid_kid, mean_abs_laplacian
 from repro.experiments.bdd.settings import SamplingFixed
+from repro.images import save_image_grid
+from repro.results import relative_to_results
+from repro.rng import seed_for
+from repro.specs import cell_key
 
 GRID_KEYS = ("mode",)
 
@@ -28,67 +33,29 @@ class Fixed(SamplingFixed):
 
 
 def prepare(ctx):
-    from repro.experiments.bdd.model import prepare_sampling_state
-    from repro.experiments.bdd.scoring import mean_abs_laplacian
-
-    st = prepare_sampling_state(ctx, ctx.spec.fixed["n_samples"], need_evaluator=False)
+    fixed = Fixed.model_validate(ctx.spec.fixed)
+    st = prepare_sampling_state(ctx, fixed.n_samples, fixed.fid_weights, need_evaluator=False)
     st.real_sharpness = float(mean_abs_laplacian(st.real).mean())
     return st
 
 
 def run_cell(ctx, state, cell, run):
-    from repro.results import relative_to_results
-    from repro.images import save_image_grid
-    from repro.experiments.bdd.model import guidance_for
-    from repro.experiments.bdd.sampling import generate
-    from repro.experiments.bdd.scoring import fid_kid, mean_abs_laplacian
-    from repro.rng import seed_for
-    from repro.specs import cell_key
-
-    f = ctx.spec.fixed
+    f = Fixed.model_validate(ctx.spec.fixed)
     mode = cell.get("mode", "unconditional")
     guidance = guidance_for(f, cell) if mode == "conditional" else None
     labels = state.masks if mode == "conditional" else None
-    gen = generate(state.model, labels, guidance, f["loop"], n=f["n_samples"], batch_size=f["batch_size"],
+    gen = generate(state.model, labels, guidance, f.loop, n=f.n_samples, batch_size=f.batch_size,
                    seed=seed_for(ctx.spec.seed, "bdd_uncond"), device=ctx.device)
     sharp = float(mean_abs_laplacian(gen.images).mean())
-    fk = fid_kid(state.real, gen.images, state.features, f["kid_subset_size"], f["kid_degree"], seed=ctx.spec.seed)
+    fk = fid_kid(state.real, gen.images, state.features, f.kid_subset_size, f.kid_degree, seed=ctx.spec.seed)
     kid_name = state.feature_names[1]
     values = {"sharpness_ratio": sharp / state.real_sharpness, kid_name: fk["kid"]}
     d = ctx.artifacts_dir(cell_key(cell))
-    grid = save_image_grid(gen.images, d / "samples.png", nrow=f["grid_columns"], scale=2)
+    grid = save_image_grid(gen.images, d / "samples.png", nrow=f.grid_columns, scale=2)
     extra = {"sharpness": sharp, "sharpness_real": state.real_sharpness, f"{kid_name}_std": fk["kid_std"],
-             "kid_subset_size": fk["kid_subset_size"], "n_samples": int(gen.images.shape[0]), "loop": f["loop"],
+             "kid_subset_size": fk["kid_subset_size"], "n_samples": int(gen.images.shape[0]), "loop": f.loop,
              "nfe_per_batch": gen.nfe, "network_rows_per_pass": gen.batch_size_network,
              "seconds_sampling": gen.seconds, "samples_png": relative_to_results(grid), "mode": mode,
              **(guidance.record() if guidance else {"guidance_convention": None}),
              "model_p_uncond": state.model.meta.get("p_uncond"), "model_drop_mode": state.model.meta.get("drop_mode")}
     return {"values": values, "extra": extra, "artifacts": [grid]}
-
-
-def report_figures(spec, df, out_dir: Path, stem: str) -> list[Path]:
-    from repro.results import resolve_artifact
-    from repro.images import rows_figure
-
-    rows = [(f"{m} samples", resolve_artifact(p)) for m, p in zip(df["mode"], df.get("samples_png", []))]
-    fig = rows_figure(rows, out_dir / f"{stem}_samples.png", "Samples of the mask-guided DDPM (001 Fig. 24: no mask)")
-    return [fig] if fig else []
-
-
-def report_notes(spec, df) -> list[str]:
-    notes = []
-    for _, r in df.iterrows():
-        notes.append(f"{r['mode']}: sharpness (mean |Laplacian|) {float(r['sharpness']):.4f} vs "
-                     f"{float(r['sharpness_real']):.4f} on real test images (ratio {float(r['sharpness_ratio']):.2f}); "
-                     f"{int(r['nfe_per_batch'])} network passes of {int(r['network_rows_per_pass'])} rows per batch; "
-                     f"model trained with mask drop p = {r.get('model_p_uncond')} ({r.get('model_drop_mode')}).")
-    if {"unconditional", "conditional"} <= set(df["mode"]):
-        u = float(df[df["mode"] == "unconditional"]["sharpness_ratio"].iloc[0])
-        c = float(df[df["mode"] == "conditional"]["sharpness_ratio"].iloc[0])
-        notes.append(f"Sec. 5.2.5's observation, blurrier without a mask: unconditional / conditional sharpness "
-                     f"{u / c:.2f} ({'blurrier' if u < c else 'not blurrier'} here). The paper compared with its "
-                     f"separate unconditional baseline model, which the suite does not train."
-                     + (" Both sets are *sharper* than real images (ratio > 1): the model leaves pixel noise, which "
-                        "the Laplacian counts like detail, so the comparison reads noise as much as blur."
-                        if min(u, c) > 1 else ""))
-    return notes

@@ -3,15 +3,13 @@
 One runner for Fig. 12.1 (Euler: FID vs w_DG and steps), Fig. 12.3 (Heun: w_DG_1st x epsilon
 scale b, FID-10k), Fig. 12.4 (FID-50k at the best w_DG_1st) and Tab. 12.1 (EDM / EDM-G++ /
 SEDM-G++ rows). Grid keys: method, w_dg, eps_scale, steps, solver; anything not in the grid
-comes from `fixed` (see _dg_settings). The sampler is EDM's (repro.sampling.edm) with the
-discriminator-guidance term (Eq. 9.3) and epsilon scaling (Sec. 10.3, 11.2) as hooks.
-The report's figure follows the grid (curves, heatmap or bars; _dg_figures) and its findings
-test the thesis's statements that the grid can speak to (_dg_claims). Published cells with a
-`note` and no value mark what the text says about a cell it gives no number for.
+comes from `fixed` (see repro.experiments.dg.settings.resolve_cell). The sampler is EDM's
+(repro.sampling.edm) with the discriminator-guidance term (Eq. 9.3) and epsilon scaling
+(Sec. 10.3, 11.2) as hooks. The report (repro.experiments.dg.report) draws a figure that follows
+the grid (curves, heatmap or bars) and tests the thesis's statements that the grid can speak to.
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Literal
 
 import torch
@@ -19,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from repro.experiments.dg import evaluation as E
 from repro.experiments.dg.settings import METHODS, SETTING_KEYS, resolve_cell
+from repro.specs import cell_key
 
 GRID_KEYS = ("method", "w_dg", "eps_scale", "steps", "solver")
 SHARDS_CELLS = True   # under torchrun each rank samples its share of a cell's batches (repro.engine.ranks)
@@ -67,40 +66,38 @@ class Fixed(BaseModel):
 
 
 def prepare(ctx) -> dict:
-    fixed = ctx.spec.fixed
+    fixed = Fixed.model_validate(ctx.spec.fixed)
     cells = ctx.resolved.cells()
     settings = [resolve_cell(fixed, c, f"spec {ctx.spec.id} cell {c}") for c in cells]  # fail before sampling
     edm, shape = E.load_edm(ctx)
     disc, disc_epoch = (None, None)
     if any(s.guided for s in settings):
-        disc, disc_epoch = E.load_discriminator(ctx, fixed["discriminator_epoch"])
-    real = E.reference_images(ctx, fixed["n_ref"])
-    metrics = E.build_metrics(ctx, ctx.spec.metrics, real, fixed["n_samples"], fixed["fid_weights"])
+        disc, disc_epoch = E.load_discriminator(ctx, fixed.discriminator_epoch)
+    real = E.reference_images(ctx, fixed.n_ref)
+    metrics = E.build_metrics(ctx, ctx.spec.metrics, real, fixed.n_samples, fixed.fid_weights)
     return {"edm": edm, "shape": shape, "disc": disc, "disc_epoch": disc_epoch, "metrics": metrics,
             "n_ref": int(real.shape[0])}
 
 
 def run_cell(ctx, state, cell, run) -> dict:
-    from repro.specs import cell_key
-
-    fixed = ctx.spec.fixed
+    fixed = Fixed.model_validate(ctx.spec.fixed)
     s = resolve_cell(fixed, cell)
     disc = state["disc"]
-    guidance, eps = E.sampler_objects(s, disc.net if disc else None, fixed["time_min"], fixed["time_max"])
-    grid_batches = E.n_batches(fixed["grid_images"], fixed["batch_size"])   # the first grid_images images
+    guidance, eps = E.sampler_objects(s, disc.net if disc else None, fixed.time_min, fixed.time_max)
+    grid_batches = E.n_batches(fixed.grid_images, fixed.batch_size)   # the first grid_images images
     runs, keep, timing = {m.name: [] for m in state["metrics"]}, [], {"sampling_seconds": 0.0}
-    for r in range(fixed["n_runs"]):
+    for r in range(fixed.n_runs):
         local: dict[int, dict] = {}
 
         def on_batch(j: int, images: torch.Tensor, counts: dict) -> None:
             local[j] = {"features": {m.name: m.features(images) for m in state["metrics"]},
                         "images": images if r == 0 and j < grid_batches else None, **counts}
 
-        t = E.sample_cell(ctx, state["edm"].net, state["shape"], s, n=fixed["n_samples"],
-                          batch_size=fixed["batch_size"], guidance=guidance, eps_scale=eps, on_batch=on_batch,
-                          sigma_min=fixed["sigma_min"], sigma_max=fixed["sigma_max"], rho=fixed["rho"], run=r)
+        t = E.sample_cell(ctx, state["edm"].net, state["shape"], s, n=fixed.n_samples,
+                          batch_size=fixed.batch_size, guidance=guidance, eps_scale=eps, on_batch=on_batch,
+                          sigma_min=fixed.sigma_min, sigma_max=fixed.sigma_max, rho=fixed.rho, run=r)
         timing["sampling_seconds"] += t["sampling_seconds"]
-        batches = ctx.gather(local, E.n_batches(fixed["n_samples"], fixed["batch_size"]))
+        batches = ctx.gather(local, E.n_batches(fixed.n_samples, fixed.batch_size))
         if batches is None:   # a rank other than 0 under torchrun: its batches went to rank 0
             continue
         for m in state["metrics"]:
@@ -116,33 +113,12 @@ def run_cell(ctx, state, cell, run) -> dict:
     artifacts = []
     if keep:
         path = ctx.artifacts_dir(cell_key(cell)) / "samples.png"
-        artifacts.append(E.save_grid(torch.cat(keep)[: fixed["grid_images"]], path))
-    extra = {**s.to_dict(), **counts, "n_samples": fixed["n_samples"], "n_ref": state["n_ref"],
+        artifacts.append(E.save_grid(torch.cat(keep)[: fixed.grid_images], path))
+    extra = {**s.to_dict(), **counts, "n_samples": fixed.n_samples, "n_ref": state["n_ref"],
              "guided_evals_per_image": counts["guided_evals"],
              "feature_extractors": {m.name: m.extractor for m in state["metrics"]},
              "edm_model": state["edm"].name, "edm_hash": state["edm"].hash,
              "discriminator_model": disc.name if disc else None, "discriminator_hash": disc.hash if disc else None,
              "discriminator_epoch": state["disc_epoch"] if s.guided else None,
-             "n_runs": fixed["n_runs"], **{f"{name}_runs": v for name, v in runs.items()}}
+             "n_runs": fixed.n_runs, **{f"{name}_runs": v for name, v in runs.items()}}
     return {"values": values, "extra": extra, "artifacts": artifacts}
-
-
-def report_figures(spec, df, out_dir: Path, stem: str) -> list[Path]:
-    from repro.experiments.dg import figures as F
-    return F.draw(spec, df, out_dir, stem)
-
-
-def report_notes(spec, df) -> list[str]:
-    from repro.experiments.dg import claims as C
-    return _feature_notes(df) + C.notes(spec, df)
-
-
-def _feature_notes(df) -> list[str]:
-    """What each Frechet distance was computed on (fid: pytorch-fid's Inception on 8-bit images)."""
-    if "feature_extractors" not in df:
-        return []
-    seen = {}
-    for value in df["feature_extractors"].dropna():
-        if isinstance(value, dict):
-            seen.update(value)
-    return [f"Features of {name}: {what}." for name, what in sorted(seen.items())]

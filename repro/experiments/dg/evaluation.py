@@ -12,9 +12,18 @@ from pathlib import Path
 
 import torch
 
+from repro.data import dataset_info, load_dataset, stack
 from repro.errors import UserError
 from repro.experiments.dg.settings import CellSettings
-
+from repro.guidance.discriminator import DiscriminatorGuidance
+from repro.guidance.epsilon_scaling import EpsilonScaling
+from repro.metrics.fd_evalnet import evalnet_features
+from repro.metrics.frechet import frechet_distance_from_features, require_more_samples_than_dims
+from repro.metrics.inception import InceptionFeatures
+from repro.sampling.edm import edm_sample
+from repro.train import load_checkpoint
+from repro.trainers.discriminator import epoch_file
+from repro.trainers.edm import to_unit_range
 
 
 @dataclass
@@ -31,14 +40,10 @@ class FeatureMetric:
         return int(self.reference.shape[1])
 
     def distance(self, feats: torch.Tensor) -> float:
-        from repro.metrics.frechet import frechet_distance_from_features
-
         return frechet_distance_from_features(self.reference, feats)
 
 
 def reference_images(ctx, n: int | None) -> torch.Tensor:
-    from repro.data import load_dataset, stack
-
     ds = ctx.spec.dataset
     return stack(load_dataset(ds.name, split=ds.split, resolution=ds.resolution, root=ds.root, n=n,
                               seed=ds.seed))[0]
@@ -47,18 +52,12 @@ def reference_images(ctx, n: int | None) -> torch.Tensor:
 def build_metrics(ctx, names: list[str], real: torch.Tensor, n_samples: int,
                   fid_weights: str | None = None) -> list[FeatureMetric]:
     """`fid` (pytorch-fid Inception, paper) and/or `fd_evalnet` (the suite's evaluator)."""
-    from repro.metrics.frechet import require_more_samples_than_dims
-
     out = []
     for name in names:
         if name == "fid":
-            from repro.metrics.inception import InceptionFeatures
-
             inc = InceptionFeatures(fid_weights, ctx.device)
             fn, what = (lambda x, inc=inc: inc.features(x, 250).double()), inc.protocol   # says the 8-bit inputs
         elif name == "fd_evalnet":
-            from repro.metrics.fd_evalnet import evalnet_features
-
             ev = ctx.model("evaluator")
             fn = lambda x, net=ev.net: evalnet_features(net, x)
             what = f"evaluator {ev.name} ({ev.meta.get('feature_dim')} dims, hash {ev.hash}) on float images"
@@ -75,8 +74,6 @@ def load_edm(ctx):
     model = ctx.model("edm")
     model.net.eval()
     ds = ctx.spec.dataset
-    from repro.data import dataset_info
-
     res = ds.resolution or dataset_info(ds.name).default_resolution
     shape = (dataset_info(ds.name).channels, int(res[0]), int(res[1]))
     if "resolution" in model.meta and (model.meta["resolution"], model.meta["channels"]) != (shape[1], shape[0]):
@@ -87,9 +84,6 @@ def load_edm(ctx):
 
 def load_discriminator(ctx, epoch: int | None):
     """The discriminator of role `discriminator`; `epoch` swaps in that epoch's stored weights."""
-    from repro.train import load_checkpoint
-    from repro.trainers.discriminator import epoch_file
-
     model = ctx.model("discriminator")
     used = model.meta.get("epoch")
     if epoch is not None and epoch != used:
@@ -104,9 +98,6 @@ def load_discriminator(ctx, epoch: int | None):
 
 def sampler_objects(settings: CellSettings, disc_net, time_min: float, time_max: float):
     """(guidance, eps_scale) arguments of edm_sample for these settings (None when off)."""
-    from repro.guidance.discriminator import DiscriminatorGuidance
-    from repro.guidance.epsilon_scaling import EpsilonScaling
-
     guidance = None
     if settings.guided:
         if disc_net is None:
@@ -133,9 +124,6 @@ def sample_cell(ctx, net, shape, settings: CellSettings, *, n: int, batch_size: 
     `on_batch(j, images, counts)`; returns the sampling time. Batch j is a fixed unit (latents from
     latents_generator(ctx, j, run), size min(batch_size, n - j * batch_size)): under torchrun each rank
     draws its share of the batches (ctx.shard) and the images do not depend on the number of ranks."""
-    from repro.sampling.edm import edm_sample
-    from repro.trainers.edm import to_unit_range
-
     t0 = time.perf_counter()
     for j in ctx.shard(n_batches(n, batch_size)):
         b = min(batch_size, n - j * batch_size)

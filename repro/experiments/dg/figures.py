@@ -11,6 +11,10 @@ import math
 import textwrap
 from pathlib import Path
 
+import numpy as np
+
+from repro.experiments import resolve_spec
+from repro.experiments.dg.settings import METHOD_LABELS
 from repro.plots import pyplot
 
 FEATURE_METRICS = ("fid", "fd_evalnet")
@@ -35,8 +39,6 @@ def _plt():
 
 
 def _label(key: str | None, value) -> str:
-    from repro.experiments.dg.settings import METHOD_LABELS
-
     if key == "method":
         return METHOD_LABELS.get(str(value), str(value))
     return f"{key} = {value:g}" if isinstance(value, float) else f"{key} = {value}"
@@ -142,8 +144,6 @@ def _published_panel(ax, spec, metric, x, hue, panel, p, fig):
 
 
 def _matrix(cells: list[dict], metric: str, rows: str, cols: str, row_vals, col_vals):
-    import numpy as np
-
     M = np.full((len(row_vals), len(col_vals)), np.nan)
     for c in cells:
         if metric in c and rows in c and cols in c:
@@ -156,7 +156,6 @@ def _matrix(cells: list[dict], metric: str, rows: str, cols: str, row_vals, col_
 
 
 def _heat(ax, M, row_vals, col_vals, rows, cols, title, cmap="viridis_r", marks=()):
-    import numpy as np
     from matplotlib.patches import Rectangle
 
     masked = np.ma.masked_invalid(M)
@@ -203,10 +202,6 @@ def _matches(mark: dict, cell: dict) -> bool:
 
 def heatmap(spec, df, metric: str, fig: dict, path: Path) -> Path:
     """Published grid (paper profile's axes) beside the reproduced grid; best cell outlined in red."""
-    import numpy as np
-
-    from repro.experiments import resolve_spec
-
     plt = _plt()
     rows, cols = fig["rows"], fig["cols"]
     paper_grid = resolve_spec(spec.id, "paper").spec.grid
@@ -260,8 +255,6 @@ def bars(spec, df, metric: str, fig: dict, path: Path) -> Path:
 
 
 def _bar_label(row, x) -> str:
-    from repro.experiments.dg.settings import METHOD_LABELS
-
     parts = []
     if x is not None and x in row and row[x] is not None:
         parts.append(METHOD_LABELS.get(str(row[x]), str(row[x])) if x == "method" else _label(x, row[x]))

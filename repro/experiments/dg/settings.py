@@ -62,14 +62,15 @@ def derive_method(w: float, w2: float, b: float, k: float) -> str:
     return "sedm" if scaled else "edm"
 
 
-def resolve_cell(fixed: dict[str, Any], cell: dict[str, Any], where: str = "cell") -> CellSettings:
-    """The sampler settings of `cell`: fixed < fixed.methods[method] < cell, then the method's rules."""
+def resolve_cell(fixed: Any, cell: dict[str, Any], where: str = "cell") -> CellSettings:
+    """The sampler settings of `cell`: fixed < fixed.methods[method] < cell, then the method's rules.
+    `fixed`: the kind's validated Fixed (its SETTING_KEYS and `methods` as attributes)."""
     method = cell.get("method")
     if method is not None and method not in METHODS:
         raise UserError(f"{where}: unknown method {method!r}; use one of {', '.join(METHODS)}")
-    s = {k: fixed[k] for k in SETTING_KEYS}
+    s = {k: getattr(fixed, k) for k in SETTING_KEYS}
     if method is not None:
-        s.update(fixed.get("methods", {}).get(method, {}))
+        s.update(fixed.methods.get(method, {}))
     s.update({k: v for k, v in cell.items() if k in SETTING_KEYS})
     steps = int(s["steps"])
     b = _scale_for(s["eps_scale"], steps, where)

@@ -5,6 +5,9 @@ their official releases (a local copy with another size is counted where it exis
 """
 from __future__ import annotations
 
+from repro.data.digits import VAL_FRACTION
+from repro.data.street_scenes import DEFAULT_SIZE
+
 # Official release sizes: Cityscapes fine annotations (train 2975 / val 500 / test 1525,
 # Cordts et al. 2016); CIFAR-10 (train 50000 / test 10000, Krizhevsky 2009).
 # BDD100K: the 001 paper's 8000 annotated frames as 7000 train / 1000 test (Tab. 1), the release's
@@ -31,12 +34,8 @@ def split_size(name: str, split: str, n: int | None = None, seed: int = 0) -> in
 
 def _full_size(name: str, split: str, seed: int) -> int | None:
     if name in ("street_scenes", "bdd_scenes"):   # bdd_scenes: centre crops of the street scenes
-        from repro.data.street_scenes import DEFAULT_SIZE
-
         return DEFAULT_SIZE.get(split)
     if name == "digits":   # repro.data.digits.split_indices: per class round(n x VAL_FRACTION) held out
-        from repro.data.digits import VAL_FRACTION
-
         val = sum(int(round(n * VAL_FRACTION)) for n in DIGITS_PER_CLASS)
         return val if split == "val" else sum(DIGITS_PER_CLASS) - val if split == "train" else None
     if name in RELEASE_SIZES:
