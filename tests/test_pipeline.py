@@ -309,7 +309,8 @@ def test_dvc_yaml_is_the_rendering_of_the_registry():
     """dvc.yaml is generated (`repro pipeline > dvc.yaml`): every spec and the models it needs."""
     import yaml
 
-    from repro.commands.pipeline import render_dvc_yaml, spec_models
+    from repro.commands.pipeline import render_dvc_yaml
+    from repro.commands.stages import spec_models
     from repro.specs import list_spec_ids, repo_root
 
     committed = (repo_root() / "dvc.yaml").read_text()
@@ -328,7 +329,8 @@ def test_dvc_yaml_is_the_rendering_of_the_registry():
 def test_stage_dependencies_are_narrow():
     """A spec stage depends on its own runner and the modules it imports, not on the package: through
     its fingerprint file (the sha256 of each of those files, written by the `code` stage)."""
-    from repro.commands.pipeline import code_closure, spec_stage, stage_code, write_fingerprints
+    from repro.commands.fingerprints import code_closure, command_modules, stage_code
+    from repro.commands.pipeline import spec_stage
 
     assert "fingerprints/fig5_9.txt" in spec_stage("fig5_9", "smoke")["deps"]
     code = stage_code("smoke")
@@ -344,6 +346,15 @@ def test_stage_dependencies_are_narrow():
     # Function-level imports count: the engine imports repro.models inside RunContext.model.
     assert "repro/models.py" in code_closure("repro/engine/run.py")
     assert "repro/experiments/semantic/segmenter_timesteps.py" in code["reports"]   # its report figures
+    # What the stage's commands run, read from cli.py per command (cli.py only parses: no dependency);
+    # the modules loaded by name: the kind's cost module (`repro run` estimates first), the trainer
+    # that rebuilds each model it loads; a training stage: its trainer and its learners' trainers.
+    assert {"repro.engine.run", "repro.plan", "repro.experiments"} <= command_modules("run")
+    assert "repro.sweeps.report" not in command_modules("run") and "repro.engine.run" not in command_modules("compare")
+    assert {"repro/reporting/comparison.py", "repro/trainers/noisy_segmenter.py"} <= deps
+    assert "repro/trainers/noisy_segmenter.py" in code["train_noisy_unet"]
+    assert {"repro/trainers/discriminator.py", "repro/trainers/edm.py"} <= set(code["train_discriminator_digits"])
+    assert all("repro/cli.py" not in files for files in code.values())
 
 
 def test_a_model_stage_depends_on_the_yaml_of_its_base(tmp_path, monkeypatch):
@@ -374,7 +385,7 @@ def test_a_model_stage_depends_on_the_yaml_of_its_base(tmp_path, monkeypatch):
 def test_fingerprint_files_hash_each_code_file(tmp_path):
     import hashlib
 
-    from repro.commands.pipeline import stage_code, write_fingerprints
+    from repro.commands.fingerprints import stage_code, write_fingerprints
     from repro.specs import repo_root
 
     paths = {p.stem: p for p in write_fingerprints("smoke", tmp_path)}
@@ -386,6 +397,18 @@ def test_fingerprint_files_hash_each_code_file(tmp_path):
     before = paths["fig5_9"].stat().st_mtime_ns
     write_fingerprints("smoke", tmp_path)   # unchanged code: the file is left as it is
     assert paths["fig5_9"].stat().st_mtime_ns == before
+
+
+def test_stage_time_records_the_wall_time_of_a_stage_command(tmp_path):
+    """Every stage's command runs under `python -m repro.commands.stage_time OUT -- CMD` (dvc.yaml)."""
+    out = tmp_path / "time" / "stage.json"
+    code = [sys.executable, "-c", "import sys; sys.exit(0)"]
+    subprocess.run([sys.executable, "-m", "repro.commands.stage_time", str(out), "--", *code], check=True)
+    assert {"wall_seconds", "cpu_seconds", "cpu_model"} <= set(json.loads(out.read_text()))
+    failing = [sys.executable, "-c", "import sys; sys.exit(3)"]
+    assert subprocess.run([sys.executable, "-m", "repro.commands.stage_time", str(tmp_path / "no.json"), "--",
+                           *failing]).returncode == 3
+    assert not (tmp_path / "no.json").exists()   # a failed stage records no time
 
 
 def test_params_yaml_holds_every_stage_knob_at_its_profile():
