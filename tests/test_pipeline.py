@@ -309,7 +309,8 @@ def test_dvc_yaml_is_the_rendering_of_the_registry():
     """dvc.yaml is generated (`repro pipeline > dvc.yaml`): every spec and the models it needs."""
     import yaml
 
-    from repro.commands.pipeline import render_dvc_yaml, spec_models
+    from repro.commands.pipeline import render_dvc_yaml
+    from repro.commands.stages import spec_models
     from repro.specs import list_spec_ids, repo_root
 
     committed = (repo_root() / "dvc.yaml").read_text()
@@ -328,7 +329,8 @@ def test_dvc_yaml_is_the_rendering_of_the_registry():
 def test_stage_dependencies_are_narrow():
     """A spec stage depends on its own runner and the modules it imports, not on the package: through
     its fingerprint file (the sha256 of each of those files, written by the `code` stage)."""
-    from repro.commands.pipeline import code_closure, spec_stage, stage_code, write_fingerprints
+    from repro.commands.fingerprints import code_closure, command_modules, stage_code
+    from repro.commands.pipeline import spec_stage
 
     assert "fingerprints/fig5_9.txt" in spec_stage("fig5_9", "smoke")["deps"]
     code = stage_code("smoke")
@@ -344,6 +346,15 @@ def test_stage_dependencies_are_narrow():
     # Function-level imports count: the engine imports repro.models inside RunContext.model.
     assert "repro/models.py" in code_closure("repro/engine/run.py")
     assert "repro/experiments/semantic/segmenter_timesteps.py" in code["reports"]   # its report figures
+    # What the stage's commands run, read from cli.py per command (cli.py only parses: no dependency);
+    # the modules loaded by name: the kind's cost module (`repro run` estimates first), the trainer
+    # that rebuilds each model it loads; a training stage: its trainer and its learners' trainers.
+    assert {"repro.engine.run", "repro.plan", "repro.experiments"} <= command_modules("run")
+    assert "repro.sweeps.report" not in command_modules("run") and "repro.engine.run" not in command_modules("compare")
+    assert {"repro/reporting/comparison.py", "repro/trainers/noisy_segmenter.py"} <= deps
+    assert "repro/trainers/noisy_segmenter.py" in code["train_noisy_unet"]
+    assert {"repro/trainers/discriminator.py", "repro/trainers/edm.py"} <= set(code["train_discriminator_digits"])
+    assert all("repro/cli.py" not in files for files in code.values())
 
 
 def test_a_model_stage_depends_on_the_yaml_of_its_base(tmp_path, monkeypatch):
@@ -374,7 +385,7 @@ def test_a_model_stage_depends_on_the_yaml_of_its_base(tmp_path, monkeypatch):
 def test_fingerprint_files_hash_each_code_file(tmp_path):
     import hashlib
 
-    from repro.commands.pipeline import stage_code, write_fingerprints
+    from repro.commands.fingerprints import stage_code, write_fingerprints
     from repro.specs import repo_root
 
     paths = {p.stem: p for p in write_fingerprints("smoke", tmp_path)}
@@ -386,6 +397,18 @@ def test_fingerprint_files_hash_each_code_file(tmp_path):
     before = paths["fig5_9"].stat().st_mtime_ns
     write_fingerprints("smoke", tmp_path)   # unchanged code: the file is left as it is
     assert paths["fig5_9"].stat().st_mtime_ns == before
+
+
+def test_stage_time_records_the_wall_time_of_a_stage_command(tmp_path):
+    """Every stage's command runs under `python -m repro.commands.stage_time OUT -- CMD` (dvc.yaml)."""
+    out = tmp_path / "time" / "stage.json"
+    code = [sys.executable, "-c", "import sys; sys.exit(0)"]
+    subprocess.run([sys.executable, "-m", "repro.commands.stage_time", str(out), "--", *code], check=True)
+    assert {"wall_seconds", "cpu_seconds", "cpu_model"} <= set(json.loads(out.read_text()))
+    failing = [sys.executable, "-c", "import sys; sys.exit(3)"]
+    assert subprocess.run([sys.executable, "-m", "repro.commands.stage_time", str(tmp_path / "no.json"), "--",
+                           *failing]).returncode == 3
+    assert not (tmp_path / "no.json").exists()   # a failed stage records no time
 
 
 def test_params_yaml_holds_every_stage_knob_at_its_profile():
@@ -417,106 +440,31 @@ def test_params_yaml_holds_every_stage_knob_at_its_profile():
     assert yaml.safe_load(render_params("test", keep=mine))["specs"]["fig5_9"] == {"seed": 0, "n_images": 6}
 
 
-def _copy_repo(dst: Path) -> None:
-    """The tracked files, and the package as it is in the working tree (what dvc.yaml was rendered from);
-    not the committed smoke run's dvc.lock, metrics/ and reports/ (each test makes its own)."""
-    import shutil
-
-    from repro.specs import repo_root
-
-    src = repo_root()
-    tracked = subprocess.run(["git", "ls-files"], cwd=src, capture_output=True, text=True).stdout.split()
-    for rel in tracked:
-        if (src / rel).is_file() and not rel.startswith(("reports/", "metrics/")) and rel != "dvc.lock":
-            (dst / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src / rel, dst / rel)
-    shutil.copytree(src / "repro", dst / "repro", dirs_exist_ok=True,
-                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-
-
-def _dvc_env(repo: Path) -> dict[str, str]:
-    import os
-
-    return cli_env(repo) | {"PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
-                            "DVC_NO_ANALYTICS": "1", "PYTHONPATH": str(repo)}
-
-
-def _dvc(repo: Path, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
-    out = subprocess.run([str(Path(sys.executable).parent / "dvc"), *args], cwd=repo, env=_dvc_env(repo),
-                         capture_output=True, text=True, timeout=timeout)
-    assert out.returncode == 0, out.stdout + out.stderr
-    return out
-
-
-def test_changing_one_sample_count_reruns_only_its_stage(workdir):
-    """On a copy of the repository whose every stage is recorded as done (outputs stood in by files,
-    `dvc commit`), `dvc status` names exactly the stages a change concerns."""
-    import yaml
-
-    from repro.commands.pipeline import render_dvc_yaml, render_params
-
-    repo = workdir / "clone"
-    _copy_repo(repo)
-    (repo / "params.yaml").write_text(render_params("test"))
-    (repo / "dvc.yaml").write_text(render_dvc_yaml("test"))
-    subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
-    stages = yaml.safe_load((repo / "dvc.yaml").read_text())["stages"]
-    env = _dvc_env(repo)
-    subprocess.run([sys.executable, "-m", "repro.commands.pipeline", "fingerprints", "--profile", "test"], cwd=repo,
-                   env=env, check=True, capture_output=True)
-    for name, stage in stages.items():
-        for section in ("outs", "metrics", "plots"):
-            for out in stage.get(section, []) if name != "code" else []:
-                path = repo / (out if isinstance(out, str) else next(iter(out))).replace("${profile}", "test")
-                if path.suffix in (".json", ".csv"):
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                    path.write_text("{}\n" if path.suffix == ".json" else "a\n1\n")
-                else:
-                    path.mkdir(parents=True, exist_ok=True)
-                    (path / "stand-in").write_text("x")
-    _dvc(repo, "commit", "-f", "-q")
-
-    def changed() -> set[str]:
-        return set(json.loads(_dvc(repo, "status", "--json").stdout or "{}"))
-
-    assert changed() == set()
-    params = yaml.safe_load((repo / "params.yaml").read_text())
-    params["specs"]["fig5_9"]["n_images"] += 1
-    (repo / "params.yaml").write_text(yaml.safe_dump(params))
-    assert changed() == {"fig5_9"}
-    # A change to one runner: the `code` stage first (it re-hashes), then the specs of that kind and
-    # the reports (which draw its figures); fig5_9 is still pending from the change above.
-    runner = repo / "repro/experiments/semantic/guidance_scale_sweep.py"
-    runner.write_text(runner.read_text() + "\n# changed\n")
-    assert changed() == {"fig5_9", "code"}
-    _dvc(repo, "repro", "--single-item", "code")
-    assert changed() == {"fig5_9", "table5_3", "reports"}
-
-
 @pytest.mark.slow
 def test_dvc_repro_twice_does_nothing_the_second_time(workdir):
     """`dvc repro` on a copy of the repository at the test profile, then again: nothing reruns; the
     stage's results are in DVC's cache (shareable with `dvc push`), its metrics readable by dvc."""
     from repro.commands.pipeline import render_dvc_yaml, render_params
+    from tests.test_dvc_changes import copy_repo, dvc, dvc_env
 
     repo = workdir / "clone"
-    _copy_repo(repo)
+    copy_repo(repo)
     (repo / "params.yaml").write_text(render_params("test"))
     (repo / "dvc.yaml").write_text(render_dvc_yaml("test"))
-    env = _dvc_env(repo)
+    env = dvc_env(repo)
     for cmd in (["git", "init", "-q"], ["git", "add", "-A"],
                 ["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "x"]):
         subprocess.run(cmd, cwd=repo, check=True, env=env, capture_output=True)
-    first = _dvc(repo, "repro", "fig5_9", timeout=600)
+    first = dvc(repo, "repro", "fig5_9", timeout=600)
     assert "Running stage 'train_noisy_unet'" in first.stdout and "Running stage 'fig5_9'" in first.stdout
     assert len(list((repo / "results/fig5_9/test/cells").glob("*.json"))) == 4
-    second = _dvc(repo, "repro", "fig5_9", timeout=600)
+    second = dvc(repo, "repro", "fig5_9", timeout=600)
     assert "Running stage" not in second.stdout and "didn't change, skipping" in second.stdout
     # Cached outputs: the results and the model are in .dvc/cache, so `dvc push` shares them.
     lock = (repo / "dvc.lock").read_text()
     assert "results/fig5_9/test" in lock and "artifacts/noisy_unet" in lock
     assert any((repo / ".dvc/cache").rglob("*.dir"))
-    metrics = json.loads(_dvc(repo, "metrics", "show", "--json").stdout)
+    metrics = json.loads(dvc(repo, "metrics", "show", "--json").stdout)
     shown = json.dumps(metrics)
     assert '"t=0.4"' in shown and '"miou"' in shown and '"wall_seconds"' in shown
     cells = {json.loads(p.read_text())["key"]: json.loads(p.read_text())["values"]
