@@ -384,7 +384,8 @@ def ui(port: Optional[int] = typer.Option(None, help="port on 127.0.0.1 (default
         raise UserError(f"--workers {workers}: must be at least 1")
     cmd = [sys.executable, "-m", "mlflow", "ui", "--host", "127.0.0.1", "--port", str(port),
            "--backend-store-uri", uri, "--workers", str(workers)]
-    from repro.tracking.view import WORKFLOW_QUERY, experiment_links, store_description
+    from repro.tracking.runs import experiment_links
+    from repro.tracking.view import WORKFLOW_QUERY, store_description
 
     base = f"http://127.0.0.1:{port}"
     typer.echo(f"MLflow UI at {base}/#/experiments?{WORKFLOW_QUERY}")
