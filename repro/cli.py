@@ -262,7 +262,7 @@ def train(name: str = typer.Argument(..., help="model name (experiments/models/N
     dev = resolve_device(device)
     ds = resolved.config.dataset
     load_dataset(ds.name, split=ds.split, resolution=ds.resolution, root=ds.root, n=1, seed=ds.seed)
-    from repro.checkpoints import validate_model_files
+    from repro.trainers.weights import validate_model_files
 
     validate_model_files(resolved)   # the weights files it names, before any training
     from repro.atomic import check_writable

@@ -289,7 +289,7 @@ def test_train_pretrained_loads_the_release_checkpoint_with_ema_weights(workdir,
 
 
 def test_pretrained_checkpoint_is_opened_and_checked_before_work(workdir):
-    from repro.checkpoints import validate_model_files
+    from repro.trainers.weights import validate_model_files
     from repro.errors import UserError
     from repro.specs import resolve_model
     from repro.trainers.score_sde import release_net

@@ -125,7 +125,7 @@ def preflight(resolved: ResolvedSpec) -> None:
             if isinstance(n, int):
                 with problems.check():
                     require_more_samples_than_dims(n, FID_FEATURE_DIM, f"Inception pool3 features (fid; fixed.{key})")
-    from repro.checkpoints import validate_spec_files
+    from repro.trainers.weights import validate_spec_files
 
     validate_spec_files(resolved, problems)   # every weights file opened, checked against its network's keys/shapes
     problems.raise_if_any()

@@ -24,6 +24,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
+from repro.checkpoints import WeightsFile, state_dict_check
 from repro.errors import UserError
 from repro.specs import ResolvedModel
 from repro.trainers import parse_settings
@@ -151,6 +152,22 @@ def build_net(resolved: ResolvedModel, meta: dict | None = None) -> nn.Module:
     if net_cfg.train_encoder:
         disc.encoder.requires_grad_(True)   # GroupNorm only: eval mode changes nothing
     return disc
+
+
+def weights_files(resolved: ResolvedModel) -> list[WeightsFile]:
+    """`net.adm_classifier` (ADM's classifier) and `train.pretrained` (DG's head or a whole
+    discriminator), checked against this config's networks."""
+    net_cfg, ts = parse(resolved)
+    out = []
+    if net_cfg.adm_classifier is not None:
+        out.append(WeightsFile("net.adm_classifier", Path(net_cfg.adm_classifier).expanduser(), state_dict_check(
+            lambda: build_net(resolved).encoder.classifier, "ADM's classifier (repro.nets.adm) of this config")))
+    if ts.pretrained is not None:
+        head = net_cfg.head == "adm"
+        out.append(WeightsFile("train.pretrained", Path(ts.pretrained).expanduser(), state_dict_check(
+            lambda: build_net(resolved).head.head if head else build_net(resolved),
+            "DG's discriminator head of this config" if head else "this discriminator")))
+    return out
 
 
 def trainable_state(disc: nn.Module) -> dict[str, torch.Tensor]:

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
+from repro.checkpoints import WeightsFile, edm_pickle_check, require_pickle_trust
 from repro.errors import UserError
 from repro.specs import ResolvedModel
 from repro.trainers import parse_settings
@@ -72,8 +73,6 @@ def validate(resolved: ResolvedModel) -> None:
                         f"snapshot (e.g. edm-cifar10-32x32-uncond-vp.pkl) there or set train.pretrained=null "
                         f"to train")
     if ts.pretrained is not None:   # unpickling runs the file's code: only when the user trusts it
-        from repro.checkpoints import require_pickle_trust
-
         require_pickle_trust(Path(ts.pretrained).expanduser(), f"model {resolved.id}: train.pretrained")
 
 
@@ -96,6 +95,16 @@ def _geometry(resolved: ResolvedModel) -> tuple[int, int]:
     if res is None or res[0] != res[1]:
         raise UserError(f"model {resolved.id}: EDM needs square images; set dataset.resolution to [H, H]")
     return int(res[0]), info.channels
+
+
+def weights_files(resolved: ResolvedModel) -> list[WeightsFile]:
+    """`train.pretrained`: an NVlabs/edm snapshot (a pickle) of this dataset's geometry."""
+    _, ts = parse(resolved)
+    if ts.pretrained is None:
+        return []
+    res, channels = _geometry(resolved)
+    return [WeightsFile("train.pretrained", Path(ts.pretrained).expanduser(),
+                        edm_pickle_check(ts.pretrained_key, res, channels), pickle=True)]
 
 
 def build_net(resolved: ResolvedModel, meta: dict | None = None) -> torch.nn.Module:

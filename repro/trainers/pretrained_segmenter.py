@@ -23,6 +23,7 @@ from typing import Literal
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
+from repro.checkpoints import WeightsFile, state_dict_check
 from repro.errors import UserError
 from repro.nets.drn import ARCHS as DRN_ARCHS
 from repro.specs import ResolvedModel
@@ -67,6 +68,14 @@ def validate(resolved: ResolvedModel) -> NetConfig:
                         f"{net_cfg.arch} weights (drn-d-105_ms_cityscapes.pth for drn_d_105, from {DOWNLOAD_PAGE}) "
                         f"there or name the file with --set models.evaluator.net.checkpoint=PATH")
     return net_cfg
+
+
+def weights_files(resolved: ResolvedModel) -> list[WeightsFile]:
+    """`net.checkpoint`: fyu/drn's state dict of this architecture and number of classes."""
+    net_cfg, _ = parse(resolved)
+    return [WeightsFile("net.checkpoint", checkpoint_path(net_cfg), state_dict_check(
+        lambda: build_net(resolved).drn, f"fyu/drn's DRNSeg({net_cfg.arch}, "
+                                         f"{net_cfg.num_classes_checkpoint} classes)"))]
 
 
 def build_net(resolved: ResolvedModel, meta: dict | None = None) -> torch.nn.Module:

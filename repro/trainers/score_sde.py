@@ -21,6 +21,7 @@ from typing import Any, Literal
 import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from repro.checkpoints import WeightsFile, compare_state_dict, expected_shapes, on_meta
 from repro.errors import UserError
 from repro.rng import rand
 from repro.specs import ResolvedModel
@@ -156,12 +157,10 @@ def build_net(resolved: ResolvedModel, meta: dict[str, Any] | None = None) -> to
     return NCSNpp(**net_kwargs(resolved))
 
 
-def weights_files(resolved: ResolvedModel) -> list:
+def weights_files(resolved: ResolvedModel) -> list[WeightsFile]:
     """`train.pretrained` (the release's checkpoint_N.pth), opened by preflight and `repro train`
     (repro.checkpoints): present, weights-only, `model` with this network's keys and shapes, and
     EMA shadow tensors that line up with its trainable parameters."""
-    from repro.checkpoints import WeightsFile
-
     _, ts = parse(resolved)
     if ts.pretrained is None:
         return []
@@ -171,8 +170,6 @@ def weights_files(resolved: ResolvedModel) -> list:
 
 def check_release_checkpoint(resolved: ResolvedModel, path: Path, weights: str = "ema") -> None:
     """UserError (message without the path) unless `path` is a release checkpoint of this network."""
-    from repro.checkpoints import compare_state_dict, expected_shapes, on_meta
-
     if path.stat().st_size == 0:
         raise UserError("is empty (0 bytes); an interrupted copy? fetch the file again")
     try:
