@@ -257,7 +257,7 @@ def train(name: str = typer.Argument(..., help="model name (experiments/models/N
     resolved = resolve_model(name, profile, overrides)
     from repro.data import load_dataset
     from repro.environment import resolve_device
-    from repro.models import ensure_model
+    from repro.trainers.ensure import ensure_model
 
     dev = resolve_device(device)
     ds = resolved.config.dataset

@@ -24,7 +24,7 @@ def env(workdir, shared_artifacts, monkeypatch) -> Path:
 
 
 def _ve_model():
-    from repro.models import ensure_model
+    from repro.trainers.ensure import ensure_model
 
     return ensure_model("ncsnpp_digits_ve", "test", progress=False)
 
@@ -33,7 +33,7 @@ def _ve_model():
 
 def test_score_sde_trainer_learns_and_reproduces(env, tmp_path, monkeypatch):
     from repro.data import load_dataset, stack
-    from repro.models import ensure_model
+    from repro.trainers.ensure import ensure_model
     from repro.trainers.score_sde import build_net, dsm_eval, score_model_for, to_model_space
 
     trained = _ve_model()
@@ -59,7 +59,7 @@ def test_score_sde_trainer_learns_and_reproduces(env, tmp_path, monkeypatch):
 
 def test_score_model_for_vp_is_centered_and_scores_have_the_data_shape(env):
     from repro.diffusion.sde import VPSDE
-    from repro.models import ensure_model
+    from repro.trainers.ensure import ensure_model
     from repro.trainers.score_sde import score_model_for
 
     sm = score_model_for(ensure_model("ncsnpp_digits_vp", "test", progress=False))
@@ -73,7 +73,7 @@ def test_score_model_for_vp_is_centered_and_scores_have_the_data_shape(env):
 
 
 def test_score_sde_trains_on_street_scenes_non_square(env):
-    from repro.models import ensure_model
+    from repro.trainers.ensure import ensure_model
     from repro.trainers.score_sde import score_model_for
 
     trained = ensure_model("ncsnpp_cityscapes", "test", progress=False)
@@ -84,7 +84,7 @@ def test_score_sde_trains_on_street_scenes_non_square(env):
 
 def test_bad_resolution_is_a_user_error(env):
     from repro.errors import UserError
-    from repro.models import ensure_model
+    from repro.trainers.ensure import ensure_model
 
     with pytest.raises(UserError, match="divisible"):
         ensure_model("ncsnpp_digits_ve", "test", overrides={"dataset.resolution": [15, 15]}, progress=False)

@@ -264,7 +264,7 @@ def test_vp_forward_recovers_t_from_std_and_matches_the_release_score_fn():
 
 @pytest.mark.parametrize("name", ["ncsnpp_digits_ve", "ncsnpp_digits_vp"])
 def test_train_pretrained_loads_the_release_checkpoint_with_ema_weights(workdir, monkeypatch, name):
-    from repro.models import ensure_model
+    from repro.trainers.ensure import ensure_model
     from repro.specs import resolve_model
     from repro.trainers.score_sde import release_net, score_model_for
 

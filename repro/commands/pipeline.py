@@ -207,7 +207,7 @@ def stage_code(profile: str) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for m in sorted({m for s in specs for m in spec_models(s, profile)}):
         cfg = resolve_model(m, profile).config
-        out[f"train_{m}"] = _code_deps("repro/models.py", trainer_file(cfg.kind),
+        out[f"train_{m}"] = _code_deps("repro/trainers/ensure.py", trainer_file(cfg.kind),
                                        datasets=[cfg.dataset.name], profile=profile)
     for s in specs:
         kind = resolve_spec(s, profile).spec.kind

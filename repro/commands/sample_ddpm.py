@@ -37,7 +37,7 @@ def sample_from_mask(mask_path: Path, *, profile: str, n: int, guidance: float |
     from repro.experiments.bdd.sampling import generate
     from repro.environment import resolve_device
     from repro.guidance.classifier_free import Guidance
-    from repro.models import ensure_model
+    from repro.trainers.ensure import ensure_model
     from repro.experiments import resolve_spec
     from repro.tracking.runs import Tracker
     from repro.trainers.mask_ddpm import _size, mask_ddpm_for

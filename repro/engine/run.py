@@ -63,7 +63,7 @@ class RunContext:
 
     def model(self, role: str, overrides: dict[str, Any] | None = None):
         """The trained model the spec names for `role`, trained now if it does not exist yet."""
-        from repro.models import ensure_model
+        from repro.trainers.ensure import ensure_model
 
         if role not in self.spec.models:
             raise UserError(f"spec {self.spec.id} names no model for role {role!r}")

@@ -177,7 +177,8 @@ def remove_leftovers(work_dir: Path) -> None:
 
 def ensure_models(resolved, dev) -> None:
     """Train the spec's missing models in this process, before several workers would each train them."""
-    from repro.models import artifact_dir, ensure_model
+    from repro.models import artifact_dir
+    from repro.trainers.ensure import ensure_model
     from repro.specs import resolve_model
 
     for role in resolved.spec.models:

@@ -252,7 +252,7 @@ def train_model(resolved: ResolvedModel, out_dir: Path, device: torch.device, ru
     import time
 
     from repro.data import load_dataset, stack
-    from repro.models import ensure_model
+    from repro.trainers.ensure import ensure_model
     from repro.nets.discriminator import discriminator_bce_loss
     from repro.nets.official import load_discriminator_checkpoint
     from repro.train import TrainConfig, derive_seed, load_checkpoint, save_checkpoint, train

@@ -130,7 +130,7 @@ def accuracy_at(net, sde, x0: torch.Tensor, labels: torch.Tensor, t: torch.Tenso
 def train_model(resolved: ResolvedModel, out_dir: Path, device: torch.device, run, progress: bool):
     """Train the classifier on the score model's SDE; returns (net, meta). Resumes from out_dir."""
     from repro.data import load_dataset, stack
-    from repro.models import ensure_model
+    from repro.trainers.ensure import ensure_model
     from repro.train import TrainConfig, train
     from repro.trainers.score_sde import make_sde, to_model_space
 

@@ -54,7 +54,7 @@ def prepare(ctx):
     st.device_name = torch.cuda.get_device_name(ctx.device) if ctx.device.type == "cuda" else (
         f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)")
     if ctx.spec.fixed["weights"] == "trained":
-        from repro.models import ensure_model
+        from repro.trainers.ensure import ensure_model
         from repro.trainers.mask_ddpm import mask_ddpm_for
 
         st.trained = mask_ddpm_for(ensure_model(ctx.spec.fixed["model"], ctx.profile, device=ctx.device,
