@@ -74,7 +74,7 @@ def validate(resolved: ResolvedModel) -> None:
     from repro.trainers import upstream_model
 
     net_cfg, ts = parse(resolved)
-    gen = upstream_model(resolved, "generator", ts.generator, ts.generator_overrides, "edm", article="an")
+    upstream_model(resolved, "generator", ts.generator, ts.generator_overrides, "edm", article="an")
     if net_cfg.encoder == "evaluator" and not net_cfg.evaluator:
         raise UserError(f"model {resolved.id}: net.encoder 'evaluator' needs net.evaluator (a model name)")
     if net_cfg.encoder == "adm":

@@ -26,8 +26,7 @@ def ensure_model(name: str, profile: str, *, overrides: dict[str, Any] | None = 
     """Load the model trained with this resolved config, training it first if needed."""
     resolved = resolve_model(name, profile, overrides, inject=inject)
     module = kind_module(resolved.config.kind)
-    if hasattr(module, "validate"):
-        module.validate(resolved)
+    module.validate(resolved)
     out = artifact_dir(resolved)
     weights, meta_path = out / "model.pt", out / "meta.json"
     device = torch.device(device)

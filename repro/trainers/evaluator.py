@@ -35,15 +35,19 @@ class TrainSettings(BaseModel):
     eval_split: str = "val"
 
 
-def validate(resolved: ResolvedModel) -> tuple[NetConfig, TrainSettings]:
+def parse(resolved: ResolvedModel) -> tuple[NetConfig, TrainSettings]:
     return parse_settings(resolved, NetConfig, TrainSettings)
+
+
+def validate(resolved: ResolvedModel) -> None:
+    parse(resolved)
 
 
 def build_net(resolved: ResolvedModel, meta: dict | None = None) -> torch.nn.Module:
     from repro.data import dataset_info
     from repro.nets.evaluator import DigitsClassifier, SceneFeatureNet
 
-    net_cfg, _ = validate(resolved)
+    net_cfg, _ = parse(resolved)
     info = dataset_info(resolved.config.dataset.name)
     cls = DigitsClassifier if net_cfg.arch == "digits_classifier" else SceneFeatureNet
     return cls(in_channels=info.channels, num_classes=info.num_classes, feature_dim=net_cfg.feature_dim,
@@ -77,7 +81,7 @@ def train_model(resolved: ResolvedModel, out_dir: Path, device: torch.device, ru
     from repro.data import dataset_info, load_dataset, stack
     from repro.train import TrainConfig, train
 
-    net_cfg, ts = validate(resolved)
+    net_cfg, ts = parse(resolved)
     ds = resolved.config.dataset
     info = dataset_info(ds.name)
     if info.kind not in ("segmentation", "classification"):

@@ -52,7 +52,7 @@ def checkpoint_path(net_cfg: NetConfig) -> Path:
     return Path(net_cfg.checkpoint).expanduser()
 
 
-def validate(resolved: ResolvedModel) -> NetConfig:
+def validate(resolved: ResolvedModel) -> None:
     """Settings, the dataset's classes and the checkpoint file, before anything runs."""
     from repro.data import dataset_info
 
@@ -67,7 +67,6 @@ def validate(resolved: ResolvedModel) -> NetConfig:
         raise UserError(f"model {resolved.id}: net.checkpoint {path} not found; put fyu/drn's Cityscapes "
                         f"{net_cfg.arch} weights (drn-d-105_ms_cityscapes.pth for drn_d_105, from {DOWNLOAD_PAGE}) "
                         f"there or name the file with --set models.evaluator.net.checkpoint=PATH")
-    return net_cfg
 
 
 def weights_files(resolved: ResolvedModel) -> list[WeightsFile]:
@@ -92,7 +91,8 @@ def load_checkpoint(resolved: ResolvedModel, net) -> None:
     from repro.nets.drn import load_segmenter_state
     from repro.nets.official import load_state_dict_file
 
-    net_cfg = validate(resolved)
+    validate(resolved)
+    net_cfg, _ = parse(resolved)
     path = checkpoint_path(net_cfg)
     what = f"fyu/drn's DRNSeg({net_cfg.arch}, {net_cfg.num_classes_checkpoint} classes)"
     try:
@@ -113,7 +113,8 @@ def train_model(resolved: ResolvedModel, out_dir: Path, device: torch.device, ru
     from repro.models import sha256_file
     from repro.nets.drn import CITYSCAPES_MEAN, CITYSCAPES_STD
 
-    net_cfg = validate(resolved)
+    validate(resolved)
+    net_cfg, _ = parse(resolved)
     net = build_net(resolved)
     load_checkpoint(resolved, net)
     path = checkpoint_path(net_cfg)
