@@ -21,6 +21,7 @@ from repro.experiments import runner_module
 from repro.engine.ranks import (agree, barrier, follow_cell, is_main, join, parallel_tags,
                                   train_models_on_every_rank)
 from repro.killpoints import kill_point
+from repro.results import failed_cells_dir
 from repro.rng import seed_for
 from repro.specs import ResolvedSpec, cell_key
 from repro.experiments import resolve_spec
@@ -168,25 +169,8 @@ def write_run_meta(resolved: ResolvedSpec, work_dir: Path) -> None:
     atomic_write_text(work_dir / "spec.json", _resolved_json(resolved))
 
 
-FAILED_DIR = "failed"
-
-
 class _CellFailed(Exception):
     """Raised inside a cell's child run so that MLflow marks it FAILED; caught by run_one_cell."""
-
-
-def failed_cells_dir(spec_id: str, profile: str) -> Path:
-    """Records of cells whose runner reported a failure: beside `cells/`, never read as results."""
-    return results.run_dir(spec_id, profile) / FAILED_DIR
-
-
-def read_failed_cells(spec_id: str, profile: str, spec_hash: str | None = None) -> list[dict[str, Any]]:
-    """The failure records of a spec at a profile (of one resolved spec when `spec_hash` is given)."""
-    import json
-
-    folder = failed_cells_dir(spec_id, profile)
-    recs = [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))] if folder.is_dir() else []
-    return [r for r in recs if spec_hash is None or r.get("spec_hash") == spec_hash]
 
 
 def _record_failure(ctx: RunContext, run: Any, cell: dict[str, Any], key: str, failure: dict[str, Any],
@@ -303,8 +287,8 @@ def run_spec(spec_id: str, profile: str = "smoke", overrides: dict[str, Any] | N
                 advance()
         barrier()
     summary.seconds = time.perf_counter() - t_start
-    if is_main():   # the run's measured wall time, for the report's cost line (repro.plan.runs)
-        from repro.plan.runs import record_run
+    if is_main():   # the run's measured wall time, for the report's cost line (repro.results)
+        from repro.results import record_run
 
         record_run(spec_id, profile, resolved.hash, str(dev), summary.seconds, prepare_seconds,
                    len(summary.ran), len(summary.failed))

@@ -98,7 +98,8 @@ def run_spec_jobs(spec_id: str, profile: str = "smoke", overrides: dict[str, Any
     """`repro run` with cells over worker processes; returns the engine's RunSummary."""
     from repro import results
     from repro.experiments import runner_module
-    from repro.engine.run import RunSummary, finished_record, preflight, read_failed_cells, run_params, run_tags, write_run_meta
+    from repro.engine.run import RunSummary, finished_record, preflight, run_params, run_tags, write_run_meta
+    from repro.results import read_failed_cells
     from repro.environment import resolve_device
     from repro.launchers.processes import launch, worker_env
     from repro.engine.ranks import launched_ranks

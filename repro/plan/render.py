@@ -94,7 +94,7 @@ def plan_lines(plan: SpecPlan, cal: Calibration | None, cells: bool = True) -> l
 def report_cost_lines(spec_id: str, profile: str, spec_hash: str, cell_seconds: list[float]) -> list[str]:
     """The cost line of a report's profile section: the measured wall time of the last `repro run` of
     this resolved spec (engine-recorded), else the sum of its cells' own times."""
-    from repro.plan.runs import last_run
+    from repro.results import last_run
 
     rec = last_run(spec_id, profile, spec_hash)
     if rec is not None:
