@@ -144,7 +144,7 @@ def test_classifier_learns_on_the_score_models_sde(env):
     from repro.data import load_dataset, stack
     from repro.trainers.ensure import ensure_model
     from repro.trainers.noisy_classifier import accuracy_at
-    from repro.trainers.score_sde import make_sde
+    from repro.trainers.score_model import make_sde
 
     clf = ensure_model("noisy_classifier_digits", "test", progress=False)
     score = ensure_model("ncsnpp_digits_ve", "test", progress=False)

@@ -50,7 +50,7 @@ def sample_from_map(map_path: Path, *, profile: str, n: int, s0: float | None, o
     from repro.trainers.ensure import ensure_model
     from repro.experiments import resolve_spec
     from repro.tracking.runs import Tracker
-    from repro.trainers.score_sde import score_model_for
+    from repro.trainers.score_model import score_model_for
 
     if n < 1:
         raise UserError(f"-n {n}: need at least one image")

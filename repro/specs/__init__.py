@@ -18,13 +18,12 @@ from repro.specs.documents import (
     list_spec_ids,
     load_model_document,
     load_spec,
-    load_spec_document,
     load_yaml,
     model_base_chain,
     repo_root,
 )
-from repro.specs.overrides import apply_overrides, deep_merge, parse_set, profile_document
-from repro.specs.resolve import Resolved, ResolvedModel, ResolvedSpec, resolve_model, resolve_spec
+from repro.specs.overrides import parse_set, profile_document
+from repro.specs.resolve import ResolvedModel, ResolvedSpec, resolve_model, resolve_spec
 from repro.specs.schema import (
     DEFAULT_PROFILE,
     PROFILES,
@@ -38,9 +37,9 @@ from repro.specs.schema import (
 )
 
 __all__ = [
-    "DEFAULT_PROFILE", "ID_RE", "PROFILES", "DatasetSpec", "ModelConfig", "PaperValues", "Resolved",
-    "ResolvedModel", "ResolvedSpec", "Source", "Spec", "StrictModel", "apply_overrides", "cell_key",
-    "check_id", "deep_merge", "experiments_dir", "grid_cells", "list_model_ids", "list_spec_ids",
-    "load_model_document", "load_spec", "load_spec_document", "load_yaml", "match_cell", "model_base_chain",
-    "parse_set", "profile_document", "repo_root", "resolve_model", "resolve_spec", "validation_message",
+    "DEFAULT_PROFILE", "ID_RE", "PROFILES", "DatasetSpec", "ModelConfig", "PaperValues", "ResolvedModel",
+    "ResolvedSpec", "Source", "Spec", "StrictModel", "cell_key", "check_id", "experiments_dir", "grid_cells",
+    "list_model_ids", "list_spec_ids", "load_model_document", "load_spec", "load_yaml", "match_cell",
+    "model_base_chain", "parse_set", "profile_document", "repo_root", "resolve_model", "resolve_spec",
+    "validation_message",
 ]

@@ -86,10 +86,3 @@ def _create_whole(db: Path) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-
-
-def forget_prepared() -> None:
-    """For tests: prepare again on the next call (e.g. after the store file was deleted)."""
-    _prepared.clear()
-
-

@@ -25,9 +25,23 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from repro.checkpoints import WeightsFile, state_dict_check
+from repro.data import dataset_info, load_dataset, stack
 from repro.errors import UserError
-from repro.specs import ResolvedModel
-from repro.trainers import parse_settings
+from repro.guidance.discriminator import vp_sigma
+from repro.nets import adm
+from repro.nets.discriminator import (
+    DiscriminatorHead,
+    SmallEncoder,
+    TimeConditionedDiscriminator,
+    discriminator_bce_loss,
+)
+from repro.nets.official import load_discriminator_checkpoint
+from repro.sampling.edm import edm_sample
+from repro.specs import ResolvedModel, resolve_model
+from repro.train import TrainConfig, derive_seed, load_checkpoint, save_checkpoint, train
+from repro.trainers import kind_module, parse_settings, upstream_model
+from repro.trainers.edm import to_model_range
+from repro.trainers.ensure import ensure_model
 
 
 class NetConfig(BaseModel):
@@ -71,8 +85,6 @@ def parse(resolved: ResolvedModel) -> tuple[NetConfig, TrainSettings]:
 
 
 def validate(resolved: ResolvedModel) -> None:
-    from repro.trainers import upstream_model
-
     net_cfg, ts = parse(resolved)
     upstream_model(resolved, "generator", ts.generator, ts.generator_overrides, "edm", article="an")
     if net_cfg.encoder == "evaluator" and not net_cfg.evaluator:
@@ -115,23 +127,12 @@ class EvaluatorTrunk(nn.Module):
 
 
 def _geometry(resolved: ResolvedModel) -> tuple[int, int]:
-    from repro.data import dataset_info
-
     ds = resolved.config.dataset
     res = ds.resolution or dataset_info(ds.name).default_resolution
     return int(res[0]), dataset_info(ds.name).channels
 
 
 def build_net(resolved: ResolvedModel, meta: dict | None = None) -> nn.Module:
-    from repro.nets import adm
-    from repro.nets.discriminator import (
-        DiscriminatorHead,
-        SmallEncoder,
-        TimeConditionedDiscriminator,
-    )
-    from repro.specs import resolve_model
-    from repro.trainers import kind_module
-
     net_cfg, _ = parse(resolved)
     res, channels = _geometry(resolved)
     takes_time = net_cfg.encoder == "adm"
@@ -201,9 +202,6 @@ def epoch_file(out_dir: Path, epoch: int) -> Path:
 def generate_fakes(net, n: int, shape: tuple[int, int, int], ts: TrainSettings, seed: int,
                    device: torch.device) -> torch.Tensor:
     """n samples of the generator in [-1, 1] (clamped, as saved images are), float32 on the CPU."""
-    from repro.sampling.edm import edm_sample
-    from repro.train import derive_seed
-
     out = []
     for j, start in enumerate(range(0, n, ts.gen_batch_size)):
         b = min(ts.gen_batch_size, n - start)
@@ -219,9 +217,6 @@ def evaluate(disc: nn.Module, real: torch.Tensor, fake: torch.Tensor, seed: int,
              taus=(0.01, 0.1, 0.3, 0.6, 1.0), chunk: int = 512) -> dict[str, float]:
     """Held-out accuracy per VP time (same noise every epoch) and importance-sampled BCE, in
     chunks of `chunk` real + `chunk` generated images (the ADM encoder at paper size)."""
-    from repro.guidance.discriminator import vp_sigma
-    from repro.nets.discriminator import discriminator_bce_loss
-
     n = real.shape[0]
     if n == 0:
         return {}
@@ -250,13 +245,6 @@ def evaluate(disc: nn.Module, real: torch.Tensor, fake: torch.Tensor, seed: int,
 def train_model(resolved: ResolvedModel, out_dir: Path, device: torch.device, run, progress: bool):
     """Generate the fakes, train epoch by epoch (resumable), keep every epoch; returns (net, meta)."""
     import time
-
-    from repro.data import load_dataset, stack
-    from repro.trainers.ensure import ensure_model
-    from repro.nets.discriminator import discriminator_bce_loss
-    from repro.nets.official import load_discriminator_checkpoint
-    from repro.train import TrainConfig, derive_seed, load_checkpoint, save_checkpoint, train
-    from repro.trainers.edm import to_model_range
 
     validate(resolved)
     net_cfg, ts = parse(resolved)

@@ -14,7 +14,10 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from repro.errors import UserError
+from repro.nets.patchgan import MultiscaleDiscriminator
+from repro.nets.pix2pixhd import GlobalGenerator, init_pix2pixhd_weights
 from repro.specs import ResolvedModel
+from repro.train.gan_step import GanObjective, GanPair
 from repro.trainers import parse_settings
 from repro.trainers.gan import GanTrainSettings, dataset_classes, train_gan, vgg_choice
 
@@ -51,8 +54,6 @@ def validate(resolved: ResolvedModel) -> None:
 
 
 def build_net(resolved: ResolvedModel, meta: dict | None = None) -> torch.nn.Module:
-    from repro.nets.pix2pixhd import GlobalGenerator
-
     validate(resolved)
     net, _ = parse(resolved)
     num_classes, _ = dataset_classes(resolved)
@@ -60,17 +61,11 @@ def build_net(resolved: ResolvedModel, meta: dict | None = None) -> torch.nn.Mod
 
 
 def objective_for(ts: TrainSettings, net: NetConfig, vgg_on: bool):
-    from repro.train.gan_step import GanObjective
-
     return GanObjective(adversarial=ts.adversarial, scale_reduction="sum", d_factor=0.5, lambda_feat=ts.lambda_feat,
                         feat_layer_weight=4.0 / (net.n_layers_d + 1), lambda_vgg=ts.lambda_vgg if vgg_on else 0.0)
 
 
 def train_model(resolved: ResolvedModel, out_dir: Path, device: torch.device, run, progress: bool):
-    from repro.nets.patchgan import MultiscaleDiscriminator
-    from repro.nets.pix2pixhd import init_pix2pixhd_weights
-    from repro.train.gan_step import GanPair
-
     validate(resolved)
     net, ts = parse(resolved)
     num_classes, _ = dataset_classes(resolved)

@@ -24,8 +24,17 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from repro.checkpoints import WeightsFile, state_dict_check
+from repro.data import dataset_info
 from repro.errors import UserError
-from repro.nets.drn import ARCHS as DRN_ARCHS
+from repro.models import sha256_file
+from repro.nets.drn import (
+    ARCHS as DRN_ARCHS,
+    CITYSCAPES_MEAN,
+    CITYSCAPES_STD,
+    DRNSegmenter,
+    load_segmenter_state,
+)
+from repro.nets.official import load_state_dict_file
 from repro.specs import ResolvedModel
 from repro.trainers import parse_settings
 
@@ -54,8 +63,6 @@ def checkpoint_path(net_cfg: NetConfig) -> Path:
 
 def validate(resolved: ResolvedModel) -> None:
     """Settings, the dataset's classes and the checkpoint file, before anything runs."""
-    from repro.data import dataset_info
-
     net_cfg, _ = parse(resolved)
     info = dataset_info(resolved.config.dataset.name)
     if info.kind != "segmentation" or info.num_classes < net_cfg.num_classes_checkpoint:
@@ -78,9 +85,6 @@ def weights_files(resolved: ResolvedModel) -> list[WeightsFile]:
 
 
 def build_net(resolved: ResolvedModel, meta: dict | None = None) -> torch.nn.Module:
-    from repro.data import dataset_info
-    from repro.nets.drn import DRNSegmenter
-
     net_cfg, _ = parse(resolved)
     info = dataset_info(resolved.config.dataset.name)
     return DRNSegmenter(net_cfg.arch, net_cfg.num_classes_checkpoint, info.num_classes)
@@ -88,9 +92,6 @@ def build_net(resolved: ResolvedModel, meta: dict | None = None) -> torch.nn.Mod
 
 def load_checkpoint(resolved: ResolvedModel, net) -> None:
     """Strictly load net.checkpoint into net.drn; an unreadable or foreign file is one UserError line."""
-    from repro.nets.drn import load_segmenter_state
-    from repro.nets.official import load_state_dict_file
-
     validate(resolved)
     net_cfg, _ = parse(resolved)
     path = checkpoint_path(net_cfg)
@@ -110,9 +111,6 @@ def load_checkpoint(resolved: ResolvedModel, net) -> None:
 
 def train_model(resolved: ResolvedModel, out_dir: Path, device: torch.device, run, progress: bool):
     """Nothing to train: the published weights, loaded strictly, and where they came from."""
-    from repro.models import sha256_file
-    from repro.nets.drn import CITYSCAPES_MEAN, CITYSCAPES_STD
-
     validate(resolved)
     net_cfg, _ = parse(resolved)
     net = build_net(resolved)

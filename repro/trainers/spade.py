@@ -12,7 +12,10 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from repro.errors import UserError
+from repro.nets.patchgan import MultiscaleDiscriminator
+from repro.nets.spade import SPADEGenerator, init_spade_weights
 from repro.specs import ResolvedModel
+from repro.train.gan_step import GanObjective, GanPair
 from repro.trainers import parse_settings
 from repro.trainers.gan import GanTrainSettings, dataset_classes, train_gan, vgg_choice
 
@@ -46,8 +49,6 @@ def validate(resolved: ResolvedModel) -> None:
 
 
 def build_generator(resolved: ResolvedModel):
-    from repro.nets.spade import SPADEGenerator
-
     validate(resolved)
     net, _ = parse(resolved)
     num_classes, size = dataset_classes(resolved)
@@ -60,18 +61,12 @@ def build_net(resolved: ResolvedModel, meta: dict | None = None) -> torch.nn.Mod
 
 
 def objective_for(ts: TrainSettings, vgg_on: bool):
-    from repro.train.gan_step import GanObjective
-
     # SPADE's GANLoss averages the scales; D loss = D_fake + D_real; feature matching lambda / num_D
     return GanObjective(adversarial=ts.adversarial, scale_reduction="mean", d_factor=1.0, lambda_feat=ts.lambda_feat,
                         feat_layer_weight=1.0, lambda_vgg=ts.lambda_vgg if vgg_on else 0.0)
 
 
 def train_model(resolved: ResolvedModel, out_dir: Path, device: torch.device, run, progress: bool):
-    from repro.nets.patchgan import MultiscaleDiscriminator
-    from repro.nets.spade import init_spade_weights
-    from repro.train.gan_step import GanPair
-
     validate(resolved)
     net, ts = parse(resolved)
     num_classes, _ = dataset_classes(resolved)

@@ -61,7 +61,8 @@ def training_pieces(job: dict[str, Any]):
     from repro.data import load_dataset
     from repro.diffusion.losses import dsm_loss
     from repro.diffusion.sde import net_score_fn
-    from repro.trainers.score_sde import build_net, make_sde, parse, random_hflip, to_model_space
+    from repro.trainers.score_sde import build_net, parse, random_hflip
+    from repro.trainers.score_model import make_sde, to_model_space
 
     resolved = _resolved_model(job)
     net_cfg, ts = parse(resolved)
