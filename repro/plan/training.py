@@ -142,9 +142,9 @@ def _classifier_like(resolved, ref: NetRef, parse) -> CellWork:
 
 @training_estimator("evaluator")
 def _evaluator(resolved, ref):
-    from repro.trainers.evaluator import validate
+    from repro.trainers.evaluator import parse
 
-    return _classifier_like(resolved, ref, validate)
+    return _classifier_like(resolved, ref, parse)
 
 
 @training_estimator("noisy_classifier")
@@ -190,16 +190,16 @@ def _gan(resolved, ref: NetRef, parse) -> CellWork:
 
 @training_estimator("spade")
 def _spade(resolved, ref):
-    from repro.trainers.spade import validate
+    from repro.trainers.spade import parse
 
-    return _gan(resolved, ref, validate)
+    return _gan(resolved, ref, parse)
 
 
 @training_estimator("pix2pixhd")
 def _pix2pixhd(resolved, ref):
-    from repro.trainers.pix2pixhd import validate
+    from repro.trainers.pix2pixhd import parse
 
-    return _gan(resolved, ref, validate)
+    return _gan(resolved, ref, parse)
 
 
 @training_estimator("pretrained_segmenter")
