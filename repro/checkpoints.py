@@ -18,6 +18,8 @@ import torch
 from torch import nn
 
 from repro.errors import UserError
+from repro.metrics.inception import fid_inception_network
+from repro.nets.official import load_edm_network
 
 TRUST_PICKLE_ENV = "REPRO_TRUST_PICKLE"
 
@@ -105,8 +107,6 @@ def require_pickle_trust(path: Path, setting: str) -> None:
 def edm_pickle_check(key: str, resolution: int, channels: int) -> Callable[[Path], None]:
     """A check: an NVlabs/edm snapshot whose `key` entry is a *Precond network of this geometry."""
     def check(path: Path) -> None:
-        from repro.nets.official import load_edm_network
-
         if path.stat().st_size == 0:
             raise UserError("is empty (0 bytes); an interrupted copy? fetch the file again")
         try:
@@ -124,62 +124,7 @@ def edm_pickle_check(key: str, resolution: int, channels: int) -> Callable[[Path
     return check
 
 
-# ----------------------------------------------------------------------------- what each model names
-
-def _discriminator_files(resolved) -> list[WeightsFile]:
-    from repro.trainers import discriminator as kind
-
-    net_cfg, ts = kind.parse(resolved)
-    out = []
-    if net_cfg.adm_classifier is not None:
-        out.append(WeightsFile("net.adm_classifier", Path(net_cfg.adm_classifier).expanduser(), state_dict_check(
-            lambda: kind.build_net(resolved).encoder.classifier, "ADM's classifier (repro.nets.adm) of this config")))
-    if ts.pretrained is not None:
-        head = net_cfg.head == "adm"
-        out.append(WeightsFile("train.pretrained", Path(ts.pretrained).expanduser(), state_dict_check(
-            lambda: kind.build_net(resolved).head.head if head else kind.build_net(resolved),
-            "DG's discriminator head of this config" if head else "this discriminator")))
-    return out
-
-
-def _edm_files(resolved) -> list[WeightsFile]:
-    from repro.trainers import edm as kind
-
-    _, ts = kind.parse(resolved)
-    if ts.pretrained is None:
-        return []
-    res, channels = kind._geometry(resolved)
-    return [WeightsFile("train.pretrained", Path(ts.pretrained).expanduser(),
-                        edm_pickle_check(ts.pretrained_key, res, channels), pickle=True)]
-
-
-def _pretrained_segmenter_files(resolved) -> list[WeightsFile]:
-    from repro.trainers import pretrained_segmenter as kind
-
-    net_cfg, _ = kind.parse(resolved)
-    return [WeightsFile("net.checkpoint", kind.checkpoint_path(net_cfg), state_dict_check(
-        lambda: kind.build_net(resolved).drn, f"fyu/drn's DRNSeg({net_cfg.arch}, "
-                                              f"{net_cfg.num_classes_checkpoint} classes)"))]
-
-
-#: model kind -> the weights files its config names (SPADE/BDD kinds add theirs here).
-FILES_OF_KIND: dict[str, Callable] = {
-    "discriminator": _discriminator_files,
-    "edm": _edm_files,
-    "pretrained_segmenter": _pretrained_segmenter_files,
-}
-
-
-def model_weights_files(resolved) -> list[WeightsFile]:
-    """The files a resolved model config names (a trainer may also define `weights_files`)."""
-    from repro.trainers import kind_module
-
-    module = kind_module(resolved.config.kind)
-    if hasattr(module, "weights_files"):
-        return list(module.weights_files(resolved))
-    finder = FILES_OF_KIND.get(resolved.config.kind)
-    return finder(resolved) if finder else []
-
+# ----------------------------------------------------------------------------- checking a file
 
 _passed: set[tuple] = set()   # (file, its mtime and size, what it was checked against)
 
@@ -202,34 +147,8 @@ def check_file(wf: WeightsFile, owner: str, key: tuple = ()) -> None:
     _passed.add(cache_key)
 
 
-def validate_model_files(resolved) -> None:
-    """Open and check every weights file a resolved model config names."""
-    for wf in model_weights_files(resolved):
-        check_file(wf, f"model {resolved.id}", (resolved.hash,))
-
-
 def validate_inception_weights(path: Path) -> None:
     """pytorch-fid's FID Inception weights: the keys and shapes of its FID InceptionV3."""
-    from repro.metrics.inception import fid_inception_network
-
     wf = WeightsFile("fid weights", Path(path), state_dict_check(
         fid_inception_network, "pytorch-fid's FID Inception (pt_inception-2015-12-05-6726825d.pth)"))
     check_file(wf, "fid")
-
-
-def validate_spec_files(resolved_spec, problems=None) -> None:
-    """Every weights file of a resolved spec: its models' files and the FID weights if it needs them.
-    With `problems` (repro.engine.problems.Problems) every bad file is collected, not only the first."""
-    from contextlib import nullcontext
-
-    def check():
-        return problems.check() if problems is not None else nullcontext()
-
-    for role in resolved_spec.spec.models:
-        with check():
-            validate_model_files(resolved_spec.model(role))
-    if "fid" in resolved_spec.spec.metrics:
-        from repro.metrics.inception import require_inception_weights
-
-        with check():
-            validate_inception_weights(require_inception_weights(resolved_spec.spec.fixed.get("fid_weights")))

@@ -257,12 +257,12 @@ def train(name: str = typer.Argument(..., help="model name (experiments/models/N
     resolved = resolve_model(name, profile, overrides)
     from repro.data import load_dataset
     from repro.environment import resolve_device
-    from repro.models import ensure_model
+    from repro.trainers.ensure import ensure_model
 
     dev = resolve_device(device)
     ds = resolved.config.dataset
     load_dataset(ds.name, split=ds.split, resolution=ds.resolution, root=ds.root, n=1, seed=ds.seed)
-    from repro.checkpoints import validate_model_files
+    from repro.trainers.weights import validate_model_files
 
     validate_model_files(resolved)   # the weights files it names, before any training
     from repro.atomic import check_writable
@@ -384,7 +384,8 @@ def ui(port: Optional[int] = typer.Option(None, help="port on 127.0.0.1 (default
         raise UserError(f"--workers {workers}: must be at least 1")
     cmd = [sys.executable, "-m", "mlflow", "ui", "--host", "127.0.0.1", "--port", str(port),
            "--backend-store-uri", uri, "--workers", str(workers)]
-    from repro.tracking.view import WORKFLOW_QUERY, experiment_links, store_description
+    from repro.tracking.runs import experiment_links
+    from repro.tracking.view import WORKFLOW_QUERY, store_description
 
     base = f"http://127.0.0.1:{port}"
     typer.echo(f"MLflow UI at {base}/#/experiments?{WORKFLOW_QUERY}")

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from repro.errors import UserError
+from repro.specs import repo_root
 
 if TYPE_CHECKING:
     import torch
@@ -184,8 +185,6 @@ def describe(rec: dict[str, Any]) -> str:
 # --- the lock file --------------------------------------------------------------------------
 
 def lock_path() -> Path:
-    from repro.specs import repo_root
-
     return repo_root() / LOCK_FILE
 
 
@@ -216,8 +215,6 @@ def lock_differences(pins: dict[str, str], installed: dict[str, str | None] | No
 
 def declared_requirements(pyproject: Path | None = None) -> list[str]:
     """The normalised names of the project's dependencies and extras, from pyproject.toml."""
-    from repro.specs import repo_root
-
     pyproject = pyproject or repo_root() / "pyproject.toml"
     try:
         import tomllib

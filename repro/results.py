@@ -2,20 +2,27 @@
 
 Layout (DESIGN.md): results/<spec>/<profile>/cells/<key>.json. A rerun skips the cells
 whose file exists (unless forced), so an interrupted run resumes where it stopped.
-Reports are rendered from these files alone.
+Reports are rendered from these files alone. Beside cells/ lie failed/<key>.json (cells whose
+runner reported a failure: never read as results) and run_times.json (the measured wall time
+of the last runs, read by the report's cost line).
 """
 from __future__ import annotations
 
 import json
 import os
 import subprocess
+from datetime import datetime, timezone
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from repro.atomic import atomic_write_text
+from repro.specs import repo_root
 
 RESULTS_DIR = "results"
+FAILED_DIR = "failed"
+RUN_TIMES_FILE = "run_times.json"
+RUN_TIMES_KEEP = 50   # the last runs kept in run_times.json, newest last
 
 
 def results_root() -> Path:
@@ -71,11 +78,57 @@ def profiles_with_results(spec_id: str) -> list[str]:
     return sorted(p.name for p in root.iterdir() if (p / "cells").is_dir() and any((p / "cells").glob("*.json")))
 
 
+# ----------------------------------------------------------------------------- failed cells
+
+def failed_cells_dir(spec_id: str, profile: str) -> Path:
+    """Records of cells whose runner reported a failure: beside `cells/`, never read as results."""
+    return run_dir(spec_id, profile) / FAILED_DIR
+
+
+def read_failed_cells(spec_id: str, profile: str, spec_hash: str | None = None) -> list[dict[str, Any]]:
+    """The failure records of a spec at a profile (of one resolved spec when `spec_hash` is given)."""
+    folder = failed_cells_dir(spec_id, profile)
+    recs = [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))] if folder.is_dir() else []
+    return [r for r in recs if spec_hash is None or r.get("spec_hash") == spec_hash]
+
+
+# ----------------------------------------------------------------------------- measured run times
+
+def _run_times_path(spec_id: str, profile: str) -> Path:
+    return run_dir(spec_id, profile) / RUN_TIMES_FILE
+
+
+def read_run_times(spec_id: str, profile: str) -> list[dict[str, Any]]:
+    """The measured wall time of every recent `repro run` of a spec at a profile, newest last."""
+    path = _run_times_path(spec_id, profile)
+    if not path.exists():
+        return []
+    try:
+        return list(json.loads(path.read_text()))
+    except (ValueError, TypeError):
+        return []
+
+
+def record_run(spec_id: str, profile: str, spec_hash: str, device: str, seconds: float, prepare_seconds: float,
+               cells_run: int, cells_failed: int = 0) -> None:
+    runs = read_run_times(spec_id, profile)[-(RUN_TIMES_KEEP - 1):]
+    runs.append({"spec_hash": spec_hash, "device": device, "seconds": round(float(seconds), 3),
+                 "prepare_seconds": round(float(prepare_seconds), 3), "cells_run": int(cells_run),
+                 "cells_failed": int(cells_failed),
+                 "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+    atomic_write_text(_run_times_path(spec_id, profile), json.dumps(runs, indent=2))
+
+
+def last_run(spec_id: str, profile: str, spec_hash: str | None = None) -> dict[str, Any] | None:
+    runs = [r for r in read_run_times(spec_id, profile) if spec_hash is None or r.get("spec_hash") == spec_hash]
+    return runs[-1] if runs else None
+
+
+# ----------------------------------------------------------------------------- provenance and artifacts
+
 @lru_cache(maxsize=1)
 def git_commit() -> str:
     """The commit of the code that produced a result ('unknown' outside a checkout)."""
-    from repro.specs import repo_root
-
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo_root(), capture_output=True,
                              text=True, timeout=5)

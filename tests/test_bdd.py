@@ -182,7 +182,7 @@ def test_mask_ddpm_training_resumes_exactly(tmp_path):
     from repro.trainers.mask_ddpm import train_model
 
     def trained(out, overrides=None):
-        torch.manual_seed(0)   # as repro.models.ensure_model seeds the initial weights
+        torch.manual_seed(0)   # as repro.trainers.ensure.ensure_model seeds the initial weights
         net, meta = train_model(resolve_model("mask_ddpm_bdd", "test", overrides), out, torch.device("cpu"), None, False)
         return net, meta
 

@@ -17,14 +17,10 @@ import pytest
 import torch
 from torch import nn
 
-from repro.checkpoints import (
-    TRUST_PICKLE_ENV,
-    compare_state_dict,
-    validate_inception_weights,
-    validate_model_files,
-)
+from repro.checkpoints import TRUST_PICKLE_ENV, compare_state_dict, validate_inception_weights
 from repro.errors import UserError
 from repro.specs import resolve_model
+from repro.trainers.weights import validate_model_files
 from tests.conftest import cli_env
 
 ADM = {"net.encoder": "adm", "net.adm_width": 32, "net.adm_depth": 1, "net.adm_head_channels": 32,

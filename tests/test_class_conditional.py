@@ -142,9 +142,9 @@ def test_guided_pc_sampling_of_a_mixture_lands_in_the_requested_class():
 
 def test_classifier_learns_on_the_score_models_sde(env):
     from repro.data import load_dataset, stack
-    from repro.models import ensure_model
+    from repro.trainers.ensure import ensure_model
     from repro.trainers.noisy_classifier import accuracy_at
-    from repro.trainers.score_sde import make_sde
+    from repro.trainers.score_model import make_sde
 
     clf = ensure_model("noisy_classifier_digits", "test", progress=False)
     score = ensure_model("ncsnpp_digits_ve", "test", progress=False)
@@ -164,7 +164,7 @@ def test_classifier_learns_on_the_score_models_sde(env):
 
 
 def test_classifier_sigma_follows_the_score_model_settings(env):
-    from repro.models import ensure_model
+    from repro.trainers.ensure import ensure_model
 
     clf = ensure_model("noisy_classifier_digits", "test", progress=False,
                        overrides={"train.score_model_overrides": {"net.sigma_max": 5.0}, "train.epochs": 1})
@@ -173,7 +173,7 @@ def test_classifier_sigma_follows_the_score_model_settings(env):
 
 def test_classifier_on_other_data_than_its_score_model_is_a_user_error(env):
     from repro.errors import UserError
-    from repro.models import ensure_model
+    from repro.trainers.ensure import ensure_model
 
     with pytest.raises(UserError, match="differs from score model ncsnpp_digits_ve"):
         ensure_model("noisy_classifier_digits", "test", overrides={"dataset.resolution": [8, 8]}, progress=False)

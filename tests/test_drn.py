@@ -342,7 +342,7 @@ def one_line_user_error(fn, *needles):
 
 
 def test_a_missing_checkpoint_is_one_line_naming_the_file_and_the_setting(workdir, monkeypatch):
-    from repro.models import ensure_model
+    from repro.trainers.ensure import ensure_model
     from repro.trainers import pretrained_segmenter
 
     monkeypatch.setenv("REPRO_NO_MLFLOW", "1")
@@ -369,7 +369,7 @@ def test_corrupt_or_foreign_files_are_one_line_errors(workdir):
 
 def test_ensure_model_stores_and_reloads_the_published_weights(workdir, monkeypatch):
     """Round trip through repro.models at a smaller DRN (drn_d_22, the same code path)."""
-    from repro.models import ensure_model
+    from repro.trainers.ensure import ensure_model
 
     monkeypatch.setenv("REPRO_NO_MLFLOW", "1")
     src = DRNSeg("drn_d_22", 19)

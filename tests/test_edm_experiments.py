@@ -87,7 +87,7 @@ def test_cell_settings_follow_fixed_then_method_then_cell():
 
 # ---------------------------------------------------------------- models
 def test_models_are_stored_with_their_epochs(shared):
-    from repro.models import ensure_model
+    from repro.trainers.ensure import ensure_model
     from repro.train import load_checkpoint
 
     edm = ensure_model("edm_digits", "test")
@@ -133,7 +133,7 @@ def test_discriminator_trains_on_the_suites_loop_and_resumes_bit_for_bit(shared,
 
 
 def test_pretrained_edm_pickle_and_discriminator_state_dict_load_instead_of_training(shared, tmp_path, monkeypatch):
-    from repro.models import ensure_model
+    from repro.trainers.ensure import ensure_model
 
     monkeypatch.setenv("REPRO_TRUST_PICKLE", "1")   # the pickle is this test's own
 
@@ -165,7 +165,7 @@ def test_kim_et_al_discriminator_frozen_adm_classifier_and_dg_checkpoints(shared
     """Kim et al.'s architecture: a frozen ADM classifier (loaded from its state dict file) and an
     ADM-encoder head that alone trains; DG's discriminator_N.pt (the head's state dict) loads."""
     from repro.guidance.discriminator import discriminator_correction
-    from repro.models import ensure_model
+    from repro.trainers.ensure import ensure_model
     from repro.nets.adm import adm_classifier
     from repro.train import load_checkpoint
 
@@ -207,7 +207,7 @@ def test_kim_et_al_discriminator_frozen_adm_classifier_and_dg_checkpoints(shared
 
 
 def test_discriminator_trains_on_the_generator_the_run_uses(shared):
-    from repro.models import ensure_model
+    from repro.trainers.ensure import ensure_model
 
     gen = ensure_model("edm_digits", "test", overrides={"train.epochs": 2})
     disc = ensure_model("discriminator_digits", "test", inject={"train": {"generator_overrides": {"train.epochs": 2}}})

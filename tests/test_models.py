@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import torch
 
-from repro.models import artifact_dir, ensure_model
+from repro.models import artifact_dir
+
+from repro.trainers.ensure import ensure_model
 from repro.specs import resolve_model
 
 

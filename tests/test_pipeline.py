@@ -336,7 +336,7 @@ def test_stage_dependencies_are_narrow():
     code = stage_code("smoke")
     deps = set(code["fig5_9"])
     assert {"repro/engine/run.py", "repro/experiments/semantic/segmenter_timesteps.py", "repro/nets/unet.py",
-            "repro/data/street_scenes.py", "repro/specs.py"} <= deps
+            "repro/data/street_scenes.py", "repro/specs/resolve.py"} <= deps
     for other in ("repro/experiments/dg/dg_epsilon_grid.py", "repro/experiments/amp/amp_benchmark.py",
                   "repro/data/cifar10.py", "repro/data/digits.py", "repro/cli.py", "repro/sweeps/runner.py"):
         assert other not in deps

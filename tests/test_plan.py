@@ -267,7 +267,7 @@ def test_plan_command_lists_cells_models_and_units(workdir):
 
 def test_report_cost_line_from_the_recorded_run(workdir):
     from repro.plan.render import paper_estimate_line, report_cost_lines
-    from repro.plan.runs import last_run, record_run
+    from repro.results import last_run, record_run
 
     record_run("fig5_9", "test", "abc", "cpu", 125.0, 20.0, 4)
     assert last_run("fig5_9", "test", "abc")["seconds"] == 125.0

@@ -24,7 +24,7 @@ def env(workdir, shared_artifacts, monkeypatch) -> Path:
 
 
 def _ve_model():
-    from repro.models import ensure_model
+    from repro.trainers.ensure import ensure_model
 
     return ensure_model("ncsnpp_digits_ve", "test", progress=False)
 
@@ -33,8 +33,9 @@ def _ve_model():
 
 def test_score_sde_trainer_learns_and_reproduces(env, tmp_path, monkeypatch):
     from repro.data import load_dataset, stack
-    from repro.models import ensure_model
-    from repro.trainers.score_sde import build_net, dsm_eval, score_model_for, to_model_space
+    from repro.trainers.ensure import ensure_model
+    from repro.trainers.score_sde import build_net, dsm_eval
+    from repro.trainers.score_model import score_model_for, to_model_space
 
     trained = _ve_model()
     meta = trained.meta
@@ -59,8 +60,8 @@ def test_score_sde_trainer_learns_and_reproduces(env, tmp_path, monkeypatch):
 
 def test_score_model_for_vp_is_centered_and_scores_have_the_data_shape(env):
     from repro.diffusion.sde import VPSDE
-    from repro.models import ensure_model
-    from repro.trainers.score_sde import score_model_for
+    from repro.trainers.ensure import ensure_model
+    from repro.trainers.score_model import score_model_for
 
     sm = score_model_for(ensure_model("ncsnpp_digits_vp", "test", progress=False))
     assert isinstance(sm.sde, VPSDE) and sm.centered
@@ -73,8 +74,8 @@ def test_score_model_for_vp_is_centered_and_scores_have_the_data_shape(env):
 
 
 def test_score_sde_trains_on_street_scenes_non_square(env):
-    from repro.models import ensure_model
-    from repro.trainers.score_sde import score_model_for
+    from repro.trainers.ensure import ensure_model
+    from repro.trainers.score_model import score_model_for
 
     trained = ensure_model("ncsnpp_cityscapes", "test", progress=False)
     sm = score_model_for(trained)
@@ -84,7 +85,7 @@ def test_score_sde_trains_on_street_scenes_non_square(env):
 
 def test_bad_resolution_is_a_user_error(env):
     from repro.errors import UserError
-    from repro.models import ensure_model
+    from repro.trainers.ensure import ensure_model
 
     with pytest.raises(UserError, match="divisible"):
         ensure_model("ncsnpp_digits_ve", "test", overrides={"dataset.resolution": [15, 15]}, progress=False)

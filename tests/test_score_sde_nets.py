@@ -264,9 +264,10 @@ def test_vp_forward_recovers_t_from_std_and_matches_the_release_score_fn():
 
 @pytest.mark.parametrize("name", ["ncsnpp_digits_ve", "ncsnpp_digits_vp"])
 def test_train_pretrained_loads_the_release_checkpoint_with_ema_weights(workdir, monkeypatch, name):
-    from repro.models import ensure_model
+    from repro.trainers.ensure import ensure_model
     from repro.specs import resolve_model
-    from repro.trainers.score_sde import release_net, score_model_for
+    from repro.trainers.score_sde import release_net
+    from repro.trainers.score_model import score_model_for
 
     monkeypatch.setenv("REPRO_NO_MLFLOW", "1")
     net_over = {"architecture": "score_sde", "sigma_max": 5.0, "nf": 8, "ch_mult": [1, 2], "attn_resolutions": [8]}
@@ -289,7 +290,7 @@ def test_train_pretrained_loads_the_release_checkpoint_with_ema_weights(workdir,
 
 
 def test_pretrained_checkpoint_is_opened_and_checked_before_work(workdir):
-    from repro.checkpoints import validate_model_files
+    from repro.trainers.weights import validate_model_files
     from repro.errors import UserError
     from repro.specs import resolve_model
     from repro.trainers.score_sde import release_net

@@ -262,7 +262,7 @@ def test_model_kind_resumes_an_interrupted_training_bit_for_bit(name, tmp_path):
     def train(out, inject=None):
         resolved = resolve_model(name, "test", inject=inject)
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(resolved.config.seed)     # as repro.models.ensure_model does
+            torch.manual_seed(resolved.config.seed)     # as repro.trainers.ensure.ensure_model does
             return kind_module(resolved.config.kind).train_model(resolved, out, torch.device("cpu"), None, False)
 
     full, meta = train(tmp_path / "full")

@@ -87,7 +87,7 @@ def test_run_context_hands_the_role_settings_to_the_model(monkeypatch):
 
     from repro.engine import run as engine
     seen = {}
-    monkeypatch.setattr("repro.models.ensure_model",
+    monkeypatch.setattr("repro.trainers.ensure.ensure_model",
                         lambda name, profile, overrides=None, inject=None, **kw: seen.setdefault(name, overrides))
     r = resolve_spec("fig12_3", "test", parse_set(["models.discriminator.train.epochs=3"]))
     ctx = engine.RunContext(r, torch.device("cpu"), progress=False)

@@ -21,7 +21,7 @@ def models(tmp_path_factory) -> Path:
     """The tiny models fig12_3 uses at `test`, trained once (the sweep's own results dir stays empty)."""
     import torch
 
-    from repro.models import ensure_model
+    from repro.trainers.ensure import ensure_model
     from repro.experiments import resolve_spec
 
     root = tmp_path_factory.mktemp("sweep_workers")

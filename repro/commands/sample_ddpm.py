@@ -21,7 +21,7 @@ from repro.experiments import resolve_spec
 from repro.experiments.bdd.sampling import generate
 from repro.guidance.classifier_free import Guidance
 from repro.images import save_image_grid
-from repro.models import ensure_model
+from repro.trainers.ensure import ensure_model
 from repro.tracking.runs import Tracker
 from repro.trainers.mask_ddpm import _size, mask_ddpm_for
 

@@ -47,10 +47,10 @@ def sample_from_map(map_path: Path, *, profile: str, n: int, s0: float | None, o
     from repro.experiments.semantic.scoring import compliance, segment, triptych_sheet
     from repro.experiments.semantic.settings import synthesis_setting
     from repro.experiments.semantic.synthesis import check_compatible, guide_for, synthesize
-    from repro.models import ensure_model
+    from repro.trainers.ensure import ensure_model
     from repro.experiments import resolve_spec
     from repro.tracking.runs import Tracker
-    from repro.trainers.score_sde import score_model_for
+    from repro.trainers.score_model import score_model_for
 
     if n < 1:
         raise UserError(f"-n {n}: need at least one image")

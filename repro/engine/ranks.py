@@ -136,10 +136,10 @@ def follow_cell(ctx: Any, module: Any, state: Any, cell: dict[str, Any]) -> dict
     rank 0 through the runner's gather); nothing for a runner that does not shard (rank 0 runs the
     cell alone). It writes no file and no MLflow run."""
     from repro.specs import cell_key
-    from repro.tracking.runs import _NullRun
+    from repro.tracking.runs import NullRun
 
     if shards_cells(module):
-        module.run_cell(ctx, state, cell, _NullRun())
+        module.run_cell(ctx, state, cell, NullRun())
     return {"key": cell_key(cell), "rank": rank()}
 
 

@@ -64,7 +64,7 @@ class RunContext:
 
     def model(self, role: str, overrides: dict[str, Any] | None = None):
         """The trained model the spec names for `role`, trained now if it does not exist yet."""
-        from repro.models import ensure_model
+        from repro.trainers.ensure import ensure_model
 
         if role not in self.spec.models:
             raise UserError(f"spec {self.spec.id} names no model for role {role!r}")
@@ -126,7 +126,7 @@ def preflight(resolved: ResolvedSpec) -> None:
             if isinstance(n, int):
                 with problems.check():
                     require_more_samples_than_dims(n, FID_FEATURE_DIM, f"Inception pool3 features (fid; fixed.{key})")
-    from repro.checkpoints import validate_spec_files
+    from repro.trainers.weights import validate_spec_files
 
     validate_spec_files(resolved, problems)   # every weights file opened, checked against its network's keys/shapes
     problems.raise_if_any()
@@ -287,8 +287,8 @@ def run_spec(spec_id: str, profile: str = "smoke", overrides: dict[str, Any] | N
                 advance()
         barrier()
     summary.seconds = time.perf_counter() - t_start
-    if is_main():   # the run's measured wall time, for the report's cost line (repro.plan.runs)
-        from repro.plan.runs import record_run
+    if is_main():   # the run's measured wall time, for the report's cost line (repro.results)
+        from repro.results import record_run
 
         record_run(spec_id, profile, resolved.hash, str(dev), summary.seconds, prepare_seconds,
                    len(summary.ran), len(summary.failed))

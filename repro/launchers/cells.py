@@ -178,7 +178,8 @@ def remove_leftovers(work_dir: Path) -> None:
 
 def ensure_models(resolved, dev) -> None:
     """Train the spec's missing models in this process, before several workers would each train them."""
-    from repro.models import artifact_dir, ensure_model
+    from repro.models import artifact_dir
+    from repro.trainers.ensure import ensure_model
     from repro.specs import resolve_model
 
     for role in resolved.spec.models:
@@ -190,11 +191,11 @@ def ensure_models(resolved, dev) -> None:
 def attach_tracker(resolved, dev, parent_run_id: str | None, tags: dict[str, Any]):
     """A tracker whose child runs go under an existing parent run (another process opened it)."""
     from repro.engine.run import run_tags
-    from repro.tracking.runs import Run, Tracker, _quiet_mlflow
+    from repro.tracking.runs import Run, Tracker, quiet_mlflow
 
     tracker = Tracker(resolved.id, "", tags={**run_tags(resolved, dev), **tags}, enabled=parent_run_id is not None)
     if tracker.enabled:
-        _quiet_mlflow()
+        quiet_mlflow()
         from mlflow.tracking import MlflowClient
 
         from repro.tracking.store import prepare_store

@@ -4,7 +4,7 @@ from __future__ import annotations
 from repro.errors import UserError
 from repro.plan.build import SpecPlan, plan_spec
 from repro.plan.estimate import Estimate, estimate, fmt_count, fmt_seconds
-from repro.plan.runs import last_run
+from repro.results import last_run
 from repro.plan.store import Calibration, calibrations_newest_first
 from repro.work import LOOP, SIGMA_PAIRS, CellWork
 

@@ -113,7 +113,7 @@ def _classifier_like(resolved, ref: NetRef, parse) -> CellWork:
 
 @training_estimator("evaluator")
 def _evaluator(resolved, ref):
-    return _classifier_like(resolved, ref, evaluator.validate)
+    return _classifier_like(resolved, ref, evaluator.parse)
 
 
 @training_estimator("noisy_classifier")
@@ -153,12 +153,12 @@ def _gan(resolved, ref: NetRef, parse) -> CellWork:
 
 @training_estimator("spade")
 def _spade(resolved, ref):
-    return _gan(resolved, ref, spade.validate)
+    return _gan(resolved, ref, spade.parse)
 
 
 @training_estimator("pix2pixhd")
 def _pix2pixhd(resolved, ref):
-    return _gan(resolved, ref, pix2pixhd.validate)
+    return _gan(resolved, ref, pix2pixhd.parse)
 
 
 @training_estimator("pretrained_segmenter")

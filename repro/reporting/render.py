@@ -221,7 +221,7 @@ def render_report(spec_id: str) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     lines = [f"# {spec.id}: {spec.title}", "",
              f"Source: {spec.source.cite()}. Experiment kind: `{spec.kind}`.", ""]
-    from repro.tracking.view import report_link
+    from repro.tracking.runs import report_link
 
     link = report_link(spec_id)   # the experiment's runs view in `repro ui`, when the store has it
     if link:

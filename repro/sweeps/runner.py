@@ -154,7 +154,8 @@ def _anything_to_compute(rs: ResolvedSweep, points, progress: dict[str, Any]) ->
 
 def _ensure_models(rs: ResolvedSweep, dev) -> None:
     """Train the base spec's missing models here, once, before the workers load them."""
-    from repro.models import artifact_dir, ensure_model
+    from repro.models import artifact_dir
+    from repro.trainers.ensure import ensure_model
     from repro.specs import resolve_model
 
     for role in rs.base.spec.models:

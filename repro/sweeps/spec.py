@@ -15,7 +15,9 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import Field, ValidationError, model_validator
 
 from repro.errors import UserError
-from repro.specs import DEFAULT_PROFILE, ResolvedSpec, Source, _check_id, _ID_RE, _load_yaml, _profile_doc, _Strict, _validation_message, cell_key, experiments_dir, grid_cells
+from repro.specs import DEFAULT_PROFILE, ResolvedSpec, Source, cell_key, experiments_dir, grid_cells
+from repro.specs import ID_RE as _ID_RE, StrictModel as _Strict, check_id as _check_id, load_yaml as _load_yaml
+from repro.specs import profile_document as _profile_doc, validation_message as _validation_message
 from repro.experiments import resolve_spec
 from repro.hashing import stable_hash
 

@@ -50,11 +50,11 @@ def _space(dumps: dict[str, dict]) -> dict[str, Any]:
 def _tracker(base, dev, parent_run_id: str | None, tags: dict[str, Any]):
     """Child runs of this worker's trials go under the invocation's parent run."""
     from repro.engine.run import run_tags
-    from repro.tracking.runs import Run, Tracker, _quiet_mlflow
+    from repro.tracking.runs import Run, Tracker, quiet_mlflow
 
     tracker = Tracker(base.id, "", tags={**run_tags(base, dev), **tags}, enabled=parent_run_id is not None)
     if tracker.enabled:
-        _quiet_mlflow()
+        quiet_mlflow()
         from mlflow.tracking import MlflowClient
 
         client = MlflowClient()

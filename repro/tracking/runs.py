@@ -8,14 +8,20 @@ from __future__ import annotations
 
 import logging
 import os
+import platform
 import time
 from pathlib import Path
 from typing import Any, Iterator
 
-_MAX_PARAM_LEN = 500
+from repro.environment import tags as environment_tags
+from repro.liveness import is_dead_here, this_process
+from repro.tracking.store import prepare_store
+from repro.tracking.view import child_run_name, experiment_tags, experiment_url, report_line
+
+MAX_PARAM_LEN = 500
 
 
-def _quiet_mlflow() -> None:
+def quiet_mlflow() -> None:
     # MLflow logs schema migrations and experiment creation at INFO; users see our output instead.
     import mlflow  # noqa: F401  (configures its loggers on import; override after)
 
@@ -34,7 +40,7 @@ def flatten(d: Any, prefix: str = "") -> dict[str, str]:
             out.update(flatten(v, f"{prefix}{i}."))
     else:
         s = str(d)
-        out[prefix[:-1]] = s if len(s) <= _MAX_PARAM_LEN else s[: _MAX_PARAM_LEN - 3] + "..."
+        out[prefix[:-1]] = s if len(s) <= MAX_PARAM_LEN else s[: MAX_PARAM_LEN - 3] + "..."
     return out
 
 
@@ -89,8 +95,6 @@ class Tracker:
                  params: dict[str, Any] | None = None, enabled: bool = True):
         self.experiment = experiment
         self.run_name = run_name
-        from repro.liveness import this_process
-
         self.tags = {**(tags or {}), **this_process()}   # pid/host: a later run can tell this one died
         self.params = params or {}
         self.enabled = enabled and os.environ.get("REPRO_NO_MLFLOW") != "1"
@@ -99,22 +103,15 @@ class Tracker:
     def __enter__(self) -> "Tracker":
         if not self.enabled:
             return self
-        _quiet_mlflow()
+        quiet_mlflow()
         from mlflow.tracking import MlflowClient
-
-        from repro.environment import tags as environment_tags
 
         # repro.env.*: torch/numpy/metric package versions, threads, BLAS (children inherit them)
         self.tags = {**environment_tags(), **self.tags}
-
-        from repro.tracking.store import prepare_store
-
         prepare_store()   # a fresh store's schema is created once, under a lock (parallel ranks/workers)
         client = MlflowClient()
         exp = client.get_experiment_by_name(self.experiment)
         exp_id = exp.experiment_id if exp is not None else client.create_experiment(self.experiment)
-        from repro.tracking.view import describe_experiment
-
         describe_experiment(client, exp_id, self.experiment)   # opens on its runs; says what it reproduces
         mark_dead_runs_killed(client, exp_id)
         run = client.create_run(exp_id, run_name=self.run_name,
@@ -136,15 +133,15 @@ class Tracker:
         return False
 
     def child(self, name: str, params: dict[str, Any] | None = None,
-              tags: dict[str, Any] | None = None) -> "_ChildContext":
-        return _ChildContext(self, name, params or {}, tags or {})
+              tags: dict[str, Any] | None = None) -> "ChildRunContext":
+        return ChildRunContext(self, name, params or {}, tags or {})
 
     @property
     def run_id(self) -> str | None:
         return self.parent.run_id if self.parent else None
 
 
-class _NullRun:
+class NullRun:
     """Stands in for a run when tracking is off, so runners need no `if tracker` checks."""
 
     run_id = None
@@ -155,14 +152,12 @@ class _NullRun:
     def log_artifact(self, *a: Any, **k: Any) -> None: ...
 
 
-class _ChildContext:
+class ChildRunContext:
     def __init__(self, tracker: Tracker, name: str, params: dict[str, Any], tags: dict[str, Any]):
         self.tracker, self.name, self.params, self.tags = tracker, name, params, tags
-        self.run: Run | _NullRun = _NullRun()
+        self.run: Run | NullRun = NullRun()
 
-    def __enter__(self) -> Run | _NullRun:
-        from repro.tracking.view import child_run_name
-
+    def __enter__(self) -> Run | NullRun:
         parent = self.tracker.parent
         if parent is None:
             return self.run
@@ -186,14 +181,18 @@ class _ChildContext:
         return False
 
 
+def describe_experiment(client: Any, experiment_id: str, experiment: str) -> None:
+    """Set the experiment's kind and description tags (repro.tracking.view) where they differ (idempotent)."""
+    exp = client.get_experiment(experiment_id)
+    for k, v in experiment_tags(experiment).items():
+        if exp.tags.get(k) != v:
+            client.set_experiment_tag(experiment_id, k, v)
+
+
 def mark_dead_runs_killed(client: Any, experiment_id: str) -> list[str]:
     """Runs of this experiment left RUNNING by a process of this host that is gone (SIGKILL, power
     loss) are marked KILLED, with a tag saying why; a live process's runs and other hosts' are left
     alone. The next invocation starts a new parent run (it does not resume the dead one)."""
-    import platform
-
-    from repro.liveness import is_dead_here
-
     host = platform.node().replace("'", "")
     found = client.search_runs([experiment_id], max_results=1000,
                                filter_string=f"attributes.status = 'RUNNING' and tags.`repro.host` = '{host}'")
@@ -216,7 +215,7 @@ def close_dead_runs(experiment: str) -> list[str]:
     uri = tracking_uri()
     if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).exists():
         return []
-    _quiet_mlflow()
+    quiet_mlflow()
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient()
@@ -237,11 +236,9 @@ def iter_runs(experiment: str) -> Iterator[Any]:
 
 def log_to_parent_runs(child_run_ids: list[str], paths: list[Path], artifact_path: str) -> list[str]:
     """Attach files to the parent runs of these child runs (those that still exist in the store)."""
-    _quiet_mlflow()
+    quiet_mlflow()
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
-
-    from repro.tracking.store import prepare_store
 
     prepare_store()
     client = MlflowClient()
@@ -257,3 +254,33 @@ def log_to_parent_runs(child_run_ids: list[str], paths: list[Path], artifact_pat
         for path in paths:
             client.log_artifact(parent, str(path), artifact_path)
     return sorted(parents)
+
+
+def _store_missing(uri: str) -> bool:
+    """A SQLite store whose file does not exist yet (nothing to read; opening it would create it)."""
+    return uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).expanduser().exists()
+
+
+def experiment_links(uri: str, base: str) -> list[tuple[str, str]]:
+    """(name, runs-view URL) of every active experiment in the store; none for a store not yet made."""
+    if _store_missing(uri):
+        return []
+    quiet_mlflow()
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    exps = client.search_experiments(max_results=1000)
+    return [(e.name, experiment_url(e.experiment_id, base)) for e in sorted(exps, key=lambda e: e.name)
+            if e.name != "Default"]
+
+
+def report_link(spec_id: str) -> str | None:
+    """A report's line linking the spec's experiment in `repro ui` (runs view), if the store has it."""
+    if os.environ.get("REPRO_NO_MLFLOW") == "1":
+        return None
+    if _store_missing(tracking_uri()):
+        return None
+    from mlflow.tracking import MlflowClient
+
+    exp = MlflowClient().get_experiment_by_name(spec_id)
+    return None if exp is None else report_line(spec_id, exp.experiment_id)

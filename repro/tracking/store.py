@@ -15,8 +15,12 @@ temporary file names its writer and is removed once that process is dead, repro.
 from __future__ import annotations
 
 import hashlib
+import os
 import tempfile
 from pathlib import Path
+
+from repro.atomic import new_temporary, remove_orphan_temporaries
+from repro.killpoints import kill_point
 
 _prepared: set[str] = set()
 LOCK_TIMEOUT_S = 600.0   # a schema migration takes seconds; a lock held longer is a stuck process
@@ -70,12 +74,7 @@ def prepare_store(uri: str | None = None) -> str:
 
 def _create_whole(db: Path) -> None:
     """Build a fresh SQLite store's schema in a temporary file, then rename it to `db`."""
-    import os
-
     from mlflow.tracking import MlflowClient
-
-    from repro.atomic import new_temporary, remove_orphan_temporaries
-    from repro.killpoints import kill_point
 
     remove_orphan_temporaries(db.parent, f".{db.name}.*.tmp", recursive=False)   # a killed creator's leftovers
     fd, tmp = new_temporary(db)
@@ -87,10 +86,3 @@ def _create_whole(db: Path) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-
-
-def forget_prepared() -> None:
-    """For tests: prepare again on the next call (e.g. after the store file was deleted)."""
-    _prepared.clear()
-
-

@@ -10,7 +10,10 @@ document and section it reproduces and the published values in words, with no li
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
+
+from repro.specs import list_model_ids, list_spec_ids, load_spec, resolve_model
 
 KIND_TAG = "mlflow.experimentKind"
 KIND = "custom_model_development"
@@ -80,8 +83,6 @@ def experiment_tags(experiment: str) -> dict[str, str]:
     """The kind tag for every experiment; the description for a spec's or a model's experiment."""
     tags = {KIND_TAG: KIND}
     try:
-        from repro.specs import list_model_ids, list_spec_ids, load_spec, resolve_model
-
         if experiment in list_spec_ids():
             tags[NOTE_TAG] = spec_description(load_spec(experiment))
         elif experiment.startswith("train-") and experiment[6:] in list_model_ids():
@@ -89,14 +90,6 @@ def experiment_tags(experiment: str) -> dict[str, str]:
     except Exception:   # a description is a courtesy: an unreadable spec must not stop a run
         pass
     return tags
-
-
-def describe_experiment(client: Any, experiment_id: str, experiment: str) -> None:
-    """Set the experiment's kind and description tags where they differ (idempotent)."""
-    exp = client.get_experiment(experiment_id)
-    for k, v in experiment_tags(experiment).items():
-        if exp.tags.get(k) != v:
-            client.set_experiment_tag(experiment_id, k, v)
 
 
 def child_run_name(key: str, tags: dict[str, Any]) -> str:
@@ -107,19 +100,19 @@ def child_run_name(key: str, tags: dict[str, Any]) -> str:
     return f"{spec} {key}" + (f" [{profile}]" if profile else "")
 
 
+def report_line(spec_id: str, experiment_id: str) -> str:
+    """A report's line linking the spec's experiment in `repro ui` (runs view)."""
+    return (f"MLflow: [the runs of {spec_id}]({experiment_url(experiment_id)}) in the store where they "
+            f"were recorded (`repro ui` serves it at that address).")
+
+
 def experiment_url(experiment_id: str, base: str = DEFAULT_UI) -> str:
     """The link that opens an experiment on its runs (not MLflow 3's GenAI overview)."""
     return f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs?{WORKFLOW_QUERY}"
 
 
-def run_url(experiment_id: str, run_id: str, base: str = DEFAULT_UI) -> str:
-    return f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}?{WORKFLOW_QUERY}"
-
-
 def store_description(uri: str) -> str:
     """Which store a URI names, in words (a relative SQLite path made absolute)."""
-    from pathlib import Path
-
     if uri.startswith("sqlite:///"):
         path = Path(uri[len("sqlite:///"):]).expanduser().resolve()
         state = "" if path.exists() else " (not created yet: it appears with the first run)"
@@ -127,41 +120,3 @@ def store_description(uri: str) -> str:
     if "://" not in uri or uri.startswith("file:"):
         return f"{Path(uri.removeprefix('file://')).resolve()} (file store)"
     return uri
-
-
-def experiment_links(uri: str, base: str) -> list[tuple[str, str]]:
-    """(name, runs-view URL) of every active experiment in the store; none for a store not yet made."""
-    from pathlib import Path
-
-    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).expanduser().exists():
-        return []
-    from repro.tracking.runs import _quiet_mlflow
-
-    _quiet_mlflow()
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(tracking_uri=uri)
-    exps = client.search_experiments(max_results=1000)
-    return [(e.name, experiment_url(e.experiment_id, base)) for e in sorted(exps, key=lambda e: e.name)
-            if e.name != "Default"]
-
-
-def report_link(spec_id: str) -> str | None:
-    """A report's line linking the spec's experiment in `repro ui` (runs view), if the store has it."""
-    import os
-    from pathlib import Path
-
-    if os.environ.get("REPRO_NO_MLFLOW") == "1":
-        return None
-    from repro.tracking.runs import tracking_uri
-
-    uri = tracking_uri()
-    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).expanduser().exists():
-        return None
-    from mlflow.tracking import MlflowClient
-
-    exp = MlflowClient().get_experiment_by_name(spec_id)
-    if exp is None:
-        return None
-    return (f"MLflow: [the runs of {spec_id}]({experiment_url(exp.experiment_id)}) in the store where they "
-            f"were recorded (`repro ui` serves it at that address).")

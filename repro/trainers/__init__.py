@@ -1,26 +1,56 @@
-"""Model kinds: how to build and train each kind of model a spec can name.
+"""Model kinds: how to build, check and train each kind of model a spec can name.
 
-A model config `experiments/models/<name>.yaml` has `kind: K`; the module `repro.trainers.K`
-defines:
-- `build_net(resolved: ResolvedModel, meta: dict) -> nn.Module` (architecture only);
-- `train_model(resolved, out_dir: Path, device, run, progress) -> (nn.Module, meta: dict)`:
-  trains (resuming from out_dir/checkpoint.pt), returns the weights to store and what
-  training measured (JSON-serialisable; `build_net` gets it back when loading);
-- optionally `validate(resolved)` raising UserError for bad `net`/`train` settings.
-Loading, hashing and storing under artifacts/ is `repro.models`' job.
+A model config `experiments/models/<name>.yaml` has `kind: K`; MODEL_KINDS names the module that
+implements K, and that module provides the members of `Trainer` (and, where the config names
+weights files, those of `NamesWeightsFiles`). Storing and hashing trained models under
+artifacts/ is `repro.models`' job; training one on demand is `repro.trainers.ensure`'s.
 """
 from __future__ import annotations
 
 import importlib
-from types import ModuleType
-from typing import TypeVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
 from pydantic import BaseModel, ValidationError
 
 from repro.errors import UserError
+from repro.specs import ResolvedModel, resolve_model
+
+if TYPE_CHECKING:   # annotations only: importing the table imports neither torch nor a trainer
+    import torch
+    from torch import nn
+
+    from repro.checkpoints import WeightsFile
 
 N = TypeVar("N", bound=BaseModel)
 T = TypeVar("T", bound=BaseModel)
+
+
+class Trainer(Protocol):
+    """What every trainer module `repro.trainers.<kind>` provides (all members required)."""
+
+    def parse(self, resolved: ResolvedModel) -> tuple[BaseModel, BaseModel]:
+        """The config's `net` and `train` sections, validated against the kind's schemas."""
+
+    def validate(self, resolved: ResolvedModel) -> None:
+        """Raise UserError for a bad setting (schemas, cross-setting rules, files that must exist,
+        the models it is trained on), before anything runs; returns nothing."""
+
+    def build_net(self, resolved: ResolvedModel, meta: dict[str, Any] | None = None) -> nn.Module:
+        """The architecture (untrained); `meta` is what training measured (repro.models' meta.json)."""
+
+    def train_model(self, resolved: ResolvedModel, out_dir: Path, device: torch.device, run: Any,
+                    progress: bool) -> tuple[nn.Module, dict[str, Any]]:
+        """Train (resuming from out_dir/checkpoint.pt); the weights to store and what training
+        measured (JSON-serialisable; `build_net` gets it back when loading)."""
+
+
+class NamesWeightsFiles(Protocol):
+    """Optional member of a trainer module whose config names weights files (checked by preflight,
+    repro.trainers.weights): discriminator, edm, pretrained_segmenter, score_sde."""
+
+    def weights_files(self, resolved: ResolvedModel) -> list[WeightsFile]:
+        """Each file the config names, with the check it must pass."""
 
 
 # model kind -> its trainer module: the one list of model kinds (strings: importing the table
@@ -39,22 +69,19 @@ MODEL_KINDS: dict[str, str] = {
 }
 
 
-def model_kinds() -> list[str]:
-    return sorted(MODEL_KINDS)
-
-
 def trainer_file(kind: str) -> str:
     """The repo-relative file of a model kind's trainer (for DVC's code dependencies)."""
     return MODEL_KINDS[kind].replace(".", "/") + ".py"
 
 
-def kind_module(kind: str) -> ModuleType:
+def kind_module(kind: str) -> Trainer:
+    """The trainer module of a model kind (imported now)."""
     if kind not in MODEL_KINDS:
-        raise UserError(f"unknown model kind {kind!r}; known kinds: {', '.join(model_kinds())}")
-    return importlib.import_module(MODEL_KINDS[kind])
+        raise UserError(f"unknown model kind {kind!r}; known kinds: {', '.join(sorted(MODEL_KINDS))}")
+    return cast(Trainer, importlib.import_module(MODEL_KINDS[kind]))
 
 
-def parse_settings(resolved, net_schema: type[N], train_schema: type[T]) -> tuple[N, T]:
+def parse_settings(resolved: ResolvedModel, net_schema: type[N], train_schema: type[T]) -> tuple[N, T]:
     """Validate a model config's `net` and `train` sections; a bad value is a one-line UserError."""
     parsed = []
     for section, schema in (("net", net_schema), ("train", train_schema)):
@@ -71,8 +98,6 @@ def upstream_model(resolved, role: str, name: str, overrides: dict | None, kind:
     """The config (at this profile) of the model another one is trained on (a discriminator on a
     generator's samples, a noise-conditional classifier on a score model's SDE), checked: of `kind`
     and on the same dataset and resolution. `role` names the setting, e.g. "generator"."""
-    from repro.specs import resolve_model
-
     up = resolve_model(name, resolved.profile, overrides or None)
     if up.config.kind != kind:
         raise UserError(f"model {resolved.id}: train.{role} {name!r} is a {up.config.kind} model, "

@@ -24,9 +24,20 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
+from repro.checkpoints import WeightsFile, state_dict_check
+from repro.data import dataset_info, load_dataset, stack
 from repro.errors import UserError
-from repro.specs import ResolvedModel
-from repro.trainers import parse_settings
+from repro.nets import adm
+from repro.diffusion.losses import discriminator_bce_loss
+from repro.diffusion.schedules import vp_sigma
+from repro.nets.discriminator import DiscriminatorHead, SmallEncoder, TimeConditionedDiscriminator
+from repro.nets.official import load_discriminator_checkpoint
+from repro.sampling.edm import edm_sample
+from repro.specs import ResolvedModel, resolve_model
+from repro.train import TrainConfig, derive_seed, load_checkpoint, save_checkpoint, train
+from repro.trainers import kind_module, parse_settings, upstream_model
+from repro.trainers.edm import to_model_range
+from repro.trainers.ensure import ensure_model
 
 
 class NetConfig(BaseModel):
@@ -70,10 +81,8 @@ def parse(resolved: ResolvedModel) -> tuple[NetConfig, TrainSettings]:
 
 
 def validate(resolved: ResolvedModel) -> None:
-    from repro.trainers import upstream_model
-
     net_cfg, ts = parse(resolved)
-    gen = upstream_model(resolved, "generator", ts.generator, ts.generator_overrides, "edm", article="an")
+    upstream_model(resolved, "generator", ts.generator, ts.generator_overrides, "edm", article="an")
     if net_cfg.encoder == "evaluator" and not net_cfg.evaluator:
         raise UserError(f"model {resolved.id}: net.encoder 'evaluator' needs net.evaluator (a model name)")
     if net_cfg.encoder == "adm":
@@ -114,23 +123,12 @@ class EvaluatorTrunk(nn.Module):
 
 
 def _geometry(resolved: ResolvedModel) -> tuple[int, int]:
-    from repro.data import dataset_info
-
     ds = resolved.config.dataset
     res = ds.resolution or dataset_info(ds.name).default_resolution
     return int(res[0]), dataset_info(ds.name).channels
 
 
 def build_net(resolved: ResolvedModel, meta: dict | None = None) -> nn.Module:
-    from repro.nets import adm
-    from repro.nets.discriminator import (
-        DiscriminatorHead,
-        SmallEncoder,
-        TimeConditionedDiscriminator,
-    )
-    from repro.specs import resolve_model
-    from repro.trainers import kind_module
-
     net_cfg, _ = parse(resolved)
     res, channels = _geometry(resolved)
     takes_time = net_cfg.encoder == "adm"
@@ -151,6 +149,22 @@ def build_net(resolved: ResolvedModel, meta: dict | None = None) -> nn.Module:
     if net_cfg.train_encoder:
         disc.encoder.requires_grad_(True)   # GroupNorm only: eval mode changes nothing
     return disc
+
+
+def weights_files(resolved: ResolvedModel) -> list[WeightsFile]:
+    """`net.adm_classifier` (ADM's classifier) and `train.pretrained` (DG's head or a whole
+    discriminator), checked against this config's networks."""
+    net_cfg, ts = parse(resolved)
+    out = []
+    if net_cfg.adm_classifier is not None:
+        out.append(WeightsFile("net.adm_classifier", Path(net_cfg.adm_classifier).expanduser(), state_dict_check(
+            lambda: build_net(resolved).encoder.classifier, "ADM's classifier (repro.nets.adm) of this config")))
+    if ts.pretrained is not None:
+        head = net_cfg.head == "adm"
+        out.append(WeightsFile("train.pretrained", Path(ts.pretrained).expanduser(), state_dict_check(
+            lambda: build_net(resolved).head.head if head else build_net(resolved),
+            "DG's discriminator head of this config" if head else "this discriminator")))
+    return out
 
 
 def trainable_state(disc: nn.Module) -> dict[str, torch.Tensor]:
@@ -184,9 +198,6 @@ def epoch_file(out_dir: Path, epoch: int) -> Path:
 def generate_fakes(net, n: int, shape: tuple[int, int, int], ts: TrainSettings, seed: int,
                    device: torch.device) -> torch.Tensor:
     """n samples of the generator in [-1, 1] (clamped, as saved images are), float32 on the CPU."""
-    from repro.sampling.edm import edm_sample
-    from repro.train import derive_seed
-
     out = []
     for j, start in enumerate(range(0, n, ts.gen_batch_size)):
         b = min(ts.gen_batch_size, n - start)
@@ -202,9 +213,6 @@ def evaluate(disc: nn.Module, real: torch.Tensor, fake: torch.Tensor, seed: int,
              taus=(0.01, 0.1, 0.3, 0.6, 1.0), chunk: int = 512) -> dict[str, float]:
     """Held-out accuracy per VP time (same noise every epoch) and importance-sampled BCE, in
     chunks of `chunk` real + `chunk` generated images (the ADM encoder at paper size)."""
-    from repro.diffusion.losses import discriminator_bce_loss
-    from repro.diffusion.schedules import vp_sigma
-
     n = real.shape[0]
     if n == 0:
         return {}
@@ -233,13 +241,6 @@ def evaluate(disc: nn.Module, real: torch.Tensor, fake: torch.Tensor, seed: int,
 def train_model(resolved: ResolvedModel, out_dir: Path, device: torch.device, run, progress: bool):
     """Generate the fakes, train epoch by epoch (resumable), keep every epoch; returns (net, meta)."""
     import time
-
-    from repro.data import load_dataset, stack
-    from repro.models import ensure_model
-    from repro.diffusion.losses import discriminator_bce_loss
-    from repro.nets.official import load_discriminator_checkpoint
-    from repro.train import TrainConfig, derive_seed, load_checkpoint, save_checkpoint, train
-    from repro.trainers.edm import to_model_range
 
     validate(resolved)
     net_cfg, ts = parse(resolved)

@@ -13,8 +13,16 @@ from typing import Any
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
+from repro.checkpoints import WeightsFile, edm_pickle_check, require_pickle_trust
+from repro.data import dataset_info, load_dataset
+from repro.diffusion.augment import EDM_AUGMENT_DIM, edm_cifar10_augment
+from repro.diffusion.edm import EDMPrecond, edm_loss
 from repro.errors import UserError
+from repro.nets.ddpmpp import DDPMpp, DDPMppConfig
+from repro.nets.official import load_edm_network
+from repro.sampling.edm import edm_sample
 from repro.specs import ResolvedModel
+from repro.train import TrainConfig, is_main, train
 from repro.trainers import parse_settings
 
 
@@ -60,8 +68,6 @@ def parse(resolved: ResolvedModel) -> tuple[NetConfig, TrainSettings]:
 
 
 def validate(resolved: ResolvedModel) -> None:
-    from repro.diffusion.augment import EDM_AUGMENT_DIM
-
     net_cfg, ts = parse(resolved)
     if ts.augment_p > 0 and net_cfg.augment_dim != EDM_AUGMENT_DIM and ts.pretrained is None:
         raise UserError(f"model {resolved.id}: train.augment_p={ts.augment_p} needs net.augment_dim="
@@ -72,8 +78,6 @@ def validate(resolved: ResolvedModel) -> None:
                         f"snapshot (e.g. edm-cifar10-32x32-uncond-vp.pkl) there or set train.pretrained=null "
                         f"to train")
     if ts.pretrained is not None:   # unpickling runs the file's code: only when the user trusts it
-        from repro.checkpoints import require_pickle_trust
-
         require_pickle_trust(Path(ts.pretrained).expanduser(), f"model {resolved.id}: train.pretrained")
 
 
@@ -88,8 +92,6 @@ def to_unit_range(x: torch.Tensor) -> torch.Tensor:
 
 
 def _geometry(resolved: ResolvedModel) -> tuple[int, int]:
-    from repro.data import dataset_info
-
     ds = resolved.config.dataset
     info = dataset_info(ds.name)
     res = ds.resolution or info.default_resolution
@@ -98,15 +100,20 @@ def _geometry(resolved: ResolvedModel) -> tuple[int, int]:
     return int(res[0]), info.channels
 
 
+def weights_files(resolved: ResolvedModel) -> list[WeightsFile]:
+    """`train.pretrained`: an NVlabs/edm snapshot (a pickle) of this dataset's geometry."""
+    _, ts = parse(resolved)
+    if ts.pretrained is None:
+        return []
+    res, channels = _geometry(resolved)
+    return [WeightsFile("train.pretrained", Path(ts.pretrained).expanduser(),
+                        edm_pickle_check(ts.pretrained_key, res, channels), pickle=True)]
+
+
 def build_net(resolved: ResolvedModel, meta: dict | None = None) -> torch.nn.Module:
     """EDMPrecond(DDPM++), or NVlabs' own network when `train.pretrained` names a snapshot."""
-    from repro.diffusion.edm import EDMPrecond
-    from repro.nets.ddpmpp import DDPMpp, DDPMppConfig
-
     net_cfg, ts = parse(resolved)
     if ts.pretrained is not None:
-        from repro.nets.official import load_edm_network
-
         return load_edm_network(ts.pretrained, key=ts.pretrained_key)
     res, channels = _geometry(resolved)
     cfg = DDPMppConfig(img_resolution=res, in_channels=channels, out_channels=channels,
@@ -131,8 +138,6 @@ def save_preview(net, out: Path, n: int, steps: int, shape: tuple[int, int, int]
     """A grid of `n` Heun samples, for looking at what the model learnt."""
     from torchvision.utils import save_image
 
-    from repro.sampling.edm import edm_sample
-
     device = next(net.parameters()).device
     g = torch.Generator().manual_seed(seed)
     latents = torch.randn((n, *shape), generator=g).to(device)
@@ -143,11 +148,6 @@ def save_preview(net, out: Path, n: int, steps: int, shape: tuple[int, int, int]
 
 def train_model(resolved: ResolvedModel, out_dir: Path, device: torch.device, run, progress: bool):
     """Train (resuming from out_dir/checkpoint.pt) or load `train.pretrained`; returns (net, meta)."""
-    from repro.data import load_dataset
-    from repro.diffusion.augment import edm_cifar10_augment
-    from repro.diffusion.edm import edm_loss
-    from repro.train import TrainConfig, train
-
     net_cfg, ts = parse(resolved)
     cfg, ds = resolved.config, resolved.config.dataset
     if ts.pretrained is not None:
@@ -184,7 +184,6 @@ def train_model(resolved: ResolvedModel, out_dir: Path, device: torch.device, ru
             "final_loss": result.history[-1]["loss"] if result.history else None,
             "train_seconds": result.seconds, "probes": result.probes,
             "parameters": sum(p.numel() for p in final.parameters())}
-    from repro.train import is_main
 
     if ts.preview_samples and is_main():   # under torchrun rank 0 alone writes
         path = save_preview(final, out_dir / "preview.png", ts.preview_samples, ts.preview_steps,

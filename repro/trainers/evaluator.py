@@ -14,8 +14,11 @@ import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 
+from repro.data import dataset_info, load_dataset, stack
 from repro.errors import UserError
+from repro.nets.evaluator import DigitsClassifier, SceneFeatureNet
 from repro.specs import ResolvedModel
+from repro.train import TrainConfig, train
 from repro.trainers import parse_settings
 
 
@@ -35,15 +38,16 @@ class TrainSettings(BaseModel):
     eval_split: str = "val"
 
 
-def validate(resolved: ResolvedModel) -> tuple[NetConfig, TrainSettings]:
+def parse(resolved: ResolvedModel) -> tuple[NetConfig, TrainSettings]:
     return parse_settings(resolved, NetConfig, TrainSettings)
 
 
-def build_net(resolved: ResolvedModel, meta: dict | None = None) -> torch.nn.Module:
-    from repro.data import dataset_info
-    from repro.nets.evaluator import DigitsClassifier, SceneFeatureNet
+def validate(resolved: ResolvedModel) -> None:
+    parse(resolved)
 
-    net_cfg, _ = validate(resolved)
+
+def build_net(resolved: ResolvedModel, meta: dict | None = None) -> torch.nn.Module:
+    net_cfg, _ = parse(resolved)
     info = dataset_info(resolved.config.dataset.name)
     cls = DigitsClassifier if net_cfg.arch == "digits_classifier" else SceneFeatureNet
     return cls(in_channels=info.channels, num_classes=info.num_classes, feature_dim=net_cfg.feature_dim,
@@ -52,8 +56,6 @@ def build_net(resolved: ResolvedModel, meta: dict | None = None) -> torch.nn.Mod
 
 def _logits(net, x, segmentation: bool):
     """Per-pixel logits for segmentation; image logits otherwise (SceneFeatureNet's classify head)."""
-    from repro.nets.evaluator import SceneFeatureNet
-
     if segmentation or not isinstance(net, SceneFeatureNet):
         return net(x)
     return net.classify(x)
@@ -74,10 +76,7 @@ def accuracy(net, images: torch.Tensor, labels: torch.Tensor, segmentation: bool
 
 
 def train_model(resolved: ResolvedModel, out_dir: Path, device: torch.device, run, progress: bool):
-    from repro.data import dataset_info, load_dataset, stack
-    from repro.train import TrainConfig, train
-
-    net_cfg, ts = validate(resolved)
+    net_cfg, ts = parse(resolved)
     ds = resolved.config.dataset
     info = dataset_info(ds.name)
     if info.kind not in ("segmentation", "classification"):

@@ -11,7 +11,14 @@ from typing import Literal
 import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from repro.data import dataset_info, load_dataset, stack
 from repro.errors import UserError
+from repro.images import save_image_grid
+from repro.nets.spade import one_hot_map
+from repro.nets.vgg_loss import VGG19_FILE, VGGLoss, vgg19_weights_path
+from repro.train import TrainConfig, train
+from repro.train.gan_step import GanStep
+from repro.train.sampler import DeterministicBatchSampler
 
 
 class GanTrainSettings(BaseModel):
@@ -46,8 +53,6 @@ class GanTrainSettings(BaseModel):
 
 def vgg_choice(ts: GanTrainSettings, model_id: str):
     """(VGGLoss or None, a sentence saying which and why) for the settings."""
-    from repro.nets.vgg_loss import VGG19_FILE, VGGLoss, vgg19_weights_path
-
     if ts.vgg_loss == "off" or ts.lambda_vgg == 0:
         return None, "off (vgg_loss: off)"
     path = vgg19_weights_path(ts.vgg_weights)
@@ -60,8 +65,6 @@ def vgg_choice(ts: GanTrainSettings, model_id: str):
 
 
 def dataset_classes(resolved) -> tuple[int, tuple[int, int]]:
-    from repro.data import dataset_info
-
     ds = resolved.config.dataset
     info = dataset_info(ds.name)
     if info.kind != "segmentation":
@@ -79,11 +82,6 @@ def count_parameters(module: torch.nn.Module) -> int:
 def train_gan(resolved, out_dir: Path, device: torch.device, run, progress: bool, *, pair, objective,
               ts: GanTrainSettings, net_meta: dict, vgg, vgg_note: str):
     """Train the pair with the loop + GanStep; returns (generator, meta)."""
-    from repro.data import load_dataset
-    from repro.train import TrainConfig, train
-    from repro.train.gan_step import GanStep
-    from repro.train.sampler import DeterministicBatchSampler
-
     ds = resolved.config.dataset
     num_classes, size = dataset_classes(resolved)
     train_set = load_dataset(ds.name, split=ds.split, resolution=size, root=ds.root, n=ds.n_train, seed=ds.seed)
@@ -130,9 +128,6 @@ def _preview(generator, resolved, size, num_classes, n: int, out_dir: Path, devi
     """Generated images for the first n validation maps of the model's dataset (a quick look)."""
     if n <= 0:
         return None
-    from repro.data import load_dataset, stack
-    from repro.images import save_image_grid
-    from repro.nets.spade import one_hot_map
 
     ds = resolved.config.dataset
     try:

@@ -16,8 +16,14 @@ from typing import Any, Literal
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
+from repro.data import dataset_info, load_dataset, stack
+from repro.data.colorbook import one_hot
+from repro.diffusion.ddpm import DDPMSchedule, l_simple
 from repro.errors import UserError
+from repro.guidance.classifier_free import drop_masks
+from repro.nets.bdd_unet import MaskGuidedUNet, count_parameters
 from repro.specs import ResolvedModel
+from repro.train import TrainConfig, train
 from repro.trainers import parse_settings
 
 
@@ -52,8 +58,6 @@ def parse(resolved: ResolvedModel) -> tuple[NetConfig, TrainSettings]:
 
 
 def _size(resolved: ResolvedModel) -> tuple[int, int]:
-    from repro.data import dataset_info
-
     ds = resolved.config.dataset
     res = tuple(ds.resolution) if ds.resolution is not None else dataset_info(ds.name).default_resolution
     if res is None:
@@ -62,8 +66,6 @@ def _size(resolved: ResolvedModel) -> tuple[int, int]:
 
 
 def validate(resolved: ResolvedModel) -> None:
-    from repro.data import dataset_info
-
     net_cfg, _ = parse(resolved)
     info = dataset_info(resolved.config.dataset.name)
     if info.kind != "segmentation":
@@ -76,17 +78,12 @@ def validate(resolved: ResolvedModel) -> None:
 
 
 def build_net(resolved: ResolvedModel, meta: dict | None = None) -> torch.nn.Module:
-    from repro.data import dataset_info
-    from repro.nets.bdd_unet import MaskGuidedUNet
-
     net_cfg, _ = parse(resolved)
     info = dataset_info(resolved.config.dataset.name)
     return MaskGuidedUNet(info.channels, info.num_classes, net_cfg.base, net_cfg.emb_dim)
 
 
 def make_schedule(params: dict[str, Any]):
-    from repro.diffusion.ddpm import DDPMSchedule
-
     return DDPMSchedule.make(params["schedule"], int(params["T"]), float(params["beta_start"]),
                              float(params["beta_end"]))
 
@@ -120,10 +117,6 @@ def mask_ddpm_for(trained) -> MaskDDPM:
 def mask_loss(model, schedule, batch: dict, generator: torch.Generator, num_classes: int, p: float,
               mode: str) -> torch.Tensor:
     """L_simple with classifier-free mask dropping (001 Eq. 2.2, Sec. 2.4)."""
-    from repro.data.colorbook import one_hot
-    from repro.diffusion.ddpm import l_simple
-    from repro.guidance.classifier_free import drop_masks
-
     x0 = MaskDDPM.from_images(batch["image"])
     mask = one_hot(batch["label"], num_classes)
     # A dropped mask is multiplied by zero rather than left out: the same output as no mask (x + 0 = x),
@@ -149,10 +142,6 @@ def eval_loss(net, schedule, images: torch.Tensor, labels: torch.Tensor, num_cla
 
 
 def train_model(resolved: ResolvedModel, out_dir: Path, device: torch.device, run, progress: bool):
-    from repro.data import dataset_info, load_dataset, stack
-    from repro.nets.bdd_unet import count_parameters
-    from repro.train import TrainConfig, train
-
     net_cfg, ts = parse(resolved)
     cfg, ds = resolved.config, resolved.config.dataset
     info = dataset_info(ds.name)

@@ -20,10 +20,15 @@ import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from repro.data import dataset_info, load_dataset, stack
 from repro.errors import UserError
+from repro.nets.wide_resnet import NoiseConditionalWideResNet
 from repro.rng import rand, randn
 from repro.specs import ResolvedModel
-from repro.trainers import parse_settings
+from repro.train import TrainConfig, train
+from repro.trainers import parse_settings, upstream_model
+from repro.trainers.ensure import ensure_model
+from repro.trainers.score_model import make_sde, to_model_space
 
 
 class NetConfig(BaseModel):
@@ -79,8 +84,6 @@ def parse(resolved: ResolvedModel) -> tuple[NetConfig, TrainSettings]:
 
 def score_model_config(resolved: ResolvedModel, ts: TrainSettings | None = None) -> ResolvedModel:
     """The score model's config at this profile, checked: a score_sde model on the same data."""
-    from repro.trainers import upstream_model
-
     ts = ts or parse(resolved)[1]
     return upstream_model(resolved, "score_model", ts.score_model, ts.score_model_overrides, "score_sde")
 
@@ -91,9 +94,6 @@ def validate(resolved: ResolvedModel) -> None:
 
 
 def build_net(resolved: ResolvedModel, meta: dict[str, Any] | None = None) -> torch.nn.Module:
-    from repro.data import dataset_info
-    from repro.nets.wide_resnet import NoiseConditionalWideResNet
-
     net_cfg, _ = parse(resolved)
     info = dataset_info(resolved.config.dataset.name)
     if info.kind != "classification":
@@ -129,11 +129,6 @@ def accuracy_at(net, sde, x0: torch.Tensor, labels: torch.Tensor, t: torch.Tenso
 
 def train_model(resolved: ResolvedModel, out_dir: Path, device: torch.device, run, progress: bool):
     """Train the classifier on the score model's SDE; returns (net, meta). Resumes from out_dir."""
-    from repro.data import load_dataset, stack
-    from repro.models import ensure_model
-    from repro.train import TrainConfig, train
-    from repro.trainers.score_sde import make_sde, to_model_space
-
     net_cfg, ts = parse(resolved)
     score_model_config(resolved, ts)
     cfg, ds = resolved.config, resolved.config.dataset

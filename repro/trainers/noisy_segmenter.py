@@ -16,10 +16,14 @@ import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 
+from repro.data import dataset_info, load_dataset, stack
 from repro.diffusion.schedules import estimate_sigma_max, ve_sigma
 from repro.guidance.segmentation import normalize_per_sample  # thesis Eq. 5.3, shared with the guidance
+from repro.metrics.segmentation import SegmentationScores
+from repro.nets.unet import NoiseConditionalUNet
 from repro.rng import rand, randn
 from repro.specs import ResolvedModel
+from repro.train import TrainConfig, train
 from repro.trainers import parse_settings
 
 
@@ -68,9 +72,6 @@ def segmenter_input(x0: torch.Tensor, t: torch.Tensor, sigma_min: float, sigma_m
 
 
 def build_net(resolved: ResolvedModel, meta: dict[str, Any] | None = None) -> torch.nn.Module:
-    from repro.data import dataset_info
-    from repro.nets.unet import NoiseConditionalUNet
-
     net_cfg, _ = parse(resolved)
     info = dataset_info(resolved.config.dataset.name)
     return NoiseConditionalUNet(in_channels=info.channels, num_classes=info.num_classes,
@@ -95,8 +96,6 @@ def predict(net: torch.nn.Module, images: torch.Tensor, t: float, *, encoding: s
 
 def score_at(net, images, labels, t, *, encoding, sigma_min, sigma_max, generator, num_classes,
              ignore_index) -> dict[str, float]:
-    from repro.metrics.segmentation import SegmentationScores
-
     pred = predict(net, images, t, encoding=encoding, sigma_min=sigma_min, sigma_max=sigma_max,
                    generator=generator)
     scores = SegmentationScores(num_classes, ignore_index)
@@ -106,9 +105,6 @@ def score_at(net, images, labels, t, *, encoding, sigma_min, sigma_max, generato
 
 def train_model(resolved: ResolvedModel, out_dir: Path, device: torch.device, run, progress: bool):
     """Train the segmenter; returns (net, meta). Resumes from out_dir/checkpoint.pt if present."""
-    from repro.data import dataset_info, load_dataset, stack
-    from repro.train import TrainConfig, train
-
     net_cfg, ts = parse(resolved)
     cfg = resolved.config
     ds_cfg = cfg.dataset
@@ -145,8 +141,6 @@ def train_model(resolved: ResolvedModel, out_dir: Path, device: torch.device, ru
     eval_t = torch.linspace(0.0, t_max, eval_images.shape[0])
 
     def on_epoch_end(epoch: int, model) -> dict[str, float]:
-        from repro.metrics.segmentation import SegmentationScores
-
         was_training = model.training
         model.eval()
         ge = torch.Generator().manual_seed(cfg.seed + 1)

@@ -13,7 +13,11 @@ from typing import Literal
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
+from repro.errors import UserError
+from repro.nets.patchgan import MultiscaleDiscriminator
+from repro.nets.pix2pixhd import GlobalGenerator, init_pix2pixhd_weights
 from repro.specs import ResolvedModel
+from repro.train.gan_step import GanObjective, GanPair
 from repro.trainers import parse_settings
 from repro.trainers.gan import GanTrainSettings, dataset_classes, train_gan, vgg_choice
 
@@ -37,38 +41,33 @@ class TrainSettings(GanTrainSettings):
     batch_size: int = Field(1, ge=1)
 
 
-def validate(resolved: ResolvedModel) -> tuple[NetConfig, TrainSettings]:
-    from repro.errors import UserError
+def parse(resolved: ResolvedModel) -> tuple[NetConfig, TrainSettings]:
+    return parse_settings(resolved, NetConfig, TrainSettings)
 
-    net, ts = parse_settings(resolved, NetConfig, TrainSettings)
+
+def validate(resolved: ResolvedModel) -> None:
+    net, _ = parse(resolved)
     _, (h, w) = dataset_classes(resolved)
     if h % (2 ** net.n_down) or w % (2 ** net.n_down):
         raise UserError(f"model {resolved.id}: resolution {h}x{w} is not divisible by 2^net.n_down = "
                         f"{2 ** net.n_down}")
-    return net, ts
 
 
 def build_net(resolved: ResolvedModel, meta: dict | None = None) -> torch.nn.Module:
-    from repro.nets.pix2pixhd import GlobalGenerator
-
-    net, _ = validate(resolved)
+    validate(resolved)
+    net, _ = parse(resolved)
     num_classes, _ = dataset_classes(resolved)
     return GlobalGenerator(num_classes, ngf=net.ngf, n_down=net.n_down, n_blocks=net.n_blocks)
 
 
 def objective_for(ts: TrainSettings, net: NetConfig, vgg_on: bool):
-    from repro.train.gan_step import GanObjective
-
     return GanObjective(adversarial=ts.adversarial, scale_reduction="sum", d_factor=0.5, lambda_feat=ts.lambda_feat,
                         feat_layer_weight=4.0 / (net.n_layers_d + 1), lambda_vgg=ts.lambda_vgg if vgg_on else 0.0)
 
 
 def train_model(resolved: ResolvedModel, out_dir: Path, device: torch.device, run, progress: bool):
-    from repro.nets.patchgan import MultiscaleDiscriminator
-    from repro.nets.pix2pixhd import init_pix2pixhd_weights
-    from repro.train.gan_step import GanPair
-
-    net, ts = validate(resolved)
+    validate(resolved)
+    net, ts = parse(resolved)
     num_classes, _ = dataset_classes(resolved)
     generator = build_net(resolved)
     # pix2pixHD's n_layers_D counts one block fewer than SPADE's (see repro/nets/patchgan.py)

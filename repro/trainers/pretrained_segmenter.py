@@ -23,8 +23,18 @@ from typing import Literal
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
+from repro.checkpoints import WeightsFile, state_dict_check
+from repro.data import dataset_info
 from repro.errors import UserError
-from repro.nets.drn import ARCHS as DRN_ARCHS
+from repro.models import sha256_file
+from repro.nets.drn import (
+    ARCHS as DRN_ARCHS,
+    CITYSCAPES_MEAN,
+    CITYSCAPES_STD,
+    DRNSegmenter,
+    load_segmenter_state,
+)
+from repro.nets.official import load_state_dict_file
 from repro.specs import ResolvedModel
 from repro.trainers import parse_settings
 
@@ -51,10 +61,8 @@ def checkpoint_path(net_cfg: NetConfig) -> Path:
     return Path(net_cfg.checkpoint).expanduser()
 
 
-def validate(resolved: ResolvedModel) -> NetConfig:
+def validate(resolved: ResolvedModel) -> None:
     """Settings, the dataset's classes and the checkpoint file, before anything runs."""
-    from repro.data import dataset_info
-
     net_cfg, _ = parse(resolved)
     info = dataset_info(resolved.config.dataset.name)
     if info.kind != "segmentation" or info.num_classes < net_cfg.num_classes_checkpoint:
@@ -66,13 +74,17 @@ def validate(resolved: ResolvedModel) -> NetConfig:
         raise UserError(f"model {resolved.id}: net.checkpoint {path} not found; put fyu/drn's Cityscapes "
                         f"{net_cfg.arch} weights (drn-d-105_ms_cityscapes.pth for drn_d_105, from {DOWNLOAD_PAGE}) "
                         f"there or name the file with --set models.evaluator.net.checkpoint=PATH")
-    return net_cfg
+
+
+def weights_files(resolved: ResolvedModel) -> list[WeightsFile]:
+    """`net.checkpoint`: fyu/drn's state dict of this architecture and number of classes."""
+    net_cfg, _ = parse(resolved)
+    return [WeightsFile("net.checkpoint", checkpoint_path(net_cfg), state_dict_check(
+        lambda: build_net(resolved).drn, f"fyu/drn's DRNSeg({net_cfg.arch}, "
+                                         f"{net_cfg.num_classes_checkpoint} classes)"))]
 
 
 def build_net(resolved: ResolvedModel, meta: dict | None = None) -> torch.nn.Module:
-    from repro.data import dataset_info
-    from repro.nets.drn import DRNSegmenter
-
     net_cfg, _ = parse(resolved)
     info = dataset_info(resolved.config.dataset.name)
     return DRNSegmenter(net_cfg.arch, net_cfg.num_classes_checkpoint, info.num_classes)
@@ -80,10 +92,8 @@ def build_net(resolved: ResolvedModel, meta: dict | None = None) -> torch.nn.Mod
 
 def load_checkpoint(resolved: ResolvedModel, net) -> None:
     """Strictly load net.checkpoint into net.drn; an unreadable or foreign file is one UserError line."""
-    from repro.nets.drn import load_segmenter_state
-    from repro.nets.official import load_state_dict_file
-
-    net_cfg = validate(resolved)
+    validate(resolved)
+    net_cfg, _ = parse(resolved)
     path = checkpoint_path(net_cfg)
     what = f"fyu/drn's DRNSeg({net_cfg.arch}, {net_cfg.num_classes_checkpoint} classes)"
     try:
@@ -101,10 +111,8 @@ def load_checkpoint(resolved: ResolvedModel, net) -> None:
 
 def train_model(resolved: ResolvedModel, out_dir: Path, device: torch.device, run, progress: bool):
     """Nothing to train: the published weights, loaded strictly, and where they came from."""
-    from repro.models import sha256_file
-    from repro.nets.drn import CITYSCAPES_MEAN, CITYSCAPES_STD
-
-    net_cfg = validate(resolved)
+    validate(resolved)
+    net_cfg, _ = parse(resolved)
     net = build_net(resolved)
     load_checkpoint(resolved, net)
     path = checkpoint_path(net_cfg)

@@ -4,27 +4,34 @@ The loss is thesis Eq. 4.14 with lambda(t) = std(t)^2 (`repro.diffusion.losses.d
 the SDE named in `net.sde` (VE, VP or sub-VP, thesis Sec. 4.4.4). VE's sigma_max is either
 given or estimated from the training data as the thesis does (Sec. 5.4.3: the largest distance
 among random pairs of training images). The stored weights are the EMA weights (0.999 by
-default, score SDE paper; 003 report Sec. 1), which is what every sampler uses.
-
-`score_model_for(trained)` turns a loaded model into what the samplers take: the SDE, a
-`score_fn(x, t)`, and the maps between images in [0, 1] and the model's data space
-(VE: [0, 1]; VP / sub-VP: centred to [-1, 1], as in the score SDE configs).
+default, score SDE paper; 003 report Sec. 1), which is what every sampler uses. What the
+samplers take of a trained model (SDE, score function, data space) is repro.trainers.score_model.
 """
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from repro.checkpoints import WeightsFile, compare_state_dict, expected_shapes, on_meta
+from repro.data import dataset_info, load_dataset, stack
+from repro.diffusion.losses import dsm_loss
+from repro.diffusion.schedules import estimate_sigma_max
+from repro.diffusion.sde import net_score_fn
 from repro.errors import UserError
+from repro.images import save_image_grid
+from repro.nets.ncsnpp import NCSNpp
+from repro.nets.score_sde import ScoreSdeNetConfig, ScoreSdeScoreNet
+from repro.nets.score_sde.checkpoint import load_score_sde_checkpoint
 from repro.rng import rand
+from repro.sampling.predictor_corrector import predictor_corrector_sample
 from repro.specs import ResolvedModel
+from repro.train import TrainConfig, train
 from repro.trainers import parse_settings
+from repro.trainers.score_model import make_sde, to_images, to_model_space
 
 
 class NetConfig(BaseModel):
@@ -120,22 +127,9 @@ def validate(resolved: ResolvedModel) -> None:
                             f"(2^(len(ch_mult) - 1)); change dataset.resolution or net.ch_mult")
 
 
-# ----------------------------------------------------------------------------- SDE and net
-
-def make_sde(params: dict[str, Any]):
-    """The SDE described by meta["sde"] ({"name": ve|vp|subvp, its parameters, "N"})."""
-    from repro.diffusion.sde import VESDE, VPSDE, SubVPSDE
-
-    name, n = params["name"], int(params.get("N", 1000))
-    if name == "ve":
-        return VESDE(params["sigma_min"], params["sigma_max"], N=n)
-    cls = VPSDE if name == "vp" else SubVPSDE
-    return cls(params["beta_min"], params["beta_max"], N=n)
-
+# ----------------------------------------------------------------------------- the network
 
 def net_kwargs(resolved: ResolvedModel) -> dict[str, Any]:
-    from repro.data import dataset_info
-
     net_cfg, _ = parse(resolved)
     ds = resolved.config.dataset
     info = dataset_info(ds.name)
@@ -148,20 +142,16 @@ def net_kwargs(resolved: ResolvedModel) -> dict[str, Any]:
 
 
 def build_net(resolved: ResolvedModel, meta: dict[str, Any] | None = None) -> torch.nn.Module:
-    from repro.nets.ncsnpp import NCSNpp
-
     net_cfg, _ = parse(resolved)
     if net_cfg.architecture == "score_sde":
         return release_net(resolved)
     return NCSNpp(**net_kwargs(resolved))
 
 
-def weights_files(resolved: ResolvedModel) -> list:
+def weights_files(resolved: ResolvedModel) -> list[WeightsFile]:
     """`train.pretrained` (the release's checkpoint_N.pth), opened by preflight and `repro train`
     (repro.checkpoints): present, weights-only, `model` with this network's keys and shapes, and
     EMA shadow tensors that line up with its trainable parameters."""
-    from repro.checkpoints import WeightsFile
-
     _, ts = parse(resolved)
     if ts.pretrained is None:
         return []
@@ -171,8 +161,6 @@ def weights_files(resolved: ResolvedModel) -> list:
 
 def check_release_checkpoint(resolved: ResolvedModel, path: Path, weights: str = "ema") -> None:
     """UserError (message without the path) unless `path` is a release checkpoint of this network."""
-    from repro.checkpoints import compare_state_dict, expected_shapes, on_meta
-
     if path.stat().st_size == 0:
         raise UserError("is empty (0 bytes); an interrupted copy? fetch the file again")
     try:
@@ -199,8 +187,6 @@ def check_release_checkpoint(resolved: ResolvedModel, path: Path, weights: str =
 
 def release_net(resolved: ResolvedModel) -> torch.nn.Module:
     """The score SDE release's NCSN++ / DDPM++ for this config (repro.nets.score_sde)."""
-    from repro.nets.score_sde import ScoreSdeNetConfig, ScoreSdeScoreNet
-
     net_cfg, _ = parse(resolved)
     kw = net_kwargs(resolved)
     scale_by_sigma = net_cfg.sde == "ve" if net_cfg.scale_by_sigma is None else net_cfg.scale_by_sigma
@@ -216,46 +202,6 @@ def release_net(resolved: ResolvedModel) -> torch.nn.Module:
     return ScoreSdeScoreNet(cfg, sde=net_cfg.sde, beta_min=net_cfg.beta_min, beta_max=net_cfg.beta_max)
 
 
-def to_model_space(images: torch.Tensor, centered: bool) -> torch.Tensor:
-    """Images in [0, 1] -> the data space the score model was trained on."""
-    return images * 2.0 - 1.0 if centered else images
-
-
-def to_images(x: torch.Tensor, centered: bool) -> torch.Tensor:
-    """Model-space samples -> images clamped to [0, 1]."""
-    return ((x + 1.0) / 2.0 if centered else x).clamp(0.0, 1.0)
-
-
-@dataclass
-class ScoreModel:
-    """A trained score model as the samplers see it."""
-
-    sde: Any
-    score_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-    centered: bool
-    shape: tuple[int, int, int]  # (C, H, W) of one sample
-    net: torch.nn.Module
-
-    def to_images(self, x: torch.Tensor) -> torch.Tensor:
-        return to_images(x, self.centered)
-
-    def from_images(self, images: torch.Tensor) -> torch.Tensor:
-        return to_model_space(images, self.centered)
-
-
-def score_model_for(trained) -> ScoreModel:
-    """SDE + score_fn(x, t) of a `repro.models.TrainedModel` of kind score_sde (its EMA weights)."""
-    from repro.diffusion.sde import net_score_fn
-
-    meta = trained.meta
-    sde = make_sde(meta["sde"])
-    net = trained.net.eval()
-    # the release's networks take t as the release does (repro.nets.score_sde.model); ours take std(t)
-    score_fn = net.score_fn(sde) if callable(getattr(net, "score_fn", None)) else net_score_fn(net, sde)
-    return ScoreModel(sde=sde, score_fn=score_fn, centered=bool(meta["centered"]),
-                      shape=tuple(meta["sample_shape"]), net=net)
-
-
 # ----------------------------------------------------------------------------- training
 
 def random_hflip(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -267,9 +213,6 @@ def random_hflip(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
 def dsm_eval(net: torch.nn.Module, sde, x0: torch.Tensor, seed: int, eps: float | None = None,
              reduce_mean: bool = True, batch_size: int = 256) -> float:
     """Held-out DSM loss (thesis Eq. 4.14, lambda = std^2) with fixed t and noise draws (seeded)."""
-    from repro.diffusion.losses import dsm_loss
-    from repro.diffusion.sde import net_score_fn
-
     was = net.training
     net.eval()
     device = next(net.parameters()).device
@@ -286,20 +229,12 @@ def dsm_eval(net: torch.nn.Module, sde, x0: torch.Tensor, seed: int, eps: float 
 
 
 def _estimate_sigma_max(train_set, pairs: int, seed: int) -> float:
-    from repro.data import stack
-    from repro.diffusion.schedules import estimate_sigma_max
-
     images, _ = stack(train_set)
     return estimate_sigma_max(images, pairs, torch.Generator().manual_seed(seed))
 
 
 def train_model(resolved: ResolvedModel, out_dir: Path, device: torch.device, run, progress: bool):
     """Train (resuming from out_dir/checkpoint.pt); returns (EMA net, meta)."""
-    from repro.data import dataset_info, load_dataset, stack
-    from repro.diffusion.losses import dsm_loss
-    from repro.diffusion.sde import net_score_fn
-    from repro.train import TrainConfig, train
-
     net_cfg, ts = parse(resolved)
     cfg, ds = resolved.config, resolved.config.dataset
     info = dataset_info(ds.name)
@@ -372,9 +307,6 @@ def train_model(resolved: ResolvedModel, out_dir: Path, device: torch.device, ru
 
 def load_pretrained(resolved: ResolvedModel, device: torch.device):
     """The release's checkpoint (`train.pretrained`) in the configured network, EMA weights by default."""
-    from repro.data import dataset_info
-    from repro.nets.score_sde.checkpoint import load_score_sde_checkpoint
-
     validate(resolved)
     net_cfg, ts = parse(resolved)
     ds = resolved.config.dataset
@@ -396,10 +328,6 @@ def load_pretrained(resolved: ResolvedModel, device: torch.device):
 
 def _write_preview(net, sde, centered: bool, shape, ts: TrainSettings, seed: int, out_dir: Path) -> str:
     """A grid of PC samples from the trained model (a quick look; not a metric)."""
-    from repro.diffusion.sde import net_score_fn
-    from repro.images import save_image_grid
-    from repro.sampling.predictor_corrector import predictor_corrector_sample
-
     device = next(net.parameters()).device
     g = torch.Generator(device=device)
     g.manual_seed(seed + 2)

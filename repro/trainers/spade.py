@@ -11,7 +11,11 @@ from typing import Literal
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
+from repro.errors import UserError
+from repro.nets.patchgan import MultiscaleDiscriminator
+from repro.nets.spade import SPADEGenerator, init_spade_weights
 from repro.specs import ResolvedModel
+from repro.train.gan_step import GanObjective, GanPair
 from repro.trainers import parse_settings
 from repro.trainers.gan import GanTrainSettings, dataset_classes, train_gan, vgg_choice
 
@@ -33,20 +37,20 @@ class TrainSettings(GanTrainSettings):
     pass
 
 
-def validate(resolved: ResolvedModel) -> tuple[NetConfig, TrainSettings]:
-    net, ts = parse_settings(resolved, NetConfig, TrainSettings)
-    from repro.errors import UserError
+def parse(resolved: ResolvedModel) -> tuple[NetConfig, TrainSettings]:
+    return parse_settings(resolved, NetConfig, TrainSettings)
 
+
+def validate(resolved: ResolvedModel) -> None:
+    net, _ = parse(resolved)
     _, (h, w) = dataset_classes(resolved)
     if h % (2 ** net.n_up) or w % (2 ** net.n_up):
         raise UserError(f"model {resolved.id}: resolution {h}x{w} is not divisible by 2^net.n_up = {2 ** net.n_up}")
-    return net, ts
 
 
 def build_generator(resolved: ResolvedModel):
-    from repro.nets.spade import SPADEGenerator
-
-    net, _ = validate(resolved)
+    validate(resolved)
+    net, _ = parse(resolved)
     num_classes, size = dataset_classes(resolved)
     return SPADEGenerator(num_classes, size, ngf=net.ngf, n_up=net.n_up, hidden=net.hidden, spectral=net.spectral_g,
                           param_free=net.param_free, modulation=net.modulation)
@@ -57,19 +61,14 @@ def build_net(resolved: ResolvedModel, meta: dict | None = None) -> torch.nn.Mod
 
 
 def objective_for(ts: TrainSettings, vgg_on: bool):
-    from repro.train.gan_step import GanObjective
-
     # SPADE's GANLoss averages the scales; D loss = D_fake + D_real; feature matching lambda / num_D
     return GanObjective(adversarial=ts.adversarial, scale_reduction="mean", d_factor=1.0, lambda_feat=ts.lambda_feat,
                         feat_layer_weight=1.0, lambda_vgg=ts.lambda_vgg if vgg_on else 0.0)
 
 
 def train_model(resolved: ResolvedModel, out_dir: Path, device: torch.device, run, progress: bool):
-    from repro.nets.patchgan import MultiscaleDiscriminator
-    from repro.nets.spade import init_spade_weights
-    from repro.train.gan_step import GanPair
-
-    net, ts = validate(resolved)
+    validate(resolved)
+    net, ts = parse(resolved)
     num_classes, _ = dataset_classes(resolved)
     generator = build_generator(resolved)
     disc = MultiscaleDiscriminator(num_classes + 3, ndf=net.ndf, n_layers=net.n_layers_d, num_d=net.num_d,

@@ -29,7 +29,8 @@ from repro.train.amp import autocast_context
 from repro.train.config import TrainConfig
 from repro.train.loop import TrainingDiverged, train
 from repro.train.probes import CpuRssPeak, NvmlPeakMemory, cpu_peak_rss_mb, reset_peak_memory
-from repro.trainers.score_sde import build_net, make_sde, parse, random_hflip, to_model_space
+from repro.trainers.score_model import make_sde, to_model_space
+from repro.trainers.score_sde import build_net, parse, random_hflip
 
 # arm -> (autocast on, autocast dtype); "fp16" is PyTorch AMP on CUDA: fp16 autocast + GradScaler
 ARMS: dict[str, tuple[bool, str | None]] = {"fp32": (False, None), "fp16": (True, "float16"),

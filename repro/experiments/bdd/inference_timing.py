@@ -20,7 +20,7 @@ from repro.experiments.bdd.model import describe  # noqa: F401  (repro show prin
 from repro.experiments.bdd.model import guidance_for
 from repro.experiments.bdd.settings import SamplingFixed
 from repro.experiments.bdd.timing import prepare_variant, time_sampling, variant_unavailable
-from repro.models import ensure_model
+from repro.trainers.ensure import ensure_model
 from repro.nets.bdd_unet import count_parameters
 from repro.specs import resolve_model
 from repro.trainers.mask_ddpm import _size, build_net, make_schedule, mask_ddpm_for, parse

@@ -78,7 +78,7 @@ def check_models(ctx) -> None:
 def prepare(ctx):
     from repro.data import dataset_info, load_dataset, stack
     from repro.metrics.fd_evalnet import evalnet_features
-    from repro.trainers.score_sde import score_model_for
+    from repro.trainers.score_model import score_model_for
 
     f, spec = ctx.spec.fixed, ctx.spec
     check_models(ctx)

@@ -56,7 +56,7 @@ class Fixed(BaseModel):
 
 
 def prepare(ctx):
-    from repro.trainers.score_sde import score_model_for
+    from repro.trainers.score_model import score_model_for
 
     scoring = prepare_scoring(ctx, ctx.spec.fixed)  # first: a missing metric (fid weights) fails before training
     roles = sorted({str(v) for v in ctx.spec.grid.get("sde", [])}) or ["score"]

@@ -34,7 +34,7 @@ def prepare_semantic(ctx, n_maps: int, quality: dict[str, Any] | None = None) ->
     the Frechet metric the spec lists (fid / fd_evalnet) on real images of the spec's split."""
     from repro.data import dataset_info
     from repro.data.palette import palette
-    from repro.trainers.score_sde import score_model_for
+    from repro.trainers.score_model import score_model_for
 
     ds = ctx.spec.dataset
     info = dataset_info(ds.name)

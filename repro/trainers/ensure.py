@@ -1,0 +1,74 @@
+"""A trained model on demand: loaded from artifacts/ (repro.models), trained first by its kind's
+trainer when the resolved config has no stored model yet.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+from typing import Any
+
+import torch
+
+from repro import environment, results
+from repro.atomic import atomic_write, atomic_write_text, remove_orphan_temporaries
+from repro.errors import UserError
+from repro.models import TrainedModel, artifact_dir, sha256_file
+from repro.specs import resolve_model
+from repro.tracking.runs import Tracker
+from repro.train.distributed import barrier
+from repro.trainers import kind_module
+
+
+def ensure_model(name: str, profile: str, *, overrides: dict[str, Any] | None = None,
+                 inject: dict[str, Any] | None = None, device: torch.device | str = "cpu", force: bool = False,
+                 progress: bool = True) -> TrainedModel:
+    """Load the model trained with this resolved config, training it first if needed."""
+    resolved = resolve_model(name, profile, overrides, inject=inject)
+    module = kind_module(resolved.config.kind)
+    module.validate(resolved)
+    out = artifact_dir(resolved)
+    weights, meta_path = out / "model.pt", out / "meta.json"
+    device = torch.device(device)
+    # Under torchrun every rank trains (DDP inside repro.train); rank 0 alone tracks and writes. The
+    # environment's RANK, not repro.train.distributed.rank(): the process group opens inside training.
+    rank = int(os.environ.get("RANK", "0"))
+    if force or not meta_path.exists():  # meta.json is written last: its presence marks a finished model
+        tags = {"repro.model": name, "repro.profile": profile, "repro.model_hash": resolved.hash,
+                "repro.git_commit": results.git_commit(), "repro.device": str(device),
+                "repro.dataset": resolved.config.dataset.name, "repro.host": platform.node()}
+        params = {"profile": profile, **resolved.config.model_dump(mode="json", exclude={"profiles", "title"})}
+        with Tracker(f"train-{name}", f"{name}-{profile}-{resolved.hash}", tags=tags, params=params,
+                     enabled=rank == 0) as tr:
+            out.mkdir(parents=True, exist_ok=True)
+            remove_orphan_temporaries(out)   # a killed training's half-written checkpoint
+            if rank == 0:
+                atomic_write_text(out / "config.json", json.dumps(resolved.data, indent=2, default=str))
+            # Initial weights (built inside train_model) follow the config's seed, not whatever the
+            # process drew before: the same config trains the same model in any order of specs.
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(resolved.config.seed)
+                net, meta = module.train_model(resolved, out, device, tr.parent, progress and rank == 0)
+            if rank != 0:   # wait for rank 0's files: a rank that looked for them (or for the next model's)
+                barrier()   # sooner would train again, alone, and DDP would pair it with another model
+                return TrainedModel(name, profile, resolved.hash, out, net.eval(), meta, resolved)
+            # Each tensor in its own contiguous storage: the file's bytes (and its sha256) then depend on the
+            # values alone, not on how training left storages shared or strided (e.g. after a resume).
+            state = {k: v.detach().clone(memory_format=torch.contiguous_format) for k, v in net.state_dict().items()}
+            atomic_write(weights, lambda f: torch.save(state, f), binary=True)
+            meta = {**meta, "sha256": sha256_file(weights), "name": name, "profile": profile,
+                    "hash": resolved.hash, "git_commit": results.git_commit(), "mlflow_run_id": tr.run_id,
+                    "environment": environment.record()}
+            atomic_write_text(meta_path, json.dumps(meta, indent=2, default=str))
+            barrier()   # the model is complete on disk for every rank
+            if tr.parent is not None:
+                tr.parent.log_artifact(meta_path)
+    meta = json.loads(meta_path.read_text())
+    net = module.build_net(resolved, meta)
+    try:
+        state = torch.load(weights, map_location="cpu", weights_only=True)
+    except Exception as e:  # a truncated or foreign file
+        raise UserError(f"model {name}: cannot load {weights} ({type(e).__name__}); delete it and retrain") from None
+    net.load_state_dict(state)
+    net.to(device).eval()
+    return TrainedModel(name, profile, resolved.hash, out, net, meta, resolved)
