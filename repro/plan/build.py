@@ -73,7 +73,7 @@ class SpecPlan:
 
 
 def _finished(resolved, key: str) -> bool:
-    from repro.engine.run import finished_record
+    from repro.engine.cells import finished_record
 
     return finished_record(resolved, key) is not None
 

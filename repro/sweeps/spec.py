@@ -16,7 +16,7 @@ from pydantic import Field, ValidationError, model_validator
 
 from repro.errors import UserError
 from repro.specs import DEFAULT_PROFILE, ResolvedSpec, Source, _check_id, _ID_RE, _load_yaml, _profile_doc, _Strict, _validation_message, cell_key, experiments_dir, grid_cells
-from repro.experiments import resolve_spec
+from repro.experiments import resolve_spec, runner_module
 from repro.hashing import stable_hash
 
 SAMPLERS = ("grid", "tpe", "random", "nsga2")
@@ -231,8 +231,6 @@ def resolve_sweep(name: str, profile: str | None = None) -> ResolvedSweep:
 
 
 def _check_space(sweep: SweepSpec, base: ResolvedSpec) -> dict[str, Any]:
-    from repro.experiments import runner_module
-
     spec = base.spec
     varied_per_cell = set(getattr(runner_module(spec.kind), "GRID_KEYS", ()))
     where = f"sweep {sweep.id}"

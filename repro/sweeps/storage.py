@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from repro.errors import UserError
+from repro.hashing import stable_hash
+from repro.results import results_root
 
 JOURNAL_NAME = "optuna.journal"
 RDB_SCHEMES = ("postgresql", "postgres", "sqlite", "mysql")
@@ -29,8 +31,6 @@ CONNECT_TIMEOUT_S = 10
 
 
 def sweeps_root() -> Path:
-    from repro.results import results_root
-
     return results_root() / "sweeps"
 
 
@@ -250,8 +250,6 @@ def queue_lock(st: SweepStorage, study_name: str) -> Iterator[None]:
         return
     if st.dialect in ("postgresql", "postgres"):
         from sqlalchemy import text
-
-        from repro.hashing import stable_hash
 
         key = int(stable_hash(["repro.queue", study_name], n=15), 16)
         with st.storage.engine.connect() as conn:

@@ -60,7 +60,7 @@ def _devices(df) -> str:
 
 
 def _failed_records(spec, df) -> list[dict]:
-    from repro.engine.run import read_failed_cells
+    from repro.engine.cells import read_failed_cells
     from repro.specs import PROFILES
 
     hashes = set(df["_spec_hash"].dropna()) if "_spec_hash" in df else set()
