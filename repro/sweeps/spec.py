@@ -205,14 +205,6 @@ def load_sweep_document(name: str) -> dict[str, Any]:
     return doc
 
 
-def load_sweep(name: str) -> SweepSpec:
-    """The sweep as written (no profile applied), validated."""
-    try:
-        return SweepSpec.model_validate(load_sweep_document(name))
-    except ValidationError as e:
-        raise UserError(_validation_message(e, f"sweep {name}")) from None
-
-
 def resolve_sweep(name: str, profile: str | None = None) -> ResolvedSweep:
     """Load a sweep, apply a profile (default: the sweep's own), check it against its base spec."""
     doc = load_sweep_document(name)

@@ -110,11 +110,6 @@ def _hide_password(url: str) -> str:
         return url.split("@")[-1]
 
 
-def journal_exists(url: str | None) -> bool:
-    kind, target = classify(url)
-    return kind == "journal" and Path(target).is_file()
-
-
 def open_storage(url: str | None, *, readonly: bool = False) -> SweepStorage:
     """Open (or, unless readonly, create) the storage; an unreachable one is a UserError."""
     _quiet_optuna()
