@@ -5,10 +5,8 @@ from __future__ import annotations
 from typing import Callable
 
 from repro.commands.specs import spec_ids
-from repro.engine.preflight import preflight
-from repro.engine.run import RunSummary, run_resolved
+from repro.engine.run import RunSummary, check_spec, run_resolved
 from repro.environment import export_threads, resolve_device, threads_setting
-from repro.experiments import resolve_spec
 from repro.launchers.cells import run_spec_jobs
 from repro.plan import run_guard
 from repro.specs import parse_set
@@ -22,9 +20,7 @@ def run_command(spec_arg: str, profile: str, sets: list[str] | None, *, device: 
     ids = spec_ids(spec_arg)
     overrides = parse_set(sets)
     resolve_device(device)
-    resolved = [resolve_spec(i, profile, overrides) for i in ids]
-    for r in resolved:   # validate every spec and find its data before running any
-        preflight(r)
+    resolved = [check_spec(i, profile, overrides) for i in ids]   # every spec checked before any runs
     run_guard(ids, profile, overrides, device, yes, echo, max_hours)   # a long run needs --yes
 
     for r in resolved:
