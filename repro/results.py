@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from repro.atomic import atomic_write_text
-from repro.specs import repo_root
+from repro.specs import ResolvedSpec, repo_root
 
 RESULTS_DIR = "results"
 FAILED_DIR = "failed"
@@ -39,11 +39,11 @@ def run_dir(spec_id: str, profile: str) -> Path:
 
 def write_cell(spec_id: str, profile: str, key: str, record: dict[str, Any]) -> Path:
     path = cells_dir(spec_id, profile) / f"{key}.json"
-    atomic_write_text(path, json.dumps(record, indent=2, sort_keys=True, default=_json_default))
+    atomic_write_text(path, json.dumps(record, indent=2, sort_keys=True, default=json_default))
     return path
 
 
-def _json_default(o: Any) -> Any:
+def json_default(o: Any) -> Any:
     if hasattr(o, "tolist"):
         return o.tolist()
     if hasattr(o, "item"):
@@ -165,16 +165,7 @@ def relative_to_results(path: Path) -> str:
         return str(path)
 
 
-FAILED_DIR = "failed"
-
-
-def failed_cells_dir(spec_id: str, profile: str) -> Path:
-    """Records of cells whose runner reported a failure: beside `cells/`, never read as results."""
-    return run_dir(spec_id, profile) / FAILED_DIR
-
-
-def read_failed_cells(spec_id: str, profile: str, spec_hash: str | None = None) -> list[dict[str, Any]]:
-    """The failure records of a spec at a profile (of one resolved spec when `spec_hash` is given)."""
-    folder = failed_cells_dir(spec_id, profile)
-    recs = [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))] if folder.is_dir() else []
-    return [r for r in recs if spec_hash is None or r.get("spec_hash") == spec_hash]
+def finished_record(resolved: ResolvedSpec, key: str) -> dict[str, Any] | None:
+    """The cell's results file when it was computed with this resolved spec (same hash), else None."""
+    rec = read_cell(resolved.id, resolved.profile, key)
+    return rec if rec is not None and rec.get("spec_hash") == resolved.hash else None

@@ -206,8 +206,8 @@ def test_table5_2_and_fig5_6_at_test_render_time_ratios_and_loss_curves(workdir)
 
 
 def test_injected_nan_stops_the_arm_marks_it_failed_and_the_report_leaves_it_out(workdir):
-    from repro.engine.run import run_spec
     from repro.results import read_failed_cells
+    from repro.engine.run import run_spec
     from repro.reporting.render import report
     from repro.tracking.runs import iter_runs
 

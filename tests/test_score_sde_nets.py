@@ -320,7 +320,7 @@ def test_pretrained_checkpoint_is_opened_and_checked_before_work(workdir):
 
 def test_preflight_names_every_missing_file_in_one_line(workdir, monkeypatch):
     from repro.errors import UserError
-    from repro.engine.run import preflight
+    from repro.engine.preflight import preflight
     from repro.specs import parse_set
     from repro.experiments import resolve_spec
 

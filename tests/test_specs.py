@@ -85,7 +85,7 @@ def test_run_level_model_settings_per_role():
 def test_run_context_hands_the_role_settings_to_the_model(monkeypatch):
     import torch
 
-    from repro.engine import run as engine
+    from repro.engine import context as engine
     seen = {}
     monkeypatch.setattr("repro.trainers.ensure.ensure_model",
                         lambda name, profile, overrides=None, inject=None, **kw: seen.setdefault(name, overrides))

@@ -10,6 +10,10 @@ import sys
 from typing import Iterator
 
 from repro import environment
+from repro.data import dataset_info, list_datasets
+from repro.metrics.inception import inception_weights_path
+from repro.specs import list_model_ids, resolve_model
+from repro.tracking.runs import tracking_uri
 
 _SHOWN = ("repro", "torch", "torchvision", "numpy", "scipy", "torchmetrics", "pytorch-fid", "mlflow",
           "optuna", "dvc", "typer", "pandas", "pydantic")
@@ -57,8 +61,6 @@ def lock_lines() -> Iterator[str]:
 
 
 def inputs_lines() -> Iterator[str]:
-    from repro.data import dataset_info, list_datasets
-
     for name in list_datasets():
         info = dataset_info(name)
         if info.embedded:
@@ -67,14 +69,10 @@ def inputs_lines() -> Iterator[str]:
             root = os.path.join(os.environ.get("REPRO_DATA", "data"), name)
             found = "found" if os.path.isdir(root) else "not found"
             yield f"dataset     {name:<14} {found} at {root}"
-    from repro.metrics.inception import inception_weights_path
-
     weights = inception_weights_path()
     yield "fid         " + (f"Inception weights at {weights}" if weights else
                             "unavailable: pytorch-fid's pt_inception-2015-12-05-6726825d.pth is not in the "
                             "torch hub cache (set REPRO_FID_WEIGHTS to the file)")
-    from repro.specs import list_model_ids, resolve_model
-
     for name in list_model_ids():   # files the paper settings read (user-supplied checkpoints)
         cfg = resolve_model(name, "paper").config
         for section, key in (("net", "adm_classifier"), ("net", "checkpoint"), ("train", "pretrained")):
@@ -82,8 +80,6 @@ def inputs_lines() -> Iterator[str]:
             if isinstance(path, str):
                 state = "found" if os.path.isfile(os.path.expanduser(path)) else "missing"
                 yield f"checkpoint  {name} {section}.{key}: {state} at {path}"
-    from repro.tracking.runs import tracking_uri
-
     yield f"mlflow      {tracking_uri()}"
 
 

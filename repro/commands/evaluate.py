@@ -208,7 +208,7 @@ def evaluate_folder(images_dir: str | Path, maps_dir: str | Path, *, reference: 
     from repro.atomic import atomic_write_text
     from repro.data import dataset_info
     from repro.experiments.score.sampling import quality_scorer, real_images
-    from repro.engine.run import RunContext
+    from repro.engine.context import RunContext
     from repro.environment import resolve_device
     from repro.experiments import resolve_spec
     from repro.tracking.runs import Tracker

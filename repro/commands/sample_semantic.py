@@ -42,7 +42,7 @@ def sample_from_map(map_path: Path, *, profile: str, n: int, s0: float | None, o
     from repro.atomic import atomic_write_text
     from repro.data.palette import palette, read_map
     from repro.images import save_image_grid
-    from repro.engine.run import preflight
+    from repro.engine.preflight import preflight
     from repro.environment import resolve_device
     from repro.experiments.semantic.scoring import compliance, segment, triptych_sheet
     from repro.experiments.semantic.settings import synthesis_setting

@@ -18,11 +18,14 @@ tensors, and gather of Python objects needs no CUDA memory that way.
 """
 from __future__ import annotations
 
-import os
 from datetime import timedelta
 from typing import Any
 
 import torch
+
+from repro.specs import cell_key
+from repro.tracking.runs import NullRun
+from repro.train.distributed import init_distributed, is_distributed, launched_by_torchrun, rank, world_size
 
 # A non-sharding runner's cell runs on rank 0 alone while the others wait at the next collective:
 # the wait is bounded by the process group's timeout, so the run's group allows long cells.
@@ -31,39 +34,19 @@ RUN_TIMEOUT = timedelta(hours=24)
 _object_group: Any = None
 
 
-def launched_ranks() -> int:
-    """WORLD_SIZE as torchrun set it (1 outside torchrun)."""
-    return int(os.environ.get("WORLD_SIZE", "1"))
-
-
 def join(device: torch.device) -> torch.device:
     """Join torchrun's process group (if launched by it) and return this rank's device:
     a CUDA device without an index becomes cuda:LOCAL_RANK."""
-    if launched_ranks() <= 1:
+    if not launched_by_torchrun():
         return device
-    from repro.train.distributed import init_distributed
-
     return init_distributed(device, timeout=RUN_TIMEOUT).device
 
 
 def _dist():
+    """torch.distributed when this process has joined a group, else None."""
     import torch.distributed as dist
 
-    return dist if dist.is_available() and dist.is_initialized() else None
-
-
-def rank() -> int:
-    d = _dist()
-    return d.get_rank() if d else 0
-
-
-def world_size() -> int:
-    d = _dist()
-    return d.get_world_size() if d else 1
-
-
-def is_main() -> bool:
-    return rank() == 0
+    return dist if is_distributed() else None
 
 
 def _group():
@@ -135,9 +118,6 @@ def follow_cell(ctx: Any, module: Any, state: Any, cell: dict[str, Any]) -> dict
     """A rank other than 0 in one cell: its share of a sharding runner's work (the results travel to
     rank 0 through the runner's gather); nothing for a runner that does not shard (rank 0 runs the
     cell alone). It writes no file and no MLflow run."""
-    from repro.specs import cell_key
-    from repro.tracking.runs import NullRun
-
     if shards_cells(module):
         module.run_cell(ctx, state, cell, NullRun())
     return {"key": cell_key(cell), "rank": rank()}

@@ -1,8 +1,8 @@
 """Independent cells of one spec in parallel processes: `repro run SPEC --jobs N` (CPU) or
 `--devices cuda:0,cuda:1,...` (one process per device).
 
-The parent checks everything, trains missing models once, opens the invocation's parent MLflow
-run and starts the workers through repro.launchers.processes (worker 0 in its own process). Every
+The parent (given a spec that the command resolved and preflighted once) trains missing models
+once, opens the invocation's parent MLflow run (engine.tracked.open_run) and starts the workers through repro.launchers.processes (worker 0 in its own process). Every
 worker takes the next unclaimed cell (an O_EXCL claim file per cell and invocation, so no cell runs
 twice and a fast worker takes more) and runs it with the engine's run_one_cell: the same results
 file and a child run under the one parent. Cells are seeded by their key, not their order, so the
@@ -17,11 +17,28 @@ import shutil
 import sys
 import tempfile
 import time
+import traceback
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+import torch
+
+from repro import results
+from repro.atomic import remove_orphan_temporaries
+from repro.engine.cells import run_one_cell
+from repro.results import finished_record, read_failed_cells
+from repro.engine.context import RunContext
+from repro.engine.models import train_missing_models
+from repro.engine.run import RunSummary, run_resolved
+from repro.engine.tracked import attach_run, open_run, write_run_meta
+from repro.environment import resolve_device
 from repro.errors import UserError
+from repro.experiments import resolve_spec, runner_module
+from repro.launchers.processes import launch, worker_env
+from repro.liveness import pid_alive
+from repro.specs import ResolvedSpec, cell_key
+from repro.train.distributed import launched_by_torchrun
 
 MODULE = "repro.launchers.cells"
 CLAIMS_PREFIX = ".claims-"   # + the parent's pid: a dead parent's folder is removed by the next run
@@ -52,8 +69,6 @@ class CellWorkerArgs:
 def worker_devices(jobs: int | None, devices: str | None, device: str) -> list[str]:
     """One device string per worker: --devices round robin (one worker each by default), else
     --jobs copies of --device."""
-    from repro.environment import resolve_device
-
     if jobs is not None and jobs < 1:
         raise UserError(f"--jobs {jobs}: must be at least 1")
     if devices:
@@ -91,34 +106,20 @@ def claim(folder: Path, key: str) -> bool:
         return False
 
 
-def run_spec_jobs(spec_id: str, profile: str = "smoke", overrides: dict[str, Any] | None = None, *,
-                  jobs: int | None = None, devices: str | None = None, device: str = "auto",
-                  threads: int | None = None, force: bool = False,
-                  echo: Callable[[str], None] = print):
-    """`repro run` with cells over worker processes; returns the engine's RunSummary."""
-    from repro import results
-    from repro.experiments import runner_module
-    from repro.engine.run import RunSummary, finished_record, preflight, run_params, run_tags, write_run_meta
-    from repro.results import read_failed_cells
-    from repro.environment import resolve_device
-    from repro.launchers.processes import launch, worker_env
-    from repro.engine.ranks import launched_ranks
-    from repro.specs import cell_key
-    from repro.experiments import resolve_spec
-    from repro.tracking.runs import Tracker
-
-    if launched_ranks() > 1:
+def run_spec_jobs(resolved: ResolvedSpec, *, jobs: int | None = None, devices: str | None = None,
+                  device: str = "auto", threads: int | None = None, force: bool = False,
+                  echo: Callable[[str], None] = print) -> RunSummary:
+    """`repro run` with cells over worker processes, for a resolved spec that preflight passed;
+    returns the engine's RunSummary."""
+    spec_id, profile = resolved.id, resolved.profile
+    if launched_by_torchrun():
         raise UserError("--jobs/--devices start their own processes; under torchrun leave them out "
                         "(the ranks shard each cell)")
-    resolved = resolve_spec(spec_id, profile, overrides)
     devs = worker_devices(jobs, devices, device)
     if not runs_cells_in_parallel(runner_module(resolved.spec.kind)):
         echo(f"{spec_id}: kind {resolved.spec.kind} measures each cell's own time and memory; its cells run "
              f"one at a time on {devs[0]}")
-        from repro.engine.run import run_spec
-
-        return run_spec(spec_id, profile, overrides, device=devs[0], force=force, progress=False)
-    preflight(resolved)
+        return run_resolved(resolved, device=devs[0], force=force, progress=False)
     remove_leftovers(results.run_dir(spec_id, profile))
     keys = [cell_key(c) for c in resolved.cells()]
     todo = [k for k in keys if force or finished_record(resolved, k) is None]
@@ -132,19 +133,18 @@ def run_spec_jobs(spec_id: str, profile: str = "smoke", overrides: dict[str, Any
     devs = devs[:n]
     per_job = threads_per_job(n, threads)
     dev0 = resolve_device(devs[0])
-    ensure_models(resolved, dev0)   # once, here: workers only load them
-    tags = {**run_tags(resolved, dev0), "repro.jobs": n, "repro.devices": ",".join(devs),
-            "repro.threads": per_job}
-    with Tracker(spec_id, f"{spec_id}-{profile}", tags=tags, params=run_params(resolved)) as tracker:
+    train_missing_models(resolved, dev0)   # once, here: workers only load them
+    with open_run(resolved, dev0, tags={"repro.jobs": n, "repro.devices": ",".join(devs),
+                                        "repro.threads": per_job}) as tracker:
         summary.mlflow_run_id = tracker.run_id
         write_run_meta(resolved, work_dir)
         claims = Path(tempfile.mkdtemp(prefix=f"{CLAIMS_PREFIX}{os.getpid()}-", dir=work_dir))
         try:
-            args = [CellWorkerArgs(spec_id, profile, overrides or {}, d, todo, str(claims), i, per_job,
+            args = [CellWorkerArgs(spec_id, profile, resolved.overrides or {}, d, todo, str(claims), i, per_job,
                                    tracker.run_id, force, {"repro.jobs": n, "repro.threads": per_job})
                     for i, d in enumerate(devs)]
             launched = launch(MODULE, [a.to_json() for a in args[1:]],
-                              in_process=lambda: work(args[0], tracker=tracker, echo=echo),
+                              in_process=lambda: work(args[0], resolved=resolved, tracker=tracker, echo=echo),
                               envs=[worker_env(per_job) for _ in args[1:]])
         finally:
             shutil.rmtree(claims, ignore_errors=True)
@@ -166,9 +166,6 @@ def run_spec_jobs(spec_id: str, profile: str = "smoke", overrides: dict[str, Any
 
 def remove_leftovers(work_dir: Path) -> None:
     """A killed invocation's half-written files and claim folders (their parent process is gone)."""
-    from repro.atomic import remove_orphan_temporaries
-    from repro.liveness import pid_alive
-
     remove_orphan_temporaries(work_dir)
     for folder in work_dir.glob(f"{CLAIMS_PREFIX}*") if work_dir.is_dir() else []:
         pid = folder.name[len(CLAIMS_PREFIX):].split("-", 1)[0]
@@ -176,58 +173,23 @@ def remove_leftovers(work_dir: Path) -> None:
             shutil.rmtree(folder, ignore_errors=True)
 
 
-def ensure_models(resolved, dev) -> None:
-    """Train the spec's missing models in this process, before several workers would each train them."""
-    from repro.models import artifact_dir
-    from repro.trainers.ensure import ensure_model
-    from repro.specs import resolve_model
-
-    for role in resolved.spec.models:
-        name, overrides, inject = resolved.model_args(role)
-        if not (artifact_dir(resolve_model(name, resolved.profile, overrides, inject=inject)) / "meta.json").exists():
-            ensure_model(name, resolved.profile, overrides=overrides, inject=inject, device=dev, progress=True)
-
-
-def attach_tracker(resolved, dev, parent_run_id: str | None, tags: dict[str, Any]):
-    """A tracker whose child runs go under an existing parent run (another process opened it)."""
-    from repro.engine.run import run_tags
-    from repro.tracking.runs import Run, Tracker, quiet_mlflow
-
-    tracker = Tracker(resolved.id, "", tags={**run_tags(resolved, dev), **tags}, enabled=parent_run_id is not None)
-    if tracker.enabled:
-        quiet_mlflow()
-        from mlflow.tracking import MlflowClient
-
-        from repro.tracking.store import prepare_store
-
-        prepare_store()
-        client = MlflowClient()
-        tracker.parent = Run(client, parent_run_id, client.get_run(parent_run_id).info.experiment_id)
-    return tracker
-
-
-def work(args: CellWorkerArgs, tracker=None, echo: Callable[[str], None] | None = None) -> dict[str, list[str]]:
-    """Claim and run cells until none is left; returns {"ran": [...], "failed": [...]} of this worker."""
-    import torch
-
-    from repro import results
-    from repro.experiments import runner_module
-    from repro.engine.run import RunContext, run_one_cell
-    from repro.environment import resolve_device
-    from repro.specs import cell_key
-    from repro.experiments import resolve_spec
-
+def work(args: CellWorkerArgs, resolved: ResolvedSpec | None = None, tracker=None,
+         echo: Callable[[str], None] | None = None) -> dict[str, list[str]]:
+    """Claim and run cells until none is left; returns {"ran": [...], "failed": [...]} of this worker.
+    The worker in the parent's process gets the parent's resolved spec and tracker; a worker process
+    resolves the spec from its arguments and attaches to the parent run."""
     echo = echo or (lambda msg: print(msg, flush=True))
     threads_before = torch.get_num_threads()
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
-        resolved = resolve_spec(args.spec, args.profile, args.overrides)
+        if resolved is None:
+            resolved = resolve_spec(args.spec, args.profile, args.overrides)
         dev = resolve_device(args.device)
         module = runner_module(resolved.spec.kind)
         cells = {cell_key(c): c for c in resolved.cells()}
         if tracker is None:
-            tracker = attach_tracker(resolved, dev, args.parent_run_id, args.tags)
+            tracker = attach_run(resolved, dev, args.parent_run_id, args.tags)
         ctx = RunContext(resolved=resolved, device=dev, progress=False, force=args.force,
                          work_dir=results.run_dir(args.spec, args.profile), tracker=tracker)
         state, out, claims = None, {"ran": [], "failed": []}, Path(args.claims)
@@ -257,8 +219,6 @@ def main(argv: list[str]) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as e:   # noqa: BLE001 (the parent reports the exit code; the trace is here)
-        import traceback
-
         traceback.print_exc()
         print(f"error: [job {args.index}] cell crashed: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
         return 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from repro.engine.run import finished_record
+from repro.results import finished_record
 from repro.experiments import cost_module, resolve_spec
 from repro.experiments.cost import KindEstimator, SpecContext
 from repro.models import artifact_dir

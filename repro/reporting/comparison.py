@@ -26,8 +26,10 @@ from pathlib import Path
 from typing import Any
 
 from repro import results
-from repro.specs import PROFILES, cell_key, list_spec_ids, load_spec, match_cell
+from repro.atomic import atomic_write_text
+from repro.reporting.render import protocol_differences, resolved_for_results
 from repro.experiments import resolve_spec
+from repro.specs import PROFILES, cell_key, list_spec_ids, load_spec, match_cell
 
 # Relative difference within which a paper-profile value counts as reproducing the published one.
 AGREEMENT_REL_TOL = 0.10
@@ -42,8 +44,6 @@ def _is_number(v: Any) -> bool:
 
 def current_cells(spec_id: str, profile: str) -> list[dict[str, Any]]:
     """The finished cells of the spec as its last run at this profile resolved it (same hash)."""
-    from repro.reporting.render import resolved_for_results
-
     if not results.cells_dir(spec_id, profile).is_dir():
         return []
     resolved = resolved_for_results(spec_id, profile)
@@ -95,8 +95,6 @@ def _verdict(published: Any, by_profile: dict[str, Any], ran: list[str], why: di
 def spec_rows(spec_id: str) -> list[dict[str, Any]]:
     """The comparison rows of one spec (one row per published value; one note row when the spec
     publishes no values, e.g. a figure without a table)."""
-    from repro.reporting.render import protocol_differences, resolved_for_results
-
     spec = load_spec(spec_id)
     paper_spec = resolve_spec(spec_id, "paper").spec
     grid_keys = set(paper_spec.grid)
@@ -194,10 +192,6 @@ def metrics_values(spec_id: str, profile: str) -> dict[str, dict[str, float]]:
 def write_metrics(spec_id: str, profile: str, folder: Path) -> tuple[Path, Path]:
     """`<folder>/<spec>.json` ({profile: {cell: {metric: value}}}) and `<folder>/<spec>.csv`
     (grid columns then metric columns, one row per cell)."""
-    from repro.atomic import atomic_write_text
-
-    from repro.reporting.render import resolved_for_results
-
     resolved = resolved_for_results(spec_id, profile)
     spec = resolved.spec
     order = {cell_key(c): i for i, c in enumerate(resolved.cells())}   # the grid's own order

@@ -5,22 +5,25 @@ reports/README.md with every spec's status (not run / partial / done) and date.
 """
 from __future__ import annotations
 
+import json
 import math
+import os
 from pathlib import Path
 from typing import Any
 
 from repro import environment, results
 from repro.atomic import atomic_write_text
 from repro.errors import UserError
-from repro.specs import PROFILES, Spec, cell_key, list_spec_ids, load_spec, match_cell
-from repro.experiments import resolve_spec
+from repro.experiments import report_module, resolve_spec
+from repro.plan.render import paper_estimate_line, report_cost_lines
+from repro.specs import PROFILES, Spec, cell_key, list_spec_ids, load_spec, match_cell, resolve_model
+from repro.tracking.runs import log_to_parent_runs
+from repro.tracking.runs import report_link
 
 REPORTS_DIR = "reports"
 
 
 def reports_root() -> Path:
-    import os
-
     return Path(os.environ.get("REPRO_REPORTS", REPORTS_DIR))
 
 
@@ -79,8 +82,6 @@ def cells_frame(spec_id: str, profile: str):
 
 
 def _environment_key(env: dict[str, Any] | None) -> str | None:
-    import json
-
     return json.dumps(env, sort_keys=True) if env else None
 
 
@@ -89,8 +90,6 @@ def _environment_lines(df) -> list[str]:
     distinct environment; cells from before environments were recorded are counted as such)."""
     if not len(df) or "_environment" not in df.columns:
         return []
-    import json
-
     keys = [k if isinstance(k, str) else None for k in df["_environment"]]   # pandas: None -> NaN
     known = sorted({k for k in keys if k})
     missing = sum(1 for k in keys if not k)
@@ -107,8 +106,6 @@ def _environment_lines(df) -> list[str]:
 
 def _display_root() -> str:
     """The results folder as the report names it: relative to the working directory, never absolute."""
-    import os
-
     root = results.results_root()
     if not root.is_absolute():
         return root.as_posix()
@@ -174,8 +171,6 @@ def protocol_differences(spec_id: str, profile: str, overrides: dict[str, Any] |
         for k in here.grid:
             if here.grid[k] != paper.grid.get(k):
                 diffs.append(f"{k} grid of {len(here.grid[k])} values (paper: {len(paper.grid.get(k, []))})")
-    from repro.specs import resolve_model
-
     by_setting: dict[str, list[str]] = {}  # differing setting -> the models it concerns
     for role, name in here.models.items():
         paper_name = paper.models.get(role)
@@ -213,16 +208,12 @@ def status(spec_id: str, profile: str) -> tuple[str, int, int, str | None]:
 
 
 def render_report(spec_id: str) -> Path:
-    from repro.experiments import report_module
-
     spec = load_spec(spec_id)
-    module = report_module(spec.kind)
+    module = report_module(spec.kind)   # report_figures / report_notes: a report edit re-runs only the reports stage
     out_dir = reports_root()
     out_dir.mkdir(parents=True, exist_ok=True)
     lines = [f"# {spec.id}: {spec.title}", "",
              f"Source: {spec.source.cite()}. Experiment kind: `{spec.kind}`.", ""]
-    from repro.tracking.runs import report_link
-
     link = report_link(spec_id)   # the experiment's runs view in `repro ui`, when the store has it
     if link:
         lines += [link, ""]
@@ -249,9 +240,8 @@ def render_report(spec_id: str) -> Path:
         lines += [f"Status: {state} ({n_done}/{n_total} cells), last cell {date or '–'}; spec hash "
                   f"`{resolved.hash}`; device {', '.join(sorted(set(df['_device'].dropna()))) if len(df) else '–'}; "
                   f"code {', '.join(sorted(set(str(c)[:12] for c in df['_git_commit'].dropna()))) if len(df) else '–'}.", ""]
-        from repro.plan.render import report_cost_lines   # measured wall time of this run (issue 13)
-
-        lines += report_cost_lines(spec_id, profile, resolved.hash, df["_seconds"].dropna().tolist() if len(df) else [])
+        lines += report_cost_lines(   # measured wall time of this run (issue 13)
+            spec_id, profile, resolved.hash, df["_seconds"].dropna().tolist() if len(df) else [])
         lines += _environment_lines(df)
         if resolved.overrides:
             lines += ["Run with overrides: " + ", ".join(f"`{k}={v}`" for k, v in resolved.overrides.items())
@@ -272,12 +262,7 @@ def render_report(spec_id: str) -> Path:
             notes = getattr(module, "report_notes", lambda *a: [])(resolved.spec, df)
             if notes:
                 lines += ["Findings:", ""] + [f"- {n}" for n in notes] + [""]
-    from repro.plan.render import paper_estimate_line   # the paper-scale cost (issue 13)
-
-    lines += [paper_estimate_line(spec_id), ""]
-    extra = getattr(module, "REPORT_FOOTER", None)
-    if extra:
-        lines += [extra.strip(), ""]
+    lines += [paper_estimate_line(spec_id), ""]   # the paper-scale cost (issue 13)
     # No render time and no absolute path: the same results render to the same bytes anywhere.
     lines += [f"_Rendered from `{_display_root()}/{spec_id}/` by `repro report {spec_id}`._", ""]
     path = out_dir / f"{spec_id}.md"
@@ -310,8 +295,6 @@ def render_index() -> Path:
 
 def attach_to_mlflow(spec_id: str, paths: list[Path]) -> list[str]:
     """Log a rendered report and its figures to the parent run of each profile's latest cells."""
-    from repro.tracking.runs import log_to_parent_runs
-
     run_ids = []
     for profile in results.profiles_with_results(spec_id):
         cell_runs = [c.get("mlflow_run_id") for c in results.read_cells(spec_id, profile) if c.get("mlflow_run_id")]

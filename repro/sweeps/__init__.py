@@ -9,5 +9,6 @@ Modules: `spec` (schema, validation against the base spec), `storage` (Optuna st
 journal's file lock, the study's identity), `liveness` (how a trial left RUNNING by a dead worker
 is found), `queue` (grid points enqueued once, popped by one worker each), `trial` (one trial:
 cell, reuse or compute, tracking), `worker` (the loop one worker process runs), `runner` (one
-`repro sweep` invocation: validation, workers, artifacts), `status`, `report`.
+`repro sweep` invocation: validation, workers), `studies` (best trials, trials.json / best.json),
+`status`, `report`.
 """

@@ -20,7 +20,6 @@ import platform
 import threading
 import uuid
 from datetime import datetime, timedelta
-from pathlib import Path
 
 from repro.sweeps.storage import SweepStorage
 
@@ -133,10 +132,3 @@ class Heartbeat:
         if self._thread is not None:
             self._thread.join()
         return False
-
-
-def lease_owner(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text() or "{}")
-    except (OSError, ValueError):
-        return {}

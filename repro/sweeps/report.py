@@ -15,17 +15,18 @@ from typing import Any
 
 from repro.atomic import atomic_write_text
 from repro.plots import pyplot, save
-from repro.specs import PROFILES
-from repro.sweeps.spec import CategoricalParam, GridParam, ResolvedSweep, resolve_sweep
+from repro.reporting.render import _markdown, reports_root
+from repro.specs import PROFILES, list_spec_ids
+from repro.sweeps.refine import refine_study_name
+from repro.sweeps.spec import CategoricalParam, GridParam, ResolvedSweep, list_sweep_ids, resolve_sweep
+from repro.sweeps.storage import classify, find_study, open_storage
+from repro.sweeps.studies import best_trials
 
 PREFIX = "sweep:"
 
 
 def sweep_name(arg: str) -> str | None:
     """`sweep:NAME` -> NAME; a bare NAME that is a sweep and no spec -> NAME; else None."""
-    from repro.specs import list_spec_ids
-    from repro.sweeps.spec import list_sweep_ids
-
     if arg.startswith(PREFIX):
         return arg[len(PREFIX):]
     if arg in list_sweep_ids() and arg not in list_spec_ids():
@@ -41,10 +42,6 @@ def _complete(study) -> list:
 
 def render_sweep_report(name: str, storage: str | None = None) -> list[Path]:
     """reports/sweep-NAME.md and its figures, from every profile's default study (and refine study)."""
-    from repro.reporting.render import reports_root
-    from repro.sweeps.refine import refine_study_name
-    from repro.sweeps.storage import classify, find_study, open_storage
-
     written = resolve_sweep(name)
     out_dir = reports_root()
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -107,9 +104,6 @@ def _published_lines(rs: ResolvedSweep) -> list[str]:
 
 
 def _study_lines(rs: ResolvedSweep, study) -> list[str]:
-    from repro.reporting.render import _markdown
-    from repro.sweeps.runner import best_trials
-
     trials = _complete(study)
     reused = sum(1 for t in trials if t.user_attrs.get("repro.reused"))
     failed = sum(1 for t in study.get_trials(deepcopy=False) if t.state.name == "FAIL")

@@ -7,18 +7,35 @@ they do not each train the same model.
 """
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
+import traceback
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from repro.atomic import remove_orphan_temporaries
+from repro.results import finished_record
+from repro.engine.models import train_missing_models
+from repro.engine.preflight import preflight
+from repro.engine.tracked import open_run
+from repro.environment import resolve_device
 from repro.errors import UserError
+from repro.hashing import stable_hash
+from repro.launchers.processes import launch, worker_env
+from repro.results import run_dir
+from repro.specs import cell_key
+from repro.sweeps import queue
+from repro.sweeps.refine import refine_space, refine_study_name
+from repro.sweeps.samplers import make_sampler
 from repro.sweeps.spec import ResolvedSweep, resolve_sweep
-from repro.sweeps.storage import open_study, open_storage, sweeps_root
+from repro.sweeps.studies import best_trials, study_dir, write_artifacts
+from repro.sweeps.storage import check_identity, find_study, open_study, open_storage
+from repro.sweeps.trial import TrialFailed
+from repro.sweeps.worker import WorkerArgs, work
+from repro.tracking.runs import close_dead_runs
 
 
 class SweepCrashed(Exception):
@@ -42,8 +59,6 @@ class SweepSummary:
 
 def plan(name: str, profile: str | None, storage: str | None, study: str | None, refine: bool):
     """Validate and open: (resolved sweep, storage, study name, stage, space, identity)."""
-    from repro.engine.run import preflight
-
     rs = resolve_sweep(name, profile)
     if refine and rs.sweep.refine is None:
         raise UserError(f"sweep {name} has no refine stage (add `refine:` to experiments/sweeps/{name}.yaml)")
@@ -52,9 +67,6 @@ def plan(name: str, profile: str | None, storage: str | None, study: str | None,
     main_name = study or rs.default_study()
     if not refine:
         return rs, st, main_name, "main", rs.space, rs.identity("main")
-    from repro.sweeps.refine import refine_space, refine_study_name
-    from repro.sweeps.storage import check_identity, find_study
-
     main = find_study(st, main_name)
     if main is None:
         raise UserError(f"sweep {name}: no grid study {main_name!r} in {st.label} to refine; run "
@@ -62,8 +74,6 @@ def plan(name: str, profile: str | None, storage: str | None, study: str | None,
     check_identity(main, main_name, rs.identity("main"), st.label)
     space = refine_space(rs, main)
     identity = rs.identity("refine")
-    from repro.hashing import stable_hash
-
     identity["repro.definition"] = stable_hash([identity["repro.definition"],
                                                 {n: p.model_dump(mode="json") for n, p in space.items()}])
     return rs, st, refine_study_name(main_name), "refine", space, identity
@@ -72,19 +82,12 @@ def plan(name: str, profile: str | None, storage: str | None, study: str | None,
 def run_sweep(name: str, profile: str | None = None, *, workers: int = 1, storage: str | None = None,
               n_trials: int | None = None, study: str | None = None, refine: bool = False,
               device: str = "auto", echo: Callable[[str], None] = print) -> SweepSummary:
-    from repro.environment import resolve_device
-    from repro.sweeps import queue
-    from repro.sweeps.samplers import make_sampler
-
     if workers < 1:
         raise UserError(f"--workers {workers}: must be at least 1")
     if n_trials is not None and n_trials < 1:
         raise UserError(f"--n-trials {n_trials}: must be at least 1")
     dev = resolve_device(device)
     rs, st, study_name, stage, space, identity = plan(name, profile, storage, study, refine)
-    from repro.atomic import remove_orphan_temporaries
-    from repro.results import run_dir
-
     for folder in (run_dir(rs.base.id, rs.profile), study_dir(study_name)):   # a killed sweep's leftovers
         remove_orphan_temporaries(folder)
     kind = rs.sweep.sampler if stage == "main" else rs.sweep.refine.sampler
@@ -98,34 +101,27 @@ def run_sweep(name: str, profile: str | None = None, *, workers: int = 1, storag
     before = queue.progress(st, the_study, points, budget)
     summary = SweepSummary(rs.id, rs.profile, study_name, st.label, stage, before, [])
     if not before["remaining"]:
-        from repro.tracking.runs import close_dead_runs
-
         close_dead_runs(rs.base.id)   # an invocation killed after its last trial: its parent run is KILLED
         summary.best = best_trials(the_study, rs)
         summary.artifacts_dir = write_artifacts(the_study, rs, study_name, stage)
         return summary
     if workers > 1 and _anything_to_compute(rs, points, before):
-        _ensure_models(rs, dev)
-    from repro.engine.run import run_params, run_tags
-    from repro.tracking.runs import Tracker
-
-    tags = {**run_tags(rs.base, dev), "repro.sweep": rs.id, "repro.study": study_name, "repro.stage": stage,
+        train_missing_models(rs.base, dev)   # once, here: the workers only load them
+    tags = {"repro.sweep": rs.id, "repro.study": study_name, "repro.stage": stage,
             "repro.storage": st.label, "repro.workers": workers}
-    params = {**run_params(rs.base), "sweep": {"id": rs.id, "stage": stage, "sampler": kind, "budget": budget,
-                                               "objectives": [o.model_dump() for o in rs.sweep.objectives],
-                                               "space": {n: p.model_dump(mode="json") for n, p in space.items()}}}
-    with Tracker(rs.base.id, f"sweep-{rs.id}-{rs.profile}" + ("-refine" if stage == "refine" else ""),
-                 tags=tags, params=params) as tracker:
+    params = {"sweep": {"id": rs.id, "stage": stage, "sampler": kind, "budget": budget,
+                        "objectives": [o.model_dump() for o in rs.sweep.objectives],
+                        "space": {n: p.model_dump(mode="json") for n, p in space.items()}}}
+    with open_run(rs.base, dev, name=f"sweep-{rs.id}-{rs.profile}" + ("-refine" if stage == "refine" else ""),
+                  tags=tags, params=params) as tracker:
         summary.mlflow_run_id = tracker.run_id
-        from repro.sweeps.worker import WorkerArgs
-
         shares = _shares(n_trials, workers)
         base_args = dict(sweep=rs.id, profile=rs.profile, study=study_name, stage=stage,
                          space={n: p.model_dump(mode="json") for n, p in space.items()},
                          storage=st.url, invocation=invocation, parent_run_id=tracker.run_id, device=device)
         threads = None if workers == 1 else max(1, (os.cpu_count() or 1) // workers)
         summary.counts = _run_workers([WorkerArgs(**base_args, index=i, cap=shares[i], threads=threads)
-                                       for i in range(workers)], echo)
+                                       for i in range(workers)], rs, echo)
         summary.progress = queue.progress(st, the_study, points, budget)
         summary.best = best_trials(the_study, rs)
         summary.artifacts_dir = write_artifacts(the_study, rs, study_name, stage)
@@ -145,37 +141,16 @@ def _shares(n_trials: int | None, workers: int) -> list[int | None]:
 def _anything_to_compute(rs: ResolvedSweep, points, progress: dict[str, Any]) -> bool:
     if points is None:
         return True
-    from repro.engine.run import finished_record
-    from repro.specs import cell_key
-
     keys = set(progress["remaining_keys"])
     return any(finished_record(rs.base, cell_key(p)) is None for p in points if cell_key(p) in keys)
 
 
-def _ensure_models(rs: ResolvedSweep, dev) -> None:
-    """Train the base spec's missing models here, once, before the workers load them."""
-    from repro.models import artifact_dir
-    from repro.trainers.ensure import ensure_model
-    from repro.specs import resolve_model
-
-    for role in rs.base.spec.models:
-        name, overrides, inject = rs.base.model_args(role)
-        if not (artifact_dir(resolve_model(name, rs.profile, overrides, inject=inject)) / "meta.json").exists():
-            ensure_model(name, rs.profile, overrides=overrides, inject=inject, device=dev, progress=True)
-
-
-def _run_workers(args: list, echo) -> dict[str, int]:
+def _run_workers(args: list, rs: ResolvedSweep, echo) -> dict[str, int]:
     """Worker 0 runs in this process, which is set up already, so it starts at once; the others
     are processes of their own (`python -m repro.sweeps.worker`), started by the suite's one
     launcher (repro.launchers.processes, as `repro run --jobs` cells are). Waits for all of them."""
-    import traceback
-
-    from repro.launchers.processes import launch, worker_env
-    from repro.sweeps.trial import TrialFailed
-    from repro.sweeps.worker import work
-
     launched = launch("repro.sweeps.worker", [a.to_json() for a in args[1:]],
-                      in_process=lambda: work(args[0], echo=echo), envs=[worker_env() for _ in args[1:]])
+                      in_process=lambda: work(args[0], echo=echo, rs=rs), envs=[worker_env() for _ in args[1:]])
     failures = []
     if launched.error is not None:
         if not isinstance(launched.error, TrialFailed):
@@ -187,46 +162,3 @@ def _run_workers(args: list, echo) -> dict[str, int]:
         raise SweepCrashed(f"{'; '.join(failures)}; finished trials are kept, run the same command again to "
                            f"retry the rest")
     return launched.result or {}
-
-
-def best_trials(study, rs: ResolvedSweep) -> list[dict[str, Any]]:
-    """The best trial (one objective) or the Pareto front (several), as plain dicts."""
-    from optuna.trial import TrialState
-
-    if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        return []
-    best = [study.best_trial] if len(rs.metrics) == 1 else study.best_trials
-    return [trial_row(t, rs) for t in sorted(best, key=lambda t: t.number)]
-
-
-def trial_row(t, rs: ResolvedSweep) -> dict[str, Any]:
-    return {"number": t.number, "state": t.state.name, "params": dict(t.params),
-            "values": dict(zip(rs.metrics, t.values)) if t.values else {},
-            "cell_key": t.user_attrs.get("repro.cell_key"), "reused": t.user_attrs.get("repro.reused"),
-            "mlflow_run_id": t.user_attrs.get("mlflow_run_id"),
-            "seconds": t.user_attrs.get("repro.seconds"),
-            "started": t.datetime_start.isoformat(timespec="seconds") if t.datetime_start else None,
-            "finished": t.datetime_complete.isoformat(timespec="seconds") if t.datetime_complete else None}
-
-
-def study_dir(study_name: str) -> Path:
-    from repro.sweeps.storage import _safe
-
-    return sweeps_root() / _safe(study_name)
-
-
-def write_artifacts(study, rs: ResolvedSweep, study_name: str, stage: str) -> Path:
-    """trials.json (every trial), best.json (best trial or Pareto front), beside the journal."""
-    from repro.atomic import atomic_write_text
-
-    out = study_dir(study_name)
-    rows = [trial_row(t, rs) for t in study.get_trials(deepcopy=False)]
-    best = best_trials(study, rs)
-    atomic_write_text(out / "trials.json", json.dumps(rows, indent=2, default=str))
-    body = {"sweep": rs.id, "profile": rs.profile, "study": study_name, "stage": stage,
-            "objectives": [o.model_dump() for o in rs.sweep.objectives],
-            ("best" if len(rs.metrics) == 1 else "pareto_front"): best,
-            "published": rs.sweep.published.model_dump(mode="json")}
-    atomic_write_text(out / ("best.json" if len(rs.metrics) == 1 else "pareto.json"),
-                      json.dumps(body, indent=2, default=str))
-    return out

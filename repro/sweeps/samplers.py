@@ -9,12 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from repro.rng import seed_for
 from repro.sweeps.spec import CategoricalParam, GridParam
 
 
 def worker_seed(sweep_seed: int, study: str, host: str, index: int, attempt: int) -> int:
-    from repro.rng import seed_for
-
     return seed_for("sweep-worker", sweep_seed, study, host, index, attempt) % (2 ** 32)
 
 

@@ -15,10 +15,9 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import Field, ValidationError, model_validator
 
 from repro.errors import UserError
-from repro.specs import DEFAULT_PROFILE, ResolvedSpec, Source, cell_key, experiments_dir, grid_cells
-from repro.specs import ID_RE as _ID_RE, StrictModel as _Strict, check_id as _check_id, load_yaml as _load_yaml
-from repro.specs import profile_document as _profile_doc, validation_message as _validation_message
-from repro.experiments import resolve_spec
+from repro.specs import (ID_RE, DEFAULT_PROFILE, ResolvedSpec, Source, StrictModel, cell_key, check_id, experiments_dir,
+                         grid_cells, load_yaml, profile_document, validation_message)
+from repro.experiments import resolve_spec, runner_module
 from repro.hashing import stable_hash
 
 SAMPLERS = ("grid", "tpe", "random", "nsga2")
@@ -30,18 +29,18 @@ def sweeps_dir() -> Path:
 
 # ----------------------------------------------------------------------------- search space
 
-class GridParam(_Strict):
+class GridParam(StrictModel):
     """The values of a grid; none given: the base spec's grid values at the sweep's profile."""
     type: Literal["grid"]
     values: list[Any] | None = None
 
 
-class CategoricalParam(_Strict):
+class CategoricalParam(StrictModel):
     type: Literal["categorical"]
     choices: list[Any] = Field(min_length=1)
 
 
-class IntParam(_Strict):
+class IntParam(StrictModel):
     type: Literal["int"]
     low: int
     high: int
@@ -49,7 +48,7 @@ class IntParam(_Strict):
     log: bool = False
 
 
-class FloatParam(_Strict):
+class FloatParam(StrictModel):
     """A float range; `step` puts the values on a lattice (cells are keyed by 6 significant digits,
     so a lattice finer than that would give two settings one results file)."""
     type: Literal["float"]
@@ -58,7 +57,7 @@ class FloatParam(_Strict):
     step: float | None = Field(None, gt=0)
 
 
-class LogFloatParam(_Strict):
+class LogFloatParam(StrictModel):
     type: Literal["log-float"]
     low: float = Field(gt=0)
     high: float = Field(gt=0)
@@ -68,12 +67,12 @@ Param = Annotated[Union[GridParam, CategoricalParam, IntParam, FloatParam, LogFl
                   Field(discriminator="type")]
 
 
-class Objective(_Strict):
+class Objective(StrictModel):
     metric: str
     direction: Literal["minimize", "maximize"]
 
 
-class Refine(_Strict):
+class Refine(StrictModel):
     """A second, model-based stage after a grid: `param` between the grid neighbours of the best
     cell's value, the other names fixed at the best cell's values; its own study `<study>-refine`."""
     param: str
@@ -82,7 +81,7 @@ class Refine(_Strict):
     lattice: int = Field(40, ge=2, description="values between the neighbours (TPE may revisit one: reused)")
 
 
-class Published(_Strict):
+class Published(StrictModel):
     """Published points to overlay: settings (space names) and metric values, with where they come from."""
     points: list[dict[str, Any]] = Field(default_factory=list)
     best: dict[str, Any] | None = None
@@ -90,7 +89,7 @@ class Published(_Strict):
     conflicts: list[str] = Field(default_factory=list, description="where sources disagree, in words")
 
 
-class SweepSpec(_Strict):
+class SweepSpec(StrictModel):
     id: str
     title: str
     base: str
@@ -192,27 +191,19 @@ def _cell_order(base: ResolvedSpec, names: list[str]) -> list[str]:
 
 def list_sweep_ids() -> list[str]:
     folder = sweeps_dir()
-    return sorted(p.stem for p in folder.glob("*.yaml") if _ID_RE.match(p.stem)) if folder.is_dir() else []
+    return sorted(p.stem for p in folder.glob("*.yaml") if ID_RE.match(p.stem)) if folder.is_dir() else []
 
 
 def load_sweep_document(name: str) -> dict[str, Any]:
-    _check_id("sweep", name)
+    check_id("sweep", name)
     if name not in list_sweep_ids():
         raise UserError(f"unknown sweep {name!r}; known sweeps: {', '.join(list_sweep_ids()) or 'none'} "
                         f"(experiments/sweeps/*.yaml)")
-    doc = _load_yaml(sweeps_dir() / f"{name}.yaml", "sweep")
+    doc = load_yaml(sweeps_dir() / f"{name}.yaml", "sweep")
     if doc.get("id", name) != name:
         raise UserError(f"sweep {name}.yaml declares id {doc.get('id')!r}; the id must equal the file name")
     doc.setdefault("id", name)
     return doc
-
-
-def load_sweep(name: str) -> SweepSpec:
-    """The sweep as written (no profile applied), validated."""
-    try:
-        return SweepSpec.model_validate(load_sweep_document(name))
-    except ValidationError as e:
-        raise UserError(_validation_message(e, f"sweep {name}")) from None
 
 
 def resolve_sweep(name: str, profile: str | None = None) -> ResolvedSweep:
@@ -221,20 +212,18 @@ def resolve_sweep(name: str, profile: str | None = None) -> ResolvedSweep:
     try:
         written = SweepSpec.model_validate(doc)
     except ValidationError as e:
-        raise UserError(_validation_message(e, f"sweep {name}")) from None
+        raise UserError(validation_message(e, f"sweep {name}")) from None
     profile = profile or written.profile
-    merged = _profile_doc(doc, profile, f"sweep {name}")
+    merged = profile_document(doc, profile, f"sweep {name}")
     try:
         sweep = SweepSpec.model_validate({**merged, "profiles": doc.get("profiles") or {}})
     except ValidationError as e:
-        raise UserError(_validation_message(e, f"sweep {name} at profile {profile}")) from None
+        raise UserError(validation_message(e, f"sweep {name} at profile {profile}")) from None
     base = resolve_spec(sweep.base, profile)
     return ResolvedSweep(sweep, profile, base, _check_space(sweep, base))
 
 
 def _check_space(sweep: SweepSpec, base: ResolvedSpec) -> dict[str, Any]:
-    from repro.experiments import runner_module
-
     spec = base.spec
     varied_per_cell = set(getattr(runner_module(spec.kind), "GRID_KEYS", ()))
     where = f"sweep {sweep.id}"

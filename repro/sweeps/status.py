@@ -4,18 +4,17 @@ Reads only: a storage or study that does not exist yet is reported, not created.
 """
 from __future__ import annotations
 
+from pathlib import Path
+
+from repro.sweeps import queue
+from repro.sweeps.refine import refine_study_name
 from repro.sweeps.spec import resolve_sweep
 from repro.sweeps.storage import check_identity, classify, find_study, open_storage
+from repro.sweeps.studies import best_trials
 
 
 def status_lines(name: str, profile: str | None, storage: str | None, study: str | None,
                  refine: bool = False) -> list[str]:
-    from pathlib import Path
-
-    from repro.sweeps import queue
-    from repro.sweeps.refine import refine_study_name
-    from repro.sweeps.runner import best_trials
-
     rs = resolve_sweep(name, profile)
     main_name = study or rs.default_study()
     study_name = refine_study_name(main_name) if refine else main_name

@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from repro.errors import UserError
+from repro.hashing import stable_hash
+from repro.results import results_root
 
 JOURNAL_NAME = "optuna.journal"
 RDB_SCHEMES = ("postgresql", "postgres", "sqlite", "mysql")
@@ -29,8 +31,6 @@ CONNECT_TIMEOUT_S = 10
 
 
 def sweeps_root() -> Path:
-    from repro.results import results_root
-
     return results_root() / "sweeps"
 
 
@@ -108,11 +108,6 @@ def _hide_password(url: str) -> str:
         return make_url(url).render_as_string(hide_password=True)
     except Exception:
         return url.split("@")[-1]
-
-
-def journal_exists(url: str | None) -> bool:
-    kind, target = classify(url)
-    return kind == "journal" and Path(target).is_file()
 
 
 def open_storage(url: str | None, *, readonly: bool = False) -> SweepStorage:
@@ -250,8 +245,6 @@ def queue_lock(st: SweepStorage, study_name: str) -> Iterator[None]:
         return
     if st.dialect in ("postgresql", "postgres"):
         from sqlalchemy import text
-
-        from repro.hashing import stable_hash
 
         key = int(stable_hash(["repro.queue", study_name], n=15), 16)
         with st.storage.engine.connect() as conn:

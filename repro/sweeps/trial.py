@@ -1,6 +1,6 @@
 """One trial: its params -> one cell of the base spec -> reused or computed -> told to the study.
 
-The cell is computed by the engine that `repro run` uses (`engine.run_one_cell`), so its results
+The cell is computed by the engine that `repro run` uses (`repro.engine.cells.run_one_cell`), so its results
 file lands in results/<spec>/<profile>/cells/<key>.json; a cell whose file already holds this
 spec's result (same spec hash, same setting) is reused, not recomputed. Each trial is a child
 MLflow run of the invocation's parent run, tagged with the study and trial number; the trial
@@ -13,6 +13,12 @@ import platform
 import time
 from typing import Any
 
+from repro import results
+from repro.engine.cells import run_one_cell
+from repro.results import finished_record
+from repro.engine.context import RunContext
+from repro.engine.tracked import write_run_meta
+from repro.experiments import runner_module
 from repro.specs import ResolvedSpec, cell_key, match_cell
 from repro.sweeps.liveness import Heartbeat
 from repro.sweeps.queue import KEY_ATTR
@@ -29,23 +35,17 @@ class CellSource:
         self._open: tuple[Any, Any, Any] | None = None
 
     def finished(self, cell: dict[str, Any]) -> dict[str, Any] | None:
-        from repro.engine.run import finished_record
-
         rec = finished_record(self.base, cell_key(cell))
         if rec is None or set(rec.get("cell", {})) != set(cell) or not match_cell(rec["cell"], cell):
             return None
         return rec
 
     def compute(self, cell: dict[str, Any], tags: dict[str, Any]) -> dict[str, Any]:
-        from repro.engine.run import run_one_cell
-
         ctx, module, state = self._prepared()
         return run_one_cell(ctx, module, state, cell, tags=tags)
 
     def track_reuse(self, record: dict[str, Any], tags: dict[str, Any]) -> str | None:
         """A child run for a trial whose cell was already computed: its values, the cell file."""
-        from repro import results
-
         with self.tracker.child(record["key"], params={"cell": record["cell"]},
                                 tags={"repro.cell": record["key"], "repro.reused": "true", **tags}) as run:
             run.log_metrics(record.get("values", {}))
@@ -54,10 +54,6 @@ class CellSource:
 
     def _prepared(self):
         if self._open is None:
-            from repro import results
-            from repro.experiments import runner_module
-            from repro.engine.run import RunContext, write_run_meta
-
             work_dir = results.run_dir(self.base.id, self.base.profile)
             ctx = RunContext(resolved=self.base, device=self.device, progress=False, work_dir=work_dir,
                              tracker=self.tracker)

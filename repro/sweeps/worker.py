@@ -13,8 +13,21 @@ import os
 import platform
 import sys
 import time
+import traceback
 from dataclasses import asdict, dataclass
 from typing import Any
+
+from pydantic import TypeAdapter
+
+from repro.engine.tracked import attach_run
+from repro.environment import resolve_device
+from repro.errors import UserError
+from repro.sweeps import queue
+from repro.sweeps.liveness import WorkerLease
+from repro.sweeps.samplers import make_sampler, worker_seed
+from repro.sweeps.spec import Param, ResolvedSweep, resolve_sweep
+from repro.sweeps.storage import open_storage
+from repro.sweeps.trial import CellSource, TrialFailed, run_trial
 
 POLL_S = {"journal": 0.5, "rdb": 2.0}
 
@@ -39,46 +52,21 @@ class WorkerArgs:
 
 
 def _space(dumps: dict[str, dict]) -> dict[str, Any]:
-    from pydantic import TypeAdapter
-
-    from repro.sweeps.spec import Param
-
     adapter = TypeAdapter(Param)
     return {n: adapter.validate_python(d) for n, d in dumps.items()}
 
 
-def _tracker(base, dev, parent_run_id: str | None, tags: dict[str, Any]):
-    """Child runs of this worker's trials go under the invocation's parent run."""
-    from repro.engine.run import run_tags
-    from repro.tracking.runs import Run, Tracker, quiet_mlflow
-
-    tracker = Tracker(base.id, "", tags={**run_tags(base, dev), **tags}, enabled=parent_run_id is not None)
-    if tracker.enabled:
-        quiet_mlflow()
-        from mlflow.tracking import MlflowClient
-
-        client = MlflowClient()
-        tracker.parent = Run(client, parent_run_id, client.get_run(parent_run_id).info.experiment_id)
-    return tracker
-
-
-def work(args: WorkerArgs, echo=None) -> dict[str, Any]:
-    """Run trials until the study needs no more from this worker; returns counts."""
+def work(args: WorkerArgs, echo=None, rs: ResolvedSweep | None = None) -> dict[str, Any]:
+    """Run trials until the study needs no more from this worker; returns counts. The worker in the
+    command's own process gets its resolved sweep; a worker process resolves it from its arguments."""
     import optuna
     import torch
-
-    from repro.environment import resolve_device
-    from repro.sweeps import queue
-    from repro.sweeps.liveness import WorkerLease
-    from repro.sweeps.samplers import make_sampler, worker_seed
-    from repro.sweeps.spec import resolve_sweep
-    from repro.sweeps.storage import open_storage
-    from repro.sweeps.trial import CellSource, run_trial
 
     echo = echo or (lambda msg: print(msg, flush=True))
     if args.threads:
         torch.set_num_threads(args.threads)
-    rs = resolve_sweep(args.sweep, args.profile)
+    if rs is None:
+        rs = resolve_sweep(args.sweep, args.profile)
     space = _space(args.space)
     grid = args.stage == "main" and rs.sweep.sampler == "grid"
     points = rs.grid_points() if grid else None
@@ -90,8 +78,8 @@ def work(args: WorkerArgs, echo=None) -> dict[str, Any]:
     study = optuna.load_study(study_name=args.study, storage=st.storage,
                               sampler=make_sampler(kind, space, budget, seed, len(rs.metrics)))
     dev = resolve_device(args.device)
-    tracker = _tracker(rs.base, dev, args.parent_run_id,
-                       {"repro.sweep": rs.id, "repro.study": args.study, "repro.worker_index": args.index})
+    tracker = attach_run(rs.base, dev, args.parent_run_id,
+                         {"repro.sweep": rs.id, "repro.study": args.study, "repro.worker_index": args.index})
     cells = CellSource(rs.base, dev, tracker)
     lease = WorkerLease(st)
     me = f"w{args.index}"
@@ -132,9 +120,6 @@ def work(args: WorkerArgs, echo=None) -> dict[str, Any]:
 
 
 def main(argv: list[str]) -> int:
-    from repro.errors import UserError
-    from repro.sweeps.trial import TrialFailed
-
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")   # as the CLI does: shared cores
     args = WorkerArgs(**json.loads(argv[0]))
     try:
@@ -143,8 +128,6 @@ def main(argv: list[str]) -> int:
         print(f"error: [w{args.index}] {str(e).splitlines()[0]}", file=sys.stderr, flush=True)
         return 2
     except TrialFailed as e:
-        import traceback
-
         traceback.print_exception(e.__cause__, file=sys.stderr)
         print(f"error: [w{args.index}] {e}", file=sys.stderr, flush=True)
         return 1

@@ -1,4 +1,5 @@
-"""DDP helpers: init from torchrun's environment, wrap/unwrap, reductions, rank-0 gating.
+"""The one rank helper, and DDP: torchrun's environment, the process group, wrap/unwrap,
+reductions, rank-0 gating. repro.engine.ranks (cells over ranks) builds on it.
 
 `torchrun --nproc_per_node N ...` sets RANK, LOCAL_RANK, WORLD_SIZE, MASTER_ADDR and
 MASTER_PORT; `init_distributed` reads them (backend nccl on CUDA, gloo on the CPU). A
@@ -32,15 +33,33 @@ class DistInfo:
         return self.rank == 0
 
 
+def launched_rank() -> int:
+    """This process's RANK as torchrun set it (0 outside torchrun), whether or not it joined the
+    process group yet: e.g. "rank 0 alone writes" before and after a training's group."""
+    return int(os.environ.get("RANK", "0"))
+
+
+def launched_world_size() -> int:
+    """WORLD_SIZE as torchrun set it (1 outside torchrun)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def launched_by_torchrun() -> bool:
+    """Whether torchrun started several copies of this process (they are to join one group)."""
+    return launched_world_size() > 1
+
+
 def is_distributed() -> bool:
     return dist.is_available() and dist.is_initialized()
 
 
 def rank() -> int:
+    """This process's rank in the process group (0 when it has joined none)."""
     return dist.get_rank() if is_distributed() else 0
 
 
 def world_size() -> int:
+    """The process group's size (1 when this process has joined none)."""
     return dist.get_world_size() if is_distributed() else 1
 
 
@@ -56,7 +75,7 @@ def init_distributed(device: str | torch.device = "cpu", timeout: timedelta = ti
     caller initialized already is used as it is. `timeout` bounds how long ranks wait
     in a collective, e.g. while rank 0 alone runs the epoch-end evaluation.
     """
-    env_world = int(os.environ.get("WORLD_SIZE", "1"))
+    env_world = launched_world_size()
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     dev = torch.device(device)
     multi = env_world > 1 or is_distributed()

@@ -16,7 +16,6 @@ whole model as this suite saves it.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -36,6 +35,7 @@ from repro.sampling.edm import edm_sample
 from repro.specs import ResolvedModel, resolve_model
 from repro.train import TrainConfig, derive_seed, load_checkpoint, save_checkpoint, train
 from repro.trainers import kind_module, parse_settings, upstream_model
+from repro.train.distributed import launched_rank
 from repro.trainers.edm import to_model_range
 from repro.trainers.ensure import ensure_model
 
@@ -247,7 +247,7 @@ def train_model(resolved: ResolvedModel, out_dir: Path, device: torch.device, ru
     cfg, ds = resolved.config, resolved.config.dataset
     out_dir = Path(out_dir)
     # Under torchrun every rank runs this (the loop is data-parallel; the fakes are the same on every rank): rank 0 writes.
-    writer = int(os.environ.get("RANK", "0")) == 0
+    writer = launched_rank() == 0
     disc = build_net(resolved).to(device)
     meta_common = {"encoder": net_cfg.encoder, "encoder_trained": net_cfg.train_encoder, "head": net_cfg.head,
                    "evaluator": net_cfg.evaluator, "generator": ts.generator,

@@ -4,7 +4,6 @@ trainer when the resolved config has no stored model yet.
 from __future__ import annotations
 
 import json
-import os
 import platform
 from typing import Any
 
@@ -16,7 +15,7 @@ from repro.errors import UserError
 from repro.models import TrainedModel, artifact_dir, sha256_file
 from repro.specs import resolve_model
 from repro.tracking.runs import Tracker
-from repro.train.distributed import barrier
+from repro.train.distributed import barrier, launched_rank
 from repro.trainers import kind_module
 
 
@@ -32,7 +31,7 @@ def ensure_model(name: str, profile: str, *, overrides: dict[str, Any] | None = 
     device = torch.device(device)
     # Under torchrun every rank trains (DDP inside repro.train); rank 0 alone tracks and writes. The
     # environment's RANK, not repro.train.distributed.rank(): the process group opens inside training.
-    rank = int(os.environ.get("RANK", "0"))
+    rank = launched_rank()
     if force or not meta_path.exists():  # meta.json is written last: its presence marks a finished model
         tags = {"repro.model": name, "repro.profile": profile, "repro.model_hash": resolved.hash,
                 "repro.git_commit": results.git_commit(), "repro.device": str(device),

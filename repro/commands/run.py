@@ -1,0 +1,44 @@
+"""`repro run`: resolve and preflight every named spec once, warn before a long run, run each
+(serially, over torchrun's ranks, or cells over worker processes), print what happened."""
+from __future__ import annotations
+
+from typing import Callable
+
+from repro.commands.specs import spec_ids
+from repro.engine.run import RunSummary, check_spec, run_resolved
+from repro.environment import export_threads, resolve_device, threads_setting
+from repro.launchers.cells import run_spec_jobs
+from repro.plan import run_guard
+from repro.specs import parse_set
+from repro.train.distributed import launched_rank
+
+
+def run_command(spec_arg: str, profile: str, sets: list[str] | None, *, device: str, jobs: int | None,
+                devices: str | None, force: bool, progress: bool, threads: int | None, yes: bool,
+                max_hours: float | None, echo: Callable[..., None]) -> None:
+    export_threads(threads_setting(threads))   # the engine applies it before any work
+    ids = spec_ids(spec_arg)
+    overrides = parse_set(sets)
+    resolve_device(device)
+    resolved = [check_spec(i, profile, overrides) for i in ids]   # every spec checked before any runs
+    run_guard(ids, profile, overrides, device, yes, echo, max_hours)   # a long run needs --yes
+
+    for r in resolved:
+        if jobs is not None or devices is not None:   # cells over processes (repro.launchers.cells)
+            summary = run_spec_jobs(r, jobs=jobs, devices=devices, device=device, threads=threads, force=force,
+                                    echo=echo)
+        else:
+            summary = run_resolved(r, device=device, force=force, progress=progress)
+        if launched_rank() == 0:   # under torchrun rank 0 speaks for all
+            report_summary(summary, echo)
+
+
+def report_summary(summary: RunSummary, echo: Callable[..., None]) -> None:
+    i, profile = summary.spec_id, summary.profile
+    done = f"{len(summary.ran)} run, {len(summary.skipped)} already finished"
+    where = f"results in {summary.work_dir}"
+    mlf = f"; MLflow run {summary.mlflow_run_id}" if summary.mlflow_run_id else ""
+    echo(f"{i} [{profile}]: {summary.total} cells ({done}); {where}{mlf}")
+    if summary.failed:   # a runner's reported failure (e.g. a diverged training arm): kept out of results
+        echo(f"{i} [{profile}]: {len(summary.failed)} cell(s) failed ({', '.join(summary.failed)}); "
+             f"see {summary.work_dir / 'failed'}; a rerun tries them again", err=True)

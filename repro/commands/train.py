@@ -1,0 +1,28 @@
+"""`repro train`: check a model's inputs, then train it once for a profile (or find it trained)."""
+from __future__ import annotations
+
+from typing import Callable
+
+from repro.atomic import check_writable
+from repro.trainers.weights import validate_model_files
+from repro.data import load_dataset
+from repro.environment import apply_threads, resolve_device
+from repro.models import artifacts_root
+from repro.trainers.ensure import ensure_model
+from repro.specs import parse_set, resolve_model
+from repro.train.distributed import launched_rank
+
+
+def train_command(name: str, profile: str, sets: list[str] | None, *, device: str, force: bool,
+                  progress: bool, threads: int | None, echo: Callable[..., None]) -> None:
+    apply_threads(threads)
+    overrides = parse_set(sets)
+    resolved = resolve_model(name, profile, overrides)
+    dev = resolve_device(device)
+    ds = resolved.config.dataset
+    load_dataset(ds.name, split=ds.split, resolution=ds.resolution, root=ds.root, n=1, seed=ds.seed)
+    validate_model_files(resolved)   # the weights files it names, before any training
+    check_writable(artifacts_root(), "the artifacts folder ($REPRO_ARTIFACTS)")
+    model = ensure_model(name, profile, overrides=overrides, device=dev, force=force, progress=progress)
+    if launched_rank() == 0:  # under torchrun, rank 0 speaks for all
+        echo(f"{name} [{profile}]: {model.path} (sha256 {model.meta.get('sha256', '?')[:12]})")

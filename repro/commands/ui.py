@@ -1,0 +1,38 @@
+"""`repro ui`: the MLflow UI (or optuna-dashboard) on 127.0.0.1, with links to each experiment's runs."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from typing import Callable
+
+from repro.errors import UserError
+from repro.sweeps.dashboard import serve
+from repro.tracking.view import WORKFLOW_QUERY, store_description
+from repro.tracking.runs import experiment_links
+
+
+def ui_command(port: int | None, backend_store_uri: str | None, workers: int, optuna: bool, storage: str | None,
+               echo: Callable[..., None]) -> int | None:
+    """The MLflow server's exit code (0 after Ctrl-C); None after optuna-dashboard."""
+    if optuna:
+        serve(storage, 8080 if port is None else port, echo=echo)
+        return None
+    port = 5000 if port is None else port
+    if not 1 <= port <= 65535:
+        raise UserError(f"--port {port}: must be between 1 and 65535")
+    uri = backend_store_uri or os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlflow.db"
+    if workers < 1:
+        raise UserError(f"--workers {workers}: must be at least 1")
+    cmd = [sys.executable, "-m", "mlflow", "ui", "--host", "127.0.0.1", "--port", str(port),
+           "--backend-store-uri", uri, "--workers", str(workers)]
+    base = f"http://127.0.0.1:{port}"
+    echo(f"MLflow UI at {base}/#/experiments?{WORKFLOW_QUERY}")
+    echo(f"store: {store_description(uri)}")
+    for name, url in experiment_links(uri, base):   # each opens on its runs, not on the GenAI overview
+        echo(f"  {name}: {url}")
+    echo("Ctrl-C stops it", err=True)
+    try:
+        return subprocess.call(cmd)
+    except KeyboardInterrupt:
+        return 0
