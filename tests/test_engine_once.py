@@ -30,23 +30,16 @@ def test_repro_run_resolves_the_spec_once_and_preflights_it_once(workdir, monkey
     import repro.specs
     from repro.cli import main
 
-    skip = {"on": False}
+    skip = {"on": False}   # counts every call, the cost estimate's included
     checked, unchecked, preflights, guards = [], [], [], []
     _count_calls(monkeypatch, repro.experiments.resolve_spec, checked, skip)
     _count_calls(monkeypatch, repro.specs.resolve_spec, unchecked, skip)   # every resolution goes through it
     _count_calls(monkeypatch, repro.engine.preflight.preflight, preflights, skip)
-
     real_guard = repro.commands.run.run_guard
 
-    def guard(ids, *args, **kwargs):
-        # The cost estimate (repro.plan) resolves each spec on its own until run_guard takes the
-        # ResolvedSpecs; what this test counts is the command's and the engine's resolutions.
-        guards.append(list(ids))
-        skip["on"] = True
-        try:
-            return real_guard(ids, *args, **kwargs)
-        finally:
-            skip["on"] = False
+    def guard(resolved, *args, **kwargs):   # the cost estimate gets the ResolvedSpecs: it resolves nothing
+        guards.append([r.id for r in resolved])
+        return real_guard(resolved, *args, **kwargs)
 
     monkeypatch.setattr(repro.commands.run, "run_guard", guard)
     with pytest.raises(SystemExit) as exit_:

@@ -225,30 +225,32 @@ def _fake_calibration(plan, seconds_per_call: float):
 
 
 def test_run_guard_requires_yes_above_the_threshold(workdir, monkeypatch):
+    from repro.experiments import resolve_spec
     from repro.plan import run_guard
     from repro.plan.build import plan_spec
 
     _fake_calibration(plan_spec("fig5_9", "test"), seconds_per_call=1000.0)
     said = []
     with pytest.raises(UserError, match="--yes"):
-        run_guard(["fig5_9"], "test", {}, "cpu", yes=False, echo=said.append, interactive=True)
-    run_guard(["fig5_9"], "test", {}, "cpu", yes=False, echo=said.append, interactive=False)
+        run_guard([resolve_spec("fig5_9", "test")], "cpu", yes=False, echo=said.append, interactive=True)
+    run_guard([resolve_spec("fig5_9", "test")], "cpu", yes=False, echo=said.append, interactive=False)
     assert "not a terminal" in said[-1]
-    run_guard(["fig5_9"], "test", {}, "cpu", yes=True, echo=said.append, interactive=True)
+    run_guard([resolve_spec("fig5_9", "test")], "cpu", yes=True, echo=said.append, interactive=True)
     assert "--yes" in said[-1]
     said.clear()
-    run_guard(["fig5_9"], "test", {}, "cpu", yes=False, echo=said.append, interactive=True, max_hours=1e6)
+    run_guard([resolve_spec("fig5_9", "test")], "cpu", yes=False, echo=said.append, interactive=True, max_hours=1e6)
     assert said == []
     monkeypatch.setenv("REPRO_PLAN_WARN_HOURS", "nope")
     with pytest.raises(UserError, match="REPRO_PLAN_WARN_HOURS"):
-        run_guard(["fig5_9"], "test", {}, "cpu", yes=False, echo=said.append, interactive=True)
+        run_guard([resolve_spec("fig5_9", "test")], "cpu", yes=False, echo=said.append, interactive=True)
 
 
 def test_run_guard_without_calibration_says_the_cost_is_unknown(workdir):
+    from repro.experiments import resolve_spec
     from repro.plan import run_guard
 
     said = []
-    run_guard(["fig5_9"], "test", {}, "cpu", yes=False, echo=said.append, interactive=True)
+    run_guard([resolve_spec("fig5_9", "test")], "cpu", yes=False, echo=said.append, interactive=True)
     assert "cost is unknown" in said[0]
 
 

@@ -21,7 +21,7 @@ def run_command(spec_arg: str, profile: str, sets: list[str] | None, *, device: 
     overrides = parse_set(sets)
     resolve_device(device)
     resolved = [check_spec(i, profile, overrides) for i in ids]   # every spec checked before any runs
-    run_guard(ids, profile, overrides, device, yes, echo, max_hours)   # a long run needs --yes
+    run_guard(resolved, device, yes, echo, max_hours)   # a long run needs --yes
 
     for r in resolved:
         if jobs is not None or devices is not None:   # cells over processes (repro.launchers.cells)

@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from repro import models
+from repro.trainers import ensure
 from repro.engine.ranks import gather_units, shard_indices
 from repro.errors import UserError
 from repro.experiments import runner_module
@@ -56,7 +56,7 @@ class RunContext:
         if role not in self.spec.models:
             raise UserError(f"spec {self.spec.id} names no model for role {role!r}")
         name, merged, inject = self.resolved.model_args(role, overrides)
-        return models.ensure_model(name, self.profile, overrides=merged, inject=inject, device=self.device,
+        return ensure.ensure_model(name, self.profile, overrides=merged, inject=inject, device=self.device,
                                    progress=self.progress)
 
     def artifacts_dir(self, key: str) -> Path:

@@ -16,7 +16,8 @@ from collections.abc import Callable
 
 from repro.environment import resolve_device
 from repro.errors import UserError
-from repro.plan.build import plan_spec
+from repro.specs import ResolvedSpec
+from repro.plan.build import plan_resolved, plan_spec
 from repro.plan.calibrate import calibrate as run_calibration
 from repro.plan.estimate import estimate, fmt_seconds
 from repro.plan.render import calibration_text, plan_lines
@@ -62,11 +63,12 @@ def warn_hours() -> float:
     return value
 
 
-def run_guard(ids: list[str], profile: str, overrides: dict, device: str, yes: bool,
-              echo: Callable[[str], None], max_hours: float | None = None,
-              interactive: bool | None = None) -> None:
+def run_guard(resolved: list[ResolvedSpec], device: str, yes: bool, echo: Callable[[str], None],
+              max_hours: float | None = None, interactive: bool | None = None) -> None:
     """Before `repro run`: estimate what the run will compute now; above the threshold, require --yes
     on a terminal, or proceed and say so when stdin is not one. Without a calibration, say so."""
+    ids = [r.id for r in resolved]
+    profile = resolved[0].profile if resolved else "smoke"
     limit = warn_hours() if max_hours is None else max_hours
     dev = resolve_device(device)
     slug, name = device_identity(dev, start_cuda=False)   # the run's parent starts no CUDA context
@@ -76,8 +78,8 @@ def run_guard(ids: list[str], profile: str, overrides: dict, device: str, yes: b
     try:   # the estimate must never stop a run that the preflight let through
         cal = load_calibration(slug, name)
         work = CellWork()
-        for i in ids:
-            work.extend(plan_spec(i, profile, overrides, device_type=dev.type).work_to_do())
+        for r in resolved:
+            work.extend(plan_resolved(r, device_type=dev.type).work_to_do())
         est = estimate(work, cal)
     except Exception as e:   # noqa: BLE001
         echo(f"note: the run's cost could not be estimated ({type(e).__name__}: {e})")

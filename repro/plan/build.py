@@ -10,7 +10,7 @@ from repro.experiments import cost_module, resolve_spec
 from repro.experiments.cost import KindEstimator, SpecContext
 from repro.models import artifact_dir
 from repro.plan.training import training_work, upstream_models
-from repro.specs import cell_key, resolve_model
+from repro.specs import ResolvedSpec, cell_key, resolve_model
 from repro.work import CellWork
 
 
@@ -105,9 +105,13 @@ def estimator(kind: str) -> KindEstimator | None:
 
 def plan_spec(spec_id: str, profile: str = "smoke", overrides: dict | None = None,
               device_type: str = "cpu") -> SpecPlan:
-    resolved = resolve_spec(spec_id, profile, overrides)
+    return plan_resolved(resolve_spec(spec_id, profile, overrides), device_type)
+
+
+def plan_resolved(resolved: ResolvedSpec, device_type: str = "cpu") -> SpecPlan:
+    """The plan of a spec already resolved (`repro run` resolves each spec once, at its edge)."""
     kind = resolved.spec.kind
-    plan = SpecPlan(spec_id, profile, resolved.hash, kind)
+    plan = SpecPlan(resolved.id, resolved.profile, resolved.hash, kind)
     ctx = SpecContext(resolved, device_type=device_type)
     est = estimator(kind)
     if est is None:
