@@ -1,5 +1,6 @@
-"""Shared by the score-SDE runners (`snr_sweep`, `sampler_comparison`): named sampler settings,
-batched sampling with timing and NFE, the quality metric by its name, sample grids."""
+"""Shared by the score-SDE runners (`snr_sweep`, `sampler_comparison`, and the Frechet scorer of
+`class_conditional` and the semantic kinds): named sampler settings, batched sampling with timing
+and NFE, the quality metric the spec lists (its features from repro.metrics.by_name), sample grids."""
 from __future__ import annotations
 
 import math
