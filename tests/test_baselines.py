@@ -134,7 +134,7 @@ def test_bad_folders_give_one_line_and_exit_2(env, capsys):
 
 
 def test_folder_pairs_match_by_name_and_read_class_ids(tmp_path):
-    from repro.commands.evaluate import quantize, read_folder_pairs, write_pairs
+    from repro.experiments.semantic.folder_scoring import quantize, read_folder_pairs, write_pairs
 
     import torch
 
@@ -151,7 +151,7 @@ def test_folder_pairs_match_by_name_and_read_class_ids(tmp_path):
 
 def test_cityscapes_label_ids_are_mapped_to_train_ids(tmp_path):
     from repro.data.cityscapes import label_lut
-    from repro.commands.evaluate import read_folder_pairs
+    from repro.experiments.semantic.folder_scoring import read_folder_pairs
 
     (tmp_path / "i").mkdir()
     (tmp_path / "m").mkdir()
@@ -166,7 +166,7 @@ def test_cityscapes_label_ids_are_mapped_to_train_ids(tmp_path):
 def test_verdicts_on_the_published_numbers():
     """The thesis's own numbers must give its own verdicts (SPADE best; NCSN++ second in FID,
     third in accuracy; its mIoU far below the GANs)."""
-    from repro.experiments.semantic.baseline_comparison import verdicts
+    from repro.experiments.semantic.report_baseline_comparison import verdicts
 
     df = pd.DataFrame([
         {"method": "crn", "miou": 0.5345, "pixel_acc": 0.7486, "fid": 71.43},

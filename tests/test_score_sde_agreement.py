@@ -277,7 +277,7 @@ def test_sampler_table_cells_carry_the_discretisation_to_the_sampler():
 def test_reports_state_discretisation_and_fid_inputs():
     import pandas as pd
 
-    from repro.experiments.score.evaluation import protocol_notes
+    from repro.experiments.score.report_protocol import protocol_notes
 
     df = pd.DataFrame([{"discretisation": "score_sde", "fid_inputs": "uint8", "metric": "fid"},
                        {"discretisation": None, "fid_inputs": "uint8", "metric": "fid"}])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from repro.experiments.score.sampler_comparison import _claims
+from repro.experiments.score.report_sampler_comparison import _claims
 
 
 def _frame(pc_runs, p1000_runs, p2000_runs, metric="fd_evalnet"):
@@ -48,7 +48,7 @@ def test_snr_notes_judge_paired_runs_not_overlapping_stds():
     snr 0.2 minus 0.05 is -0.5 / -0.4 / -0.6 run by run (mean -0.5, s.e. 0.1 / sqrt 3 = 0.0577 by
     hand: beyond 2 s.e., held), and snr 0.1 minus the best (0.2) is 0 / 0.2 / 0.1 (mean 0.1, s.e.
     0.0577: within 2 s.e.)."""
-    from repro.experiments.score.snr_sweep import report_notes
+    from repro.experiments.score.report_snr_sweep import report_notes
 
     df = _snr_frame({0.05: [3.0, 4.5, 2.2], 0.1: [2.5, 4.3, 1.7], 0.2: [2.5, 4.1, 1.6]})
     notes = report_notes(None, df)
@@ -59,7 +59,7 @@ def test_snr_notes_judge_paired_runs_not_overlapping_stds():
 
 
 def test_snr_notes_say_when_no_spread_was_measured():
-    from repro.experiments.score.snr_sweep import report_notes
+    from repro.experiments.score.report_snr_sweep import report_notes
 
     df = pd.DataFrame([{"snr": s, "metric": "fd_evalnet", "fd_evalnet": v, "n_runs": 1}
                        for s, v in ((0.05, 3.0), (0.1, 2.0), (0.2, 2.5))])

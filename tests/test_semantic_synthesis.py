@@ -107,7 +107,7 @@ def _frame(rows):
 
 
 def test_trend_verdicts_read_rank_correlations():
-    from repro.experiments.semantic.guidance_scale_sweep import trend_verdicts
+    from repro.experiments.semantic.report_guidance_scale_sweep import trend_verdicts
     from repro.specs import load_spec
 
     spec = load_spec("table5_3")
@@ -127,7 +127,7 @@ def test_trend_verdicts_read_rank_correlations():
 # ----------------------------------------------------------------------------- fig5_3_5_4
 
 def test_window_findings_on_known_curves():
-    from repro.experiments.semantic.guidance_window import window_findings
+    from repro.experiments.semantic.report_guidance_window import window_findings
 
     ts = [0.0, 0.2, 0.4, 0.45, 0.6, 0.7, 0.8, 1.0]
     # off below t: the gain is kept while t_stop <= 0.45; on below t: needs t_start >= 0.7
@@ -140,7 +140,7 @@ def test_window_findings_on_known_curves():
 
 
 def test_window_verdicts_carry_the_spread_of_paired_resamples():
-    from repro.experiments.semantic.guidance_window import report_notes, window_findings
+    from repro.experiments.semantic.report_guidance_window import report_notes, window_findings
 
     ts = [0.0, 0.2, 0.4, 0.45, 0.6, 0.7, 0.8, 1.0]
 

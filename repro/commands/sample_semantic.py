@@ -10,10 +10,24 @@ from typing import Any
 
 import torch
 
-from repro import environment
+from repro import environment, results
+from repro.atomic import atomic_write_text, check_writable
+from repro.data import dataset_info
+from repro.data.palette import palette, read_map
+from repro.engine.run import preflight
+from repro.environment import resolve_device
 from repro.errors import UserError
+from repro.experiments import resolve_spec
+from repro.experiments.semantic.guidance_scale_sweep import Fixed
+from repro.experiments.semantic.scoring import compliance, segment, triptych_sheet
+from repro.experiments.semantic.settings import synthesis_setting
+from repro.experiments.semantic.synthesis import check_compatible, guide_for, synthesize
+from repro.images import save_image_grid
+from repro.trainers.ensure import ensure_model
+from repro.tracking.runs import Tracker
+from repro.trainers.score_model import score_model_for
 
-SPEC = "table5_3"   # the models and sampling settings of the s0 sweep at the chosen profile
+SPEC = "table5_3"   # the models and sampling settings of the s0 sweep (kind guidance_scale_sweep) at the profile
 
 
 @dataclass
@@ -30,28 +44,12 @@ class FromMapResult:
 def _map_resolution(resolved) -> tuple[int, int]:
     res = resolved.spec.dataset.resolution
     if res is None:
-        from repro.data import dataset_info
-
         res = dataset_info(resolved.spec.dataset.name).default_resolution
     return int(res[0]), int(res[1])
 
 
 def sample_from_map(map_path: Path, *, profile: str, n: int, s0: float | None, out_dir: Path, device: str,
                     seed: int = 0, overrides: dict[str, Any] | None = None, progress: bool = True) -> FromMapResult:
-    from repro import results
-    from repro.atomic import atomic_write_text
-    from repro.data.palette import palette, read_map
-    from repro.images import save_image_grid
-    from repro.engine.preflight import preflight
-    from repro.environment import resolve_device
-    from repro.experiments.semantic.scoring import compliance, segment, triptych_sheet
-    from repro.experiments.semantic.settings import synthesis_setting
-    from repro.experiments.semantic.synthesis import check_compatible, guide_for, synthesize
-    from repro.trainers.ensure import ensure_model
-    from repro.experiments import resolve_spec
-    from repro.tracking.runs import Tracker
-    from repro.trainers.score_model import score_model_for
-
     if n < 1:
         raise UserError(f"-n {n}: need at least one image")
     if s0 is not None and not (s0 >= 0 and s0 < float("inf")):
@@ -59,18 +57,17 @@ def sample_from_map(map_path: Path, *, profile: str, n: int, s0: float | None, o
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise UserError(f"--out {out_dir}: exists and is not a folder")
-    from repro.atomic import check_writable
-
     check_writable(out_dir, "--out")   # read-only or full: said now, not after sampling
     resolved = resolve_spec(SPEC, profile, overrides)
     dataset = resolved.spec.dataset.name
     labels, note = read_map(map_path, dataset, _map_resolution(resolved))   # bad colours fail here, before work
     dev = resolve_device(device)
     preflight(resolved)
-    fixed = dict(resolved.spec.fixed)
+    fixed = Fixed.model_validate(resolved.spec.fixed)
     if s0 is not None:
-        fixed["s0"] = s0
+        fixed = fixed.model_copy(update={"s0": s0})
     setting = synthesis_setting(fixed, {})
+
     def trained_model(role: str):
         name, settings, inject = resolved.model_args(role)
         return ensure_model(name, profile, overrides=settings, inject=inject, device=dev, progress=progress)
@@ -80,9 +77,7 @@ def sample_from_map(map_path: Path, *, profile: str, n: int, s0: float | None, o
     maps = torch.as_tensor(labels, dtype=torch.long).unsqueeze(0).repeat(n, 1, 1)
     check_compatible(score_model, guide, maps)
     out = synthesize(score_model, guide, maps, setting, list(range(n)), (seed, "sample-semantic"),
-                     fixed["batch_size"], dev)
-    from repro.data import dataset_info
-
+                     fixed.batch_size, dev)
     info = dataset_info(dataset)
     pred = segment(trained["evaluator"].net, out.images)
     per = [compliance(pred[i: i + 1], maps[i: i + 1], info.num_classes, info.ignore_index) for i in range(n)]

@@ -62,14 +62,15 @@ def _kind(family: str, name: str, report: str | None = None) -> Kind:
 
 
 KINDS: dict[str, Kind] = {
-    "sampler_comparison": _kind("score", "sampler_comparison"),
-    "class_conditional": _kind("score", "class_conditional"),
-    "snr_sweep": _kind("score", "snr_sweep"),
-    "guidance_scale_sweep": _kind("semantic", "guidance_scale_sweep"),
-    "guidance_window": _kind("semantic", "guidance_window"),
-    "baseline_comparison": _kind("semantic", "baseline_comparison"),
-    "segmenter_timesteps": _kind("semantic", "segmenter_timesteps"),
-    "noise_encoding_comparison": _kind("semantic", "noise_encoding_comparison"),
+    "sampler_comparison": _kind("score", "sampler_comparison", report="report_sampler_comparison"),
+    "class_conditional": _kind("score", "class_conditional", report="report_class_conditional"),
+    "snr_sweep": _kind("score", "snr_sweep", report="report_snr_sweep"),
+    "guidance_scale_sweep": _kind("semantic", "guidance_scale_sweep", report="report_guidance_scale_sweep"),
+    "guidance_window": _kind("semantic", "guidance_window", report="report_guidance_window"),
+    "baseline_comparison": _kind("semantic", "baseline_comparison", report="report_baseline_comparison"),
+    "segmenter_timesteps": _kind("semantic", "segmenter_timesteps", report="report_segmenter_timesteps"),
+    "noise_encoding_comparison": _kind("semantic", "noise_encoding_comparison",
+                                       report="report_noise_encoding_comparison"),
     "dg_epsilon_grid": _kind("dg", "dg_epsilon_grid", report="report"),
     "exposure_bias": _kind("dg", "exposure_bias", report="report"),
     "amp_benchmark": _kind("amp", "amp_benchmark", report="report"),

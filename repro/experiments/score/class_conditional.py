@@ -16,22 +16,27 @@ carries the result, so the report renders from the cell files alone.
 """
 from __future__ import annotations
 
-import math
-from pathlib import Path
+import time
 from typing import Any, Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
+from repro.data import dataset_info, load_dataset, stack
 from repro.errors import UserError
 from repro.experiments.score.sampling import FrechetScorer
-from repro.rng import make_generator
-from repro.results import relative_to_results, resolve_artifact
+from repro.guidance.classifier import ClassifierGuidance, guidance_norms
 from repro.images import save_image_grid
-from repro.plots import pyplot
+from repro.metrics.by_name import frechet_features
+from repro.metrics.frechet import require_more_samples_than_dims
+from repro.results import relative_to_results
+from repro.rng import make_generator
+from repro.sampling.predictor_corrector import predictor_corrector_sample
+from repro.specs import cell_key
+from repro.trainers.noisy_classifier import perturb
+from repro.trainers.score_model import score_model_for
 
 GRID_KEYS = ("scale",)
-THESIS_FACTOR = 1000.0  # thesis Sec. 5.1: gradients "around 1000 times smaller", scaled by "a factor of 1000"
 
 
 class Fixed(BaseModel):
@@ -76,33 +81,26 @@ def check_models(ctx) -> None:
 
 
 def prepare(ctx):
-    from repro.data import dataset_info, load_dataset, stack
-    from repro.metrics.fd_evalnet import evalnet_features
-    from repro.trainers.score_model import score_model_for
-
-    f, spec = ctx.spec.fixed, ctx.spec
+    f, spec = Fixed.model_validate(ctx.spec.fixed), ctx.spec
     check_models(ctx)
     info = dataset_info(spec.dataset.name)
-    classes = f["classes"] or list(range(info.num_classes))
+    classes = f.classes or list(range(info.num_classes))
     if any(not 0 <= c < info.num_classes for c in classes):
         raise UserError(f"spec {spec.id}: fixed.classes must lie in 0..{info.num_classes - 1}, got {classes}")
-    if "fd_evalnet" in spec.metrics and not f["allow_rank_deficient"]:
-        from repro.metrics.frechet import require_more_samples_than_dims
-
+    if "fd_evalnet" in spec.metrics and not f.allow_rank_deficient:
         dim = int(_role_config(ctx, "evaluator").net.get("feature_dim", 64))
-        require_more_samples_than_dims(f["n_per_class"] * len(classes), dim, "evaluator features (fd_evalnet; "
+        require_more_samples_than_dims(f.n_per_class * len(classes), dim, "evaluator features (fd_evalnet; "
                                        "fixed.n_per_class x classes)")
     ds = spec.dataset
     data = load_dataset(ds.name, split=ds.split, resolution=ds.resolution, root=ds.root,
-                        n=max(f["n_reference"], f["norm_images"]), seed=ds.seed)
+                        n=max(f.n_reference, f.norm_images), seed=ds.seed)
     images, labels = stack(data)
 
     evaluator = ctx.model("evaluator")
     scorer = None
     if "fd_evalnet" in spec.metrics:
-        ev_net = evaluator.net
-        scorer = FrechetScorer("fd_evalnet", lambda im: evalnet_features(ev_net, im), images[: f["n_reference"]],
-                               f["allow_rank_deficient"])
+        scorer = FrechetScorer(frechet_features("fd_evalnet", ctx.device, evaluator=lambda: evaluator),
+                               images[: f.n_reference], f.allow_rank_deficient)
     trained = ctx.model("score")
     model = score_model_for(trained)
     score_overrides = ctx.resolved.model_overrides.get("score")
@@ -112,8 +110,8 @@ def prepare(ctx):
                         f"{guide.meta['score_model']['name']} {guide.meta['score_model']['hash']} (SDE {guide.meta['sde']}), "
                         f"this run's is {trained.hash} (SDE {trained.meta['sde']}); retrain it: "
                         f"repro train {guide.name} --profile {ctx.profile} --force")
-    norms = norm_ratio_over_t(model, guide.net.eval(), images[: f["norm_images"]], labels[: f["norm_images"]],
-                              f["norm_times"], f["eps"], ctx.generator("norm-ratio"), ctx.device, f["batch_size"])
+    norms = norm_ratio_over_t(model, guide.net.eval(), images[: f.norm_images], labels[: f.norm_images],
+                              f.norm_times, f.eps, ctx.generator("norm-ratio"), ctx.device, f.batch_size)
     return {"trained": trained, "model": model, "guide": guide, "evaluator": evaluator, "scorer": scorer,
             "classes": classes, "norms": norms}
 
@@ -122,9 +120,6 @@ def norm_ratio_over_t(model, classifier, images: torch.Tensor, labels: torch.Ten
                       eps: float | None, generator: torch.Generator, device, batch_size: int) -> dict[str, Any]:
     """Medians (and quartiles) over images of ||score||, ||grad log p_t(y|x)|| and their ratio at
     n_times times in [eps, 1], on x(t) = m(t) x(0) + std(t) z of held-out images (true labels)."""
-    from repro.guidance.classifier import guidance_norms
-    from repro.trainers.noisy_classifier import perturb
-
     sde = model.sde
     eps = sde.default_eps if eps is None else float(eps)
     times = torch.linspace(eps, 1.0, n_times).tolist()
@@ -160,25 +155,19 @@ def norm_ratio_over_t(model, classifier, images: torch.Tensor, labels: torch.Ten
 
 
 def run_cell(ctx, state, cell, run):
-    import time
-
-    from repro.guidance.classifier import ClassifierGuidance
-    from repro.sampling.predictor_corrector import predictor_corrector_sample
-    from repro.specs import cell_key
-
-    f = ctx.spec.fixed
+    f = Fixed.model_validate(ctx.spec.fixed)
     scale = float(cell["scale"])
     model, guide_net, classes = state["model"], state["guide"].net.eval(), state["classes"]
-    requested = torch.tensor(classes, dtype=torch.long).repeat(f["n_per_class"])  # round r: every class once
+    requested = torch.tensor(classes, dtype=torch.long).repeat(f.n_per_class)  # round r: every class once
     g = make_generator(ctx.device, ctx.spec.seed, "class-conditional")  # the same draws in every cell
     images, nfe, t0 = [], 0, time.perf_counter()
-    for i in range(0, requested.shape[0], f["batch_size"]):
-        y = requested[i: i + f["batch_size"]].to(ctx.device)
+    for i in range(0, requested.shape[0], f.batch_size):
+        y = requested[i: i + f.batch_size].to(ctx.device)
         x = model.sde.prior_sample((y.shape[0], *model.shape), generator=g, device=ctx.device)
         guidance = ClassifierGuidance(guide_net, y, scale, model.sde) if scale > 0 else None
-        out = predictor_corrector_sample(model.score_fn, model.sde, x, steps=f["steps"], generator=g, eps=f["eps"],
-                                         predictor=f["predictor"], corrector="langevin", snr=f["snr"],
-                                         n_corrector_steps=f["n_corrector_steps"], guidance=guidance)
+        out = predictor_corrector_sample(model.score_fn, model.sde, x, steps=f.steps, generator=g, eps=f.eps,
+                                         predictor=f.predictor, corrector="langevin", snr=f.snr,
+                                         n_corrector_steps=f.n_corrector_steps, guidance=guidance)
         images.append(model.to_images(out.samples).cpu())
         nfe = out.nfe
     seconds = time.perf_counter() - t0
@@ -191,7 +180,7 @@ def run_cell(ctx, state, cell, run):
     key, k = cell_key(cell), len(classes)
     d = ctx.artifacts_dir(key)
     strip = save_image_grid(images[:k], d / "strip.png", nrow=k, scale=2)
-    grid = save_image_grid(images[: k * f["grid_rounds"]], d / "samples.png", nrow=k, scale=2)
+    grid = save_image_grid(images[: k * f.grid_rounds], d / "samples.png", nrow=k, scale=2)
     extra.update({"strip_png": relative_to_results(strip), "samples_png": relative_to_results(grid),
                   "classes": classes, "n_samples": int(images.shape[0]), "n_nonfinite": nonfinite,
                   "norm_over_t": state["norms"], **models_extra(state, f)})
@@ -199,14 +188,14 @@ def run_cell(ctx, state, cell, run):
 
 
 @torch.no_grad()
-def judge(state, images: torch.Tensor, requested: torch.Tensor, model, guide_net, f, device):
+def judge(state, images: torch.Tensor, requested: torch.Tensor, model, guide_net, f: Fixed, device):
     """Evaluator accuracy on the requested classes (overall, per class), its mean probability of
     the requested class, the guide's own accuracy at t = eps, fd_evalnet and class statistics."""
     ev = state["evaluator"].net.eval()
     logits = torch.cat([ev(images[i: i + 256].to(device).float()).cpu() for i in range(0, images.shape[0], 256)])
     probs = torch.softmax(logits.double(), 1)
     hit = (logits.argmax(1) == requested).double()
-    eps = model.sde.default_eps if f["eps"] is None else f["eps"]
+    eps = model.sde.default_eps if f.eps is None else f.eps
     guide_hit = []
     for i in range(0, images.shape[0], 256):
         x = model.from_images(images[i: i + 256]).to(device)
@@ -222,166 +211,11 @@ def judge(state, images: torch.Tensor, requested: torch.Tensor, model, guide_net
     return values, {"per_class_accuracy": per_class}
 
 
-def models_extra(state, f) -> dict[str, Any]:
+def models_extra(state, f: Fixed) -> dict[str, Any]:
     tr, guide, ev = state["trained"], state["guide"], state["evaluator"]
     sde = tr.meta["sde"]
     return {"score_model": tr.name, "score_model_hash": tr.hash, "sigma_min": sde.get("sigma_min"),
             "sigma_max": sde.get("sigma_max"), "guide": guide.name, "guide_hash": guide.hash,
             "guide_arch": guide.meta.get("arch"), "guide_val_accuracy_by_t": guide.meta.get("val_accuracy_by_t"),
             "evaluator": ev.name, "evaluator_val_accuracy": ev.meta.get("val_accuracy"),
-            "sampler_setting": f"PC({f['predictor']}, langevin, N={f['steps']}, snr={f['snr']:g})"}
-
-
-# ----------------------------------------------------------------------------- report
-
-def _first(df, col):
-    vals = [v for v in df[col] if isinstance(v, dict)] if col in df else []
-    return vals[0] if vals else None
-
-
-def report_figures(spec, df, out_dir: Path, stem: str) -> list[Path]:
-    plt = pyplot(theme=False)
-    df = df.sort_values("scale")
-    figs = []
-    k = len(_first(df, "per_class_accuracy") or {}) or 10
-    fig, ax = plt.subplots(figsize=(6.2, 3.8))
-    ax.plot(df["scale"], df["accuracy"], marker="o", label="evaluator accuracy on the requested class")
-    ax.plot(df["scale"], df["guide_accuracy"], marker="s", ls="--", color="tab:orange",
-            label="guide's own accuracy (the network that guides)")
-    ax.axhline(1.0 / k, color="grey", ls=":", lw=1, label=f"chance (1/{k})")
-    ax.axvline(THESIS_FACTOR, color="tab:red", ls="--", lw=1, label="thesis factor 1000")
-    ax.set_xscale("symlog", linthresh=1.0)
-    ax.set_xlim(left=-0.3)
-    ax.set_xticks(list(df["scale"]))
-    ax.set_xticklabels([f"{s:g}" for s in df["scale"]])
-    ax.minorticks_off()
-    ax.set_ylim(0, 1.02)
-    ax.set_xlabel("guidance scale (symlog; 0 = unguided)")
-    ax.set_ylabel("accuracy")
-    ax.set_title("Class accuracy of guided samples vs scale (cf. thesis Sec. 5.1)", fontsize=10)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    figs.append(out_dir / f"{stem}_accuracy.png")
-    fig.savefig(figs[-1], dpi=120)
-    plt.close(fig)
-
-    norms = _first(df, "norm_over_t")
-    if norms:
-        fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 3.8))
-        a1.plot(norms["t"], norms["ratio"], marker="o", label="median ||score|| / ||grad log p(y|x)||")
-        a1.fill_between(norms["t"], norms["ratio_q25"], norms["ratio_q75"], alpha=0.25, label="quartiles")
-        a1.axhline(THESIS_FACTOR, color="tab:red", ls="--", lw=1, label="thesis: ~1000 (MNIST, WideResNet)")
-        a1.set_yscale("log")
-        a1.set_xlabel("t")
-        a1.set_title(f"Norm ratio on {norms['n_images']} perturbed held-out images", fontsize=10)
-        a1.legend(fontsize=7)
-        a2.plot(norms["t"], norms["score"], marker="o", label="median ||score||")
-        a2.plot(norms["t"], norms["class_grad"], marker="s", label="median ||grad log p(y|x)||")
-        a2.set_yscale("log")
-        a2.set_xlabel("t")
-        ax2 = a2.twinx()
-        ax2.plot(norms["t"], norms["guide_accuracy"], color="grey", ls=":", label="guide accuracy at t")
-        ax2.set_ylim(0, 1.02)
-        ax2.set_ylabel("guide accuracy", fontsize=8)
-        lines = a2.get_legend_handles_labels()
-        more = ax2.get_legend_handles_labels()
-        a2.legend(lines[0] + more[0], lines[1] + more[1], fontsize=7)
-        a2.set_title("The two norms (unscaled) and the guide's accuracy", fontsize=10)
-        fig.tight_layout()
-        figs.append(out_dir / f"{stem}_norm_ratio.png")
-        fig.savefig(figs[-1], dpi=120)
-        plt.close(fig)
-
-    grid = samples_figure(df, out_dir / f"{stem}_samples.png", _first(df, "per_class_accuracy"))
-    return figs + ([grid] if grid else [])
-
-
-def samples_figure(df, out_path: Path, classes) -> Path | None:
-    """Rows = scale, columns = requested class: the first sample of each class, same seeds in every row."""
-    from PIL import Image
-
-    plt = pyplot(theme=False)
-    rows = [(s, resolve_artifact(p)) for s, p in zip(df["scale"], df.get("strip_png", [None] * len(df)))]
-    rows = [(s, p) for s, p in rows if p is not None and p.exists()]
-    if not rows:
-        return None
-    labels = list(classes) if classes else []
-    fig, axes = plt.subplots(len(rows), 1, figsize=(7.5, 0.8 * len(rows) + 0.9), squeeze=False)
-    for j, (ax, (s, p)) in enumerate(zip(axes[:, 0], rows)):
-        im = Image.open(p).convert("RGB")
-        ax.imshow(im, interpolation="nearest")
-        ax.set_yticks([])
-        ax.set_ylabel(f"scale {s:g}", rotation=0, ha="right", va="center", fontsize=8)
-        if j == 0 and labels:
-            ax.xaxis.tick_top()
-            ax.set_xticks([(c + 0.5) * im.width / len(labels) for c in range(len(labels))])
-            ax.set_xticklabels(labels, fontsize=8)
-        else:
-            ax.set_xticks([])
-    fig.suptitle("Class-conditional samples: columns = requested class, rows = guidance scale\n"
-                 "(the same prior draw and sampler noise in every row; cf. thesis Fig. 5.1)", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(out_path, dpi=110)
-    plt.close(fig)
-    return out_path
-
-
-def report_notes(spec, df) -> list[str]:
-    df = df.sort_values("scale").reset_index(drop=True)
-    notes = []
-    acc = ", ".join(f"{s:g}: {a:.3f}" for s, a in zip(df["scale"], df["accuracy"]))
-    rho = df[["scale", "accuracy"]].corr(method="spearman").iloc[0, 1] if len(df) > 2 else float("nan")
-    base = df[df["scale"] == 0]
-    peak = int(df["accuracy"].idxmax())
-    best = df.loc[peak]
-    verdict = ("rises with the scale" if rho > 0.5 else "falls with the scale" if rho < -0.5
-               else "does not change monotonically with the scale")
-    notes.append(f"Evaluator accuracy on the requested class by scale: {acc}. Spearman correlation with the scale "
-                 f"{rho:.2f} over {len(df)} scales: accuracy {verdict}. Best {best['accuracy']:.3f} at scale "
-                 f"{best['scale']:g}" + (f" (unguided: {float(base['accuracy'].iloc[0]):.3f}; chance "
-                                         f"{1 / len(best['per_class_accuracy']):.2g})." if len(base) else "."))
-    up, down = df.iloc[: peak + 1], df.iloc[peak:]
-    if 0 < peak < len(df) - 1:
-        rho_up = up[["scale", "accuracy"]].corr(method="spearman").iloc[0, 1] if len(up) > 2 else 1.0
-        notes.append(f"Up to scale {best['scale']:g} accuracy rises (Spearman {rho_up:.2f} over {len(up)} scales); "
-                     f"beyond it, it falls to {down['accuracy'].iloc[-1]:.3f} at scale {down['scale'].iloc[-1]:g}, "
-                     f"where fd_evalnet is {down['fd_evalnet'].iloc[-1]:.3g} (at the peak {best['fd_evalnet']:.3g})."
-                     if "fd_evalnet" in df else f"Up to scale {best['scale']:g} accuracy rises; beyond it, it falls.")
-    gap = df["guide_accuracy"] - df["accuracy"]
-    worst = df.loc[gap.idxmax()]
-    if gap.max() > 0.2:
-        notes.append(f"The guide's own accuracy on the same samples exceeds the evaluator's most at scale "
-                     f"{worst['scale']:g} ({worst['guide_accuracy']:.3f} vs {worst['accuracy']:.3f}): there the "
-                     f"guidance makes images that the guide, not an independent network, takes for the requested "
-                     f"class (adversarial directions of the classifier gradient).")
-    norms = _first(df, "norm_over_t")
-    if norms:
-        r = torch.tensor(norms["ratio"])
-        med = float(r.median())
-        lo, hi = int(r.argmin()), int(r.argmax())
-        notes.append(f"Measured ||score|| / ||grad log p_t(y|x)|| (median over {norms['n_images']} perturbed held-out "
-                     f"images): from {float(r[lo]):.3g} at t = {norms['t'][lo]:.2f} to {float(r[hi]):.3g} at "
-                     f"t = {norms['t'][hi]:.2f}; the median over the {len(r)} times is {med:.3g}, "
-                     f"{med / THESIS_FACTOR:.2g} times the thesis's \"around 1000\" (log10 difference "
-                     f"{math.log10(med / THESIS_FACTOR):+.1f}). A constant scale equal to the ratio at t makes the "
-                     f"guidance as large as the score there, so one constant cannot fit every t when the ratio "
-                     f"spans {math.log10(float(r[hi]) / float(r[lo])):.1f} decades: the thesis's remark that a "
-                     f"scaling function s(t) is often needed (Sec. 5.1, Eq. 5.5).")
-        low_t = [i for i, t in enumerate(norms["t"]) if t <= 0.3]
-        if low_t:
-            i = low_t[-1]
-            notes.append(f"At low t the classifier is confident (mean p(y|x) {norms['p_label'][i]:.2f} at "
-                         f"t = {norms['t'][i]:.1f}) and its gradient small ({norms['class_grad'][i]:.3g}), while the "
-                         f"score grows like 1/sigma ({norms['score'][i]:.3g}): the ratio is largest where the "
-                         f"guidance has least left to do.")
-    nonfinite = int(df["n_nonfinite"].sum()) if "n_nonfinite" in df else 0
-    if nonfinite:
-        notes.append(f"{nonfinite} samples had non-finite values (set to 0 before judging).")
-    notes.append("Caution: the thesis used MNIST (28x28), \"a very basic model and SDE\" and a WideResNet, and "
-                 "showed samples only (Fig. 5.1); at the embedded profiles the score model is the suite's small "
-                 "NCSN++ on the VE SDE and the guide a small WRN trained on the same SDE, on the 8x8 scikit-learn "
-                 "digits upsampled to 16x16, and the accuracy is judged by the suite's evaluator. The norm ratio "
-                 "depends on the image size (the score's norm grows like sqrt(D)), on the networks and on how "
-                 "confident the classifier is: it measures this pair of models, it does not check the thesis's "
-                 "number.")
-    return notes
+            "sampler_setting": f"PC({f.predictor}, langevin, N={f.steps}, snr={f.snr:g})"}

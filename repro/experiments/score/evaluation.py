@@ -6,39 +6,40 @@ from typing import Any
 
 import torch
 
+from repro.data import load_dataset, stack
 from repro.experiments.score.sampling import (Draw, SamplerSetting, cell_outputs, draw_sharded, mean_std,
                                                quality_scorer, real_images)
 
 
-def prepare_scoring(ctx, fixed: dict[str, Any]) -> dict[str, Any]:
-    """Reference images, the metric (fid / fd_evalnet) and its real-vs-real floor."""
-    real = real_images(ctx, fixed["n_reference"])
-    scorer = quality_scorer(ctx, ctx.spec.metrics, real, fixed["allow_rank_deficient"],
-                            fid_inputs=fixed.get("fid_inputs", "uint8"))
+def prepare_scoring(ctx, *, n_reference: int, n_samples: int, allow_rank_deficient: bool,
+                    floor_split: str | None = None, fid_inputs: str = "uint8") -> dict[str, Any]:
+    """Reference images, the metric (fid / fd_evalnet) and its real-vs-real floor: n_samples real
+    images of `floor_split` (if given and it has that many) against the reference."""
+    real = real_images(ctx, n_reference)
+    scorer = quality_scorer(ctx, ctx.spec.metrics, real, allow_rank_deficient, fid_inputs=fid_inputs)
     real_classes = scorer.class_statistics(real)
     floor = None
-    if fixed.get("floor_split"):
-        from repro.data import load_dataset, stack
-
+    if floor_split:
         ds = ctx.spec.dataset
-        other = stack(load_dataset(ds.name, split=fixed["floor_split"], resolution=ds.resolution, root=ds.root,
-                                   n=fixed["n_samples"], seed=ds.seed), limit=fixed["n_samples"])[0]
-        if other.shape[0] == fixed["n_samples"]:
+        other = stack(load_dataset(ds.name, split=floor_split, resolution=ds.resolution, root=ds.root,
+                                   n=n_samples, seed=ds.seed), limit=n_samples)[0]
+        if other.shape[0] == n_samples:
             floor = scorer(other)
     return {"scorer": scorer, "real": real, "floor": floor, "real_classes": real_classes}
 
 
 def evaluate_setting(ctx, scoring: dict[str, Any], model, setting: SamplerSetting, key: str,
-                     fixed: dict[str, Any]) -> tuple[dict[str, float], dict[str, Any], list, Draw] | None:
-    """Sample `n_runs` times (run r's batch j has the same seed in every cell: common random
+                     fixed) -> tuple[dict[str, float], dict[str, Any], list, Draw] | None:
+    """`fixed`: the runner's typed settings (n_runs, n_samples, batch_size, grid_samples, grid_nrow).
+    Sample `n_runs` times (run r's batch j has the same seed in every cell: common random
     numbers), score each run; returns (values, extra, artifacts, the first run's draw). Under
     torchrun each rank draws its share of every run's batches and rank 0 alone scores and returns;
     the other ranks get None (repro.engine.ranks: the same numbers for any number of ranks)."""
     scorer = scoring["scorer"]
     scores, seconds, nfes, classes, first = [], [], [], [], None
-    for r in range(fixed["n_runs"]):
+    for r in range(fixed.n_runs):
         with torch.no_grad():
-            draw = draw_sharded(ctx, model, setting, fixed["n_samples"], fixed["batch_size"], r)
+            draw = draw_sharded(ctx, model, setting, fixed.n_samples, fixed.batch_size, r)
         if draw is None:   # not rank 0: its batches went to rank 0
             continue
         scores.append(scorer(draw.images))
@@ -53,12 +54,12 @@ def evaluate_setting(ctx, scoring: dict[str, Any], model, setting: SamplerSettin
               "seconds": sum(seconds) / len(seconds)}
     for k in classes[0]:  # class entropy / confidence, averaged over runs
         values[k] = sum(c[k] for c in classes) / len(classes)
-    artifacts, extra = cell_outputs(ctx, key, first, fixed["grid_samples"], fixed["grid_nrow"])
+    artifacts, extra = cell_outputs(ctx, key, first, fixed.grid_samples, fixed.grid_nrow)
     extra.update({"metric": scorer.name, f"{scorer.name}_runs": scores, "fid_inputs": scorer.inputs, "seconds_runs": seconds,
-                  "n_runs": fixed["n_runs"], "n_samples": fixed["n_samples"], "n_reference": scorer.n_real,
+                  "n_runs": fixed.n_runs, "n_samples": fixed.n_samples, "n_reference": scorer.n_real,
                   "sampler_setting": setting.label(), "discretisation": setting.discretisation if setting.method != "ode" else None,
                   "predictor_steps": setting.steps if setting.method != "ode" else None,
-                  "ms_per_sample": 1000.0 * sum(seconds) / (len(seconds) * fixed["n_samples"]),
+                  "ms_per_sample": 1000.0 * sum(seconds) / (len(seconds) * fixed.n_samples),
                   "real_floor": scoring["floor"],
                   **{f"real_{k}": v for k, v in scoring.get("real_classes", {}).items()}})
     return values, extra, artifacts, first
@@ -70,25 +71,3 @@ def model_extra(trained) -> dict[str, Any]:
             "sde": meta["sde"]["name"], "sigma_max": meta["sde"].get("sigma_max"),
             "model_val_dsm": meta.get("val_dsm"), "model_parameters": meta.get("parameters")}
 
-
-DISCRETISATION_NOTES = {
-    "grid": "the suite's grid chain (coefficients from the SDE between neighbouring sampling times)",
-    "score_sde": "score_sde_pytorch's get_pc_sampler (N = steps discrete betas/sigmas indexed by "
-                 "(t (N - 1)).long(), Euler-Maruyama dt = -1/N)",
-}
-
-
-def protocol_notes(df) -> list[str]:
-    """The report lines that say how the cells were produced: the reverse chain's discretisation
-    and the Frechet inputs' quantisation (as recorded in each cell)."""
-    notes = []
-    if "discretisation" in df and df["discretisation"].notna().any():
-        used = sorted(str(v) for v in df["discretisation"].dropna().unique())
-        notes.append("Discretisation: " + "; ".join(f"{u} = {DISCRETISATION_NOTES.get(u, u)}" for u in used) + ".")
-    if "fid_inputs" in df and df["fid_inputs"].notna().any():
-        from repro.metrics.inception import FID_INPUTS
-
-        used = sorted(str(v) for v in df["fid_inputs"].dropna().unique())
-        metric = str(df["metric"].dropna().iloc[0]) if "metric" in df and df["metric"].notna().any() else "the metric"
-        notes.append(f"Images into {metric}: " + "; ".join(f"{u} = {FID_INPUTS.get(u, u)}" for u in used) + ".")
-    return notes

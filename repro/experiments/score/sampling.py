@@ -1,8 +1,10 @@
-"""Shared by the score-SDE runners (`snr_sweep`, `sampler_comparison`): named sampler settings,
-batched sampling with timing and NFE, the quality metric by its name, sample grids."""
+"""Shared by the score-SDE runners (`snr_sweep`, `sampler_comparison`, and the Frechet scorer of
+`class_conditional` and the semantic kinds): named sampler settings, batched sampling with timing
+and NFE, the quality metric the spec lists (its features from repro.metrics.by_name), sample grids."""
 from __future__ import annotations
 
 import math
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,10 +12,17 @@ from typing import Any
 
 import torch
 
+from repro.data import load_dataset, stack
 from repro.errors import UserError
 from repro.images import save_image_grid
+from repro.metrics.by_name import FRECHET_METRICS, FrechetFeatures, frechet_features
+from repro.metrics.frechet import feature_statistics, frechet_distance
+from repro.nets.evaluator import DigitsClassifier
 from repro.results import relative_to_results
 from repro.rng import batch_generator
+from repro.sampling.ode import probability_flow_ode_sample
+from repro.sampling.predictor_corrector import predictor_corrector_sample
+from repro.sampling.sde_solvers import euler_maruyama_sample, milstein_sample
 
 # ----------------------------------------------------------------------------- sampler settings
 
@@ -63,8 +72,6 @@ def solver_setting(solver: str, steps: int, **options: Any) -> SamplerSetting:
 def budget_setting(label: str, predictor: str, step_scale: float, snr: float, **options: Any) -> SamplerSetting:
     """The slides' column labels (004, Tab. 1): P1000 / P2000 predictor-only, C2000 corrector-only,
     PC1000 1000 predictor + 1000 corrector steps; step counts multiplied by `step_scale`."""
-    import re
-
     m = re.fullmatch(r"(PC|P|C)(\d+)", str(label))
     if m is None:
         raise UserError(f"sampler {label!r}: expected P<steps>, C<steps> or PC<steps>, e.g. PC1000")
@@ -79,10 +86,6 @@ def budget_setting(label: str, predictor: str, step_scale: float, snr: float, **
 
 def run_setting(setting: SamplerSetting, model, x_init: torch.Tensor, generator: torch.Generator):
     """Sample one batch from x_init (the prior draw) with `setting`; returns a SampleResult."""
-    from repro.sampling.ode import probability_flow_ode_sample
-    from repro.sampling.predictor_corrector import predictor_corrector_sample
-    from repro.sampling.sde_solvers import euler_maruyama_sample, milstein_sample
-
     s = setting
     if s.method == "pc":
         return predictor_corrector_sample(model.score_fn, model.sde, x_init, steps=s.steps, generator=generator,
@@ -141,21 +144,17 @@ def draw_sharded(ctx, model, setting: SamplerSetting, n: int, batch_size: int, r
 # ----------------------------------------------------------------------------- quality metric
 
 class FrechetScorer:
-    """The Frechet distance (thesis Eq. 5.7) of generated images to a fixed real set, by metric name:
-    `fid` on pytorch-fid's Inception features, `fd_evalnet` on the suite's evaluator features."""
+    """The Frechet distance (thesis Eq. 5.7) of generated images to a fixed real set, in the feature
+    space of a named metric (repro.metrics.by_name: `fid` or `fd_evalnet`)."""
 
-    def __init__(self, name: str, features, real: torch.Tensor, allow_rank_deficient: bool = False,
-                 classify=None, inputs: str = "float"):
-        from repro.metrics.frechet import feature_statistics
-
-        self.name, self.features, self.allow, self.classify = name, features, allow_rank_deficient, classify
-        self.inputs = inputs  # how images reach the feature network (repro.metrics.inception.FID_INPUTS)
-        self.mu, self.sigma = feature_statistics(features(real), allow_rank_deficient)
+    def __init__(self, metric: FrechetFeatures, real: torch.Tensor, allow_rank_deficient: bool = False,
+                 classify=None):
+        self.name, self.features, self.allow, self.classify = metric.name, metric.features, allow_rank_deficient, classify
+        self.inputs = metric.inputs  # how images reach the feature network (repro.metrics.inception.FID_INPUTS)
+        self.mu, self.sigma = feature_statistics(self.features(real), allow_rank_deficient)
         self.n_real = int(real.shape[0])
 
     def __call__(self, fake: torch.Tensor) -> float:
-        from repro.metrics.frechet import feature_statistics, frechet_distance
-
         mu, sigma = feature_statistics(self.features(fake), self.allow)
         return float(frechet_distance(self.mu, self.sigma, mu, sigma))
 
@@ -176,25 +175,16 @@ def quality_scorer(ctx, metrics: list[str], real: torch.Tensor, allow_rank_defic
     """`fid` if the spec lists it (needs the Inception weights; images quantised as `fid_inputs`
     says, 8-bit by default as pytorch-fid reads PNG files), else `fd_evalnet` (needs role
     `evaluator`; float images)."""
-    if "fid" in metrics:
-        from repro.metrics.inception import InceptionFeatures, require_inception_weights
-
-        require_inception_weights()
-        extractor = InceptionFeatures(None, ctx.device, inputs=fid_inputs)
-        return FrechetScorer("fid", lambda im: extractor.features(im), real, allow_rank_deficient, inputs=fid_inputs)
-    if "fd_evalnet" in metrics:
-        from repro.metrics.fd_evalnet import evalnet_features
-
-        evaluator = ctx.model("evaluator").net
-        return FrechetScorer("fd_evalnet", lambda im: evalnet_features(evaluator, im), real, allow_rank_deficient,
-                             classify=_image_classifier(evaluator))
-    raise UserError(f"spec {ctx.spec.id}: metrics must include fid or fd_evalnet")
+    name = next((m for m in FRECHET_METRICS if m in metrics), None)
+    if name is None:
+        raise UserError(f"spec {ctx.spec.id}: metrics must include fid or fd_evalnet")
+    metric = frechet_features(name, ctx.device, evaluator=lambda: ctx.model("evaluator"), fid_inputs=fid_inputs)
+    classify = _image_classifier(metric.network) if name == "fd_evalnet" else None
+    return FrechetScorer(metric, real, allow_rank_deficient, classify=classify)
 
 
 def _image_classifier(net):
     """logits [N, K] of an evaluator that classifies whole images (the digits one), else None."""
-    from repro.nets.evaluator import DigitsClassifier
-
     if not isinstance(net, DigitsClassifier):
         return None
     device = next(net.parameters()).device
@@ -204,8 +194,6 @@ def _image_classifier(net):
 
 def real_images(ctx, n: int) -> torch.Tensor:
     """The spec's reference images (dataset/split of the spec), [n, C, H, W] in [0, 1]."""
-    from repro.data import load_dataset, stack
-
     ds = ctx.spec.dataset
     data = load_dataset(ds.name, split=ds.split, resolution=ds.resolution, root=ds.root, n=n, seed=ds.seed)
     return stack(data, limit=n)[0]

@@ -7,20 +7,17 @@ weights exist, else `fd_evalnet`) with its spread over repeated runs, and the sa
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from repro.experiments.score.evaluation import evaluate_setting, model_extra, prepare_scoring
 from repro.experiments.score.sampling import SamplerSetting
-from repro.results import resolve_artifact
-from repro.images import rows_figure
-from repro.plots import pyplot
+from repro.specs import cell_key
+from repro.trainers.score_model import score_model_for
 
 GRID_KEYS = ("snr",)
 SHARDS_CELLS = True   # under torchrun each rank samples its share of every run's batches (repro.engine.ranks)
-THESIS_CHOICE = 0.1  # thesis Sec. 5.4.4: "We therefore decide to go with a value of snr = 0.1"
 
 
 class Fixed(BaseModel):
@@ -45,128 +42,21 @@ class Fixed(BaseModel):
 
 
 def prepare(ctx):
-    from repro.trainers.score_model import score_model_for
-
-    scoring = prepare_scoring(ctx, ctx.spec.fixed)  # first: a missing metric (fid weights) fails before training
+    f = Fixed.model_validate(ctx.spec.fixed)
+    scoring = prepare_scoring(ctx, n_reference=f.n_reference, n_samples=f.n_samples,   # first: a missing metric
+                              allow_rank_deficient=f.allow_rank_deficient,              # (fid weights) fails
+                              floor_split=f.floor_split, fid_inputs=f.fid_inputs)       # before training
     trained = ctx.model("score")
     return {"trained": trained, "model": score_model_for(trained), "scoring": scoring}
 
 
 def run_cell(ctx, state, cell, run):
-    from repro.specs import cell_key
-
-    f = ctx.spec.fixed
-    setting = SamplerSetting("pc", f["steps"], predictor=f["predictor"], corrector="langevin", snr=float(cell["snr"]),
-                             n_corrector_steps=f["n_corrector_steps"], eps=f["eps"],
-                             discretisation=f.get("discretisation", "grid"))
+    f = Fixed.model_validate(ctx.spec.fixed)
+    setting = SamplerSetting("pc", f.steps, predictor=f.predictor, corrector="langevin", snr=float(cell["snr"]),
+                             n_corrector_steps=f.n_corrector_steps, eps=f.eps, discretisation=f.discretisation)
     evaluated = evaluate_setting(ctx, state["scoring"], state["model"], setting, cell_key(cell), f)
     if evaluated is None:   # a rank other than 0 under torchrun: its batches went to rank 0
         return {}
     values, extra, artifacts, _ = evaluated
     extra.update(model_extra(state["trained"]))
     return {"values": values, "extra": extra, "artifacts": artifacts}
-
-
-def report_figures(spec, df, out_dir: Path, stem: str) -> list[Path]:
-    plt = pyplot(theme=False)
-    metric = str(df["metric"].iloc[0])
-    df = df.sort_values("snr")
-    has_classes = "class_entropy" in df and df["class_entropy"].notna().any()
-    fig, axes = plt.subplots(1, 2 if has_classes else 1, figsize=(11 if has_classes else 6, 3.6), squeeze=False)
-    ax = axes[0, 0]
-    err = df[f"{metric}_std"] if f"{metric}_std" in df and df["n_runs"].max() > 1 else None
-    ax.errorbar(df["snr"], df[metric], yerr=err, marker="o", capsize=3,
-                label=f"{metric} (mean ± std over {int(df['n_runs'].max())} runs)")
-    ax.axvline(THESIS_CHOICE, color="grey", ls="--", lw=1, label="thesis choice snr = 0.1 (qualitative)")
-    floor = df["real_floor"].dropna() if "real_floor" in df else []
-    if len(floor):
-        ax.axhline(float(floor.iloc[0]), color="green", ls=":", lw=1, label="real vs real (floor)")
-    ax.set_xlabel("snr of the Langevin corrector")
-    ax.set_ylabel(metric)
-    ax.set_title("Sample quality vs snr (cf. thesis Fig. 5.11)", fontsize=10)
-    ax.legend(fontsize=7)
-    if has_classes:
-        a2 = axes[0, 1]
-        for col, color, label in (("class_entropy", "tab:purple", "class entropy (diversity, nats)"),
-                                  ("confidence", "tab:red", "mean top-class probability")):
-            a2.plot(df["snr"], df[col], marker="o", color=color, label=label)
-            if f"real_{col}" in df and df[f"real_{col}"].notna().any():
-                a2.axhline(float(df[f"real_{col}"].dropna().iloc[0]), color=color, ls=":", lw=1,
-                           label=f"{label}: real images")
-        a2.axvline(THESIS_CHOICE, color="grey", ls="--", lw=1)
-        a2.set_xlabel("snr of the Langevin corrector")
-        a2.set_title("Evaluator's view: diversity and recognisability", fontsize=10)
-        a2.legend(fontsize=7)
-    fig.tight_layout()
-    curve = out_dir / f"{stem}_curve.png"
-    fig.savefig(curve, dpi=120)
-    plt.close(fig)
-    rows = [(f"snr = {s:g}", resolve_artifact(p)) for s, p in zip(df["snr"], df.get("strip_png", [None] * len(df)))]
-    grid = rows_figure(rows, out_dir / f"{stem}_samples.png",
-                       "Unconditional PC samples, same seeds in every row (cf. thesis Fig. 5.11)")
-    return [curve] + ([grid] if grid else [])
-
-
-def _runs(row, metric: str) -> list[float] | None:
-    v = row.get(f"{metric}_runs")
-    return [float(x) for x in v] if isinstance(v, (list, tuple)) and len(v) > 1 else None
-
-
-def _paired_note(a, b, metric: str, a_name: str, b_name: str, claim: bool = False) -> str:
-    """a's metric minus b's, run by run (run r shares its latents across cells: common random
-    numbers), against 2 standard errors (repro.metrics.spread). With `claim`: the verdict on "a is
-    lower (better) than b"; else where a stands."""
-    from repro.metrics.spread import direction, paired_difference, verdict
-
-    ra, rb = _runs(a, metric), _runs(b, metric)
-    if a_name == b_name:
-        return "it is the best"
-    if ra is not None and rb is not None and len(ra) == len(rb):
-        mean, se = paired_difference(ra, rb)
-        sign, spread = direction(mean, se), f"paired difference {mean:+.3g} ± {se:.2g} (s.e., {len(ra)} runs)"
-    else:
-        mean, se = float(a[metric]) - float(b[metric]), None
-        sign, spread = direction(mean, None), f"difference {mean:+.3g}"
-    if claim:
-        return f"{spread}: {verdict(sign, -1, se is not None)}"
-    where = ("worse beyond 2 standard errors" if sign > 0 else "better beyond 2 standard errors" if sign < 0
-             else "within 2 standard errors")
-    return f"{spread}: {where}" + ("" if se is not None else " (one sampling run: no spread measured)")
-
-
-def report_notes(spec, df) -> list[str]:
-    from repro.experiments.score.evaluation import protocol_notes
-
-    metric = str(df["metric"].iloc[0])
-    df = df.sort_values("snr")
-    best = df.loc[df[metric].idxmin()]
-    notes = protocol_notes(df) + [f"Lowest {metric} at snr = {best['snr']:g}: {best[metric]:.3g}"
-             + (f" ± {best[f'{metric}_std']:.2g}" if best.get("n_runs", 1) > 1 else "") + "."]
-    at = df[(df["snr"] - THESIS_CHOICE).abs() < 1e-9]
-    if len(at):
-        row = at.iloc[0]
-        notes.append(f"At the thesis's choice snr = 0.1: {row[metric]:.3g}; vs the best snr "
-                     + _paired_note(row, best, metric, "0.1", f"{best['snr']:g}") + ".")
-    lo, hi = df.iloc[0], df.iloc[-1]
-    if len(df) > 1:
-        notes.append(f"The NCSN authors' claim (thesis Sec. 5.4.4), a higher snr gives higher quality: snr = "
-                     f"{hi['snr']:g} vs {lo['snr']:g}, " + _paired_note(hi, lo, metric, f"{hi['snr']:g}",
-                                                                        f"{lo['snr']:g}", claim=True) + ".")
-    rho = df[["snr", metric]].corr(method="spearman").iloc[0, 1]
-    notes.append(f"Spearman correlation of {metric} with snr: {rho:.2f} over {len(df)} values.")
-    if "class_entropy" in df and df["class_entropy"].notna().any():
-        real = (f" (real images: {float(df['real_class_entropy'].dropna().iloc[0]):.3f} and "
-                f"{float(df['real_confidence'].dropna().iloc[0]):.3f})" if "real_class_entropy" in df else "")
-        notes.append(f"From snr = {lo['snr']:g} to {hi['snr']:g} the class entropy of the samples goes "
-                     f"{lo['class_entropy']:.3f} -> {hi['class_entropy']:.3f} nats and the evaluator's mean "
-                     f"top-class probability {lo['confidence']:.3f} -> {hi['confidence']:.3f}{real}. The thesis "
-                     f"(after the NCSN authors): a higher snr gives higher quality, a lower one higher diversity.")
-    steps = df["predictor_steps"].dropna() if "predictor_steps" in df else []
-    if len(steps):
-        notes.append(f"Sampled with N = {int(steps.iloc[0])} predictor steps, each after one Langevin step; the "
-                     f"fewer the steps, the more of the denoising the corrector (and so snr) has to do.")
-    if "real_floor" in df and df["real_floor"].notna().any():
-        notes.append(f"Floor: {metric} of as many held-out real images = {float(df['real_floor'].dropna().iloc[0]):.3g}.")
-    notes.append("The thesis published samples only (Fig. 5.11) and judged them by eye; there is no published "
-                 "number to compare with.")
-    return notes

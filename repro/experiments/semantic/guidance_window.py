@@ -8,21 +8,20 @@ measures the map compliance (mIoU, pixel accuracy by the evaluator segmenter) of
 """
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Literal
-
 from pydantic import Field
 
+from repro.errors import UserError
+from repro.experiments.semantic.prepare import evaluate_images, prepare_semantic
+from repro.experiments.semantic.scoring import triptych_sheet
 from repro.experiments.semantic.settings import SynthesisFixed, synthesis_setting
+from repro.experiments.semantic.synthesis import synthesize
 from repro.guidance.segmentation import ScaleSchedule
-from repro.plots import pyplot
+from repro.images import save_image_grid
+from repro.results import relative_to_results
+from repro.specs import cell_key
 
 GRID_KEYS = ("window", "t")
 WINDOWS = ("off_below", "on_below")
-THESIS_START, THESIS_STOP = 0.65, 0.45   # Sec. 5.2.5
-GAIN_KEPT = 0.8   # a window "works" when it keeps this share of the always-on guidance's mIoU gain
-N_BOOT = 1000     # resamples of the samples for a verdict's spread (window_findings)
-BOOT_AGREE = 0.9  # a verdict needs this share of the resamples to agree with it, else inconclusive
 
 
 class Fixed(SynthesisFixed):
@@ -33,8 +32,6 @@ class Fixed(SynthesisFixed):
 def _schedule(cell, s0: float) -> ScaleSchedule:
     window = cell["window"]
     if window not in WINDOWS:
-        from repro.errors import UserError
-
         raise UserError(f"grid window {window!r}: choose one of {', '.join(WINDOWS)}")
     t = float(cell["t"])
     return (ScaleSchedule("off_below", s0=s0, t_stop=t) if window == "off_below"
@@ -42,31 +39,22 @@ def _schedule(cell, s0: float) -> ScaleSchedule:
 
 
 def prepare(ctx):
-    from repro.experiments.semantic.prepare import prepare_semantic
-
-    f = ctx.spec.fixed
+    f = Fixed.model_validate(ctx.spec.fixed)
     for cell in ctx.resolved.cells():   # a bad window name fails before any model trains
-        _schedule(cell, f["s0"] * f["s0_scale"])
-    state = prepare_semantic(ctx, f["n_maps"])
+        _schedule(cell, f.s0 * f.s0_scale)
+    state = prepare_semantic(ctx, f.n_maps)
     # each map `repeats` times: sample r of map m has its own seed, the same in every cell
-    state.maps = state.maps.repeat_interleave(f["repeats"], dim=0)
-    state.real = state.real.repeat_interleave(f["repeats"], dim=0)
+    state.maps = state.maps.repeat_interleave(f.repeats, dim=0)
+    state.real = state.real.repeat_interleave(f.repeats, dim=0)
     state.indices = list(range(state.maps.shape[0]))
     return state
 
 
 def run_cell(ctx, state, cell, run):
-    from repro.results import relative_to_results
-    from repro.images import save_image_grid
-    from repro.experiments.semantic.prepare import evaluate_images
-    from repro.experiments.semantic.scoring import triptych_sheet
-    from repro.experiments.semantic.synthesis import synthesize
-    from repro.specs import cell_key
-
-    f = ctx.spec.fixed
-    setting = synthesis_setting(f, {}, schedule=_schedule(cell, f["s0"] * f["s0_scale"]))
+    f = Fixed.model_validate(ctx.spec.fixed)
+    setting = synthesis_setting(f, {}, schedule=_schedule(cell, f.s0 * f.s0_scale))
     out = synthesize(state.score_model, state.guide, state.maps, setting, state.indices,
-                     (ctx.spec.seed, "semantic-window"), f["batch_size"], ctx.device)
+                     (ctx.spec.seed, "semantic-window"), f.batch_size, ctx.device)
     values, extra = evaluate_images(state, out.images)
     d = ctx.artifacts_dir(cell_key(cell))
     first = save_image_grid(out.images[:1], d / "first.png", nrow=1)
@@ -75,187 +63,6 @@ def run_cell(ctx, state, cell, run):
     extra.update(setting.record())
     extra.update({"first_png": relative_to_results(first), "strip_png": relative_to_results(strip),
                   "sheet_png": relative_to_results(sheet), "seconds_sampling": out.seconds,
-                  "nfe_per_sample": out.nfe, "guide_passes_per_batch": out.guide_calls, "repeats": f["repeats"],
-                  "s0_scale": f["s0_scale"]})
+                  "nfe_per_sample": out.nfe, "guide_passes_per_batch": out.guide_calls, "repeats": f.repeats,
+                  "s0_scale": f.s0_scale})
     return {"values": values, "extra": extra, "artifacts": [first, strip, sheet]}
-
-
-# ----------------------------------------------------------------------------- report
-
-def _curves(df):
-    off = df[df["window"] == "off_below"].sort_values("t")
-    on = df[df["window"] == "on_below"].sort_values("t")
-    return off, on
-
-
-def _read_window(off_t, off_v, on_t, on_v) -> dict:
-    """full / none / gain and the window of curves sorted by t (off_below from t = 0 to 1)."""
-    full, none = float(off_v[0]), float(off_v[-1])
-    gain = full - none
-    out = {"full": full, "none": none, "gain": gain}
-    if gain <= 0:
-        return out
-
-    def kept(v):
-        return (v - none) / gain >= GAIN_KEPT
-
-    start = None
-    for t, v in zip(on_t[::-1], on_v[::-1]):   # from t = 1 down
-        if not kept(v):
-            break
-        start = float(t)
-    stop = None
-    for t, v in zip(off_t, off_v):              # from t = 0 up
-        if not kept(v):
-            break
-        stop = float(t)
-    out.update(start_needed=start, stop_allowed=stop)
-    return out
-
-
-def start_held(start: float | None) -> bool:
-    """The thesis's 'guidance must start above about 0.65' (within 0.1)."""
-    return start is not None and abs(start - THESIS_START) <= 0.1
-
-
-def stop_held(stop: float | None) -> bool:
-    """The thesis's 'can stop below 0.45' (a stop at 0.4 or later keeps the gain)."""
-    return stop is not None and stop >= THESIS_STOP - 0.05
-
-
-def window_findings(df, metric: str = "miou", n_boot: int = N_BOOT, seed: int = 0) -> dict:
-    """The latest start and the earliest stop that keep GAIN_KEPT of the always-on gain.
-
-    Always on = off_below at t = 0 (s0 for every t > 0); never on = off_below at t = 1.
-    start_needed: the smallest t_start such that starting at any grid t >= it keeps the gain;
-    stop_allowed: the largest t_stop such that stopping at any grid t <= it keeps the gain.
-    With the cells' per-image IoUs (`image_iou`; the same maps and noise in every cell), the
-    samples are resampled with replacement, the same rows in every cell (paired), `n_boot` times:
-    start_held_share / stop_held_share are the shares of resamples in which each claim holds."""
-    import numpy as np
-
-    from repro.metrics.segmentation import image_miou
-
-    off, on = _curves(df)
-    if not len(off) or not len(on) or off["t"].min() > 0 or off["t"].max() < 1:
-        return {}
-    off_t, on_t = off["t"].tolist(), on["t"].tolist()
-    out = _read_window(off_t, off[metric].tolist(), on_t, on[metric].tolist())
-    if metric != "miou" or "image_iou" not in df or n_boot < 1:
-        return out
-    ious = [*off["image_iou"], *on["image_iou"]]
-    if not all(isinstance(v, list) for v in ious) or len({len(v) for v in ious}) != 1 or len(ious[0]) < 2:
-        return out
-    n = len(ious[0])
-    rng = np.random.default_rng(seed)
-    starts = stops = 0
-    for _ in range(n_boot):
-        rows = rng.integers(0, n, n).tolist()
-        v = [image_miou(iou, rows) for iou in ious]
-        r = _read_window(off_t, v[:len(off_t)], on_t, v[len(off_t):])
-        starts += start_held(r.get("start_needed"))   # no gain in a resample: neither claim holds there
-        stops += stop_held(r.get("stop_allowed"))
-    out.update(start_held_share=starts / n_boot, stop_held_share=stops / n_boot, n_boot=n_boot, n_resampled=n)
-    return out
-
-
-def _verdict(point_held: bool, share: float | None) -> str:
-    """held / did not hold when the resamples agree with the point estimate (>= 90 % / <= 10 %),
-    else inconclusive; without per-image IoUs the point estimate alone."""
-    if share is None:
-        return "held" if point_held else "did not hold"
-    if point_held and share >= BOOT_AGREE:
-        return "held"
-    if not point_held and share <= 1 - BOOT_AGREE:
-        return "did not hold"
-    return "inconclusive"
-
-
-def report_figures(spec, df, out_dir: Path, stem: str) -> list[Path]:
-    import numpy as np
-    from PIL import Image
-
-    from repro.results import copy_first_artifact, resolve_artifact
-
-    plt = pyplot(theme=False)
-    off, on = _curves(df)
-    fig, ax = plt.subplots(figsize=(6.4, 3.6))
-    ax.plot(off["t"], off["miou"], "o-", label="switched off below t (Fig. 5.3)")
-    ax.plot(on["t"], on["miou"], "s-", label="switched on below t (Fig. 5.4)")
-    ax.axvline(THESIS_START, color="tab:orange", ls="--", lw=0.8, label="thesis: start above 0.65")
-    ax.axvline(THESIS_STOP, color="tab:blue", ls="--", lw=0.8, label="thesis: stop below 0.45")
-    if "oracle_miou" in df:
-        ax.axhline(float(df["oracle_miou"].iloc[0]), color="green", ls=":", lw=1, label="evaluator on real images")
-    ax.set_xlabel("t")
-    ax.set_ylabel("mIoU of the samples vs their map")
-    ax.legend(fontsize=7)
-    ax.set_title("Map compliance when guidance acts only above / below t", fontsize=10)
-    fig.tight_layout()
-    curve = out_dir / f"{stem}_miou.png"
-    fig.savefig(curve, dpi=120)
-    plt.close(fig)
-
-    ts = sorted(df["t"].unique())
-    fig, axes = plt.subplots(2, len(ts), figsize=(1.3 * len(ts) + 1.5, 2.4), squeeze=False)
-    for r, (name, part) in enumerate((("off below t", off), ("on below t", on))):
-        for c, t in enumerate(ts):
-            ax = axes[r, c]
-            ax.set_xticks([])
-            ax.set_yticks([])
-            row = part[part["t"] == t]
-            path = resolve_artifact(row["first_png"].iloc[0]) if len(row) and "first_png" in row else None
-            if path is not None and path.exists():
-                ax.imshow(np.asarray(Image.open(path).convert("RGB")), interpolation="nearest")
-            if r == 1:
-                ax.set_xlabel(f"{t:g}", fontsize=7)
-            if c == 0:
-                ax.set_ylabel(name, fontsize=7)
-    fig.suptitle("One map, the same noise in every panel (cf. thesis Fig. 5.3 top, 5.4 bottom)", fontsize=9)
-    fig.tight_layout()
-    grid = out_dir / f"{stem}_samples.png"
-    fig.savefig(grid, dpi=110)
-    plt.close(fig)
-    sheet = copy_first_artifact(df, "sheet_png", out_dir / f"{stem}_map.png")
-    return [f for f in (curve, grid, sheet) if f]
-
-
-def report_notes(spec, df) -> list[str]:
-    w = window_findings(df)
-    if not w:
-        return ["The grid must include t = 0 and t = 1 of the off_below window (always on / never on) for a verdict."]
-    scale = float(df["s0_scale"].iloc[0]) if "s0_scale" in df else 1.0
-    s0 = float(df["schedule_s0"].iloc[0]) / scale
-    notes = [f"Always-on guidance (s0 = {s0:g}{f' x s0_scale {scale:g}' if scale != 1 else ''} for every t > 0): "
-             f"mIoU {w['full']:.3f}; "
-             f"never on: {w['none']:.3f}; gain {w['gain']:+.3f}."]
-    if w["gain"] <= 0.01:
-        notes.append("**Inconclusive**: guidance gives no measurable gain at this profile, so no window can be read.")
-        return notes
-    start, stop = w.get("start_needed"), w.get("stop_allowed")
-    share = f"{GAIN_KEPT:.0%} of that gain"
-
-    def spread(key: str) -> str:
-        return (f" (the claim holds in {w[key]:.0%} of {w['n_boot']} paired resamples of the {w['n_resampled']} "
-                f"samples)" if key in w else "")
-
-    verdict = _verdict(start_held(start), w.get("start_held_share"))
-    if start is None:
-        notes.append(f"Switched on below t: no start time keeps {share}; the thesis's 'guidance must start above "
-                     f"about 0.65': **{verdict}**{spread('start_held_share')}.")
-    else:
-        why = ("" if verdict != "did not hold" else f" (a start as late as t = {start:g} suffices here)"
-               if start < THESIS_START else f" (here it must start even earlier, at t >= {start:g})")
-        notes.append(f"Switched on below t: starting at t >= {start:g} keeps {share}; the thesis's 'guidance must "
-                     f"start above about 0.65': **{verdict}**{why}{spread('start_held_share')}.")
-    verdict = _verdict(stop_held(stop), w.get("stop_held_share"))
-    if stop is None:
-        notes.append(f"Switched off below t: no stop time keeps {share}; the thesis's 'can stop below 0.45': "
-                     f"**{verdict}**{spread('stop_held_share')}.")
-    else:
-        why = ("" if verdict != "did not hold" else
-               f" (guidance below t = 0.45 still matters here: stopping above t = {stop:g} loses more)")
-        notes.append(f"Switched off below t: stopping at t <= {stop:g} keeps {share}; the thesis's 'can stop below "
-                     f"0.45': **{verdict}**{why}{spread('stop_held_share')}.")
-    notes.append(f"Judged on {int(df['n_maps'].iloc[0])} samples per setting ({int(df['repeats'].iloc[0])} noise "
-                 f"draws of each map), by the evaluator segmenter; the thesis judged one sample by eye.")
-    return notes

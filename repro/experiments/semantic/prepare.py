@@ -8,8 +8,14 @@ from typing import Any
 import numpy as np
 import torch
 
+from repro.data import dataset_info
+from repro.data.palette import palette
+from repro.experiments.score.evaluation import prepare_scoring
 from repro.experiments.semantic.scoring import compliance, load_maps, segment
 from repro.experiments.semantic.synthesis import Guide, check_compatible, guide_for
+from repro.guidance.segmentation import GuidanceSettings, segmentation_log_likelihood_grad
+from repro.rng import randn
+from repro.trainers.score_model import score_model_for
 
 
 @dataclass
@@ -32,20 +38,14 @@ class SemanticState:
 def prepare_semantic(ctx, n_maps: int, quality: dict[str, Any] | None = None) -> SemanticState:
     """Load maps and models for the spec in ctx; `quality` = {n_reference, allow_rank_deficient} adds
     the Frechet metric the spec lists (fid / fd_evalnet) on real images of the spec's split."""
-    from repro.data import dataset_info
-    from repro.data.palette import palette
-    from repro.trainers.score_model import score_model_for
-
     ds = ctx.spec.dataset
     info = dataset_info(ds.name)
     real, maps = load_maps(ds, n_maps)
     scorer, floor = None, None
     if quality is not None:   # first: missing FID weights fail before any training
-        from repro.experiments.score.evaluation import prepare_scoring
-
-        scoring = prepare_scoring(ctx, {"n_reference": quality["n_reference"], "n_samples": n_maps,
-                                        "allow_rank_deficient": quality["allow_rank_deficient"],
-                                        "floor_split": quality.get("floor_split")})
+        scoring = prepare_scoring(ctx, n_reference=quality["n_reference"], n_samples=n_maps,
+                                  allow_rank_deficient=quality["allow_rank_deficient"],
+                                  floor_split=quality.get("floor_split"))
         scorer, floor = scoring["scorer"], scoring["floor"]
     trained = {role: ctx.model(role) for role in ("score", "guide", "evaluator")}
     score_model = score_model_for(trained["score"])
@@ -67,9 +67,6 @@ def score_guidance_norms(state: SemanticState, ts=(0.5, 0.6, 0.7), n: int = 16, 
     """Median over real images perturbed to t (VE kernel) of ||score|| / ||grad log p_t(y | x)||,
     per t: how much s0 the guidance needs to matter at all (thesis Sec. 5.1: "around 1000 times
     smaller"). Measured once per run; it depends on the networks and the resolution."""
-    from repro.guidance.segmentation import GuidanceSettings, segmentation_log_likelihood_grad
-    from repro.rng import randn
-
     sm, guide = state.score_model, state.guide
     device = next(guide.net.parameters()).device
     x0 = sm.from_images(state.real[:n]).to(device)

@@ -9,6 +9,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from repro.data import load_dataset, stack
+from repro.data.palette import colorize
+from repro.errors import UserError
 from repro.metrics.segmentation import SegmentationScores
 
 
@@ -33,9 +36,6 @@ def compliance(pred: torch.Tensor, maps: torch.Tensor, num_classes: int, ignore_
 
 def load_maps(dataset, n: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The first n (image, label map) pairs of a spec's dataset/split: the same maps for every cell."""
-    from repro.data import load_dataset, stack
-    from repro.errors import UserError
-
     data = load_dataset(dataset.name, split=dataset.split, resolution=dataset.resolution, root=dataset.root,
                         n=n, seed=dataset.seed)
     images, maps = stack(data, limit=n)
@@ -51,8 +51,6 @@ def triptych_sheet(real: torch.Tensor | None, maps: torch.Tensor, generated: lis
                    colors: np.ndarray, path: Path, gap: int = 2, scale: int = 2) -> Path:
     """One PNG: a row per map: [real image] | coloured map | generated image(s)."""
     from PIL import Image
-
-    from repro.data.palette import colorize
 
     n, h, w = maps.shape
     cols = (1 if real is not None else 0) + 1 + len(generated)

@@ -5,8 +5,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from repro.guidance.segmentation import GuidanceSettings, ScaleSchedule
+from repro.errors import UserError
 from repro.experiments.semantic.synthesis import SynthesisSetting
+from repro.guidance.segmentation import GuidanceSettings, ScaleSchedule
 
 
 class SynthesisFixed(BaseModel):
@@ -34,14 +35,14 @@ class SynthesisFixed(BaseModel):
         return self
 
 
-def synthesis_setting(fixed: dict[str, Any], cell: dict[str, Any], schedule: ScaleSchedule | None = None
-                      ) -> SynthesisSetting:
-    """The cell's sampling setting: grid values override the fixed ones of the same name."""
+def synthesis_setting(fixed: SynthesisFixed | dict[str, Any], cell: dict[str, Any],
+                      schedule: ScaleSchedule | None = None) -> SynthesisSetting:
+    """The cell's sampling setting: grid values override the fixed ones of the same name. `fixed`:
+    the runner's typed settings, or as the spec holds them (the cost estimators')."""
+    fixed = fixed.model_dump() if isinstance(fixed, BaseModel) else fixed
     f = {**fixed, **{k: v for k, v in cell.items() if k in fixed}}
     if schedule is None:
         if float(f["t_decay"]) > float(f["t_start"]):
-            from repro.errors import UserError
-
             raise UserError(f"t_decay ({f['t_decay']}) must not exceed t_start ({f['t_start']})")
         schedule = ScaleSchedule("eq5_5", s0=float(f["s0"]) * float(f["s0_scale"]), t_start=float(f["t_start"]),
                                  t_decay=float(f["t_decay"]))

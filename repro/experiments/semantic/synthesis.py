@@ -12,9 +12,12 @@ from typing import Any, Callable
 
 import torch
 
+from repro.diffusion.sde import VESDE
 from repro.errors import UserError
 from repro.guidance.segmentation import (GuidanceSettings, ScaleSchedule, SegmentationGuidance,
-                                         SegmenterNoise)
+                                         SegmenterNoise, normalize_per_sample)
+from repro.rng import seed_for
+from repro.sampling.predictor_corrector import predictor_corrector_sample
 
 
 @dataclass
@@ -28,8 +31,6 @@ class Guide:
 
     def clean_labels(self, images: torch.Tensor, batch_size: int = 32) -> torch.Tensor:
         """The guide's own argmax labels of (noise-free) images at sigma_min: its view of the result."""
-        from repro.guidance.segmentation import normalize_per_sample
-
         device = next(self.net.parameters()).device
         out = []
         with torch.no_grad():
@@ -77,8 +78,6 @@ class Synthesis:
 
 def map_generators(device: torch.device, indices, *seed_parts: Any) -> list[torch.Generator]:
     """One generator per map, seeded from (seed_parts, map index): independent of batching."""
-    from repro.rng import seed_for
-
     gens = []
     for i in indices:
         g = torch.Generator(device=device)
@@ -90,8 +89,6 @@ def map_generators(device: torch.device, indices, *seed_parts: Any) -> list[torc
 def check_compatible(score_model, guide: Guide, maps: torch.Tensor) -> None:
     """The score model must be on the VE SDE (the thesis's; the segmenter was trained on VE noise)
     and its images the size of the maps."""
-    from repro.diffusion.sde import VESDE
-
     if not isinstance(score_model.sde, VESDE):
         raise UserError(f"segmentation guidance needs a VE-SDE score model (the segmenter reads VE noise); "
                         f"got {type(score_model.sde).__name__}")
@@ -106,8 +103,6 @@ def synthesize(score_model, guide: Guide, maps: torch.Tensor, setting: Synthesis
                seed_parts: tuple, batch_size: int, device: torch.device,
                on_batch: Callable[[int], None] | None = None) -> Synthesis:
     """Images for label maps [N, H, W]: guided PC sampling in batches, map i seeded by indices[i]."""
-    from repro.sampling.predictor_corrector import predictor_corrector_sample
-
     check_compatible(score_model, guide, maps)
     sde = score_model.sde
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
