@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from repro.data.split_sizes import split_size
 from repro.experiments.cost import KindEstimator, SpecContext
-from repro.experiments.dg import exposure_bias
-from repro.experiments.dg.settings import CellSettings, resolve_cell
+from repro.experiments.dg.settings import CellSettings, cell_settings, resolve_cell
 from repro.guidance.discriminator import in_time_window
 from repro.sampling.edm import edm_time_steps
 from repro.work import EVAL, FEATURES, GRAD, CellWork, NetRef, edm_nfe
@@ -76,7 +75,7 @@ def _dg_epsilon_grid(ctx: SpecContext, cell: dict) -> CellWork:
 
 
 def _exposure_settings(ctx: SpecContext, cell: dict) -> CellSettings:
-    return exposure_bias.cell_settings(ctx.settings, cell)
+    return cell_settings(ctx.settings, cell)
 
 
 def _exposure_roles(ctx: SpecContext) -> list[str]:

@@ -12,9 +12,8 @@ from typing import Literal
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from repro.errors import UserError
 from repro.experiments.dg import evaluation as E
-from repro.experiments.dg.settings import CellSettings, resolve_cell
+from repro.experiments.dg.settings import cell_settings
 from repro.metrics.exposure_bias import sampling_eps_norms, training_eps_norms
 from repro.trainers.edm import to_model_range
 
@@ -41,14 +40,6 @@ class Fixed(BaseModel):
     n_real: int = Field(50_000, ge=1, description="real images for the training-side norm")
     batch_size: int = Field(500, ge=1)
     discriminator_epoch: int | None = Field(None, ge=1)
-
-
-def cell_settings(fixed: Fixed, cell: dict) -> CellSettings:
-    """The cell's sampler settings, at the step count fixed.steps gives its solver."""
-    steps = fixed.steps.get(cell.get("solver", fixed.solver))
-    if steps is None:
-        raise UserError(f"fixed.steps has no entry for solver {cell.get('solver')!r}")
-    return resolve_cell(fixed.model_copy(update={"steps": steps}), cell)
 
 
 def prepare(ctx) -> dict:

@@ -93,3 +93,12 @@ def resolve_cell(fixed: Any, cell: dict[str, Any], where: str = "cell") -> CellS
         raise UserError(f"{where}: eps_scale must be > 0, got {b}")
     return CellSettings(method=method or derive_method(w, w2, b, k), solver=str(s["solver"]), steps=steps,
                         w_dg=w, w_dg_2nd=w2, eps_scale=b, eps_k=k, placement=str(s["placement"]))
+
+
+def cell_settings(fixed, cell: dict) -> CellSettings:
+    """The cell's sampler settings, at the step count fixed.steps gives its solver (`exposure_bias`:
+    `steps` maps a solver to its step count; `fixed` is that kind's validated Fixed)."""
+    steps = fixed.steps.get(cell.get("solver", fixed.solver))
+    if steps is None:
+        raise UserError(f"fixed.steps has no entry for solver {cell.get('solver')!r}")
+    return resolve_cell(fixed.model_copy(update={"steps": steps}), cell)

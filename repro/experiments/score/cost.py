@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from repro.data import dataset_info
 from repro.experiments.cost import KindEstimator, SpecContext
-from repro.experiments.score import sampler_comparison
+from repro.experiments.score.sampler_settings import corrector_only_elsewhere, setting_for
 from repro.experiments.score.sampling import SamplerSetting
 from repro.work import EVAL, FEATURES, GRAD, CellWork, pc_nfe
 
@@ -49,9 +49,9 @@ def _sampler_roles(ctx: SpecContext) -> list[str]:
 
 
 def _sampler_comparison(ctx: SpecContext, cell: dict) -> CellWork:
-    if sampler_comparison._corrector_only_elsewhere(cell):
+    if corrector_only_elsewhere(cell):
         return CellWork(notes=["corrector-only: run once, in the reverse-diffusion row"])
-    setting = sampler_comparison.setting_for(cell, ctx.fixed)
+    setting = setting_for(cell, ctx.fixed)
     role = str(cell.get("sde", "score"))
     work = _sampling(ctx, role, setting, setting.label())
     if cell.get("solver") == "milstein":   # Euler-Maruyama re-run of the first batch with the same noise

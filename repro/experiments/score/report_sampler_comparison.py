@@ -8,7 +8,7 @@ import numpy as np
 
 from repro.diffusion.sde import VESDE, VPSDE
 from repro.experiments.score.report_protocol import protocol_notes
-from repro.experiments.score.sampler_comparison import SHARED_PREDICTOR
+from repro.experiments.score.sampler_settings import SHARED_PREDICTOR
 from repro.images import rows_figure
 from repro.metrics.spread import direction, paired_difference
 from repro.plots import pyplot

@@ -14,44 +14,18 @@ Two kinds of grid use it:
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
 
 from repro.experiments.score.evaluation import evaluate_setting, model_extra, prepare_scoring
-from repro.experiments.score.sampling import budget_setting, draw_batch, solver_setting
+from repro.experiments.score.sampler_settings import Fixed, corrector_only_elsewhere, setting_for
+from repro.experiments.score.sampling import draw_batch
 from repro.rng import batch_generator
 from repro.specs import cell_key
 from repro.trainers.score_model import score_model_for
 
 GRID_KEYS = ("sde", "predictor", "sampler", "solver")
 SHARDS_CELLS = True   # under torchrun each rank samples its share of every run's batches (repro.engine.ranks)
-SHARED_PREDICTOR = "reverse_diffusion"  # the row where the slides list corrector-only C2000
-
-
-class Fixed(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    step_scale: float = Field(1.0, gt=0, description="multiplies the step counts in P1000 / C2000 / PC1000 labels")
-    steps: int = Field(1000, ge=1, description="steps of the `solver` cells (ODE: fixed-step methods only)")
-    snr: float = Field(0.16, gt=0, description="Langevin corrector snr (score SDE default for CIFAR-10)")
-    n_corrector_steps: int = Field(1, ge=1)
-    ode_method: Literal["rk45", "euler", "heun"] = "rk45"
-    rtol: float = Field(1e-5, gt=0)
-    atol: float = Field(1e-5, gt=0)
-    eps: float | None = Field(None, gt=0, lt=1)
-    discretisation: Literal["grid", "score_sde"] = Field(
-        "grid", description="reverse chain: the suite's grid or score_sde_pytorch's (repro.sampling.score_sde_pc)")
-    fid_inputs: Literal["uint8", "uint8_trunc", "float"] = Field(
-        "uint8", description="images into `fid`: 8-bit as PNG files (pytorch-fid), score_sde's truncation, or float")
-    n_samples: int = Field(50000, ge=2, description="generated images per run")
-    n_reference: int = Field(50000, ge=2)
-    batch_size: int = Field(1000, ge=1)
-    n_runs: int = Field(5, ge=1, description="repeated sampling runs; mean and std reported")
-    grid_samples: int = Field(16, ge=1)
-    grid_nrow: int = Field(8, ge=1)
-    allow_rank_deficient: bool = False
-    floor_split: str | None = None
 
 
 def prepare(ctx):
@@ -64,25 +38,8 @@ def prepare(ctx):
     return {"trained": trained, "models": {r: score_model_for(t) for r, t in trained.items()}, "scoring": scoring}
 
 
-def setting_for(cell: dict, fixed: Fixed | dict):
-    """The cell's sampler setting; `fixed` typed, or as the spec holds it (the cost estimator's)."""
-    fixed = Fixed.model_validate(fixed)   # a Fixed instance passes through unchanged
-    common = dict(n_corrector_steps=fixed.n_corrector_steps, eps=fixed.eps, discretisation=fixed.discretisation)
-    if "sampler" in cell:
-        return budget_setting(cell["sampler"], cell.get("predictor", SHARED_PREDICTOR), fixed.step_scale,
-                              fixed.snr, **common)
-    ode = dict(ode_method=fixed.ode_method, rtol=fixed.rtol, atol=fixed.atol)
-    solver = cell["solver"]
-    return solver_setting(solver, fixed.steps, snr=fixed.snr, **common,
-                          **(ode if solver == "probability_flow_ode" else {}))
-
-
-def _corrector_only_elsewhere(cell: dict) -> bool:
-    return str(cell.get("sampler", "")).startswith("C") and cell.get("predictor", SHARED_PREDICTOR) != SHARED_PREDICTOR
-
-
 def run_cell(ctx, state, cell, run):
-    if _corrector_only_elsewhere(cell):
+    if corrector_only_elsewhere(cell):
         return {"values": {}, "extra": {"not_applicable": "corrector-only sampling uses no predictor; like the "
                                                           "slides it is run once, in the reverse-diffusion row"}}
     role = str(cell.get("sde", "score"))

@@ -6,8 +6,7 @@ import torch
 
 from repro.data.split_sizes import split_size
 from repro.experiments.cost import KindEstimator, SpecContext
-from repro.experiments.semantic import guidance_window
-from repro.experiments.semantic.settings import synthesis_setting
+from repro.experiments.semantic.settings import synthesis_setting, window_schedule
 from repro.guidance.segmentation import ScaleSchedule
 from repro.sampling.common import reverse_time_grid
 from repro.work import EVAL, FEATURES, GRAD, CellWork, pc_nfe
@@ -70,7 +69,7 @@ def _window_prepare(ctx: SpecContext) -> CellWork:
 
 def _guidance_window(ctx: SpecContext, cell: dict) -> CellWork:
     f = ctx.fixed
-    setting = synthesis_setting(f, {}, schedule=guidance_window._schedule(cell, f["s0"] * f["s0_scale"]))
+    setting = synthesis_setting(f, {}, schedule=window_schedule(cell, f["s0"] * f["s0_scale"]))
     return _guided_synthesis(ctx, setting, f["n_maps"] * f["repeats"], f"{cell['window']} t={cell['t']}")
 
 

@@ -10,18 +10,15 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from repro.errors import UserError
 from repro.experiments.semantic.prepare import evaluate_images, prepare_semantic
 from repro.experiments.semantic.scoring import triptych_sheet
-from repro.experiments.semantic.settings import SynthesisFixed, synthesis_setting
+from repro.experiments.semantic.settings import SynthesisFixed, synthesis_setting, window_schedule
 from repro.experiments.semantic.synthesis import synthesize
-from repro.guidance.segmentation import ScaleSchedule
 from repro.images import save_image_grid
 from repro.results import relative_to_results
 from repro.specs import cell_key
 
 GRID_KEYS = ("window", "t")
-WINDOWS = ("off_below", "on_below")
 
 
 class Fixed(SynthesisFixed):
@@ -29,19 +26,10 @@ class Fixed(SynthesisFixed):
     repeats: int = Field(4, ge=1, description="samples per map, each with its own noise (the same in every cell)")
 
 
-def _schedule(cell, s0: float) -> ScaleSchedule:
-    window = cell["window"]
-    if window not in WINDOWS:
-        raise UserError(f"grid window {window!r}: choose one of {', '.join(WINDOWS)}")
-    t = float(cell["t"])
-    return (ScaleSchedule("off_below", s0=s0, t_stop=t) if window == "off_below"
-            else ScaleSchedule("on_below", s0=s0, t_start=t))
-
-
 def prepare(ctx):
     f = Fixed.model_validate(ctx.spec.fixed)
     for cell in ctx.resolved.cells():   # a bad window name fails before any model trains
-        _schedule(cell, f.s0 * f.s0_scale)
+        window_schedule(cell, f.s0 * f.s0_scale)
     state = prepare_semantic(ctx, f.n_maps)
     # each map `repeats` times: sample r of map m has its own seed, the same in every cell
     state.maps = state.maps.repeat_interleave(f.repeats, dim=0)
@@ -52,7 +40,7 @@ def prepare(ctx):
 
 def run_cell(ctx, state, cell, run):
     f = Fixed.model_validate(ctx.spec.fixed)
-    setting = synthesis_setting(f, {}, schedule=_schedule(cell, f.s0 * f.s0_scale))
+    setting = synthesis_setting(f, {}, schedule=window_schedule(cell, f.s0 * f.s0_scale))
     out = synthesize(state.score_model, state.guide, state.maps, setting, state.indices,
                      (ctx.spec.seed, "semantic-window"), f.batch_size, ctx.device)
     values, extra = evaluate_images(state, out.images)

@@ -51,3 +51,16 @@ def synthesis_setting(fixed: SynthesisFixed | dict[str, Any], cell: dict[str, An
                             snr=float(f["snr"]), steps=int(f["steps"]), predictor=f["predictor"],
                             n_corrector_steps=int(f["n_corrector_steps"]), corrector_norms=f["corrector_norms"],
                             eps=f["eps"])
+
+
+WINDOWS = ("off_below", "on_below")
+
+
+def window_schedule(cell, s0: float) -> ScaleSchedule:
+    """Guidance switched off below t (`off_below`) or on only below t (`on_below`): thesis Fig. 5.3 / 5.4."""
+    window = cell["window"]
+    if window not in WINDOWS:
+        raise UserError(f"grid window {window!r}: choose one of {', '.join(WINDOWS)}")
+    t = float(cell["t"])
+    return (ScaleSchedule("off_below", s0=s0, t_stop=t) if window == "off_below"
+            else ScaleSchedule("on_below", s0=s0, t_start=t))
