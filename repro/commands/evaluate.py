@@ -18,7 +18,7 @@ from repro.engine.run import RunContext
 from repro.environment import resolve_device
 from repro.errors import UserError
 from repro.experiments import resolve_spec
-from repro.experiments.score.sampling import quality_scorer, real_images
+from repro.experiments.quality import quality_scorer, real_images
 from repro.experiments.semantic.folder_scoring import judge, read_folder_pairs, read_image_folder
 from repro.metrics.inception import require_inception_weights
 from repro.tracking.runs import Tracker

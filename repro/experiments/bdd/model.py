@@ -6,7 +6,7 @@ from types import SimpleNamespace
 from repro.data import dataset_info
 from repro.experiments.bdd.scoring import feature_module
 from repro.experiments.bdd.settings import SamplingFixed
-from repro.experiments.semantic.scoring import load_maps
+from repro.experiments.label_maps import load_maps
 from repro.guidance.classifier_free import Guidance
 from repro.nets.bdd_unet import PAPER_PARAMETERS, paper_parameter_count
 from repro.specs import resolve_model

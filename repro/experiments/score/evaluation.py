@@ -6,26 +6,7 @@ from typing import Any
 
 import torch
 
-from repro.data import load_dataset, stack
-from repro.experiments.score.sampling import (Draw, SamplerSetting, cell_outputs, draw_sharded, mean_std,
-                                               quality_scorer, real_images)
-
-
-def prepare_scoring(ctx, *, n_reference: int, n_samples: int, allow_rank_deficient: bool,
-                    floor_split: str | None = None, fid_inputs: str = "uint8") -> dict[str, Any]:
-    """Reference images, the metric (fid / fd_evalnet) and its real-vs-real floor: n_samples real
-    images of `floor_split` (if given and it has that many) against the reference."""
-    real = real_images(ctx, n_reference)
-    scorer = quality_scorer(ctx, ctx.spec.metrics, real, allow_rank_deficient, fid_inputs=fid_inputs)
-    real_classes = scorer.class_statistics(real)
-    floor = None
-    if floor_split:
-        ds = ctx.spec.dataset
-        other = stack(load_dataset(ds.name, split=floor_split, resolution=ds.resolution, root=ds.root,
-                                   n=n_samples, seed=ds.seed), limit=n_samples)[0]
-        if other.shape[0] == n_samples:
-            floor = scorer(other)
-    return {"scorer": scorer, "real": real, "floor": floor, "real_classes": real_classes}
+from repro.experiments.score.sampling import Draw, SamplerSetting, cell_outputs, draw_sharded, mean_std
 
 
 def evaluate_setting(ctx, scoring: dict[str, Any], model, setting: SamplerSetting, key: str,

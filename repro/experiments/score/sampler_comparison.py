@@ -17,7 +17,8 @@ from dataclasses import replace
 
 import torch
 
-from repro.experiments.score.evaluation import evaluate_setting, model_extra, prepare_scoring
+from repro.experiments.score.evaluation import evaluate_setting, model_extra
+from repro.experiments.quality import prepare_scoring
 from repro.experiments.score.sampler_settings import Fixed, corrector_only_elsewhere, setting_for
 from repro.experiments.score.sampling import draw_batch
 from repro.rng import batch_generator

@@ -11,7 +11,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from repro.experiments.score.evaluation import evaluate_setting, model_extra, prepare_scoring
+from repro.experiments.score.evaluation import evaluate_setting, model_extra
+from repro.experiments.quality import prepare_scoring
 from repro.experiments.score.sampling import SamplerSetting
 from repro.specs import cell_key
 from repro.trainers.score_model import score_model_for

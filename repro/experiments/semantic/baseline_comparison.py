@@ -21,10 +21,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from repro.data import dataset_info
 from repro.data.palette import palette
 from repro.errors import UserError
-from repro.experiments.score.evaluation import prepare_scoring
+from repro.experiments.quality import prepare_scoring
 from repro.experiments.semantic.folder_scoring import judge, quantize, read_folder_pairs, write_pairs
 from repro.experiments.semantic.prepare import SemanticState, prepare_semantic
-from repro.experiments.semantic.scoring import compliance, load_maps, segment, triptych_sheet
+from repro.experiments.semantic.scoring import compliance, segment, triptych_sheet
+from repro.experiments.label_maps import load_maps
 from repro.experiments.semantic.settings import SynthesisFixed, synthesis_setting
 from repro.experiments.semantic.synthesis import synthesize
 from repro.images import save_image_grid

@@ -10,8 +10,9 @@ import torch
 
 from repro.data import dataset_info
 from repro.data.palette import palette
-from repro.experiments.score.evaluation import prepare_scoring
-from repro.experiments.semantic.scoring import compliance, load_maps, segment
+from repro.experiments.quality import prepare_scoring
+from repro.experiments.semantic.scoring import compliance, segment
+from repro.experiments.label_maps import load_maps
 from repro.experiments.semantic.synthesis import Guide, check_compatible, guide_for
 from repro.guidance.segmentation import GuidanceSettings, segmentation_log_likelihood_grad
 from repro.rng import randn

@@ -9,9 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from repro.data import load_dataset, stack
 from repro.data.palette import colorize
-from repro.errors import UserError
 from repro.metrics.segmentation import SegmentationScores
 
 
@@ -32,19 +30,6 @@ def compliance(pred: torch.Tensor, maps: torch.Tensor, num_classes: int, ignore_
     scores = SegmentationScores(num_classes, ignore_index)
     scores.update(pred, maps)
     return scores.compute()
-
-
-def load_maps(dataset, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The first n (image, label map) pairs of a spec's dataset/split: the same maps for every cell."""
-    data = load_dataset(dataset.name, split=dataset.split, resolution=dataset.resolution, root=dataset.root,
-                        n=n, seed=dataset.seed)
-    images, maps = stack(data, limit=n)
-    if maps.ndim != 3:
-        raise UserError(f"dataset {dataset.name} has no per-pixel label maps; semantic synthesis needs them")
-    if maps.shape[0] < n:
-        raise UserError(f"dataset {dataset.name} split {dataset.split} has {maps.shape[0]} maps; the spec asks "
-                        f"for {n}")
-    return images, maps.long()
 
 
 def triptych_sheet(real: torch.Tensor | None, maps: torch.Tensor, generated: list[torch.Tensor],
