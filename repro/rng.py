@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import hashlib
+
 import torch
 
 from repro.hashing import stable_hash
@@ -15,11 +17,16 @@ def seed_for(*parts: Any) -> int:
     return int(stable_hash(list(parts), n=15), 16)
 
 
+def seeded_generator(device: torch.device, seed: int) -> torch.Generator:
+    """A generator on `device` (CUDA draws need a CUDA generator) seeded with a 63-bit integer."""
+    g = torch.Generator(device=device)
+    g.manual_seed(int(seed) & ((1 << 63) - 1))
+    return g
+
+
 def make_generator(device: torch.device, *seed_parts: Any) -> torch.Generator:
     """A generator on the sampling device (CUDA draws need a CUDA generator), seeded from the parts."""
-    g = torch.Generator(device=device)
-    g.manual_seed(seed_for(*seed_parts))
-    return g
+    return seeded_generator(device, seed_for(*seed_parts))
 
 
 def batch_generator(device: torch.device, seed: int, run: int, batch: int) -> torch.Generator:
@@ -59,3 +66,11 @@ def rand(shape, generator: Generators, device=None, dtype: torch.dtype | None = 
 
 def randn_like(x: torch.Tensor, generator: Generators) -> torch.Tensor:
     return randn(x.shape, generator, x.device, x.dtype)
+
+
+def derive_seed(seed: int, *keys: object) -> int:
+    """A 63-bit seed that depends only on (seed, *keys): the same in every process and run. The
+    training loop's derivation (data order, augmentation, noise per step); `seed_for` is the cells'.
+    Two derivations because trained weights and cell results must stay bit-identical to before."""
+    digest = hashlib.sha256(repr((int(seed), *keys)).encode()).digest()
+    return int.from_bytes(digest[:8], "little") & (2**63 - 1)

@@ -16,19 +16,8 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from repro.errors import UserError
-from repro.train import (
-    CHECKPOINT_NAME,
-    EMA,
-    DeterministicBatchSampler,
-    Timer,
-    TrainConfig,
-    derive_seed,
-    load_checkpoint,
-    lr_at_step,
-    peak_memory,
-    save_checkpoint,
-    train,
-)
+from repro.train import CHECKPOINT_NAME, EMA, DeterministicBatchSampler, Timer, TrainConfig, load_checkpoint, lr_at_step, peak_memory, save_checkpoint, train
+from repro.rng import derive_seed
 from repro.train.loop import _progress_bar
 
 WORKER = Path(__file__).with_name("_ddp_worker.py")

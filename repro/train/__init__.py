@@ -6,9 +6,9 @@ from repro.train.distributed import cleanup_distributed, is_main
 from repro.train.ema import EMA
 from repro.train.loop import lr_at_step, train
 from repro.train.probes import Timer, peak_memory
-from repro.train.sampler import DeterministicBatchSampler, derive_seed
+from repro.train.sampler import DeterministicBatchSampler
 
 __all__ = [
     "CHECKPOINT_NAME", "DeterministicBatchSampler", "EMA", "Timer", "TrainConfig", "cleanup_distributed",
-    "derive_seed", "is_main", "load_checkpoint", "lr_at_step", "peak_memory", "save_checkpoint", "train",
+    "is_main", "load_checkpoint", "lr_at_step", "peak_memory", "save_checkpoint", "train",
 ]

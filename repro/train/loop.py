@@ -32,7 +32,8 @@ from repro.train.distributed import barrier, init_distributed, reduce_mean, wrap
 from repro.train.ema import EMA
 from repro.train.probes import cuda_peak_reserved_mb, peak_memory, reset_peak_memory, synchronize
 from repro.train.resume import RunState, checkpoint_payload, restore_run, rng_states
-from repro.train.sampler import DeterministicBatchSampler, derive_seed
+from repro.train.sampler import DeterministicBatchSampler
+from repro.rng import derive_seed
 
 LossFn = Callable[[nn.Module, dict, torch.Generator], torch.Tensor]
 

@@ -14,7 +14,7 @@ from repro.errors import UserError
 from repro.train.config import TrainConfig
 from repro.train.distributed import DistInfo, all_gather_tensor
 from repro.train.ema import EMA
-from repro.train.sampler import derive_seed
+from repro.rng import derive_seed
 
 CHECKPOINT_FORMAT = 1
 

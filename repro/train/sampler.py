@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections.abc import Iterator
 
 import torch
 from torch.utils.data import Sampler
 
-
-def derive_seed(seed: int, *keys: object) -> int:
-    """A 63-bit seed that depends only on (seed, *keys): the same in every process and run."""
-    digest = hashlib.sha256(repr((int(seed), *keys)).encode()).digest()
-    return int.from_bytes(digest[:8], "little") & (2**63 - 1)
+from repro.rng import derive_seed
 
 
 def epoch_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:

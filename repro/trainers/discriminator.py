@@ -33,7 +33,8 @@ from repro.nets.discriminator import DiscriminatorHead, SmallEncoder, TimeCondit
 from repro.nets.official import load_discriminator_checkpoint
 from repro.sampling.edm import edm_sample
 from repro.specs import ResolvedModel, resolve_model
-from repro.train import TrainConfig, derive_seed, load_checkpoint, save_checkpoint, train
+from repro.train import TrainConfig, load_checkpoint, save_checkpoint, train
+from repro.rng import derive_seed
 from repro.trainers import kind_module, parse_settings, upstream_model
 from repro.train.distributed import launched_rank
 from repro.trainers.edm import to_model_range

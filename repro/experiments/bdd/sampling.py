@@ -8,6 +8,7 @@ import torch
 
 from repro.data.colorbook import one_hot
 from repro.guidance.classifier_free import Guidance, guided_eps_fn
+from repro.rng import seeded_generator
 from repro.sampling.ddpm import ddpm_sample
 
 
@@ -17,12 +18,6 @@ class Generated:
     nfe: int                 # network passes per image batch
     seconds: float
     batch_size_network: int  # rows per network pass (2B when guided)
-
-
-def batch_generator(device: torch.device, seed: int) -> torch.Generator:
-    g = torch.Generator(device=device)
-    g.manual_seed(int(seed) & ((1 << 63) - 1))
-    return g
 
 
 @torch.no_grad()
@@ -35,7 +30,7 @@ def generate(model, labels: torch.Tensor | None, guidance: Guidance | None, loop
     outs, nfe, t0, rows = [], 0, time.perf_counter(), 0
     for j, start in enumerate(range(0, count, batch_size)):
         b = min(batch_size, count - start)
-        g = batch_generator(device, seed * 1_000_003 + j)
+        g = seeded_generator(device, seed * 1_000_003 + j)
         mask = None if labels is None else one_hot(labels[start: start + b].to(device), model.num_classes)
         x = torch.randn((b, c, h, w), generator=g, device=device)
         eps_fn = guided_eps_fn(model.net, mask, guidance)

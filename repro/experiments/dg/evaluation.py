@@ -17,9 +17,8 @@ from repro.errors import UserError
 from repro.experiments.dg.settings import CellSettings
 from repro.guidance.discriminator import DiscriminatorGuidance
 from repro.guidance.epsilon_scaling import EpsilonScaling
-from repro.metrics.fd_evalnet import evalnet_features
+from repro.metrics.by_name import FRECHET_METRICS, frechet_features
 from repro.metrics.frechet import frechet_distance_from_features, require_more_samples_than_dims
-from repro.metrics.inception import InceptionFeatures
 from repro.sampling.edm import edm_sample
 from repro.train import load_checkpoint
 from repro.trainers.discriminator import epoch_file
@@ -51,20 +50,16 @@ def reference_images(ctx, n: int | None) -> torch.Tensor:
 
 def build_metrics(ctx, names: list[str], real: torch.Tensor, n_samples: int,
                   fid_weights: str | None = None) -> list[FeatureMetric]:
-    """`fid` (pytorch-fid Inception, paper) and/or `fd_evalnet` (the suite's evaluator)."""
+    """`fid` (pytorch-fid Inception, paper) and/or `fd_evalnet` (the suite's evaluator), by name
+    (repro.metrics.by_name); other metric names are not Frechet distances and are skipped here."""
     out = []
     for name in names:
-        if name == "fid":
-            inc = InceptionFeatures(fid_weights, ctx.device)
-            fn, what = (lambda x, inc=inc: inc.features(x, 250).double()), inc.protocol   # says the 8-bit inputs
-        elif name == "fd_evalnet":
-            ev = ctx.model("evaluator")
-            fn = lambda x, net=ev.net: evalnet_features(net, x)
-            what = f"evaluator {ev.name} ({ev.meta.get('feature_dim')} dims, hash {ev.hash}) on float images"
-        else:
+        if name not in FRECHET_METRICS:
             continue
-        m = FeatureMetric(name, fn, fn(real), what)
-        require_more_samples_than_dims(min(n_samples, real.shape[0]), m.dim, f"{what} ({name})")
+        fm = frechet_features(name, ctx.device, evaluator=lambda: ctx.model("evaluator"),
+                              fid_weights=fid_weights, fid_batch_size=250)
+        m = FeatureMetric(name, fm.features, fm.features(real), fm.protocol)
+        require_more_samples_than_dims(min(n_samples, real.shape[0]), m.dim, f"{fm.protocol} ({name})")
         out.append(m)
     return out
 
