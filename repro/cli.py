@@ -20,13 +20,10 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import typer
 
-from repro.commands.dvc import dvc_repro_command, pipeline_command
-from repro.commands.report import compare_command, report_command
 from repro.commands.specs import list_lines, show_lines, spec_ids
 from repro.commands.ui import ui_command
 from repro.environment import apply_threads
 from repro.errors import UserError, disk_full, is_disk_full
-from repro.plan import plan_command
 from repro.specs import parse_set
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -99,6 +96,7 @@ def plan(spec_id: str = typer.Argument(..., help="spec id, or `all`"),
                                         "(random weights, a few seconds each) and store the calibration"),
          cells: bool = typer.Option(True, "--cells/--no-cells", help="one line per cell")) -> None:
     """What a run will train and sample and what it costs, without running anything."""
+    from repro.plan import plan_command   # torch: imported when the command runs
     plan_command(spec_ids(spec_id), profile, parse_set(set_), device, calibrate, typer.echo, cells=cells)
 
 
@@ -133,6 +131,7 @@ def sweep(name: str = typer.Argument(..., help="sweep name (experiments/sweeps/N
 def report(spec_id: str = typer.Argument("all", help="spec id, `all`, or sweep:NAME (a sweep's studies)"),
            storage: Optional[str] = typer.Option(None, "--storage", help="with sweep:NAME: " + _STORAGE_HELP)) -> None:
     """Render reports/<id>.md (and figures) from the results files, and reports/README.md."""
+    from repro.commands.report import report_command   # torch: imported when the command runs
     report_command(spec_id, storage, typer.echo)
 
 
@@ -247,6 +246,7 @@ def pipeline(profile: Optional[str] = typer.Option(None, "--profile", "-p",
              params: bool = typer.Option(False, "--params", help="instead: update params.yaml (every spec's knobs "
                                                                "at the profile; values already set stay)")) -> None:
     """Print the DVC pipeline derived from experiments/ (`repro pipeline > dvc.yaml`)."""
+    from repro.commands.dvc import pipeline_command   # torch: imported when the command runs
     pipeline_command(profile, params, typer.echo)
 
 
@@ -255,6 +255,7 @@ def dvc_repro(targets: Optional[List[str]] = typer.Argument(None, help="stages (
               jobs: int = typer.Option(2, "--jobs", "-j", help="stages side by side (1: one at a time)")) -> None:
     """`dvc repro` with independent stages side by side (DVC's parallel stage execution, scheduled):
     each changed stage as `dvc repro --single-item`, upstream first; logs in logs/pipeline/."""
+    from repro.commands.dvc import dvc_repro_command   # torch: imported when the command runs
     raise typer.Exit(dvc_repro_command(list(targets or []), jobs, typer.echo))
 
 
@@ -267,6 +268,7 @@ def compare(spec_id: str = typer.Argument("all", help="spec id, or `all`"),
                                             "(dvc plots) of the reproduced cells at --profile"),
             profile: str = ProfileOpt) -> None:
     """The paper-vs-reproduced table: one row per published value, reproduced value per profile, verdict."""
+    from repro.commands.report import compare_command   # torch: imported when the command runs
     compare_command(spec_id, fmt, out, metrics_dir, profile, typer.echo)
 
 

@@ -26,8 +26,9 @@ MAX_LINES = 400
 # modules themselves import repro at their top.
 _HEAVY_VERB = "a heavy verb's module is loaded when the verb runs: `repro --help` imports no torch"
 LOCAL_IMPORTS_ALLOWED: dict[tuple[str, str], str] = {
-    ("repro/cli.py", f"repro.commands.{verb}"): _HEAVY_VERB
-    for verb in ("run", "sweep", "train", "evaluate", "sample_semantic", "sample_ddpm", "doctor")
+    ("repro/cli.py", module): _HEAVY_VERB
+    for module in ("repro.plan", *(f"repro.commands.{verb}" for verb in (
+        "run", "sweep", "train", "evaluate", "sample_semantic", "sample_ddpm", "doctor", "report", "dvc")))
 }
 
 

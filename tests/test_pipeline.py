@@ -343,13 +343,17 @@ def test_stage_dependencies_are_narrow():
     # The registry imports every dataset loader; a stage depends on its own datasets' code only.
     digits = set(code["train_evaluator_digits"])
     assert "repro/data/digits.py" in digits and "repro/data/street_scenes.py" not in digits
-    # Function-level imports count: the engine imports repro.models inside RunContext.model.
+    # The engine trains or loads models through repro.trainers.ensure, which uses the artifact store.
     assert "repro/models.py" in code_closure("repro/engine/run.py")
-    assert "repro/experiments/semantic/segmenter_timesteps.py" in code["reports"]   # its report figures
+    # The reports read the kind's report module, not its runner: a runner edit re-runs its specs only.
+    assert "repro/experiments/semantic/report_segmenter_timesteps.py" in code["reports"]
+    assert "repro/experiments/semantic/segmenter_timesteps.py" not in code["reports"]
     # What the stage's commands run, read from cli.py per command (cli.py only parses: no dependency);
     # the modules loaded by name: the kind's cost module (`repro run` estimates first), the trainer
     # that rebuilds each model it loads; a training stage: its trainer and its learners' trainers.
-    assert {"repro.engine.run", "repro.plan", "repro.experiments"} <= command_modules("run")
+    assert "repro.commands.run" in command_modules("run")
+    assert {"repro/engine/run.py", "repro/plan/__init__.py", "repro/experiments/__init__.py"} <= set(
+        code_closure("repro/commands/run.py"))
     assert "repro.sweeps.report" not in command_modules("run") and "repro.engine.run" not in command_modules("compare")
     assert {"repro/reporting/comparison.py", "repro/trainers/noisy_segmenter.py"} <= deps
     assert "repro/trainers/noisy_segmenter.py" in code["train_noisy_unet"]

@@ -142,7 +142,7 @@ def test_stages_side_by_side_give_the_serial_results(workdir):
     trainings side by side, then the two specs), `dvc repro` in the other. Same cells, same model
     bytes; afterwards `dvc repro` has nothing to do and `dvc status` is clean."""
     from repro.commands.pipeline import render_dvc_yaml, render_params
-    from tests.test_pipeline import _copy_repo, _dvc, _dvc_env
+    from tests.test_dvc_changes import copy_repo as _copy_repo, dvc as _dvc, dvc_env as _dvc_env
 
     targets = ["fig5_9", "sec5_2_2"]   # train_noisy_unet -> fig5_9; + train_noisy_unet_t -> sec5_2_2
     repos = {}
