@@ -67,7 +67,7 @@ class Fixed(BaseModel):
 
 
 def prepare(ctx):
-    f = Fixed.model_validate(ctx.spec.fixed)
+    f = ctx.fixed
     for arm in list(f.inject_nonfinite):
         if arm not in ARMS:
             raise UserError(f"spec {ctx.spec.id}: fixed.inject_nonfinite: unknown precision {arm!r} "
@@ -147,7 +147,7 @@ def _run_job(ctx, job: dict, folder: Path) -> dict:
 
 
 def run_cell(ctx, state, cell, run):
-    f = Fixed.model_validate(ctx.spec.fixed)
+    f = ctx.fixed
     precision, repeat = str(cell.get("precision", "fp32")), int(cell.get("repeat", 0))
     if precision not in ARMS:
         raise UserError(f"spec {ctx.spec.id}: grid precision {precision!r} is not an arm; use {', '.join(ARMS)}")

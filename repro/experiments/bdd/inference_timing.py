@@ -46,7 +46,7 @@ class State:
 
 
 def prepare(ctx):
-    fixed = Fixed.model_validate(ctx.spec.fixed)
+    fixed = ctx.fixed
     st = State()
     st.resolved_model = resolve_model(fixed.model, ctx.profile)
     if st.resolved_model.config.kind != "mask_ddpm":
@@ -77,7 +77,7 @@ def _model(ctx, st):
 
 
 def run_cell(ctx, state, cell, run):
-    f = Fixed.model_validate(ctx.spec.fixed)
+    f = ctx.fixed
     variant = cell.get("variant", "fp32")
     why = variant_unavailable(variant, ctx.device)
     if why:

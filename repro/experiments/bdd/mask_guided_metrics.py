@@ -37,12 +37,12 @@ class Fixed(SamplingFixed):
 
 
 def prepare(ctx):
-    fixed = Fixed.model_validate(ctx.spec.fixed)
+    fixed = ctx.fixed
     return prepare_sampling_state(ctx, fixed.n_samples, fixed.fid_weights)
 
 
 def run_cell(ctx, state, cell, run):
-    f = Fixed.model_validate(ctx.spec.fixed)
+    f = ctx.fixed
     guidance = guidance_for(f, cell)
     gen = generate(state.model, state.masks, guidance, f.loop, batch_size=f.batch_size,
                    seed=seed_for(ctx.spec.seed, "bdd_metrics"), device=ctx.device)

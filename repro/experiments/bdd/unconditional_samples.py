@@ -33,14 +33,14 @@ class Fixed(SamplingFixed):
 
 
 def prepare(ctx):
-    fixed = Fixed.model_validate(ctx.spec.fixed)
+    fixed = ctx.fixed
     st = prepare_sampling_state(ctx, fixed.n_samples, fixed.fid_weights, need_evaluator=False)
     st.real_sharpness = float(mean_abs_laplacian(st.real).mean())
     return st
 
 
 def run_cell(ctx, state, cell, run):
-    f = Fixed.model_validate(ctx.spec.fixed)
+    f = ctx.fixed
     mode = cell.get("mode", "unconditional")
     guidance = guidance_for(f, cell) if mode == "conditional" else None
     labels = state.masks if mode == "conditional" else None

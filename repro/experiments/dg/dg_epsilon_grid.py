@@ -66,7 +66,7 @@ class Fixed(BaseModel):
 
 
 def prepare(ctx) -> dict:
-    fixed = Fixed.model_validate(ctx.spec.fixed)
+    fixed = ctx.fixed
     cells = ctx.resolved.cells()
     settings = [resolve_cell(fixed, c, f"spec {ctx.spec.id} cell {c}") for c in cells]  # fail before sampling
     edm, shape = E.load_edm(ctx)
@@ -80,7 +80,7 @@ def prepare(ctx) -> dict:
 
 
 def run_cell(ctx, state, cell, run) -> dict:
-    fixed = Fixed.model_validate(ctx.spec.fixed)
+    fixed = ctx.fixed
     s = resolve_cell(fixed, cell)
     disc = state["disc"]
     guidance, eps = E.sampler_objects(s, disc.net if disc else None, fixed.time_min, fixed.time_max)

@@ -43,7 +43,7 @@ class Fixed(BaseModel):
 
 
 def prepare(ctx) -> dict:
-    fixed = Fixed.model_validate(ctx.spec.fixed)
+    fixed = ctx.fixed
     settings = [cell_settings(fixed, c) for c in ctx.resolved.cells()]
     edm, shape = E.load_edm(ctx)
     disc, disc_epoch = (None, None)
@@ -62,7 +62,7 @@ def _training_curve(ctx, state, sigmas: list[float], key, batch_size: int) -> li
 
 
 def run_cell(ctx, state, cell, run) -> dict:
-    fixed = Fixed.model_validate(ctx.spec.fixed)
+    fixed = ctx.fixed
     s = cell_settings(fixed, cell)
     disc = state["disc"]
     guidance, eps = E.sampler_objects(s, disc.net if disc else None, fixed.time_min, fixed.time_max)

@@ -81,7 +81,7 @@ def check_models(ctx) -> None:
 
 
 def prepare(ctx):
-    f, spec = Fixed.model_validate(ctx.spec.fixed), ctx.spec
+    f, spec = ctx.fixed, ctx.spec
     check_models(ctx)
     info = dataset_info(spec.dataset.name)
     classes = f.classes or list(range(info.num_classes))
@@ -155,7 +155,7 @@ def norm_ratio_over_t(model, classifier, images: torch.Tensor, labels: torch.Ten
 
 
 def run_cell(ctx, state, cell, run):
-    f = Fixed.model_validate(ctx.spec.fixed)
+    f = ctx.fixed
     scale = float(cell["scale"])
     model, guide_net, classes = state["model"], state["guide"].net.eval(), state["classes"]
     requested = torch.tensor(classes, dtype=torch.long).repeat(f.n_per_class)  # round r: every class once

@@ -19,18 +19,20 @@ import torch
 
 from repro.experiments.score.evaluation import evaluate_setting, model_extra
 from repro.experiments.quality import prepare_scoring
-from repro.experiments.score.sampler_settings import Fixed, corrector_only_elsewhere, setting_for
+from repro.experiments.score import sampler_settings
+from repro.experiments.score.sampler_settings import corrector_only_elsewhere, setting_for
 from repro.experiments.score.sampling import draw_batch
 from repro.rng import batch_generator
 from repro.specs import cell_key
 from repro.trainers.score_model import score_model_for
 
 GRID_KEYS = ("sde", "predictor", "sampler", "solver")
+Fixed = sampler_settings.Fixed   # the kind's `fixed` schema (Runner.Fixed), shared with the family's cost estimator
 SHARDS_CELLS = True   # under torchrun each rank samples its share of every run's batches (repro.engine.ranks)
 
 
 def prepare(ctx):
-    f = Fixed.model_validate(ctx.spec.fixed)
+    f = ctx.fixed
     scoring = prepare_scoring(ctx, n_reference=f.n_reference, n_samples=f.n_samples,   # first: a missing metric
                               allow_rank_deficient=f.allow_rank_deficient,              # (fid weights) fails
                               floor_split=f.floor_split, fid_inputs=f.fid_inputs)       # before training
@@ -44,7 +46,7 @@ def run_cell(ctx, state, cell, run):
         return {"values": {}, "extra": {"not_applicable": "corrector-only sampling uses no predictor; like the "
                                                           "slides it is run once, in the reverse-diffusion row"}}
     role = str(cell.get("sde", "score"))
-    model, f = state["models"][role], Fixed.model_validate(ctx.spec.fixed)
+    model, f = state["models"][role], ctx.fixed
     setting = setting_for(cell, f)
     key = cell_key(cell)
     evaluated = evaluate_setting(ctx, state["scoring"], model, setting, key, f)

@@ -43,7 +43,7 @@ class Fixed(BaseModel):
 
 
 def prepare(ctx):
-    f = Fixed.model_validate(ctx.spec.fixed)
+    f = ctx.fixed
     scoring = prepare_scoring(ctx, n_reference=f.n_reference, n_samples=f.n_samples,   # first: a missing metric
                               allow_rank_deficient=f.allow_rank_deficient,              # (fid weights) fails
                               floor_split=f.floor_split, fid_inputs=f.fid_inputs)       # before training
@@ -52,7 +52,7 @@ def prepare(ctx):
 
 
 def run_cell(ctx, state, cell, run):
-    f = Fixed.model_validate(ctx.spec.fixed)
+    f = ctx.fixed
     setting = SamplerSetting("pc", f.steps, predictor=f.predictor, corrector="langevin", snr=float(cell["snr"]),
                              n_corrector_steps=f.n_corrector_steps, eps=f.eps, discretisation=f.discretisation)
     evaluated = evaluate_setting(ctx, state["scoring"], state["model"], setting, cell_key(cell), f)

@@ -57,7 +57,7 @@ class Fixed(SynthesisFixed):
 
 
 def prepare(ctx):
-    f = Fixed.model_validate(ctx.spec.fixed)
+    f = ctx.fixed
     methods = list(ctx.spec.grid.get("method", []))
     unknown = [m for m in methods + list(f.folders) if m not in METHODS]
     if unknown:
@@ -103,7 +103,7 @@ def generate_with(generator: torch.nn.Module, maps: torch.Tensor, num_classes: i
 
 
 def run_cell(ctx, state, cell, run):
-    f = Fixed.model_validate(ctx.spec.fixed)
+    f = ctx.fixed
     method = cell["method"]
     metrics = list(ctx.spec.metrics)
     extra: dict[str, Any] = {"method_label": LABELS[method], "n_maps": int(state.maps.shape[0]), **state.oracle,

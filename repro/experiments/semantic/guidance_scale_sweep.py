@@ -32,7 +32,7 @@ class Fixed(SynthesisFixed):
 
 
 def prepare(ctx):
-    f = Fixed.model_validate(ctx.spec.fixed)
+    f = ctx.fixed
     state = prepare_semantic(ctx, f.n_maps, {"n_reference": f.n_reference, "floor_split": f.floor_split,
                                              "allow_rank_deficient": f.allow_rank_deficient})
     k = min(f.sheet_maps, f.n_maps)
@@ -44,7 +44,7 @@ def prepare(ctx):
 
 
 def run_cell(ctx, state, cell, run):
-    f = Fixed.model_validate(ctx.spec.fixed)
+    f = ctx.fixed
     setting = synthesis_setting(f, cell)
     n = state.maps.shape[0]
     out = synthesize(state.score_model, state.guide, state.maps, setting, list(range(n)),

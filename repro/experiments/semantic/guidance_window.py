@@ -27,7 +27,7 @@ class Fixed(SynthesisFixed):
 
 
 def prepare(ctx):
-    f = Fixed.model_validate(ctx.spec.fixed)
+    f = ctx.fixed
     for cell in ctx.resolved.cells():   # a bad window name fails before any model trains
         window_schedule(cell, f.s0 * f.s0_scale)
     state = prepare_semantic(ctx, f.n_maps)
@@ -39,7 +39,7 @@ def prepare(ctx):
 
 
 def run_cell(ctx, state, cell, run):
-    f = Fixed.model_validate(ctx.spec.fixed)
+    f = ctx.fixed
     setting = synthesis_setting(f, {}, schedule=window_schedule(cell, f.s0 * f.s0_scale))
     out = synthesize(state.score_model, state.guide, state.maps, setting, state.indices,
                      (ctx.spec.seed, "semantic-window"), f.batch_size, ctx.device)

@@ -33,7 +33,7 @@ def run_cell(ctx, state, cell, run):
     if model.meta["noise_encoding"] != cell["encoding"]:
         raise RuntimeError(f"model {model.name} is conditioned on {model.meta['noise_encoding']}, "
                            f"not {cell['encoding']}")
-    history = model.meta["history"][: Fixed.model_validate(ctx.spec.fixed).epochs]
+    history = model.meta["history"][: ctx.fixed.epochs]
     curve = [h.get("val_miou") for h in history]
     best = max(range(len(curve)), key=lambda i: curve[i])
     return {

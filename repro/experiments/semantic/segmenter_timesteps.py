@@ -21,7 +21,7 @@ class Fixed(BaseModel):
 
 
 def prepare(ctx):
-    f = Fixed.model_validate(ctx.spec.fixed)
+    f = ctx.fixed
     model = ctx.model("segmenter")
     ds = ctx.spec.dataset
     info = dataset_info(ds.name)
