@@ -268,7 +268,7 @@ def compare(spec_id: str = typer.Argument("all", help="spec id, or `all`"),
                                             "(dvc plots) of the reproduced cells at --profile"),
             profile: str = ProfileOpt) -> None:
     """The paper-vs-reproduced table: one row per published value, reproduced value per profile, verdict."""
-    from repro.commands.report import compare_command   # torch: imported when the command runs
+    from repro.commands.compare import compare_command   # torch: imported when the command runs
     compare_command(spec_id, fmt, out, metrics_dir, profile, typer.echo)
 
 

@@ -151,6 +151,14 @@ def test_a_runner_change_reruns_its_kind_specs_and_the_reports(repo):
         pytest.fail(f"dvc status names {sorted(named)}\nexpected {sorted(expected)}", pytrace=False)
 
 
+def test_a_cost_estimator_change_reruns_no_spec(repo):
+    """The estimate `repro run` prints before it starts never changes a result: a change to the
+    estimators all families share re-runs the reports (which print estimates) and no spec."""
+    named = edit_and_refingerprint(repo, "repro/experiments/cost.py")
+    if named != {"code", "reports"}:
+        pytest.fail(f"after a cost-estimator edit dvc status names {sorted(named)}", pytrace=False)
+
+
 def test_a_report_module_change_reruns_the_reports_only(repo):
     named = edit_and_refingerprint(repo, "repro/experiments/score/report_snr_sweep.py")
     if named != {"code", "reports"}:
@@ -161,10 +169,12 @@ def test_a_shared_sampler_change_reruns_the_specs_whose_runners_use_it(repo):
     """repro/sampling/sde_solvers.py (Euler-Maruyama, Milstein): no trainer imports it. Read from
     the code, not from the closures (that would check the closures against themselves): only
     repro/experiments/score/sampling.py imports it (`run_setting`, the score kinds' sampler dispatch),
-    and the score family's runners use that: sampler_comparison (sampler_table, milstein_study),
-    class_conditional (sec5_1_digits), snr_sweep (snr_study). `reports` may or may not draw on it
-    (whether a kind's report module imports its sampling code): left out of the comparison."""
-    expected_specs = {"sampler_table", "milstein_study", "sec5_1_digits", "snr_study"}
+    and of the score family's runners sampler_comparison (sampler_table, milstein_study) and
+    snr_sweep (snr_study) use that, through score/evaluation.py and score/sampler_settings.py;
+    class_conditional (sec5_1_digits) samples with repro.sampling.predictor_corrector directly.
+    `reports` may or may not draw on it (whether a kind's report module imports its sampling code):
+    left out of the comparison."""
+    expected_specs = {"sampler_table", "milstein_study", "snr_study"}
     named = edit_and_refingerprint(repo, "repro/sampling/sde_solvers.py")
     assert not {s for s in named if s.startswith("train_")}, f"training stages named: {sorted(named)}"
     others = named - {"code", "reports"}

@@ -28,7 +28,8 @@ _HEAVY_VERB = "a heavy verb's module is loaded when the verb runs: `repro --help
 LOCAL_IMPORTS_ALLOWED: dict[tuple[str, str], str] = {
     ("repro/cli.py", module): _HEAVY_VERB
     for module in ("repro.plan", *(f"repro.commands.{verb}" for verb in (
-        "run", "sweep", "train", "evaluate", "sample_semantic", "sample_ddpm", "doctor", "report", "dvc")))
+        "run", "sweep", "train", "evaluate", "sample_semantic", "sample_ddpm", "doctor", "report", "compare",
+        "dvc")))
 }
 
 

@@ -349,8 +349,9 @@ def test_stage_dependencies_are_narrow():
     assert "repro/experiments/semantic/report_segmenter_timesteps.py" in code["reports"]
     assert "repro/experiments/semantic/segmenter_timesteps.py" not in code["reports"]
     # What the stage's commands run, read from cli.py per command (cli.py only parses: no dependency);
-    # the modules loaded by name: the kind's cost module (`repro run` estimates first), the trainer
-    # that rebuilds each model it loads; a training stage: its trainer and its learners' trainers.
+    # the modules loaded by name: the kind's runner, the trainer that rebuilds each model it loads; a
+    # training stage: its trainer and its learners' trainers. `repro run` runs the cost estimate too,
+    # but it changes no result: not a spec stage's code (the reports print it: theirs).
     assert "repro.commands.run" in command_modules("run")
     assert {"repro/engine/run.py", "repro/plan/__init__.py", "repro/experiments/__init__.py"} <= set(
         code_closure("repro/commands/run.py"))
@@ -359,6 +360,14 @@ def test_stage_dependencies_are_narrow():
     assert "repro/trainers/noisy_segmenter.py" in code["train_noisy_unet"]
     assert {"repro/trainers/discriminator.py", "repro/trainers/edm.py"} <= set(code["train_discriminator_digits"])
     assert all("repro/cli.py" not in files for files in code.values())
+    cost = {"repro/plan/__init__.py", "repro/plan/training.py", "repro/experiments/cost.py",
+            "repro/experiments/semantic/cost.py", "repro/work.py"}
+    assert not cost & deps and cost <= set(code["reports"])
+    # Only the trainers of its own models (plan/training.py, which imports every trainer, is cost code).
+    assert {f for f in deps if f.startswith("repro/trainers/") and f.count("/") == 2} == {
+        "repro/trainers/__init__.py", "repro/trainers/ensure.py", "repro/trainers/weights.py",
+        "repro/trainers/noisy_segmenter.py"}   # fig5_9 names one model, noisy_unet (a noisy_segmenter)
+    assert not any(f.startswith("repro/sweeps/") for f in deps)   # `repro compare` is not `repro report`
 
 
 def test_a_model_stage_depends_on_the_yaml_of_its_base(tmp_path, monkeypatch):

@@ -9,18 +9,24 @@ the stages of the specs that use it):
 - the modules that its commands (`repro VERB ...`, read from the stage's cmd) use in repro/cli.py:
   the names the command's function refers to, not everything cli.py imports (cli.py itself only
   parses and calls: it is no dependency);
-- the modules loaded by name at run time, from the registries: a spec's runner and cost modules
-  (repro.experiments.KINDS: `repro run` estimates the cost first), the trainers of the models it
+- the modules loaded by name at run time, from the registries: a spec's runner module
+  (repro.experiments.KINDS), the trainers of the models it
   loads (repro.trainers.MODEL_KINDS: a trained model is rebuilt by its trainer's `build_net`);
   a training stage's trainer and those of the models it learns from; every kind's report module
   for `reports`;
 - each of those with every repro module it imports, transitively (function-level imports too,
   and the package __init__ files on the way), the dataset loaders left out: the data registry
-  imports them all, a stage depends on the code of its own datasets only.
+  imports them all, a stage depends on the code of its own datasets only;
+- not the cost estimate (COST_ONLY): `repro run` estimates the run's cost before it starts, but the
+  estimate never changes a result (repro.plan.run_guard prints it, or refuses to start on a terminal
+  without --yes, and catches every error of its own), so a spec stage does not re-run when the cost
+  code changes. The reports print the estimates: their stage depends on it, every kind's cost
+  module included (loaded by name, like the report modules).
 """
 from __future__ import annotations
 
 import ast
+import fnmatch
 import hashlib
 import shlex
 from functools import lru_cache
@@ -37,6 +43,9 @@ from repro.trainers import trainer_file
 
 FINGERPRINTS_DIR = "fingerprints"
 CLI = "repro/cli.py"
+# The cost-before-the-run code (plan/, the work units, each family's cost estimators), which a spec
+# stage runs but whose output is no result: left out of the spec stages' code (module docstring).
+COST_ONLY = ("repro/plan/*", "repro/work.py", "repro/experiments/cost.py", "repro/experiments/*/cost.py")
 
 
 def _module_file(root: Path, dotted: str) -> Path | None:
@@ -85,9 +94,10 @@ def _dataset_files() -> dict[str, str]:
     return {name: Path(m.__file__).resolve().relative_to(root).as_posix() for name, m in DATASET_MODULES.items()}
 
 
-def code_closure(*entry: str) -> list[str]:
+def code_closure(*entry: str, leave_out: tuple[str, ...] = ()) -> list[str]:
     """Repo-relative .py files of the repro package that the entry files import, transitively
-    (package __init__ files included, the dataset loaders excluded: see dataset_code)."""
+    (package __init__ files included, the dataset loaders excluded: see dataset_code); files
+    matching a `leave_out` pattern (fnmatch) are neither listed nor followed."""
     root = repo_root()
     loaders = set(_dataset_files().values())
     seen: set[str] = set()
@@ -95,7 +105,7 @@ def code_closure(*entry: str) -> list[str]:
     while todo:
         path = todo.pop()
         rel = path.relative_to(root).as_posix()
-        if rel in seen:
+        if rel in seen or any(fnmatch.fnmatchcase(rel, pattern) for pattern in leave_out):
             continue
         seen.add(rel)
         parts = path.relative_to(root).parts
@@ -177,12 +187,13 @@ def command_verbs(commands: Iterable[str]) -> list[str]:
     return verbs
 
 
-def commands_code(commands: Iterable[str], *loaded: str) -> list[str]:
+def commands_code(commands: Iterable[str], *loaded: str, leave_out: tuple[str, ...] = ()) -> list[str]:
     """The files that the stage's commands run: what their verbs use in cli.py, the modules `loaded`
-    by name at run time (repo-relative files), and everything those import."""
+    by name at run time (repo-relative files), and everything those import (but `leave_out`)."""
     root = repo_root()
     entry = {_module_file(root, m) for verb in command_verbs(commands) for m in command_modules(verb)}
-    return code_closure(*sorted({p.relative_to(root).as_posix() for p in entry if p is not None} | set(loaded)))
+    return code_closure(*sorted({p.relative_to(root).as_posix() for p in entry if p is not None} | set(loaded)),
+                        leave_out=leave_out)
 
 
 # --- per stage ----------------------------------------------------------------------------------
@@ -204,11 +215,12 @@ def stage_code(profile: str) -> dict[str, list[str]]:
         out[f"train_{m}"] = sorted(set(commands_code([train_command(m)], *trainers)) | set(data))
     for s in specs:
         kind = kind_files(resolve_spec(s, profile).spec.kind)
-        loaded = [kind["runner"], kind["cost"], *_trainers(spec_models(s, profile), profile)]
+        loaded = [kind["runner"], *_trainers(spec_models(s, profile), profile)]
         data = dataset_code(spec_datasets(s, profile))
-        out[s] = sorted(set(commands_code(spec_commands(s, profile), *loaded)) | set(data))
+        out[s] = sorted(set(commands_code(spec_commands(s, profile), *loaded, leave_out=COST_ONLY)) | set(data))
     kinds = sorted({resolve_spec(s, profile).spec.kind for s in specs})
-    out["reports"] = commands_code(reports_commands(), *[kind_files(k)["report"] for k in kinds])
+    # Each report shows the kind's paper-scale cost estimate (repro.plan, through its cost module).
+    out["reports"] = commands_code(reports_commands(), *[kind_files(k)[m] for k in kinds for m in ("report", "cost")])
     return out
 
 

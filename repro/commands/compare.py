@@ -1,0 +1,32 @@
+"""`repro compare`: the paper-vs-reproduced table (csv | md | json), or each spec's metrics files for
+DVC (`--metrics-dir`). Apart from `repro report`, so that a spec stage, which runs it, does not
+depend on the sweeps' report code."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+from repro.atomic import atomic_write_text
+from repro.commands.specs import spec_ids
+from repro.errors import UserError
+from repro.reporting import comparison
+from repro.specs import PROFILES
+
+
+def compare_command(spec_arg: str, fmt: str, out: str | None, metrics_dir: str | None, profile: str,
+                    echo: Callable[..., None]) -> None:
+    ids = spec_ids(spec_arg)
+    if metrics_dir is not None:
+        if profile not in PROFILES:
+            raise UserError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
+        for i in ids:
+            for path in comparison.write_metrics(i, profile, Path(metrics_dir)):
+                echo(str(path))
+        return
+    if fmt not in comparison.FORMATS:
+        raise UserError(f"--format {fmt!r}: choose one of {', '.join(comparison.FORMATS)}")
+    text = comparison.FORMATS[fmt](comparison.comparison_rows(ids))
+    if out is None:
+        echo(text, nl=False)
+    else:
+        atomic_write_text(Path(out), text)
