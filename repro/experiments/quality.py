@@ -10,7 +10,8 @@ import torch
 from repro.data import load_dataset, stack
 from repro.errors import UserError
 from repro.metrics.by_name import FRECHET_METRICS, FrechetFeatures, frechet_features
-from repro.metrics.frechet import feature_statistics, frechet_distance
+from repro.metrics.frechet import feature_statistics, frechet_distance, frechet_replicates
+from repro.metrics.spread import resample_indices
 from repro.nets.evaluator import DigitsClassifier
 
 
@@ -28,6 +29,14 @@ class FrechetScorer:
     def __call__(self, fake: torch.Tensor) -> float:
         mu, sigma = feature_statistics(self.features(fake), self.allow)
         return float(frechet_distance(self.mu, self.sigma, mu, sigma))
+
+    def with_replicates(self, fake: torch.Tensor) -> tuple[float, list[float]]:
+        """(the distance, its replicates over the shared paired resamples of the fake samples):
+        what a cell stores as `<name>` and `<name>_boot` for the claims engine (repro.claims)."""
+        feats = self.features(fake)
+        mu, sigma = feature_statistics(feats, self.allow)
+        value = float(frechet_distance(self.mu, self.sigma, mu, sigma))
+        return value, frechet_replicates(feats, self.mu, self.sigma, resample_indices(int(feats.shape[0])))
 
     @torch.no_grad()
     def class_statistics(self, fake: torch.Tensor) -> dict[str, float]:

@@ -105,7 +105,7 @@ def resolve_spec(spec_id: str, profile: str = DEFAULT_PROFILE, overrides: dict[s
             raise UserError(f"--set models.{role}.{next(iter(settings))}: spec {spec_id} has no model role "
                             f"{role!r}; its roles: {roles}")
         resolve_model(spec.models[role], profile, settings)   # type-checks the settings now
-    hashed = spec.model_dump(mode="json", exclude={"title", "description", "paper", "profiles"})
+    hashed = spec.model_dump(mode="json", exclude={"title", "description", "paper", "external", "claims", "profiles"})
     if per_role:   # a model setting changes the results: another hash (none: the hash as before)
         hashed["model_overrides"] = per_role
     return ResolvedSpec(profile=profile, overrides=overrides, data=merged,

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 PROFILES = ("test", "smoke", "paper")
 DEFAULT_PROFILE = "smoke"
@@ -46,6 +46,89 @@ class PaperValues(StrictModel):
     notes: str | None = None
 
 
+CLAIM_KINDS = ("trend", "better", "rank", "ratio", "threshold", "equal", "gain_contrast")
+RESAMPLE_UNITS = ("samples", "maps", "images", "seeds", "repeats", "none")
+
+
+class ClaimPlace(StrictModel):
+    """Where a claim stands: the document file, its section / table / figure, and the line range
+    of the quoted words in the document text (1-based, inclusive)."""
+    document: str
+    section: str | None = None
+    table: str | None = None
+    figure: str | None = None
+    lines: tuple[int, int]
+
+
+class CellSelector(StrictModel):
+    """The cells a side of a claim takes: grid values (`where`; a list means any of them), from
+    this spec or another (`spec`); several matching cells are reduced by `pick` in every resample
+    (min / max: the best setting of a group, chosen again in each resample, so the selection is
+    part of the spread)."""
+    spec: str | None = None
+    where: dict[str, Any] = Field(default_factory=dict)
+    pick: Literal["only", "min", "max"] = "only"
+
+
+class Claim(StrictModel):
+    """One claim of a document that a spec checks (judged by repro.claims, DESIGN.md).
+
+    kinds: `trend` (metric over grid key `over` in `cells`, Spearman rho, `direction`
+    increasing / decreasing); `better` (metric of `a` vs `b`, `direction` lower / higher: a is
+    claimed lower / higher), per group of `across` keys; `rank` (`a` has rank `rank` among `cells`
+    by `among`, 1 = best, `direction` lower / higher is better); `ratio` (a / b within a factor
+    `within` of `published`); `threshold` (a above / below `value`, `direction` higher / lower);
+    `equal` (|a - b| <= `within`); `gain_contrast` (the relative change a vs b is lower / higher
+    than c vs d: `direction`)."""
+    id: str = Field(pattern=r"^[a-z0-9_]+$")
+    quote: str = Field(min_length=8)
+    place: ClaimPlace
+    kind: Literal[CLAIM_KINDS]  # type: ignore[valid-type]
+    metric: str
+    direction: Literal["increasing", "decreasing", "lower", "higher"] | None = None
+    unit: Literal[RESAMPLE_UNITS]  # type: ignore[valid-type]
+    claim: str = Field(min_length=8, description="the claim in the suite's words: what is compared here")
+    over: str | None = None
+    among: str | None = None
+    cells: CellSelector | None = None
+    a: CellSelector | None = None
+    b: CellSelector | None = None
+    c: CellSelector | None = None
+    d: CellSelector | None = None
+    across: list[str] = Field(default_factory=list)
+    rank: int | None = Field(default=None, ge=1)
+    value: float | None = None
+    published: float | None = None
+    within: float | None = Field(default=None, gt=0)
+    profiles: list[Literal["test", "smoke", "paper"]] = Field(default_factory=lambda: ["test", "smoke", "paper"])
+    note: str | None = None
+
+    @model_validator(mode="after")
+    def _complete(self) -> "Claim":
+        need = {"trend": ("over", "direction"), "better": ("a", "b", "direction"),
+                "rank": ("a", "among", "rank", "direction"), "ratio": ("a", "b", "published", "within"),
+                "threshold": ("a", "value", "direction"), "equal": ("a", "b", "within"),
+                "gain_contrast": ("a", "b", "c", "d", "direction")}[self.kind]
+        missing = [k for k in need if getattr(self, k) is None]
+        if missing:
+            raise ValueError(f"claim {self.id}: a {self.kind} claim needs {', '.join(missing)}")
+        if self.kind == "trend" and self.direction not in ("increasing", "decreasing"):
+            raise ValueError(f"claim {self.id}: a trend's direction is increasing or decreasing")
+        if self.kind != "trend" and self.direction in ("increasing", "decreasing"):
+            raise ValueError(f"claim {self.id}: direction is lower or higher for a {self.kind} claim")
+        if self.place.lines[0] > self.place.lines[1]:
+            raise ValueError(f"claim {self.id}: place.lines must be [first, last]")
+        return self
+
+
+class ExternalReference(StrictModel):
+    """Values from outside the five documents, shown for context with their full citation and
+    never judged as the documents' numbers."""
+    citation: str
+    cells: list[dict[str, Any]] = Field(default_factory=list)
+    notes: str | None = None
+
+
 class Spec(StrictModel):
     id: str
     title: str
@@ -58,8 +141,18 @@ class Spec(StrictModel):
     grid: dict[str, list[Any]] = Field(default_factory=dict)
     metrics: list[str] = Field(default_factory=list)
     paper: PaperValues = Field(default_factory=PaperValues)
+    external: ExternalReference | None = None
+    claims: list[Claim] = Field(default_factory=list)
     seed: int = 0
     profiles: dict[Literal["test", "smoke", "paper"], dict[str, Any]] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _unique_claims(self) -> "Spec":
+        ids = [c.id for c in self.claims]
+        dup = sorted({i for i in ids if ids.count(i) > 1})
+        if dup:
+            raise ValueError(f"claim ids must be unique within a spec: {', '.join(dup)}")
+        return self
 
 
 class ModelConfig(StrictModel):
