@@ -25,9 +25,14 @@ from repro.specs.documents import (
 from repro.specs.overrides import parse_set, profile_document
 from repro.specs.resolve import ResolvedModel, ResolvedSpec, resolve_model, resolve_spec
 from repro.specs.schema import (
+    CLAIM_KINDS,
     DEFAULT_PROFILE,
     PROFILES,
+    CellSelector,
+    Claim,
+    ClaimPlace,
     DatasetSpec,
+    ExternalReference,
     ModelConfig,
     PaperValues,
     Source,
@@ -37,7 +42,7 @@ from repro.specs.schema import (
 )
 
 __all__ = [
-    "DEFAULT_PROFILE", "ID_RE", "PROFILES", "DatasetSpec", "ModelConfig", "PaperValues", "ResolvedModel",
+    "CLAIM_KINDS", "CellSelector", "Claim", "ClaimPlace", "ExternalReference", "DEFAULT_PROFILE", "ID_RE", "PROFILES", "DatasetSpec", "ModelConfig", "PaperValues", "ResolvedModel",
     "ResolvedSpec", "Source", "Spec", "StrictModel", "cell_key", "check_id", "experiments_dir", "grid_cells",
     "list_model_ids", "list_spec_ids", "load_model_document", "load_spec", "load_yaml", "match_cell",
     "model_base_chain", "parse_set", "profile_document", "repo_root", "resolve_model", "resolve_spec",

@@ -5,6 +5,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from repro.specs.references import reference
+
 PROFILES = ("test", "smoke", "paper")
 DEFAULT_PROFILE = "smoke"
 
@@ -20,7 +22,8 @@ class Source(StrictModel):
     section: str | None = None
 
     def cite(self) -> str:
-        parts = [self.document]
+        ref = reference(self.document)
+        parts = [f"{ref.short}, {ref.title} ({self.document})" if ref else self.document]
         if self.table:
             parts.append(f"Tab. {self.table}")
         if self.figure:

@@ -1,0 +1,300 @@
+"""The one verdict engine: a document's claim (a spec's `claims:` entry) judged on cell results
+against the spread the suite measures.
+
+The rule (README "How to read a verdict"): the claim's comparison is recomputed on
+RESAMPLES = 1000 paired resamples of the units its cells store (maps, images, samples: the
+`<metric>_per_sample` values or the runner's `<metric>_boot` replicates; seeds / repeats: the
+`<metric>_runs` values). Replicate j of every cell resamples the same units (index set j of
+repro.metrics.spread.resample_indices), so cells that share their maps or latents are compared
+pair by pair. `share` is the fraction of resamples in which the comparison comes out as claimed:
+
+    held           share >= 0.9
+    did not hold   share <= 0.1
+    inconclusive   otherwise, and whenever a cell stores no spread for the metric
+    not judged     a cell or metric the claim needs was not measured at this profile
+
+Unit `none` marks a measurement without sampling noise (peak memory): its point value decides,
+share 1 or 0. With `across`, the claim is judged in every group of those grid keys: held when
+every group held, did not hold when any group did not hold, else inconclusive; `share` is then the
+fraction of resamples in which every group agrees at once.
+
+Pure functions on cell records ({"cell", "values", "extra"} dicts, as repro.results reads them);
+nothing here reads files or imports a runner.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from repro.metrics.spread import RESAMPLES, bootstrap_means
+from repro.specs import CellSelector, Claim
+
+HELD_SHARE = 0.9          # held when at least this share of resamples agrees with the claim
+INTERVAL = (5.0, 95.0)    # the percentiles of the resampled effect shown beside it
+SEED_UNITS = ("seeds", "repeats")
+
+Records = Sequence[Mapping[str, Any]]
+
+
+class NotJudged(Exception):
+    """A cell or a metric the claim needs is missing at this profile (the message says which)."""
+
+
+@dataclass(frozen=True)
+class Measured:
+    """One cell's (or one picked side's) metric: its value and its aligned resampled replicates."""
+    point: float
+    reps: np.ndarray | None     # [RESAMPLES], or None: no spread stored
+    n_units: int | None
+
+
+@dataclass(frozen=True)
+class Verdict:
+    verdict: str                       # held | did not hold | inconclusive | not judged
+    effect: float | None               # the claim's statistic on the cells' values
+    interval: tuple[float, float] | None
+    share: float | None                # fraction of resamples agreeing with the claim
+    unit: str
+    n_units: int | None
+    n_resamples: int
+    detail: str
+    groups: tuple[tuple[str, "Verdict"], ...] = field(default_factory=tuple)
+
+
+def word(share: float) -> str:
+    """The verdict a share of agreeing resamples carries."""
+    if share >= HELD_SHARE:
+        return "held"
+    if share <= 1 - HELD_SHARE:
+        return "did not hold"
+    return "inconclusive"
+
+
+# ---- reading a cell's metric -----------------------------------------------------------------------
+
+def _number(v: Any) -> float | None:
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return None
+    return None if math.isnan(v) else float(v)
+
+
+def measure(record: Mapping[str, Any], metric: str, unit: str) -> Measured:
+    """The metric of one cell record with the replicates its `unit` calls for."""
+    values, extra = record.get("values") or {}, record.get("extra") or {}
+    point = _number(values.get(metric, extra.get(metric)))
+    label = _label(record.get("cell") or {})
+    if unit in SEED_UNITS:
+        runs = extra.get(f"{metric}_runs")
+        if isinstance(runs, list) and runs:
+            point = float(np.mean(runs)) if point is None else point
+            return Measured(point, bootstrap_means(runs) if len(runs) > 1 else None, len(runs))
+    elif unit != "none":
+        boot = extra.get(f"{metric}_boot")
+        if isinstance(boot, list) and len(boot) >= RESAMPLES:
+            return _need(point, metric, label, Measured(point, np.asarray(boot[:RESAMPLES], float),
+                                                        extra.get("resample_n")))
+        per = extra.get(f"{metric}_per_sample")
+        if isinstance(per, list) and per:
+            point = float(np.mean(per)) if point is None else point
+            return Measured(point, bootstrap_means(per) if len(per) > 1 else None, len(per))
+    return _need(point, metric, label, Measured(point, None, None))  # type: ignore[arg-type]
+
+
+def _need(point: float | None, metric: str, label: str, m: Measured) -> Measured:
+    if point is None:
+        raise NotJudged(f"{metric} not measured in cell {label}")
+    return m
+
+
+def _label(cell: Mapping[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in cell.items()) or "(the only cell)"
+
+
+# ---- selecting cells -------------------------------------------------------------------------------
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):
+        return math.isclose(float(a), float(b), rel_tol=1e-9, abs_tol=1e-12)
+    return a == b
+
+
+def _matches(cell: Mapping[str, Any], where: Mapping[str, Any]) -> bool:
+    for key, want in where.items():
+        if key not in cell:
+            return False
+        options = want if isinstance(want, list) else [want]
+        if not any(_same(cell[key], w) for w in options):
+            return False
+    return True
+
+
+def select(cells_by_spec: Mapping[str, Records], spec_id: str, selector: CellSelector | None,
+           group: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The records a selector names within one group (grid values of the `across` keys)."""
+    spec = (selector.spec if selector else None) or spec_id
+    where = dict(selector.where) if selector else {}
+    if spec not in cells_by_spec:
+        raise NotJudged(f"no results of spec {spec}")
+    own_group = {k: v for k, v in group.items() if k not in where}
+    return [r for r in cells_by_spec[spec] if _matches(r.get("cell") or {}, where)
+            and _matches(r.get("cell") or {}, own_group)]
+
+
+def side(cells_by_spec: Mapping[str, Records], spec_id: str, selector: CellSelector, group: Mapping[str, Any],
+         metric: str, unit: str, name: str) -> Measured:
+    """One side of a comparison: its single cell, or the best of several (pick min / max), re-picked in
+    every resample so that the choice is part of the spread."""
+    records = select(cells_by_spec, spec_id, selector, group)
+    if not records:
+        raise NotJudged(f"no finished cell matches {name} ({_label(selector.where)}"
+                        + (f"; {_label(group)}" if group else "") + ")")
+    if len(records) > 1 and selector.pick == "only":
+        raise NotJudged(f"{name} matches {len(records)} cells; the claim needs pick: min or max")
+    ms = [measure(r, metric, unit) for r in records]
+    if len(ms) == 1:
+        return ms[0]
+    choose = np.min if selector.pick == "min" else np.max
+    points = [m.point for m in ms]
+    reps = None if any(m.reps is None for m in ms) else choose(np.stack([m.reps for m in ms]), axis=0)
+    return Measured(float(choose(points)), reps, ms[0].n_units)
+
+
+# ---- the comparison kinds: (point statistic, replicated statistic, agreement) ---------------------
+
+def _sign(claim: Claim) -> int:
+    return 1 if claim.direction in ("higher", "increasing") else -1
+
+
+def _spearman(x: np.ndarray, ys: np.ndarray) -> np.ndarray:
+    """Spearman's rho of x [k] with each row of ys [b, k] (average ranks for ties)."""
+    from scipy.stats import rankdata
+
+    rx = rankdata(x)
+    ry = rankdata(ys, axis=1)
+    rx, ry = rx - rx.mean(), ry - ry.mean(axis=1, keepdims=True)
+    den = np.sqrt((rx**2).sum() * (ry**2).sum(axis=1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, (ry * rx).sum(axis=1) / np.where(den > 0, den, 1), 0.0)
+
+
+def _stack(ms: list[Measured]) -> tuple[np.ndarray, np.ndarray | None]:
+    points = np.array([m.point for m in ms], float)
+    reps = None if any(m.reps is None for m in ms) else np.stack([m.reps for m in ms], axis=1)
+    return points, reps
+
+
+def _judge_group(claim: Claim, cells_by_spec: Mapping[str, Records], spec_id: str, group: Mapping[str, Any]):
+    """(effect, replicated effects or None, agreement of the point, agreement per replicate or None, n_units)."""
+    m, unit, s = claim.metric, claim.unit, _sign(claim)
+    get = lambda sel, name: side(cells_by_spec, spec_id, sel, group, m, unit, name)  # noqa: E731
+    if claim.kind in ("trend", "rank"):
+        records = select(cells_by_spec, spec_id, claim.cells, group)
+        key = claim.over if claim.kind == "trend" else claim.among
+        records = [r for r in records if key in (r.get("cell") or {})]
+        if len(records) < 2:
+            raise NotJudged(f"{len(records)} finished cell(s) over {key}; a {claim.kind} needs two or more")
+        records = sorted(records, key=lambda r: r["cell"][key])
+        ms = [measure(r, m, unit) for r in records]
+        points, reps = _stack(ms)
+        if claim.kind == "trend":
+            x = np.array([float(r["cell"][key]) for r in records])
+            eff, effs = float(_spearman(x, points[None])[0]), None if reps is None else _spearman(x, reps)
+            return eff, effs, s * eff > 0, None if effs is None else s * effs > 0, ms[0].n_units
+        idx = next((i for i, r in enumerate(records) if _matches(r["cell"], claim.a.where)), None)
+        if idx is None:
+            raise NotJudged(f"the ranked row a ({_label(claim.a.where)}) is not among the cells over {key}")
+        def rank_of(v: np.ndarray) -> np.ndarray:   # 1 + rows strictly better than row idx
+            better = v < v[..., [idx]] if s < 0 else v > v[..., [idx]]
+            return 1 + better.sum(axis=-1)
+        eff = float(rank_of(points[None])[0])
+        effs = None if reps is None else rank_of(reps).astype(float)
+        return eff, effs, eff == claim.rank, None if effs is None else effs == claim.rank, ms[0].n_units
+    a = get(claim.a, "a")
+    if claim.kind == "threshold":
+        eff, effs = a.point, a.reps
+        agree = lambda v: s * (v - claim.value) > 0  # noqa: E731
+        return eff, effs, bool(agree(eff)), None if effs is None else agree(effs), a.n_units
+    b = get(claim.b, "b")
+    both = a.reps is not None and b.reps is not None
+    if claim.kind == "better":
+        eff, effs = a.point - b.point, (a.reps - b.reps) if both else None
+        agree = lambda v: s * v > 0  # noqa: E731
+    elif claim.kind == "equal":
+        eff, effs = a.point - b.point, (a.reps - b.reps) if both else None
+        agree = lambda v: np.abs(v) <= claim.within  # noqa: E731
+    elif claim.kind == "ratio":
+        with np.errstate(divide="ignore", invalid="ignore"):
+            eff, effs = a.point / b.point, (a.reps / b.reps) if both else None
+        agree = lambda v: np.abs(np.log(np.abs(v) / claim.published)) <= math.log(max(claim.within, 1 / claim.within))  # noqa: E731
+    else:  # gain_contrast: relative change a vs b against c vs d
+        c, d = get(claim.c, "c"), get(claim.d, "d")
+        eff = (a.point - b.point) / b.point - (c.point - d.point) / d.point
+        four = both and c.reps is not None and d.reps is not None
+        effs = ((a.reps - b.reps) / b.reps - (c.reps - d.reps) / d.reps) if four else None
+        agree = lambda v: s * v > 0  # noqa: E731
+    return float(eff), effs, bool(agree(eff)), None if effs is None else agree(effs), a.n_units
+
+
+# ---- the verdict -----------------------------------------------------------------------------------
+
+def groups_of(claim: Claim, cells_by_spec: Mapping[str, Records], spec_id: str) -> list[dict[str, Any]]:
+    """The distinct values of the `across` keys among the cells the claim reads (one empty group without)."""
+    if not claim.across:
+        return [{}]
+    first = claim.cells if claim.kind in ("trend", "rank") else claim.a
+    seen: list[dict[str, Any]] = []
+    for r in select(cells_by_spec, spec_id, first, {}):
+        cell = r.get("cell") or {}
+        if all(k in cell for k in claim.across):
+            g = {k: cell[k] for k in claim.across}
+            if g not in seen:
+                seen.append(g)
+    if not seen:
+        raise NotJudged(f"no finished cell has the grid keys {', '.join(claim.across)}")
+    return sorted(seen, key=lambda g: [str(type(v)) + repr(v) if not isinstance(v, (int, float)) else f"{v:020.9f}"
+                                       for v in g.values()])
+
+
+def _one(claim: Claim, eff: float, effs, point_ok: bool, agree, n_units) -> Verdict:
+    if claim.unit == "none":
+        share = 1.0 if point_ok else 0.0
+        return Verdict(word(share), eff, None, share, "none", None, 0,
+                       "a measurement without sampling noise: its value decides")
+    if effs is None or agree is None:
+        return Verdict("inconclusive", eff, None, None, claim.unit, n_units, 0,
+                       f"no spread measured: the cells store no per-{claim.unit.rstrip('s')} values of {claim.metric}")
+    finite = np.isfinite(effs)
+    lo, hi = (np.percentile(effs[finite], INTERVAL) if finite.any() else (math.nan, math.nan))
+    share = float(np.mean(agree))
+    return Verdict(word(share), eff, (float(lo), float(hi)), share, claim.unit, n_units, len(effs),
+                   f"{share:.0%} of {len(effs)} paired resamples of the {claim.unit} agree")
+
+
+def judge(claim: Claim, cells_by_spec: Mapping[str, Records], spec_id: str) -> Verdict:
+    """The verdict on one claim from the cell records of its spec (and of the specs it names)."""
+    try:
+        groups = groups_of(claim, cells_by_spec, spec_id)
+        judged = [(g, _judge_group(claim, cells_by_spec, spec_id, g)) for g in groups]
+    except NotJudged as e:
+        return Verdict("not judged", None, None, None, claim.unit, None, 0, str(e))
+    verdicts = [(g, _one(claim, *j)) for g, j in judged]
+    if len(verdicts) == 1 and not claim.across:
+        return verdicts[0][1]
+    words = [v.verdict for _, v in verdicts]
+    overall = ("held" if all(w == "held" for w in words) else
+               "did not hold" if "did not hold" in words else "inconclusive")
+    agrees = [j[3] for _, j in judged]
+    joint = (None if claim.unit == "none" or any(a is None for a in agrees)
+             else float(np.mean(np.logical_and.reduce(np.stack(agrees)))))
+    if claim.unit == "none":
+        joint = float(all(j[2] for _, j in judged))
+    effects = [v.effect for _, v in verdicts if v.effect is not None and math.isfinite(v.effect)]
+    counts = ", ".join(f"{words.count(w)} {w}" for w in ("held", "did not hold", "inconclusive") if w in words)
+    return Verdict(overall, float(np.median(effects)) if effects else None, None, joint, claim.unit,
+                   verdicts[0][1].n_units, verdicts[0][1].n_resamples,
+                   f"{len(verdicts)} groups of {', '.join(claim.across)}: {counts}; effect: the median over groups",
+                   tuple((_label(g), v) for g, v in verdicts))
