@@ -266,10 +266,12 @@ def compare(spec_id: str = typer.Argument("all", help="spec id, or `all`"),
             metrics_dir: Optional[str] = typer.Option(
                 None, "--metrics-dir", help="instead: write DIR/<spec>.json (dvc metrics) and DIR/<spec>.csv "
                                             "(dvc plots) of the reproduced cells at --profile"),
+            claims: bool = typer.Option(False, "--claims", help="instead: the documents' claims, one row per "
+                                                               "claim and profile, judged by repro.claims"),
             profile: str = ProfileOpt) -> None:
     """The paper-vs-reproduced table: one row per published value, reproduced value per profile, verdict."""
     from repro.commands.compare import compare_command   # torch: imported when the command runs
-    compare_command(spec_id, fmt, out, metrics_dir, profile, typer.echo)
+    compare_command(spec_id, fmt, out, metrics_dir, profile, typer.echo, claims=claims)
 
 
 @app.command()

@@ -9,13 +9,23 @@ from typing import Callable
 from repro.atomic import atomic_write_text
 from repro.commands.specs import spec_ids
 from repro.errors import UserError
+from repro.reporting import claims as claim_table
 from repro.reporting import comparison
 from repro.specs import PROFILES
 
 
 def compare_command(spec_arg: str, fmt: str, out: str | None, metrics_dir: str | None, profile: str,
-                    echo: Callable[..., None]) -> None:
+                    echo: Callable[..., None], claims: bool = False) -> None:
     ids = spec_ids(spec_arg)
+    if claims:   # the documents' claims judged by repro.claims (reports/claims.csv)
+        if fmt not in claim_table.FORMATS:
+            raise UserError(f"--format {fmt!r}: choose one of {', '.join(claim_table.FORMATS)}")
+        text = claim_table.FORMATS[fmt](claim_table.claim_rows(ids))
+        if out is None:
+            echo(text, nl=False)
+        else:
+            atomic_write_text(Path(out), text)
+        return
     if metrics_dir is not None:
         if profile not in PROFILES:
             raise UserError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")

@@ -125,4 +125,5 @@ def train_command(model: str) -> str:
 
 
 def reports_commands() -> list[str]:
-    return [_timed("reports", "repro report all"), "repro compare all --out reports/comparison.csv"]
+    return [_timed("reports", "repro report all"), "repro compare all --out reports/comparison.csv",
+            "repro compare all --claims --out reports/claims.csv"]

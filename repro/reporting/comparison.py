@@ -25,9 +25,9 @@ import math
 from pathlib import Path
 from typing import Any
 
-from repro import results
 from repro.atomic import atomic_write_text
-from repro.reporting.render import protocol_differences, resolved_for_results
+from repro.reporting.current import current_cells, resolved_for_results
+from repro.reporting.render import protocol_differences
 from repro.experiments import resolve_spec
 from repro.specs import PROFILES, cell_key, list_spec_ids, load_spec, match_cell
 
@@ -40,14 +40,6 @@ COLUMNS = ["spec", "document", "table", "figure", "section", "cell", "metric", "
 
 def _is_number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and not (isinstance(v, float) and math.isnan(v))
-
-
-def current_cells(spec_id: str, profile: str) -> list[dict[str, Any]]:
-    """The finished cells of the spec as its last run at this profile resolved it (same hash)."""
-    if not results.cells_dir(spec_id, profile).is_dir():
-        return []
-    resolved = resolved_for_results(spec_id, profile)
-    return [rec for rec in results.read_cells(spec_id, profile) if rec.get("spec_hash") == resolved.hash]
 
 
 def _split_published(cell: dict[str, Any], grid_keys: set[str]) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:

@@ -15,7 +15,10 @@ from repro import environment, results
 from repro.atomic import atomic_write_text
 from repro.errors import UserError
 from repro.experiments import report_module, resolve_spec
+from repro.reporting.current import resolved_for_results
+from repro.reporting.claims import claim_rows, index_lines, report_claims_lines
 from repro.plan.render import paper_estimate_line, report_cost_lines
+from repro.specs.references import DOCUMENTS
 from repro.specs import PROFILES, Spec, cell_key, list_spec_ids, load_spec, match_cell, resolve_model
 from repro.tracking.runs import log_to_parent_runs
 from repro.tracking.runs import report_link
@@ -141,16 +144,6 @@ def comparison_table(spec: Spec, df, metrics: list[str]) -> str:
     return _markdown(out_rows)
 
 
-def resolved_for_results(spec_id: str, profile: str):
-    """The spec as the last run at this profile resolved it, `--set` overrides included."""
-    meta = results.read_run_meta(spec_id, profile) or {}
-    overrides = meta.get("overrides") or {}
-    try:
-        return resolve_spec(spec_id, profile, overrides)
-    except UserError:  # the spec changed so that the old overrides no longer apply
-        return resolve_spec(spec_id, profile)
-
-
 def protocol_differences(spec_id: str, profile: str, overrides: dict[str, Any] | None = None) -> list[str]:
     """Where this profile's protocol differs from the paper profile's (dataset, resolution, fixed)."""
     here_resolved = resolve_spec(spec_id, profile, overrides)
@@ -262,6 +255,7 @@ def render_report(spec_id: str) -> Path:
             notes = getattr(module, "report_notes", lambda *a: [])(resolved.spec, df)
             if notes:
                 lines += ["Findings:", ""] + [f"- {n}" for n in notes] + [""]
+            lines += report_claims_lines(resolved.spec, profile)   # every verdict comes from repro.claims
     lines += [paper_estimate_line(spec_id), ""]   # the paper-scale cost (issue 13)
     # No render time and no absolute path: the same results render to the same bytes anywhere.
     lines += [f"_Rendered from `{_display_root()}/{spec_id}/` by `repro report {spec_id}`._", ""]
@@ -288,9 +282,18 @@ def render_index() -> Path:
         lines.append(f"| {spec_id} | {spec.title} | {spec.source.cite()} | {spec.kind} | "
                      + " | ".join(cols) + f" | {link} |")
     lines.append("")
+    lines += index_lines(claim_rows())
+    lines += documents_lines()
     path = out_dir / "README.md"
     atomic_write_text(path, "\n".join(lines))
     return path
+
+
+def documents_lines() -> list[str]:
+    """The five documents by author, title, year and kind (the specs cite them by file name)."""
+    lines = ["## The documents", "", "| file | reference |", "|---|---|"]
+    lines += [f"| {doc} | {ref.full()} |" for doc, ref in DOCUMENTS.items()]
+    return lines + [""]
 
 
 def attach_to_mlflow(spec_id: str, paths: list[Path]) -> list[str]:
