@@ -1,83 +1,58 @@
-"""Compare the verdict words of two sets of rendered reports: do two runs reach the same verdicts?
+"""Compare the claim verdicts of two sets of rendered reports: do two runs reach the same verdicts?
 
     python benchmarks/compare_verdicts.py REPORTS_A REPORTS_B [--quiet]
 
-REPORTS_A and REPORTS_B are `reports/` folders (of two clones after `make main`, or two
-`REPRO_REPORTS`). In every `<spec>.md` present in either folder, each line that states a verdict
-("held", "did not hold", "inconclusive", with an optional "(in part)") is a claim; claims are
-matched in their order in the file, by the text before the verdict with the numbers taken out
-(numbers may move between runs, the claim may not). With `comparison.csv` in both folders its
-`verdict` column is compared row by row too (rows keyed by spec, cell, metric).
+Each folder is a `reports/` folder (a clone's, or one written with `REPRO_REPORTS`) holding
+`claims.csv` (`repro compare all --claims`): rows are keyed by spec, claim id and profile, and
+their verdicts (held / did not hold / inconclusive / not judged / not run) compared, with the share
+of agreeing resamples beside them. `comparison.csv`'s verdict column (paper-value agreement) is
+compared row by row too, when both folders have it.
 
-Prints each claim whose verdict differs, then a summary: claims compared, equal, different,
-reports present on one side only. Exit 0 when every verdict is the same on both sides, 1 when
-any differs or a report is missing from one side, 2 on a usage error.
+Exit 0 when every verdict is the same on both sides, 1 when any differs or a claim is on one
+side only, 2 on a usage error. Used to check that a claim's verdict does not flip between two
+runs of the same commit (e.g. torch on 1 vs 2 threads, README "Verdicts across runs").
 """
 from __future__ import annotations
 
 import argparse
 import csv
-import re
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from compare_runs import folder  # noqa: E402  (the same folder argument as compare_runs.py)
 
-VERDICT = re.compile(r"\b(did not hold|inconclusive|held)\b( \(in part\))?")
-NUMBER = re.compile(r"[-+]?\d+(?:\.\d+)?(?:e[-+]?\d+)?%?")
 
-
-def claims(text: str) -> list[tuple[str, str]]:
-    """(claim with numbers masked, verdict) for each line that states a verdict, in order.
-    The verdict of a line is its last verdict phrase (a claim's text can quote the words before)."""
-    out = []
-    for line in text.splitlines():
-        found = list(VERDICT.finditer(line))
-        if not found:
-            continue
-        last = found[-1]
-        verdict = last.group(1) + (last.group(2) or "")
-        out.append((NUMBER.sub("#", line[:last.start()]).strip(), verdict))
-    return out
-
-
-def report_verdicts(folder: Path) -> dict[str, list[tuple[str, str]]]:
-    return {p.name: claims(p.read_text(encoding="utf-8")) for p in sorted(folder.glob("*.md"))
-            if p.name != "README.md"}
-
-
-def table_verdicts(folder: Path) -> dict[tuple[str, str, str], str] | None:
-    path = folder / "comparison.csv"
+def _rows(path: Path, key) -> dict | None:
     if not path.is_file():
         return None
     with path.open(newline="", encoding="utf-8") as f:
-        return {(r["spec"], r["cell"], r["metric"]): r["verdict"] for r in csv.DictReader(f)}
+        return {key(r): r for r in csv.DictReader(f)}
+
+
+def claim_verdicts(reports: Path) -> dict[tuple[str, str, str], dict]:
+    rows = _rows(reports / "claims.csv", lambda r: (r["spec"], r["claim_id"], r["profile"]))
+    if rows is None:
+        raise SystemExit(f"error: {reports}/claims.csv not found (write it with `repro compare all --claims "
+                         f"--out {reports}/claims.csv`)")
+    return rows
 
 
 def compare(dir_a: Path, dir_b: Path) -> dict:
-    a, b = report_verdicts(dir_a), report_verdicts(dir_b)
-    out: dict = {"compared": 0, "equal": 0, "differs": [], "only_a": sorted(set(a) - set(b)),
-                 "only_b": sorted(set(b) - set(a)), "per_report": {}}
-    for name in sorted(set(a) & set(b)):
-        ca, cb = a[name], b[name]
-        same = 0
-        for i in range(max(len(ca), len(cb))):
-            claim_a, verdict_a = ca[i] if i < len(ca) else ("<no claim>", "<absent>")
-            claim_b, verdict_b = cb[i] if i < len(cb) else ("<no claim>", "<absent>")
-            out["compared"] += 1
-            if verdict_a == verdict_b and claim_a == claim_b:
-                out["equal"] += 1
-                same += 1
-            else:
-                out["differs"].append((name, i + 1, claim_a, verdict_a, verdict_b))
-        out["per_report"][name] = (same, max(len(ca), len(cb)))
-    ta, tb = table_verdicts(dir_a), table_verdicts(dir_b)
+    a, b = claim_verdicts(dir_a), claim_verdicts(dir_b)
+    both = sorted(set(a) & set(b))
+    out: dict = {"compared": len(both), "only_a": sorted(set(a) - set(b)), "only_b": sorted(set(b) - set(a)),
+                 "differs": [(k, a[k]["verdict"], b[k]["verdict"], a[k]["share"], b[k]["share"]) for k in both
+                             if a[k]["verdict"] != b[k]["verdict"]],
+                 "same": [(k, a[k]["verdict"], a[k]["share"], b[k]["share"]) for k in both
+                          if a[k]["verdict"] == b[k]["verdict"]]}
+    key = lambda r: (r["spec"], r["cell"], r["metric"])  # noqa: E731
+    ta, tb = _rows(dir_a / "comparison.csv", key), _rows(dir_b / "comparison.csv", key)
     if ta is not None and tb is not None:
         rows = sorted(set(ta) | set(tb))
-        out["table"] = {"rows": len(rows),
-                        "differs": [(k, ta.get(k, "<absent>"), tb.get(k, "<absent>")) for k in rows
-                                    if ta.get(k) != tb.get(k)]}
+        get = lambda t, k: t[k]["verdict"] if k in t else "<absent>"  # noqa: E731
+        out["table"] = {"rows": len(rows), "differs": [(k, get(ta, k), get(tb, k)) for k in rows
+                                                       if get(ta, k) != get(tb, k)]}
     return out
 
 
@@ -89,17 +64,16 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     r = compare(args.reports_a, args.reports_b)
     if not args.quiet:
-        for name, (same, total) in r["per_report"].items():
-            if total:
-                print(f"  {name:<22} {same}/{total} verdicts equal")
-        for name, i, claim, va, vb in r["differs"]:
-            print(f"differs  {name} claim {i}: {va!r} vs {vb!r}: {claim[:120]}")
-        for name in r["only_a"]:
-            print(f"only in {args.reports_a}: {name}")
-        for name in r["only_b"]:
-            print(f"only in {args.reports_b}: {name}")
-    print(f"{r['compared']} verdicts in {len(r['per_report'])} reports: {r['equal']} equal, "
-          f"{len(r['differs'])} differ; {len(r['only_a'])} reports only in A, {len(r['only_b'])} only in B")
+        for k, v, sa, sb in r["same"]:
+            print(f"  same     {'/'.join(k):<58} {v:<14} share {sa or '–'} vs {sb or '–'}")
+        for k, va, vb, sa, sb in r["differs"]:
+            print(f"  DIFFERS  {'/'.join(k):<58} {va!r} ({sa or '–'}) vs {vb!r} ({sb or '–'})")
+        for k in r["only_a"]:
+            print(f"only in {args.reports_a}: {'/'.join(k)}")
+        for k in r["only_b"]:
+            print(f"only in {args.reports_b}: {'/'.join(k)}")
+    print(f"{r['compared']} claim verdicts compared: {r['compared'] - len(r['differs'])} equal, "
+          f"{len(r['differs'])} differ; {len(r['only_a'])} only in A, {len(r['only_b'])} only in B")
     bad = bool(r["differs"] or r["only_a"] or r["only_b"])
     if "table" in r:
         t = r["table"]

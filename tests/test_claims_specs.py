@@ -45,3 +45,25 @@ def test_published_values_carry_no_outside_numbers():
         for cell in spec.paper.cells:
             outside = [k for k in cell if k.startswith(("park2019", "external"))]
             assert not outside, f"{spec_id}: {outside} in paper.cells"
+
+
+def test_no_verdict_is_computed_outside_the_engine():
+    # the experiment families compute cells and describe them; held / did not hold / inconclusive
+    # come from repro.claims alone (the renderer appends its table to every report)
+    import re
+
+    words = re.compile(r"did not hold|inconclusive|\bheld\b(?!-out)|\"held")
+    found = []
+    for path in sorted((repo_root() / "repro" / "experiments").rglob("*.py")):
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if words.search(line):
+                found.append(f"{path.relative_to(repo_root())}:{n}: {line.strip()[:80]}")
+    assert found == [], "\n".join(found)
+
+
+def test_readme_names_every_document_by_its_reference():
+    readme = (repo_root() / "README.md").read_text(encoding="utf-8")
+    for doc, ref in DOCUMENTS.items():
+        row = next((line for line in readme.splitlines() if line.startswith(f"| {doc} |")), None)
+        assert row is not None and ref.title in row, doc
+        assert ref.author in row or ref.author == "author not stated", doc

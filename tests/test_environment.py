@@ -220,7 +220,7 @@ def test_compare_runs_bitwise(tmp_path, capsys):
     assert usage.value.code == 2 and "missing: not a folder" in capsys.readouterr().err
 
 
-def test_compare_verdicts_matches_claims_with_numbers_masked(tmp_path, capsys):
+def test_compare_verdicts_compares_claims_csv_rows(tmp_path, capsys):
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("compare_verdicts", REPO / "benchmarks" / "compare_verdicts.py")
@@ -229,25 +229,21 @@ def test_compare_verdicts_matches_claims_with_numbers_masked(tmp_path, capsys):
     a, b = tmp_path / "a", tmp_path / "b"
     a.mkdir()
     b.mkdir()
-    claim = "- Thesis: b > 1 beats b = 1. Here: {n} of 12 groups clearly better; all groups together: {v}."
-    (a / "fig12_1.md").write_text("# fig12_1\n" + claim.format(n=3, v="held") + "\nno verdict here\n")
-    (b / "fig12_1.md").write_text("# fig12_1\n" + claim.format(n=4, v="held") + "\nno verdict here\n")
-    # numbers move, the verdict does not: equal
+    head = "spec,claim_id,profile,verdict,share\n"
+    (a / "claims.csv").write_text(head + "fig12_1,eps_helps,smoke,held,0.93\ntable5_3,miou_rises,smoke,held,1\n")
+    (b / "claims.csv").write_text(head + "fig12_1,eps_helps,smoke,held,0.97\ntable5_3,miou_rises,smoke,held,1\n")
+    # shares move, the verdicts do not: equal
     r = cv.compare(a, b)
-    assert (r["compared"], r["equal"], r["differs"]) == (1, 1, [])
+    assert (r["compared"], r["differs"], r["only_a"]) == (2, [], [])
     assert cv.main([str(a), str(b), "--quiet"]) == 0
-    # the last verdict phrase of a line is its verdict, "(in part)" included
-    assert cv.claims("the text says 'held'; here: did not hold (in part)") == [
-        ("the text says 'held'; here:", "did not hold (in part)")]
-    (b / "fig12_1.md").write_text("# fig12_1\n" + claim.format(n=0, v="inconclusive") + "\n")
-    (a / "table5_3.md").write_text("- s0 > 0 beats s0 = 0: held\n")
+    (b / "claims.csv").write_text(head + "fig12_1,eps_helps,smoke,inconclusive,0.6\n")
     r = cv.compare(a, b)
-    assert [(d[0], d[3], d[4]) for d in r["differs"]] == [("fig12_1.md", "held", "inconclusive")]
-    assert r["only_a"] == ["table5_3.md"]
+    assert [(d[0], d[1], d[2]) for d in r["differs"]] == [(("fig12_1", "eps_helps", "smoke"), "held", "inconclusive")]
+    assert r["only_a"] == [("table5_3", "miou_rises", "smoke")]
     assert cv.main([str(a), str(b)]) == 1
     assert "1 differ" in capsys.readouterr().out
     with pytest.raises(SystemExit) as usage:   # a report folder that is not a folder: usage error
-        cv.main([str(a / "fig12_1.md"), str(b)])
+        cv.main([str(a / "claims.csv"), str(b)])
     assert usage.value.code == 2 and "not a folder" in capsys.readouterr().err
 
 
