@@ -183,3 +183,25 @@ def test_a_shared_sampler_change_reruns_the_specs_whose_runners_use_it(repo):
                     f"not expected: {sorted(others - expected_specs)}\nmissing: {sorted(expected_specs - others)}",
                     pytrace=False)
     assert set(_stages(repo)) >= expected_specs
+
+
+def test_a_claim_or_published_value_edit_reruns_the_reports_only(repo):
+    """A spec's claims, published values and title change no result: the `code` stage re-hashes the
+    spec (its fingerprint keeps resolve's hash, which leaves them out), then only `reports` follow;
+    a setting that changes results re-runs the spec."""
+    path = repo / "experiments" / "table5_3.yaml"
+    doc = yaml.safe_load(path.read_text())
+    doc["title"] += " (edited)"
+    doc["paper"]["notes"] = (doc["paper"].get("notes") or "") + " edited"
+    doc.setdefault("claims", []).append({
+        "id": "added_by_test", "quote": "words of the thesis", "claim": "a claim added by the test",
+        "place": {"document": "000_6e84dfabea47f45d.txt", "lines": [1, 1]}, "kind": "threshold",
+        "metric": "miou", "unit": "maps", "a": {"where": {"s0": 0.0}}, "value": 0.1, "direction": "higher"})
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    assert changed(repo) == {"code", "reports"}
+    dvc(repo, "repro", "--single-item", "code")
+    assert changed(repo) == {"reports"}
+    doc["fixed"]["t_decay"] = 0.5   # a setting: the spec's results change
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    dvc(repo, "repro", "--single-item", "code")
+    assert changed(repo) == {"reports", "table5_3"}
