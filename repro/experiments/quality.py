@@ -36,7 +36,8 @@ class FrechetScorer:
         feats = self.features(fake)
         mu, sigma = feature_statistics(feats, self.allow)
         value = float(frechet_distance(self.mu, self.sigma, mu, sigma))
-        return value, frechet_replicates(feats, self.mu, self.sigma, resample_indices(int(feats.shape[0])))
+        device = "cuda" if torch.cuda.is_available() else "cpu"   # 1000 eigendecompositions at 2048 dims: a GPU's job
+        return value, frechet_replicates(feats, self.mu, self.sigma, resample_indices(int(feats.shape[0])), device)
 
     @torch.no_grad()
     def class_statistics(self, fake: torch.Tensor) -> dict[str, float]:

@@ -81,27 +81,33 @@ def frechet_distance_from_features(features1, features2, allow_rank_deficient: b
     return frechet_distance(mu1, sigma1, mu2, sigma2)
 
 
-def frechet_replicates(features, mu_ref, sigma_ref, index_sets: np.ndarray) -> list[float]:
+def frechet_replicates(features, mu_ref, sigma_ref, index_sets: np.ndarray, device: str | torch.device = "cpu") -> list[float]:
     """The Frechet distance (thesis Eq. 5.7) of each resampled feature set features[idx] (one row of
     `index_sets`, repro.metrics.spread.resample_indices) to the fixed reference N(mu_ref, sigma_ref).
 
     Tr sqrt(C_ref C) = Tr sqrt(A C A) with A = C_ref^(1/2) (similar matrices), so one symmetric
     eigendecomposition per replicate and no sqrtm: the spread of a cell's distance over its
-    samples, not its value (the cell's value stays pytorch-fid's, `frechet_distance`)."""
-    f = torch.as_tensor(features).detach().to("cpu", torch.float64).numpy()
-    mu_ref, sigma_ref = np.asarray(mu_ref, np.float64), np.asarray(sigma_ref, np.float64)
-    w, v = np.linalg.eigh(sigma_ref)
-    root = (v * np.sqrt(np.clip(w, 0, None))) @ v.T
-    n, d = f.shape[0], f.shape[1]
-    chunk = max(1, int(2e7 // (d * d + n * d)))   # bounded memory at 2048 Inception dims
+    samples, not its value (the cell's value stays pytorch-fid's, `frechet_distance`). A resample's
+    covariance is X^T diag(w) X over the draw counts w (BLAS matrix products, float64, on `device`):
+    at 2048 Inception dimensions one replicate costs about one d x d eigendecomposition."""
+    f = torch.as_tensor(features).detach().to(device, torch.float64)
+    mu_ref = torch.as_tensor(np.asarray(mu_ref, np.float64), device=device)
+    sigma_ref = torch.as_tensor(np.asarray(sigma_ref, np.float64), device=device)
+    w, v = torch.linalg.eigh(sigma_ref)
+    root = (v * w.clamp_min(0).sqrt()) @ v.T
+    n, d = f.shape
+    idx = torch.as_tensor(np.asarray(index_sets), device=device)
+    trace_ref = torch.trace(sigma_ref)
+    chunk = max(1, int(2e7 // (n * d + d * d)))   # replicates at a time: bounded memory at 2048 dims
     out: list[float] = []
-    for start in range(0, len(index_sets), chunk):
-        x = f[index_sets[start:start + chunk]]                      # [b, n, d]
-        mu = x.mean(axis=1)
-        xc = x - mu[:, None, :]
-        cov = np.einsum("bni,bnj->bij", xc, xc) / max(n - 1, 1)
-        ev = np.linalg.eigvalsh(root @ cov @ root)
-        tr_sqrt = np.sqrt(np.clip(ev, 0, None)).sum(axis=1)
-        d2 = ((mu - mu_ref) ** 2).sum(axis=1) + np.trace(sigma_ref) + np.trace(cov, axis1=1, axis2=2) - 2 * tr_sqrt
-        out += [float(x_) for x_ in d2]
+    for start in range(0, idx.shape[0], chunk):
+        rows = idx[start:start + chunk]
+        counts = torch.zeros(rows.shape[0], n, dtype=torch.float64, device=device)
+        counts.scatter_add_(1, rows, torch.ones_like(rows, dtype=torch.float64))   # draws of each unit
+        mu = counts @ f / n                                                         # [b, d]
+        second = (f.T[None] * counts[:, None, :]) @ f                               # X^T diag(w) X, [b, d, d]
+        cov = (second - n * mu[:, :, None] * mu[:, None, :]) / max(n - 1, 1)
+        ev = torch.linalg.eigvalsh(root @ cov @ root)
+        d2 = ((mu - mu_ref) ** 2).sum(1) + trace_ref + cov.diagonal(dim1=1, dim2=2).sum(1) - 2 * ev.clamp_min(0).sqrt().sum(1)
+        out += d2.tolist()
     return out

@@ -84,3 +84,9 @@ def bootstrap_statistic(n: int, statistic, count: int = RESAMPLES) -> list[float
     """[count] values of `statistic(index array [n])` over the shared index sets: what a runner
     stores as `<metric>_boot` for a metric that is not a mean of per-unit values."""
     return [float(statistic(idx)) for idx in resample_indices(n, count)]
+
+
+def compact(values: Sequence[float], digits: int = 6) -> list[float]:
+    """Per-unit values as a cell stores them: rounded to `digits` significant digits (the spread of a
+    claim does not need more; the cell files stay small)."""
+    return [float(f"{float(v):.{digits}g}") for v in values]

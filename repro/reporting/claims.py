@@ -60,7 +60,7 @@ def claim_row(spec: Spec, claim: Claim, profile: str, v: Verdict | None) -> dict
     row = {"spec": spec.id, "claim_id": claim.id, "profile": profile, "document": claim.place.document,
            "reference": ref.full() if ref else claim.place.document, "citation": citation(claim),
            "lines": f"{claim.place.lines[0]}-{claim.place.lines[1]}", "quote": " ".join(claim.quote.split()),
-           "claim": claim.claim, "kind": claim.kind, "metric": claim.metric, "unit": claim.unit}
+           "claim": " ".join(claim.claim.split()), "kind": claim.kind, "metric": claim.metric, "unit": claim.unit}
     if v is None:
         return {**row, "verdict": "not run", "detail": f"no results of {spec.id} at profile {profile}"}
     groups = "; ".join(f"{g}: {gv.verdict}" + (f" ({gv.share:.0%})" if gv.share is not None else "")
@@ -147,13 +147,14 @@ def report_claims_lines(spec: Spec, profile: str) -> list[str]:
         where = f"{short_cite(c.place.document)}, {citation(c)}"
         share = f"{v.share:.0%}" if v.share is not None else "–"
         unit = f" ({v.n_units} {v.unit})" if v.n_units else (f" ({v.unit})" if v.unit != "none" else "")
-        lines.append(f"| `{c.id}` | “{quote}” ({where}) | {c.claim.replace('|', chr(92) + '|')}{unit} | "
+        said = " ".join(c.claim.split()).replace("|", "\\|")
+        lines.append(f"| `{c.id}` | “{quote}” ({where}) | {said}{unit} | "
                      f"{_effect_text(v)} | {share} | **{v.verdict}** |")
         if v.groups or v.verdict in ("not judged", "inconclusive") or c.note:
             more = "; ".join(f"{g}: {gv.verdict} ({_effect_text(gv)}"
                              + (f", {gv.share:.0%}" if gv.share is not None else "") + ")" for g, gv in v.groups)
             details.append(f"- `{c.id}`: {v.detail}" + (f". Groups: {more}" if more else "")
-                           + (f". Note: {c.note.strip()}" if c.note else ""))
+                           + (f". Note: {' '.join(c.note.split())}" if c.note else ""))
     return lines + [""] + details + ([""] if details else [])
 
 
