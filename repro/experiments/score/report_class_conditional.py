@@ -166,7 +166,7 @@ def report_notes(spec, df) -> list[str]:
     nonfinite = int(df["n_nonfinite"].sum()) if "n_nonfinite" in df else 0
     if nonfinite:
         notes.append(f"{nonfinite} samples had non-finite values (set to 0 before judging).")
-    notes.append("Caution: the thesis used MNIST (28x28), \"a very basic model and SDE\" and a WideResNet, and "
+    notes.append("Caution: the thesis used MNIST (no resolution given), \"a very basic model and SDE\" and a WideResNet, and "
                  "showed samples only (Fig. 5.1); at the embedded profiles the score model is the suite's small "
                  "NCSN++ on the VE SDE and the guide a small WRN trained on the same SDE, on the 8x8 scikit-learn "
                  "digits upsampled to 16x16, and the accuracy is judged by the suite's evaluator. The norm ratio "

@@ -176,7 +176,7 @@ def _table_notes(spec, df, metric) -> list[str]:
                 c_pub, _ = _mean_runs(theirs, "fid", SHARED_PREDICTOR, "C2000")
                 if c_pub is not None:
                     t = f" (slides: {'the highest' if c_pub >= theirs['fid'].max() else 'not the highest'})"
-            notes.append(f"{name}: corrector-only C2000 has {'the highest' if worst else 'not the highest'} "
+            notes.append(f"{name}: corrector-only C2000 {'has the highest' if worst else 'does not have the highest'} "
                          f"{metric} of the {name} cells{t}.")
         pf, _ = _mean_runs(sub, metric, "probability_flow", "P1000")
         rd, _ = _mean_runs(sub, metric, SHARED_PREDICTOR, "P1000")
