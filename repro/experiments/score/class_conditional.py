@@ -1,6 +1,8 @@
 """Class-conditional sampling with a noise-conditional classifier (000 thesis Sec. 5.1, Fig. 5.1).
 
-For each guidance `scale` of the grid, PC sampling (thesis Alg. 3) with the guided score
+For each guidance `scale` of the grid, PC sampling (Langevin corrector + `fixed.predictor`:
+`euler_maruyama` is thesis Alg. 3 as written, `reverse_diffusion` the authors' code, score_sde,
+which the thesis ported; each cell records which in `predictor_reading`) with the guided score
 s_theta(x, t) + scale * grad_x log p_t(y | x) (thesis Eq. 4.22 weighted as Eq. 5.6, a constant
 weight as Sec. 5.1's "factor of 1000"), n samples per requested class y, the same prior draws
 and sampler noise in every cell (common random numbers: the rows differ by the scale only).
@@ -13,6 +15,11 @@ on the WideResNet prediction were around 1000 times smaller than the gradients o
 score-model"): ||s_theta(x, t)|| / ||grad_x log p_t(y | x)|| per held-out image x(0) with its
 label y, perturbed to x(t) by the SDE's kernel, at times spread over [eps, 1]; every cell
 carries the result, so the report renders from the cell files alone.
+
+Per-unit values for the claims engine (repro.claims): per generated sample (`accuracy`,
+`requested_prob`, `guide_accuracy` `_per_sample`; sample i is the same requested class, prior draw
+and sampler noise in every cell), fd_evalnet's replicates over the samples (`fd_evalnet_boot`),
+and per held-out image the log10 norm ratio averaged over t (`log10_norm_ratio_per_sample`).
 """
 from __future__ import annotations
 
@@ -25,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from repro.data import dataset_info, load_dataset, stack
 from repro.errors import UserError
 from repro.experiments.quality import FrechetScorer
+from repro.experiments.score.records import compact, predictor_reading
 from repro.guidance.classifier import ClassifierGuidance, guidance_norms
 from repro.images import save_image_grid
 from repro.metrics.by_name import frechet_features
@@ -41,7 +49,9 @@ GRID_KEYS = ("scale",)
 
 class Fixed(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    predictor: Literal["reverse_diffusion", "euler_maruyama", "ancestral"] = "reverse_diffusion"
+    predictor: Literal["reverse_diffusion", "euler_maruyama", "ancestral"] = Field(
+        "reverse_diffusion", description="PC predictor: euler_maruyama = thesis Alg. 3, reverse_diffusion = the "
+                                         "authors' code (score_sde)")
     steps: int = Field(1000, ge=1, le=100_000, description="predictor steps N (Langevin steps before each)")
     snr: float = Field(0.16, gt=0, le=1, description="Langevin corrector snr (thesis Alg. 3)")
     n_corrector_steps: int = Field(1, ge=1, le=10)
@@ -112,20 +122,24 @@ def prepare(ctx):
                         f"repro train {guide.name} --profile {ctx.profile} --force")
     norms = norm_ratio_over_t(model, guide.net.eval(), images[: f.norm_images], labels[: f.norm_images],
                               f.norm_times, f.eps, ctx.generator("norm-ratio"), ctx.device, f.batch_size)
-    return {"trained": trained, "model": model, "guide": guide, "evaluator": evaluator, "scorer": scorer,
+    log10_ratio = norms.pop("log10_ratio_per_image")
+    return {"log10_ratio": log10_ratio, "trained": trained, "model": model, "guide": guide, "evaluator": evaluator, "scorer": scorer,
             "classes": classes, "norms": norms}
 
 
 def norm_ratio_over_t(model, classifier, images: torch.Tensor, labels: torch.Tensor, n_times: int,
                       eps: float | None, generator: torch.Generator, device, batch_size: int) -> dict[str, Any]:
     """Medians (and quartiles) over images of ||score||, ||grad log p_t(y|x)|| and their ratio at
-    n_times times in [eps, 1], on x(t) = m(t) x(0) + std(t) z of held-out images (true labels)."""
+    n_times times in [eps, 1], on x(t) = m(t) x(0) + std(t) z of held-out images (true labels);
+    `log10_ratio_per_image`: each image's log10 ratio averaged over the times (its mean over the
+    images is the metric `log10_norm_ratio`, 3 for the thesis's "around 1000")."""
     sde = model.sde
     eps = sde.default_eps if eps is None else float(eps)
     times = torch.linspace(eps, 1.0, n_times).tolist()
     x0_all = model.from_images(images)
     out: dict[str, list[float]] = {k: [] for k in ("t", "sigma", "score", "class_grad", "ratio", "ratio_q25",
                                                    "ratio_q75", "guide_accuracy", "p_label")}
+    log10_ratio = torch.zeros(x0_all.shape[0], dtype=torch.float64)
     for t in times:
         parts: dict[str, list[torch.Tensor]] = {}
         correct = 0
@@ -140,6 +154,7 @@ def norm_ratio_over_t(model, classifier, images: torch.Tensor, labels: torch.Ten
             with torch.no_grad():
                 correct += int((classifier(x, sde.noise_level(tt)).argmax(1) == y).sum())
         cat = {k: torch.cat(v) for k, v in parts.items()}
+        log10_ratio += cat["ratio"].double().cpu().log10() / len(times)
         q = torch.quantile(cat["ratio"], torch.tensor([0.25, 0.5, 0.75], dtype=torch.float64)).tolist()
         out["t"].append(float(t))
         out["sigma"].append(float(sde.noise_level(torch.tensor([t]))[0]))
@@ -151,6 +166,7 @@ def norm_ratio_over_t(model, classifier, images: torch.Tensor, labels: torch.Ten
         out["guide_accuracy"].append(correct / x0_all.shape[0])
         out["p_label"].append(float(cat["log_prob"].exp().mean()))
     out["n_images"] = int(x0_all.shape[0])
+    out["log10_ratio_per_image"] = log10_ratio.tolist()
     return out
 
 
@@ -175,6 +191,9 @@ def run_cell(ctx, state, cell, run):
     nonfinite = int((~torch.isfinite(images.flatten(1))).any(1).sum())
     images = torch.nan_to_num(images, nan=0.0)
     values, extra = judge(state, images, requested, model, guide_net, f, ctx.device)
+    # the norm ratio is measured once (prepare), on held-out images: the same value in every cell
+    values["log10_norm_ratio"] = float(sum(state["log10_ratio"]) / len(state["log10_ratio"]))
+    extra["log10_norm_ratio_per_sample"] = compact(state["log10_ratio"])
     values.update({"nfe": float(nfe), "guide_evaluations": float(nfe if scale > 0 else 0), "seconds": seconds})
 
     key, k = cell_key(cell), len(classes)
@@ -201,14 +220,21 @@ def judge(state, images: torch.Tensor, requested: torch.Tensor, model, guide_net
         x = model.from_images(images[i: i + 256]).to(device)
         sigma = model.sde.noise_level(torch.full((x.shape[0],), eps, device=device))
         guide_hit.append((guide_net(x, sigma).argmax(1).cpu() == requested[i: i + 256]).double())
-    values = {"accuracy": float(hit.mean()), "requested_prob": float(probs[torch.arange(len(requested)), requested].mean()),
-              "guide_accuracy": float(torch.cat(guide_hit).mean())}
+    requested_prob = probs[torch.arange(len(requested)), requested]
+    guide_hit = torch.cat(guide_hit)
+    values = {"accuracy": float(hit.mean()), "requested_prob": float(requested_prob.mean()),
+              "guide_accuracy": float(guide_hit.mean())}
+    units: dict[str, Any] = {"accuracy_per_sample": compact(hit.tolist()),
+                             "requested_prob_per_sample": compact(requested_prob.tolist()),
+                             "guide_accuracy_per_sample": compact(guide_hit.tolist()),
+                             "resample_unit": "samples", "resample_n": int(len(requested))}
     mean = probs.mean(0)
     values["class_entropy"] = float(-(mean * mean.clamp_min(1e-12).log()).sum())
     if state["scorer"] is not None:
-        values["fd_evalnet"] = state["scorer"](images)
+        values["fd_evalnet"], boot = state["scorer"].with_replicates(images)
+        units["fd_evalnet_boot"] = compact(boot)
     per_class = {str(c): float(hit[requested == c].mean()) for c in state["classes"]}
-    return values, {"per_class_accuracy": per_class}
+    return values, {"per_class_accuracy": per_class, **units}
 
 
 def models_extra(state, f: Fixed) -> dict[str, Any]:
@@ -218,4 +244,5 @@ def models_extra(state, f: Fixed) -> dict[str, Any]:
             "sigma_max": sde.get("sigma_max"), "guide": guide.name, "guide_hash": guide.hash,
             "guide_arch": guide.meta.get("arch"), "guide_val_accuracy_by_t": guide.meta.get("val_accuracy_by_t"),
             "evaluator": ev.name, "evaluator_val_accuracy": ev.meta.get("val_accuracy"),
-            "sampler_setting": f"PC({f.predictor}, langevin, N={f.steps}, snr={f.snr:g})"}
+            "sampler_setting": f"PC({f.predictor}, langevin, N={f.steps}, snr={f.snr:g})",
+            "predictor_reading": predictor_reading(f.predictor)}

@@ -5,6 +5,7 @@ from repro.data import dataset_info
 from repro.experiments.cost import KindEstimator, SpecContext
 from repro.experiments.score.sampler_settings import corrector_only_elsewhere, setting_for
 from repro.experiments.score.sampling import SamplerSetting
+from repro.metrics.spread import RESAMPLES
 from repro.work import EVAL, FEATURES, GRAD, CellWork, pc_nfe
 
 
@@ -40,6 +41,8 @@ def _sampling(ctx: SpecContext, role: str, setting: SamplerSetting, label: str) 
         work.add(ctx.ref(role), EVAL, n * nfe, f["batch_size"],
                  f"{label}: {f['n_runs']} runs x {f['n_samples']} samples x {nfe} evaluations")
     ctx.add_features(work, n, "generated images")
+    work.notes.append(f"{RESAMPLES} Frechet-distance replicates over run 0's {f['n_samples']} samples for the claims "
+                      f"(CPU linear algebra, not counted here)")
     return work
 
 

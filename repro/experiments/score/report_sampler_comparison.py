@@ -1,5 +1,7 @@
 """Report of `sampler_comparison`: the slides' table (004) as grouped bars against the published
-FIDs with its claims judged run by run, or the short report's solvers (003) side by side."""
+FIDs with the differences its claims rest on (run by run where the runs are stored), or the short
+report's solvers (003) side by side. The claims are judged by repro.claims (the renderer appends
+its table); these notes describe."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,7 +12,6 @@ from repro.diffusion.sde import VESDE, VPSDE
 from repro.experiments.score.report_protocol import protocol_notes
 from repro.experiments.score.sampler_settings import SHARED_PREDICTOR
 from repro.images import rows_figure
-from repro.metrics.spread import direction, paired_difference
 from repro.plots import pyplot
 from repro.results import resolve_artifact
 from repro.sampling.exact_gaussian import exact_score_std_ratio
@@ -113,48 +114,28 @@ def _fmt(row, metric) -> str:
     return f"{row[metric]:.3g} ± {std:.2g}" if std is not None and row.get("n_runs", 1) > 1 else f"{row[metric]:.3g}"
 
 
-def _claims(frame, metric) -> dict:
-    """The slides' comparisons in one SDE's cells: PC1000 vs P1000 and vs P2000 (same NFE) per
-    predictor, whether C2000 is the worst, probability flow vs reverse diffusion at P1000.
+def _mean_runs(frame, metric, pred, sampler) -> tuple[float | None, list[float] | None]:
+    """(the cell's value, its per-run values if stored) for predictor `pred` and column `sampler`."""
+    hit = frame[(frame["predictor"] == pred) & (frame["sampler"] == sampler)]
+    if not len(hit) or not hit[metric].notna().iloc[0]:
+        return None, None
+    row = hit.iloc[0]
+    runs = row.get(f"{metric}_runs")
+    runs = [float(x) for x in runs] if isinstance(runs, (list, tuple)) and len(runs) > 1 else None
+    return float(row[metric]), runs
 
-    PC1000 vs P*: [held, predictors compared, did not hold, inconclusive]. With per-run values
-    (`<metric>_runs`; run r shares its seed across cells) the difference is judged run by run
-    against its standard error (repro.metrics.spread: beyond 2 s.e. or inconclusive); without
-    (published cells, one run) by the sign of the difference of the means."""
-    def row(pred, sampler):
-        hit = frame[(frame["predictor"] == pred) & (frame["sampler"] == sampler)]
-        return hit.iloc[0] if len(hit) and hit[metric].notna().iloc[0] else None
 
-    def value(pred, sampler):
-        r = row(pred, sampler)
-        return None if r is None else float(r[metric])
-
-    def runs(pred, sampler):
-        r = row(pred, sampler)
-        v = None if r is None else r.get(f"{metric}_runs")
-        return [float(x) for x in v] if isinstance(v, (list, tuple)) and len(v) > 1 else None
-
-    out = {"pc_vs_p1000": [0, 0, 0, 0], "pc_vs_p2000": [0, 0, 0, 0], "measured": False}
+def _pc_differences(frame, metric, other: str) -> dict[str, tuple[float, list[float] | None]]:
+    """Per predictor: PC1000 minus `other` (negative: PC1000 lower, i.e. better) and, where both
+    cells stored per-run values (run r shares its seed across cells), the run-by-run differences."""
+    out = {}
     for pred in frame["predictor"].unique():
-        pc = value(pred, "PC1000")
-        for key, other in (("pc_vs_p1000", "P1000"), ("pc_vs_p2000", "P2000")):
-            o = value(pred, other)
-            if pc is None or o is None:
-                continue
-            a, b = runs(pred, "PC1000"), runs(pred, other)
-            if a is not None and b is not None and len(a) == len(b):
-                sign = direction(*paired_difference(a, b))   # -1: PC1000 lower (better) beyond 2 s.e.
-                out["measured"] = True
-            else:
-                sign = (pc > o) - (pc < o)
-            out[key][0] += sign < 0
-            out[key][1] += 1
-            out[key][2] += sign > 0
-            out[key][3] += sign == 0
-    c = value(SHARED_PREDICTOR, "C2000")
-    out["c2000_worst"] = None if c is None else c >= frame[metric].max() - 1e-12
-    pf, rd = value("probability_flow", "P1000"), value(SHARED_PREDICTOR, "P1000")
-    out["pf_over_rd_p1000"] = None if pf is None or rd is None else pf / rd
+        (pc, pc_runs), (o, o_runs) = _mean_runs(frame, metric, pred, "PC1000"), _mean_runs(frame, metric, pred, other)
+        if pc is None or o is None:
+            continue
+        paired = ([a - b for a, b in zip(pc_runs, o_runs)] if pc_runs and o_runs and len(pc_runs) == len(o_runs)
+                  else None)
+        out[str(pred)] = (pc - o, paired)
     return out
 
 
@@ -174,32 +155,38 @@ def _table_notes(spec, df, metric) -> list[str]:
         name = str(sde).upper()
         best = sub.loc[sub[metric].idxmin()]
         notes.append(f"{name}: best {best['predictor']} / {best['sampler']} ({_fmt(best, metric)}).")
-        mine = _claims(sub, metric)
-        theirs = _claims(pub[pub["sde"] == sde], "fid") if len(pub) and "sde" in pub and "fid" in pub else None
-
-        def pair(key, what):
-            w, n_, lost, unsure = mine[key]
-            if not n_:
-                return None
-            t = f" (slides: {theirs[key][0]} of {theirs[key][1]})" if theirs and theirs[key][1] else ""
-            if not mine["measured"]:
-                return f"{what} for {w} of {n_} predictors{t} (one sampling run: no spread measured)"
-            return (f"{what}: held for {w} of {n_} predictors, did not hold for {lost}, inconclusive for {unsure}"
-                    f"{t} (run-by-run differences against 2 standard errors)")
-
-        claims = [c for c in (pair("pc_vs_p1000", "PC1000 beats P1000"),
-                              pair("pc_vs_p2000", "PC1000 beats P2000 (the same number of score evaluations)"))
-                  if c]
-        if claims:
-            notes.append(f"{name}: " + "; ".join(claims) + ".")
-        if mine["c2000_worst"] is not None:
-            t = f" (slides: {'the worst' if theirs and theirs['c2000_worst'] else 'not the worst'})" if theirs else ""
-            notes.append(f"{name}: corrector-only C2000 is {'the worst' if mine['c2000_worst'] else 'not the worst'} "
-                         f"sampler{t}.")
-        if mine["pf_over_rd_p1000"] is not None:
-            t = (f" (slides: {theirs['pf_over_rd_p1000']:.2f}x)" if theirs and theirs["pf_over_rd_p1000"] else "")
-            notes.append(f"{name}: probability-flow P1000 / reverse-diffusion P1000 = "
-                         f"{mine['pf_over_rd_p1000']:.2f}x{t}.")
+        theirs = pub[pub["sde"] == sde] if len(pub) and "sde" in pub and "fid" in pub else None
+        for other, what in (("P1000", "PC1000 minus P1000"),
+                            ("P2000", "PC1000 minus P2000 (the same number of score evaluations)")):
+            mine = _pc_differences(sub, metric, other)
+            if not mine:
+                continue
+            slides = _pc_differences(theirs, "fid", other) if theirs is not None else {}
+            parts = []
+            for pred, (d, paired) in mine.items():
+                runs = f" (runs: {', '.join(f'{x:+.3g}' for x in paired)})" if paired else ""
+                pub_d = f"; slides {slides[pred][0]:+.2f}" if pred in slides else ""
+                parts.append(f"{pred} {d:+.3g}{runs}{pub_d}")
+            notes.append(f"{name}, {what}, {metric} per predictor (negative: PC1000 lower): " + "; ".join(parts) + ".")
+        c, _ = _mean_runs(sub, metric, SHARED_PREDICTOR, "C2000")
+        if c is not None:
+            worst = c >= sub[metric].max() - 1e-12
+            t = ""
+            if theirs is not None and len(theirs):
+                c_pub, _ = _mean_runs(theirs, "fid", SHARED_PREDICTOR, "C2000")
+                if c_pub is not None:
+                    t = f" (slides: {'the highest' if c_pub >= theirs['fid'].max() else 'not the highest'})"
+            notes.append(f"{name}: corrector-only C2000 {'has the highest' if worst else 'does not have the highest'} "
+                         f"{metric} of the {name} cells{t}.")
+        pf, _ = _mean_runs(sub, metric, "probability_flow", "P1000")
+        rd, _ = _mean_runs(sub, metric, SHARED_PREDICTOR, "P1000")
+        if pf is not None and rd:
+            t = ""
+            if theirs is not None and len(theirs):
+                pf_p, _ = _mean_runs(theirs, "fid", "probability_flow", "P1000")
+                rd_p, _ = _mean_runs(theirs, "fid", SHARED_PREDICTOR, "P1000")
+                t = f" (slides: {pf_p / rd_p:.2f}x)" if pf_p is not None and rd_p else ""
+            notes.append(f"{name}: probability-flow P1000 / reverse-diffusion P1000 = {pf / rd:.2f}x{t}.")
     return notes + _exact_score_notes(df)
 
 

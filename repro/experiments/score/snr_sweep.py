@@ -1,9 +1,12 @@
 """Signal-to-noise ratio of the Langevin corrector vs sample quality (000 thesis Sec. 5.4.4, Fig. 5.11).
 
-Unconditional predictor-corrector samples (thesis Alg. 3: Langevin step 2 alpha (snr ||z|| /
-||grad||)^2, then a reverse-diffusion predictor step) for each snr of the grid, from the same
-prior draws and seeds in every cell; a Frechet distance per snr (`fid` where the Inception
-weights exist, else `fd_evalnet`) with its spread over repeated runs, and the samples side by side.
+Unconditional predictor-corrector samples (one Langevin step of size 2 (snr ||z|| / ||grad||)^2,
+then one predictor step) for each snr of the grid, from the same prior draws and seeds in every
+cell; a Frechet distance per snr (`fid` where the Inception weights exist, else `fd_evalnet`) with
+its spread over repeated runs and its replicates over the samples, and the samples side by side.
+The predictor is `fixed.predictor`: `euler_maruyama` is the thesis's Alg. 3 as written,
+`reverse_diffusion` the authors' public code (score_sde); each cell records which reading
+(`predictor_reading`, repro.experiments.score.sampling.PREDICTOR_READINGS).
 """
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from repro.experiments.score.evaluation import evaluate_setting, model_extra
 from repro.experiments.quality import prepare_scoring
+from repro.experiments.score.records import predictor_reading
 from repro.experiments.score.sampling import SamplerSetting
 from repro.specs import cell_key
 from repro.trainers.score_model import score_model_for
@@ -23,7 +27,9 @@ SHARDS_CELLS = True   # under torchrun each rank samples its share of every run'
 
 class Fixed(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    predictor: Literal["reverse_diffusion", "euler_maruyama", "ancestral", "probability_flow"] = "reverse_diffusion"
+    predictor: Literal["reverse_diffusion", "euler_maruyama", "ancestral", "probability_flow"] = Field(
+        "reverse_diffusion", description="PC predictor: euler_maruyama = thesis Alg. 3, reverse_diffusion = the "
+                                         "authors' code (score_sde)")
     steps: int = Field(2000, ge=1, description="predictor steps N (one Langevin step before each)")
     n_corrector_steps: int = Field(1, ge=1)
     eps: float | None = Field(None, gt=0, lt=1)
@@ -60,4 +66,5 @@ def run_cell(ctx, state, cell, run):
         return {}
     values, extra, artifacts, _ = evaluated
     extra.update(model_extra(state["trained"]))
+    extra["predictor_reading"] = predictor_reading(f.predictor)
     return {"values": values, "extra": extra, "artifacts": artifacts}
