@@ -191,7 +191,26 @@ def run_cell(ctx, state, cell, run):
     _log_curve(run, m)
     extra = {k: v for k, v in m.items() if k not in values}
     extra.update(context)
+    extra.update(resample_record(m, f.focus))
     return {"values": values, "extra": extra}
+
+
+def resample_record(m: dict, focus: str) -> dict:
+    """What the claims engine (repro.claims) resamples in this arm, per metric: the timed epochs and the
+    step-time bins (unit repeats: repeated measurements of the same work), the late-training step losses
+    (unit samples: one batch of images and noises each, shared by the arms of a repeat). Peak memory is
+    measured once per arm and has no sampling noise: the same program at the same batch reaches the same
+    allocator peak (the NVML figure, polled every 50 ms, up to the polling), so its unit is none."""
+    units = {"seconds_per_epoch": ("repeats", len(m.get("seconds_per_epoch_runs") or [])),
+             "seconds_per_step": ("repeats", len(m.get("seconds_per_step_runs") or [])),
+             "loss_last_quarter": ("samples", len(m.get("loss_last_quarter_per_sample") or []))}
+    units.update({k: ("none", 1) for k in ("nvml_device_used_mb", "nvml_process_used_mb", "cuda_max_memory_reserved_mb",
+                                           "cuda_max_memory_allocated_mb", "cpu_training_peak_rss_mb",
+                                           "cpu_rss_increase_mb", "cpu_peak_rss_mb") if m.get(k) is not None})
+    main = {"time": "seconds_per_epoch", "loss": "loss_last_quarter"}.get(focus)
+    unit, n = units[main] if main else ("none", 1)
+    return {"resample_units": {k: {"unit": u, "n": n} for k, (u, n) in units.items()},
+            "resample_unit": unit, "resample_n": n}
 
 
 def _log_curve(run, m: dict) -> None:

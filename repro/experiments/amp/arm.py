@@ -152,22 +152,53 @@ def _read_steps(path: Path) -> dict[int, dict]:
     return out
 
 
+MAX_UNITS = 1000   # per-unit lists a cell stores: at most this many (equal bins of consecutive units)
+
+
+def equal_bins(values: list[float], max_bins: int = MAX_UNITS) -> list[float]:
+    """Means of equal bins of consecutive values, at most `max_bins` of them; the first
+    len % size values are left out so that every bin has the same size (then the mean of the bin
+    means is the mean of the values kept). Up to max_bins values: the values themselves."""
+    if not values:
+        return []
+    size = math.ceil(len(values) / max_bins)
+    kept = values[len(values) % size:] if size > 1 else values
+    return [sum(kept[i: i + size]) / size for i in range(0, len(kept), size)]
+
+
 def timing_summary(steps: list[dict], history: list[dict], batch_size: int, warmup_epochs: int,
-                   warmup_steps: int, steps_per_epoch: int) -> dict[str, float]:
-    """Mean time per step and per epoch after warm-up, and images per second.
+                   warmup_steps: int, steps_per_epoch: int) -> dict[str, Any]:
+    """Mean time per step and per epoch after warm-up, images per second, and the repeated
+    measurements behind the means (`seconds_per_epoch_runs`: each timed epoch; `seconds_per_step_runs`:
+    the step times, in at most MAX_UNITS equal bins of consecutive steps), which the claims engine
+    resamples (run r of every arm is its r-th timed epoch / step bin: the arms share data and batch).
 
     A step's time is the gap to the previous step of the same epoch and process (the first step of
     an epoch also starts the data loader; gaps across epochs include the checkpoint write)."""
     gaps = [s["t"] - p["t"] for p, s in zip(steps, steps[1:])
             if s["epoch"] == p["epoch"] and s["session"] == p["session"] and s["step"] == p["step"] + 1
             and s["step"] > warmup_steps]
-    per_step = sum(gaps) / len(gaps) if gaps else float("nan")
+    step_bins = equal_bins(gaps)
+    per_step = sum(step_bins) / len(step_bins) if step_bins else float("nan")
     timed = [h["seconds"] for h in history if h["epoch"] >= warmup_epochs]
     per_epoch = sum(timed) / len(timed) if timed else per_step * steps_per_epoch
     return {"seconds_per_step": per_step, "seconds_per_epoch": per_epoch,
             "images_per_second": batch_size / per_step if gaps else float("nan"),
             "epochs_timed": len(timed), "steps_timed": len(gaps),
-            "epoch_time_from": "epochs" if timed else "steps x steps per epoch"}
+            "epoch_time_from": "epochs" if timed else "steps x steps per epoch",
+            "seconds_per_epoch_runs": [float(f"{t:.6g}") for t in timed],
+            "seconds_per_step_runs": [float(f"{t:.6g}") for t in step_bins],
+            "step_bin_size": math.ceil(len(gaps) / MAX_UNITS) if gaps else 0}
+
+
+def late_loss(steps: list[dict]) -> tuple[float, list[float], int]:
+    """(mean step loss over the last quarter of the steps, the per-unit losses behind it: the step
+    losses in at most MAX_UNITS equal bins of consecutive steps, the bin size). The arms of a repeat
+    share data order and noise, so unit u is the same batches in every arm (paired)."""
+    tail = [s["loss"] for s in steps[-max(1, len(steps) // 4):]] if steps else []
+    bins = equal_bins(tail)
+    size = math.ceil(len(tail) / MAX_UNITS) if tail else 0
+    return (sum(bins) / len(bins) if bins else float("nan")), [float(f"{b:.6g}") for b in bins], size
 
 
 def loss_curve(steps: list[dict], points: int) -> tuple[list[int], list[float]]:
@@ -257,8 +288,7 @@ def run_arm(job: dict[str, Any]) -> dict[str, Any]:
     measured.update({"loss_curve_steps": xs, "loss_curve": ys,
                      "epoch_losses": [h["loss"] for h in result.history], "steps_completed": result.steps,
                      "last_epoch_loss": result.history[-1]["loss"] if result.history else float("nan")})
-    tail = steps[-max(1, len(steps) // 4):]
-    measured["loss_last_quarter"] = sum(s["loss"] for s in tail) / len(tail) if tail else float("nan")
+    measured["loss_last_quarter"], measured["loss_last_quarter_per_sample"], measured["loss_bin_size"] = late_loss(steps)
     shutil.rmtree(out_dir, ignore_errors=True)  # the checkpoint is no model to reuse
     return measured
 

@@ -17,7 +17,9 @@ from repro.data.colorbook import ColorBook
 from repro.experiments.bdd.model import describe  # noqa: F401  (repro show prints the parameter count)
 from repro.experiments.bdd.model import guidance_for, prepare_sampling_state
 from repro.experiments.bdd.sampling import generate
-from repro.experiments.bdd.scoring import fid_kid, mask_compliance, original_vs_generated, ssim_per_image
+from repro.experiments.bdd.scoring import (fid_kid, frechet_boot, mask_compliance, miou_replicates,
+                                           original_vs_generated, ssim_per_image)
+from repro.experiments.bdd.units import compact
 from repro.experiments.bdd.settings import SamplingFixed
 from repro.images import save_image_grid
 from repro.results import relative_to_results
@@ -61,6 +63,12 @@ def run_cell(ctx, state, cell, run):
              "network_rows_per_pass": gen.batch_size_network, "seconds_sampling": gen.seconds,
              "feature_dims": state.features.num_features, "rank_deficient": fake.shape[0] <= state.features.num_features,
              **guidance.record(), **_model_record(state.model)}
+    # per-image values and replicates over the shared resamples of the test masks, for the claims engine
+    # (repro.claims): image i is mask i in every cell
+    extra.update({"ssim_per_sample": compact(ssim.tolist()), "pixel_acc_per_sample": compact(seg["pixel_acc_per_image"]),
+                  "miou_boot": compact(miou_replicates(seg["image_iou"])),
+                  f"{fid_name}_boot": compact(frechet_boot(real, fake, state.features, f.allow_rank_deficient)),
+                  "resample_unit": "images", "resample_n": int(fake.shape[0])})
     if seg["segmenter_classes"] == state.model.num_classes:   # the segmenter speaks the masks' ids
         extra.update(mask_compliance(seg["pred_generated"], state.masks, state.model.num_classes))
     d = ctx.artifacts_dir(cell_key(cell))

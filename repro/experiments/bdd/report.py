@@ -145,12 +145,13 @@ def _uncond_notes(spec, df) -> list[str]:
     if {"unconditional", "conditional"} <= set(df["mode"]):
         u = float(df[df["mode"] == "unconditional"]["sharpness_ratio"].iloc[0])
         c = float(df[df["mode"] == "conditional"]["sharpness_ratio"].iloc[0])
-        notes.append(f"Sec. 5.2.5's observation, blurrier without a mask: unconditional / conditional sharpness "
-                     f"{u / c:.2f} ({'blurrier' if u < c else 'not blurrier'} here). The paper compared with its "
-                     f"separate unconditional baseline model, which the suite does not train."
-                     + (" Both sets are *sharper* than real images (ratio > 1): the model leaves pixel noise, which "
-                        "the Laplacian counts like detail, so the comparison reads noise as much as blur."
-                        if min(u, c) > 1 else ""))
+        notes.append(f"Mean sharpness, unconditional / guided queries of the same model: {u / c:.3f}. This is a "
+                     f"comparison within the one mask-guided model; Sec. 5.2.5 compared its unconditional queries "
+                     f"with a separately trained unconditional baseline model, which the suite does not train "
+                     f"(the claims table states which comparison each claim makes).")
+        if min(u, c) > 1:
+            notes.append("Both sets are *sharper* than real images (ratio > 1): the model leaves pixel noise, which "
+                         "the Laplacian counts like detail, so the sharpness measure reads noise as much as blur.")
     return notes
 
 

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
 import torch
 from torch import nn
 
 from repro.metrics.fd_evalnet import evalnet_features
+from repro.metrics.frechet import feature_statistics, frechet_replicates
 from repro.metrics.inception import FID_FEATURE_DIM, InceptionFeatures
 from repro.metrics.segmentation import SegmentationScores
+from repro.metrics.spread import resample_indices
 
 
 def ssim_per_image(fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
@@ -59,6 +62,35 @@ def mean_abs_laplacian(images: torch.Tensor) -> torch.Tensor:
     return torch.nn.functional.conv2d(grey, k).abs().mean(dim=(1, 2, 3))
 
 
+@torch.no_grad()
+def extract(features: "FeatureModule", images: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
+    """features(images) [N, D] in float64 on the CPU, in batches."""
+    return torch.cat([features(images[i: i + batch_size].float()).double().cpu()
+                      for i in range(0, images.shape[0], batch_size)])
+
+
+def frechet_boot(real: torch.Tensor, fake: torch.Tensor, features: "FeatureModule", allow_rank_deficient: bool,
+                 batch_size: int = 64) -> list[float]:
+    """The Frechet distance's replicates over the shared paired resamples of the generated images
+    (repro.metrics.spread.resample_indices; the real statistics fixed), what a cell stores as
+    `<fid>_boot`: its spread over images, not its value (torchmetrics' number stays the value)."""
+    mu, sigma = feature_statistics(extract(features, real, batch_size).numpy(), allow_rank_deficient)
+    fake_f = extract(features, fake, batch_size)
+    return frechet_replicates(fake_f, mu, sigma, resample_indices(int(fake_f.shape[0])))
+
+
+def miou_replicates(image_iou: list[list[float | None]]) -> list[float]:
+    """`miou` (per class the mean of the per-image IoUs over the images the class occurs in, then the
+    mean over classes; repro.metrics.segmentation.image_miou) over the shared paired resamples of the
+    images: what a cell stores as `miou_boot`. Vectorised: [replicates, images, classes]."""
+    m = np.array([[np.nan if v is None else v for v in row] for row in image_iou], dtype=np.float64)
+    x = m[resample_indices(m.shape[0])]                            # [R, n, C]
+    present = ~np.isnan(x)
+    counts = present.sum(axis=1)                                   # [R, C]
+    per_class = np.where(counts > 0, np.nansum(x, axis=1) / np.maximum(counts, 1), np.nan)
+    return [float(v) for v in np.nanmean(per_class, axis=1)]
+
+
 def fid_kid(real: torch.Tensor, fake: torch.Tensor, features: FeatureModule, subset_size: int, degree: int,
             seed: int, batch_size: int = 64) -> dict[str, float]:
     """torchmetrics' FrechetInceptionDistance and KernelInceptionDistance (subset_size, polynomial degree;
@@ -100,8 +132,11 @@ def original_vs_generated(evaluator: nn.Module, real: torch.Tensor, fake: torch.
     scores = SegmentationScores(k, None)
     scores.update(pred, ref)
     out = scores.compute()
+    # no ignored pixels and equal image sizes: the mean of the per-image accuracies is pixel_acc
+    per_image = (pred == ref).flatten(1).double().mean(1)
     return {"pixel_acc": out["pixel_acc"], "miou": out["miou"], "miou_dataset": out["miou_dataset"],
-            "segmenter_classes": k, "pred_generated": pred, "pred_original": ref}
+            "segmenter_classes": k, "pred_generated": pred, "pred_original": ref,
+            "pixel_acc_per_image": per_image.tolist(), "image_iou": out["image_iou"]}
 
 
 def mask_compliance(pred: torch.Tensor, masks: torch.Tensor, num_classes: int, ignore: int = 255) -> dict:

@@ -2,13 +2,19 @@
 
 Classifier-free training dropped the mask for part of the batches, so the same network samples
 unconditionally: one pass of size B per step with no mask. The paper shows a grid and says the samples
-are "somewhat more blurr[y]" than those of its separate unconditional baseline; it gives no number. Each
-cell here draws `n_samples` images (mode `unconditional`, or `conditional` on test masks for a
-comparison within the same model) and measures their sharpness against real test images (mean absolute
-Laplacian, generated / real) and their KID to the real images.
+are "somewhat more blurr[y]" than those of its separately trained unconditional baseline; it gives no
+number. The suite trains no such baseline: each cell draws `n_samples` images from the one mask-guided
+model (mode `unconditional`, or `conditional` on test masks, a comparison within the same model, not
+the paper's) and measures their sharpness against real test images (mean absolute Laplacian,
+generated / real) and their KID to the real images.
+
+Image i starts from the same prior noise in both modes (batch j's generator is seeded alike), and is
+paired with real test image i: per-image sharpness and the ratio's replicates over the shared
+resamples of the images are stored for the claims engine (repro.claims).
 """
 from __future__ import annotations
 
+import torch
 from pydantic import Field
 
 from repro.experiments.bdd.model import describe  # noqa: F401  (repro show prints the parameter count)
@@ -16,7 +22,9 @@ from repro.experiments.bdd.model import guidance_for, prepare_sampling_state
 from repro.experiments.bdd.sampling import generate
 from repro.experiments.bdd.scoring import fid_kid, mean_abs_laplacian
 from repro.experiments.bdd.settings import SamplingFixed
+from repro.experiments.bdd.units import compact
 from repro.images import save_image_grid
+from repro.metrics.spread import resample_indices
 from repro.results import relative_to_results
 from repro.rng import seed_for
 from repro.specs import cell_key
@@ -35,8 +43,16 @@ class Fixed(SamplingFixed):
 def prepare(ctx):
     fixed = ctx.fixed
     st = prepare_sampling_state(ctx, fixed.n_samples, fixed.fid_weights, need_evaluator=False)
-    st.real_sharpness = float(mean_abs_laplacian(st.real).mean())
+    st.real_sharpness_per_image = mean_abs_laplacian(st.real).double()
+    st.real_sharpness = float(st.real_sharpness_per_image.mean())
     return st
+
+
+def sharpness_ratio_replicates(generated: torch.Tensor, real: torch.Tensor) -> list[float]:
+    """mean sharpness(generated[idx]) / mean sharpness(real[idx]) over the shared resample index sets:
+    generated image i and real test image i are drawn together, so the real set's spread is in it."""
+    idx = torch.from_numpy(resample_indices(int(generated.shape[0])))
+    return (generated.double()[idx].mean(1) / real.double()[idx].mean(1)).tolist()
 
 
 def run_cell(ctx, state, cell, run):
@@ -46,7 +62,8 @@ def run_cell(ctx, state, cell, run):
     labels = state.masks if mode == "conditional" else None
     gen = generate(state.model, labels, guidance, f.loop, n=f.n_samples, batch_size=f.batch_size,
                    seed=seed_for(ctx.spec.seed, "bdd_uncond"), device=ctx.device)
-    sharp = float(mean_abs_laplacian(gen.images).mean())
+    per_image = mean_abs_laplacian(gen.images).double()
+    sharp = float(per_image.mean())
     fk = fid_kid(state.real, gen.images, state.features, f.kid_subset_size, f.kid_degree, seed=ctx.spec.seed)
     kid_name = state.feature_names[1]
     values = {"sharpness_ratio": sharp / state.real_sharpness, kid_name: fk["kid"]}
@@ -57,5 +74,8 @@ def run_cell(ctx, state, cell, run):
              "nfe_per_batch": gen.nfe, "network_rows_per_pass": gen.batch_size_network,
              "seconds_sampling": gen.seconds, "samples_png": relative_to_results(grid), "mode": mode,
              **(guidance.record() if guidance else {"guidance_convention": None}),
-             "model_p_uncond": state.model.meta.get("p_uncond"), "model_drop_mode": state.model.meta.get("drop_mode")}
+             "model_p_uncond": state.model.meta.get("p_uncond"), "model_drop_mode": state.model.meta.get("drop_mode"),
+             "sharpness_per_sample": compact(per_image.tolist()),
+             "sharpness_ratio_boot": compact(sharpness_ratio_replicates(per_image, state.real_sharpness_per_image)),
+             "resample_unit": "images", "resample_n": int(per_image.shape[0])}
     return {"values": values, "extra": extra, "artifacts": [grid]}
