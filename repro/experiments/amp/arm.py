@@ -23,6 +23,7 @@ from repro.diffusion.losses import dsm_loss
 from repro.diffusion.sde import net_score_fn
 from repro.environment import cpu_bf16_flags, cpu_model
 from repro.errors import UserError
+from repro.metrics.spread import compact
 from repro.specs import resolve_model
 from repro.train.batch_finder import largest_batch_that_fits
 from repro.train.amp import autocast_context
@@ -186,8 +187,8 @@ def timing_summary(steps: list[dict], history: list[dict], batch_size: int, warm
             "images_per_second": batch_size / per_step if gaps else float("nan"),
             "epochs_timed": len(timed), "steps_timed": len(gaps),
             "epoch_time_from": "epochs" if timed else "steps x steps per epoch",
-            "seconds_per_epoch_runs": [float(f"{t:.6g}") for t in timed],
-            "seconds_per_step_runs": [float(f"{t:.6g}") for t in step_bins],
+            "seconds_per_epoch_runs": compact(timed),
+            "seconds_per_step_runs": compact(step_bins),
             "step_bin_size": math.ceil(len(gaps) / MAX_UNITS) if gaps else 0}
 
 
@@ -198,7 +199,7 @@ def late_loss(steps: list[dict]) -> tuple[float, list[float], int]:
     tail = [s["loss"] for s in steps[-max(1, len(steps) // 4):]] if steps else []
     bins = equal_bins(tail)
     size = math.ceil(len(tail) / MAX_UNITS) if tail else 0
-    return (sum(bins) / len(bins) if bins else float("nan")), [float(f"{b:.6g}") for b in bins], size
+    return (sum(bins) / len(bins) if bins else float("nan")), compact(bins), size
 
 
 def loss_curve(steps: list[dict], points: int) -> tuple[list[int], list[float]]:

@@ -18,7 +18,7 @@ from repro.data import dataset_info
 from repro.errors import UserError
 from repro.experiments.bdd.model import describe  # noqa: F401  (repro show prints the parameter count)
 from repro.experiments.bdd.model import guidance_for
-from repro.experiments.bdd.units import compact
+from repro.metrics.spread import compact
 from repro.experiments.bdd.settings import SamplingFixed
 from repro.experiments.bdd.timing import prepare_variant, time_sampling, variant_unavailable
 from repro.trainers.ensure import ensure_model

@@ -19,7 +19,7 @@ from repro.experiments.bdd.model import guidance_for, prepare_sampling_state
 from repro.experiments.bdd.sampling import generate
 from repro.experiments.bdd.scoring import (fid_kid, frechet_boot, mask_compliance, miou_replicates,
                                            original_vs_generated, ssim_per_image)
-from repro.experiments.bdd.units import compact
+from repro.metrics.spread import compact
 from repro.experiments.bdd.settings import SamplingFixed
 from repro.images import save_image_grid
 from repro.results import relative_to_results

@@ -22,7 +22,7 @@ from repro.experiments.bdd.model import guidance_for, prepare_sampling_state
 from repro.experiments.bdd.sampling import generate
 from repro.experiments.bdd.scoring import fid_kid, mean_abs_laplacian
 from repro.experiments.bdd.settings import SamplingFixed
-from repro.experiments.bdd.units import compact
+from repro.metrics.spread import compact
 from repro.images import save_image_grid
 from repro.metrics.spread import resample_indices
 from repro.results import relative_to_results

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from repro.experiments.score.sampling import Draw, SamplerSetting, cell_outputs, draw_sharded, mean_std
-from repro.experiments.score.records import compact
+from repro.metrics.spread import compact
 from repro.metrics.spread import bootstrap_statistic
 
 

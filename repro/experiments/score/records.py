@@ -19,8 +19,3 @@ def predictor_reading(predictor: str) -> str:
     """The reading of the thesis's PC sampler that `predictor` gives (PREDICTOR_READINGS); another
     predictor is neither reading and says so."""
     return PREDICTOR_READINGS.get(predictor, f"neither the thesis's Alg. 3 nor the authors' code ({predictor} predictor)")
-
-
-def compact(values) -> list[float]:
-    """A stored list of floats at 6 significant digits (the cell files stay small)."""
-    return [float(f"{float(v):.6g}") for v in values]
