@@ -16,7 +16,8 @@ pair by pair. `share` is the fraction of resamples in which the comparison comes
 Unit `none` marks a measurement without sampling noise (peak memory): its point value decides,
 share 1 or 0. With `across`, the claim is judged in every group of those grid keys: held when
 every group held, did not hold when any group did not hold, else inconclusive; `share` is then the
-fraction of resamples in which every group agrees at once.
+fraction of resamples in which every group agrees at once. A side whose `where` names an `across`
+key keeps that value in every group (a fixed reference, e.g. plain EDM against each DG weight).
 
 Pure functions on cell records ({"cell", "values", "extra"} dicts, as repro.results reads them);
 nothing here reads files or imports a runner.
@@ -25,7 +26,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -63,6 +64,7 @@ class Verdict:
     n_resamples: int
     detail: str
     groups: tuple[tuple[str, "Verdict"], ...] = field(default_factory=tuple)
+    metric: str = ""                   # the metric judged (the first of the claim's alternatives measured)
 
 
 def word(share: float) -> str:
@@ -94,9 +96,11 @@ def measure(record: Mapping[str, Any], metric: str, unit: str) -> Measured:
             return Measured(point, bootstrap_means(runs) if len(runs) > 1 else None, len(runs))
     elif unit != "none":
         boot = extra.get(f"{metric}_boot")
-        if isinstance(boot, list) and len(boot) >= RESAMPLES:
-            return _need(point, metric, label, Measured(point, np.asarray(boot[:RESAMPLES], float),
-                                                        extra.get("resample_n")))
+        if isinstance(boot, list) and len(boot) >= RESAMPLES and point is not None:
+            # a statistic recomputed on resamples with repeated units sits off its value (a Frechet
+            # distance above it): the replicates are centred on the value, their spread kept
+            reps = np.asarray(boot[:RESAMPLES], float)
+            return Measured(point, reps - np.nanmean(reps) + point, extra.get("resample_n"))
         per = extra.get(f"{metric}_per_sample")
         if isinstance(per, list) and per:
             point = float(np.mean(per)) if point is None else point
@@ -229,7 +233,11 @@ def _judge_group(claim: Claim, cells_by_spec: Mapping[str, Records], spec_id: st
     elif claim.kind == "ratio":
         with np.errstate(divide="ignore", invalid="ignore"):
             eff, effs = a.point / b.point, (a.reps / b.reps) if both else None
-        agree = lambda v: np.abs(np.log(np.abs(v) / claim.published)) <= math.log(max(claim.within, 1 / claim.within))  # noqa: E731
+        def agree(v):   # a ratio of the other sign never agrees
+            v = np.asarray(v, float)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                return (v > 0) & (np.abs(np.log(np.where(v > 0, v, 1.0) / claim.published))
+                                  <= math.log(max(claim.within, 1 / claim.within)))
     else:  # gain_contrast: relative change a vs b against c vs d
         c, d = get(claim.c, "c"), get(claim.d, "d")
         eff = (a.point - b.point) / b.point - (c.point - d.point) / d.point
@@ -274,8 +282,27 @@ def _one(claim: Claim, eff: float, effs, point_ok: bool, agree, n_units) -> Verd
                    f"{share:.0%} of {len(effs)} paired resamples of the {claim.unit} agree")
 
 
+def metric_of(claim: Claim, cells_by_spec: Mapping[str, Records], spec_id: str) -> str:
+    """`fid|fd_evalnet`: the first alternative that the spec's cells measure (a profile on the
+    embedded data measures fd_evalnet where the paper profile measures fid)."""
+    options = claim.metric.split("|")
+    for m in options:
+        for r in cells_by_spec.get(spec_id, []):
+            values, extra = r.get("values") or {}, r.get("extra") or {}
+            if m in values or m in extra or any(f"{m}_{s}" in extra for s in ("runs", "boot", "per_sample")):
+                return m
+    return options[0]
+
+
 def judge(claim: Claim, cells_by_spec: Mapping[str, Records], spec_id: str) -> Verdict:
     """The verdict on one claim from the cell records of its spec (and of the specs it names)."""
+    metric = metric_of(claim, cells_by_spec, spec_id)
+    if metric != claim.metric:
+        claim = claim.model_copy(update={"metric": metric})
+    return replace(_judge(claim, cells_by_spec, spec_id), metric=metric)
+
+
+def _judge(claim: Claim, cells_by_spec: Mapping[str, Records], spec_id: str) -> Verdict:
     try:
         groups = groups_of(claim, cells_by_spec, spec_id)
         judged = [(g, _judge_group(claim, cells_by_spec, spec_id, g)) for g in groups]

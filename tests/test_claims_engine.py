@@ -178,7 +178,7 @@ def test_frechet_replicates_used_when_stored():
     cells = {"s": [{"cell": {"x": "a"}, "values": {"m": 9.0}, "extra": {"m_boot": boot_a, "resample_n": 30}},
                    {"cell": {"x": "b"}, "values": {"m": 11.5}, "extra": {"m_boot": boot_b, "resample_n": 30}}]}
     v = judge(claim(kind="better", a={"where": {"x": "a"}}, b={"where": {"x": "b"}}, direction="lower"), cells, "s")
-    assert v.verdict == "held" and v.effect == pytest.approx(-2.5) and v.interval == pytest.approx((-2.0, -2.0))
+    assert v.verdict == "held" and v.effect == pytest.approx(-2.5) and v.interval == pytest.approx((-2.5, -2.5))
     assert v.n_units == 30
 
 
@@ -201,3 +201,31 @@ def test_claim_schema_refuses_incomplete_claims():
         claim(kind="better", direction="lower")
     with pytest.raises(ValueError, match="increasing or decreasing"):
         claim(kind="trend", over="s0", direction="lower")
+
+
+def test_metric_alternatives_take_the_first_measured():
+    cells = {"s": [rec({"x": "a"}, value=1.0), rec({"x": "b"}, value=2.0)]}
+    for c in cells["s"]:
+        c["values"] = {"fd_evalnet": c["values"]["m"]}
+    c = claim(kind="better", unit="none", metric="fid|fd_evalnet", a={"where": {"x": "a"}}, b={"where": {"x": "b"}},
+              direction="lower")
+    v = judge(c, cells, "s")
+    assert v.metric == "fd_evalnet" and v.verdict == "held" and v.effect == -1.0
+
+
+def test_frechet_replicates_are_centred_on_the_value():
+    # replicates of a Frechet distance sit above it (repeated samples); centred, their spread is kept
+    boot = list(np.linspace(11.0, 13.0, RESAMPLES))   # mean 12, value 10
+    cells = {"s": [{"cell": {"x": "a"}, "values": {"m": 10.0}, "extra": {"m_boot": boot}}]}
+    v = judge(claim(kind="threshold", a={"where": {"x": "a"}}, value=10.5, direction="lower"), cells, "s")
+    lo, hi = v.interval
+    assert v.effect == 10.0 and lo == pytest.approx(9.1, abs=0.01) and hi == pytest.approx(10.9, abs=0.01)
+    assert v.share == pytest.approx(0.75, abs=0.01) and v.verdict == "inconclusive"
+
+
+def test_a_ratio_of_the_other_sign_never_agrees():
+    cells = {"s": [rec({"x": "a"}, value=-2.0), rec({"x": "b"}, value=-1.0)]}
+    c = claim(kind="ratio", unit="none", a={"where": {"x": "a"}}, b={"where": {"x": "b"}}, published=2.0, within=1.1)
+    assert judge(c, cells, "s").verdict == "held"          # -2 / -1 = 2
+    cells["s"][1]["values"]["m"] = 1.0
+    assert judge(c, cells, "s").verdict == "did not hold"  # -2 / 1 = -2: not within a factor of +2

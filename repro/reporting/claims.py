@@ -65,7 +65,7 @@ def claim_row(spec: Spec, claim: Claim, profile: str, v: Verdict | None) -> dict
         return {**row, "verdict": "not run", "detail": f"no results of {spec.id} at profile {profile}"}
     groups = "; ".join(f"{g}: {gv.verdict}" + (f" ({gv.share:.0%})" if gv.share is not None else "")
                        for g, gv in v.groups)
-    return {**row, "effect": _num(v.effect), "interval_low": _num(v.interval[0]) if v.interval else None,
+    return {**row, "metric": v.metric or claim.metric, "effect": _num(v.effect), "interval_low": _num(v.interval[0]) if v.interval else None,
             "interval_high": _num(v.interval[1]) if v.interval else None, "share": v.share, "verdict": v.verdict,
             "n_units": v.n_units, "n_resamples": v.n_resamples,
             "detail": v.detail + (f" [{groups}]" if groups else "")}

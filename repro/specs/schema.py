@@ -87,7 +87,8 @@ class Claim(StrictModel):
     quote: str = Field(min_length=8)
     place: ClaimPlace
     kind: Literal[CLAIM_KINDS]  # type: ignore[valid-type]
-    metric: str
+    metric: str = Field(pattern=r"^[A-Za-z0-9_]+(\|[A-Za-z0-9_]+)*$",
+                        description="the metric, or alternatives `fid|fd_evalnet`: the first the cells measure")
     direction: Literal["increasing", "decreasing", "lower", "higher"] | None = None
     unit: Literal[RESAMPLE_UNITS]  # type: ignore[valid-type]
     claim: str = Field(min_length=8, description="the claim in the suite's words: what is compared here")
@@ -119,6 +120,8 @@ class Claim(StrictModel):
             raise ValueError(f"claim {self.id}: a trend's direction is increasing or decreasing")
         if self.kind != "trend" and self.direction in ("increasing", "decreasing"):
             raise ValueError(f"claim {self.id}: direction is lower or higher for a {self.kind} claim")
+        if self.kind == "ratio" and self.published <= 0:
+            raise ValueError(f"claim {self.id}: a ratio's published value must be positive")
         if self.place.lines[0] > self.place.lines[1]:
             raise ValueError(f"claim {self.id}: place.lines must be [first, last]")
         return self
