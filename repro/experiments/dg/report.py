@@ -91,7 +91,7 @@ def _exposure_notes(spec, df) -> list[str]:
         notes.append(f"Each cell stores every sample's excess (mean over the evaluations of its norm over the "
                      f"training norm, {int(df['resample_n'].max())} samples, sample i from the same latent in every "
                      f"cell): the claims are judged on paired resamples of the samples; the training curve "
-                     f"({int(df['n_real'].max())} real images) is held fixed.")
+                     f"({int(df['n_real'].max())} real images) is kept fixed.")
     if "discriminator_epoch" in df.columns and df["discriminator_epoch"].notna().any():
         notes.append(f"EDM-G++ curves used discriminator epoch "
                      f"{', '.join(str(int(e)) for e in sorted(set(df['discriminator_epoch'].dropna())))}.")
