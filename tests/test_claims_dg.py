@@ -236,12 +236,13 @@ def test_dg_lowers_fid_heun_in_the_grid():
     cells = {"fig12_3": [rec({"w_dg": w, "eps_scale": b}, "fd_evalnet", v) for (w, b), v in grid.items()]}
     v = judge(c, cells, "fig12_3")
     assert v.verdict == "held" and v.effect == pytest.approx(3.351 - 4.793)
-    # per w > 0, b > 1 against b = 1; w = 0 (no SEDM-G++) is not a group
+    # per w, the best b > 1 against b = 1 at the same w (smoke fig12_3 values): worse at every w
     es = claim_of("fig12_3", "es_improves_heun")
-    grid.update({(4.0, 1.005): 4.004, (8.0, 1.005): 3.5, (0.0, 1.005): 5.039})
+    grid.update({(4.0, 1.005): 4.004, (8.0, 1.005): 3.5, (0.0, 1.005): 5.039, (4.0, 0.99): 3.513})
     cells = {"fig12_3": [rec({"w_dg": w, "eps_scale": b}, "fd_evalnet", v) for (w, b), v in grid.items()]}
     v = judge(es, cells, "fig12_3")
-    assert [g for g, _ in v.groups] == ["w_dg=4.0", "w_dg=8.0"] and v.verdict == "did not hold"
+    assert [g for g, _ in v.groups] == ["w_dg=0.0", "w_dg=4.0", "w_dg=8.0"] and v.verdict == "did not hold"
+    assert [gv.effect for _, gv in v.groups] == pytest.approx([5.039 - 4.793, 4.004 - 3.815, 3.5 - 3.351])
 
 
 # ---------------------------------------------------------------- reports describe, the engine judges

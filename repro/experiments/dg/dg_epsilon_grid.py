@@ -48,8 +48,8 @@ class Fixed(BaseModel):
     discriminator_epoch: int | None = Field(None, ge=1, description="None: the epoch the model stored")
     grid_images: int = Field(64, ge=0)
     n_runs: int = Field(1, ge=1, description="sampling runs, each with its own latents (shared by every cell): "
-                                             "the metric is their mean; the report judges differences "
-                                             "against the runs' spread")
+                                             "the metric is their mean; each run's values stand in "
+                                             "<metric>_runs (unit seeds for the claims engine)")
 
     @field_validator("methods")
     @classmethod
