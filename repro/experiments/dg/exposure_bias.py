@@ -29,11 +29,11 @@ GRID_KEYS = ("solver", "method")
 class Fixed(BaseModel):
     model_config = ConfigDict(extra="forbid")
     steps: dict[str, int] = Field(default_factory=lambda: {"euler": 21, "heun": 18},
-                                  description="EDM steps per solver (Heun 18 = 35 NFE)")
+                                  description="EDM steps per solver (Heun 18 = 35 NFE)")  # 002 lines 1259, 1267
     solver: Literal["euler", "heun"] = "heun"
     w_dg: float = Field(2.0, ge=0, description="w_DG_1st of EDM-G++ / SEDM-G++")
     w_dg_2nd: float = Field(0.0, ge=0)
-    eps_scale: float = Field(1.0004, gt=0, description="b of SEDM-G++ (if in the grid)")
+    eps_scale: float = Field(1.0004, gt=0, description="b of SEDM-G++ (if in the grid)")  # 002 line 1315
     eps_k: float = 0.0
     placement: Literal["sedm", "ning"] = "sedm"
     methods: dict[str, dict] = Field(default_factory=dict)
@@ -42,7 +42,7 @@ class Fixed(BaseModel):
     sigma_min: float = 0.002
     sigma_max: float = 80.0
     rho: float = 7.0
-    n_samples: int = Field(50_000, ge=1, description="generated trajectories (thesis: 50k)")
+    n_samples: int = Field(50_000, ge=1, description="generated trajectories (thesis: 50k)")  # 002 lines 1259, 1267
     n_real: int = Field(50_000, ge=1, description="real images for the training-side norm")
     batch_size: int = Field(500, ge=1)
     discriminator_epoch: int | None = Field(None, ge=1)

@@ -152,7 +152,7 @@ def best_cells(spec, df, metric):
     opt = [(w, float(g.loc[g[metric].idxmin(), "eps_scale"])) for w, g in df[df["w_dg"] > 0].groupby("w_dg")]
     if len(opt) >= 2:
         lines.append("Best b per w_DG_1st > 0: " + ", ".join(f"w = {w:g}: b = {b:g}" for w, b in opt)
-                     + " (thesis Sec. 12.2: the optimal b decreases from w_DG_1st = 1.67 to 2).")
+                     + " (thesis Sec. 12.2, line 1315: the optimal b decreases from w_DG_1st = 1.67 to 2).")
     return lines
 
 
