@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from repro.experiments.dg import evaluation as E
 from repro.experiments.dg.settings import METHODS, SETTING_KEYS, resolve_cell
+from repro.metrics.spread import compact
 from repro.specs import cell_key
 
 GRID_KEYS = ("method", "w_dg", "eps_scale", "steps", "solver")
@@ -107,7 +108,7 @@ def run_cell(ctx, state, cell, run) -> dict:
         for m in state["metrics"]:
             feats = torch.cat([b["features"][m.name] for b in batches])
             runs[m.name].append(m.distance(feats))
-            boot[m.name].append(m.replicates(feats))
+            boot[m.name].append(m.replicates(feats, ctx.device))
         keep += [b["images"] for b in batches if b["images"] is not None]
         counts = {"nfe": batches[-1]["nfe"], "guided_evals": batches[-1]["guided_evals"]}
     if not any(runs.values()):
@@ -128,6 +129,6 @@ def run_cell(ctx, state, cell, run) -> dict:
              "discriminator_epoch": state["disc_epoch"] if s.guided else None,
              "n_runs": fixed.n_runs, **{f"{name}_runs": v for name, v in runs.items()},
              # replicate j: the runs' mean of the distance on index set j of each run's samples
-             **{f"{name}_boot": [float(f"{sum(r) / len(r):.6g}") for r in zip(*reps)] for name, reps in boot.items()},
+             **{f"{name}_boot": compact([sum(r) / len(r) for r in zip(*reps)]) for name, reps in boot.items()},
              "resample_unit": "samples", "resample_n": fixed.n_samples}
     return {"values": values, "extra": extra, "artifacts": artifacts}

@@ -47,10 +47,11 @@ class FeatureMetric:
         mu, sigma = feature_statistics(feats)
         return frechet_distance(self.mu, self.sigma, mu, sigma)
 
-    def replicates(self, feats: torch.Tensor) -> list[float]:
+    def replicates(self, feats: torch.Tensor, device: str | torch.device = "cpu") -> list[float]:
         """The distance on each of the shared paired resamples of the generated samples
-        (repro.metrics.spread.resample_indices): sample i is latent i in every cell of the spec."""
-        return frechet_replicates(feats, self.mu, self.sigma, resample_indices(int(feats.shape[0])))
+        (repro.metrics.spread.resample_indices): sample i is latent i in every cell of the spec.
+        1000 eigendecompositions at the feature dimension: on the run's device (a GPU's job at 2048)."""
+        return frechet_replicates(feats, self.mu, self.sigma, resample_indices(int(feats.shape[0])), device)
 
 
 def reference_images(ctx, n: int | None) -> torch.Tensor:

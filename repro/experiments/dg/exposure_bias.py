@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from repro.experiments.dg import evaluation as E
 from repro.experiments.dg.settings import cell_settings
 from repro.metrics.exposure_bias import training_eps_norms
+from repro.metrics.spread import compact
 from repro.sampling.edm import edm_sample
 from repro.trainers.edm import to_model_range
 
@@ -67,10 +68,6 @@ def _training_curve(ctx, state, sigmas: list[float], key, batch_size: int) -> li
     return state["training"][key]
 
 
-def _rounded(values: torch.Tensor) -> list[float]:
-    return [float(f"{v:.6g}") for v in values.tolist()]
-
-
 def run_cell(ctx, state, cell, run) -> dict:
     fixed = ctx.fixed
     s = cell_settings(fixed, cell)
@@ -99,8 +96,8 @@ def run_cell(ctx, state, cell, run) -> dict:
                        "nfe": float(len(sampling))},
             "extra": {**s.to_dict(), "sigmas": sigmas, "steps_of_eval": steps, "stages": stages,
                       "sampling_norm": sampling, "training_norm": training, "excess_pct": excess,
-                      "eps_norm_excess_pct_per_sample": _rounded(whole),
-                      "eps_norm_excess_last_third_pct_per_sample": _rounded(last),
+                      "eps_norm_excess_pct_per_sample": compact(whole.tolist()),
+                      "eps_norm_excess_last_third_pct_per_sample": compact(last.tolist()),
                       "resample_unit": "samples", "resample_n": int(norms.shape[0]),
                       "n_samples": fixed.n_samples, "n_real": int(state["real"].shape[0]),
                       "edm_model": state["edm"].name, "edm_hash": state["edm"].hash,

@@ -1,7 +1,7 @@
 """Descriptive findings of the dg_epsilon_grid runner (002 thesis Ch. 12, Appendix A): what the grid
 measured, set beside what the thesis reports, with no verdicts.
 
-Whether the thesis's claims held here is the claims engine's answer (repro.claims, on the spec's
+How the thesis's claims fare here is the claims engine's answer (repro.claims, on the spec's
 `claims:`), which the renderer appends to every report; these notes give the numbers behind it
 (per-group values and relative changes, best cells, the Appendix A comparison). Published numbers
 are read from the spec's `paper.cells` (each with its document line there), never written here.
