@@ -258,9 +258,27 @@ def test_repeated_runs_give_mean_and_standard_error(shared):
         assert math.isclose(c["values"]["fd_evalnet"], (runs[0] + runs[1]) / 2, rel_tol=1e-12)
         assert math.isclose(c["values"]["fd_evalnet_se"], abs(runs[0] - runs[1]) / 2, rel_tol=1e-9)  # s/sqrt(2)
     text = shared["reports"]["fig12_3"].read_text()
-    assert "fd_evalnet s.e." in text and "standard errors of the runs' paired differences" in text
+    assert "fd_evalnet s.e." in text and "paired resamples of the samples" in text
     one_run = shared["reports"]["table12_1"].read_text()
-    assert "one sampling run: no spread measured" in one_run and "fd_evalnet s.e." not in one_run
+    assert "fd_evalnet s.e." not in one_run
+
+
+def test_cells_store_frechet_replicates_for_the_claims_engine(shared):
+    """Issue 26: every cell stores fd_evalnet on the shared paired resamples of its samples (replicate j on
+    index set j of resample_indices(n), averaged over the runs like the value); one run or several."""
+    from repro.metrics.spread import RESAMPLES
+
+    for spec_id in ("fig12_1", "fig12_3", "fig12_4", "table12_1"):
+        for c in cells(spec_id):
+            e = c["extra"]
+            assert e["resample_unit"] == "samples" and e["resample_n"] == e["n_samples"] == 12
+            boot = e["fd_evalnet_boot"]
+            assert len(boot) == RESAMPLES and all(math.isfinite(b) and b >= -1e-9 for b in boot)
+            assert len(set(boot)) > 1                      # the resamples differ
+    # the same latents in every cell of a spec: replicate j pairs the same samples
+    a = by("table12_1", method="edm_gpp")["extra"]["fd_evalnet_boot"]
+    b = by("table12_1", method="sedm_gpp")["extra"]["fd_evalnet_boot"]
+    assert a != b
 
 
 def test_fig12_3_heatmap_report(shared):
@@ -294,7 +312,7 @@ def test_fig12_4_and_table12_1(shared):
     assert (rows["edm_gpp"]["w_dg"], rows["edm_gpp"]["eps_scale"]) == (1.0, 1.0)
     assert (rows["sedm_gpp"]["w_dg"], rows["sedm_gpp"]["eps_scale"]) == (1.0, 1.05)
     text = shared["reports"]["table12_1"].read_text()
-    assert "VDM (Kingma et al., 2021)" in text and "table12_1_test_bars.png" in text and "EDM-G++ below EDM by" in text
+    assert "VDM (Kingma et al., 2021)" in text and "table12_1_test_bars.png" in text and "Reproduced rows" in text
 
 
 def test_fig11_exposure_curves(shared):
@@ -311,8 +329,15 @@ def test_fig11_exposure_curves(shared):
     assert got[("euler", "edm")]["extra"]["training_norm"] == got[("euler", "edm_gpp")]["extra"]["training_norm"]
     assert got[("euler", "edm")]["extra"]["sampling_norm"][0] == got[("euler", "edm_gpp")]["extra"]["sampling_norm"][0]
     assert got[("heun", "edm_gpp")]["extra"]["discriminator_epoch"] == 2
+    # per sample (latent i in every cell): its excess over the training curve, whose mean is the value
+    for c in got.values():
+        e = c["extra"]
+        assert e["resample_unit"] == "samples" and e["resample_n"] == 6
+        for m in ("eps_norm_excess_pct", "eps_norm_excess_last_third_pct"):
+            per = e[f"{m}_per_sample"]
+            assert len(per) == 6 and math.isclose(sum(per) / 6, c["values"][m], rel_tol=1e-5, abs_tol=1e-4)
     report = shared["reports"]["fig11_exposure"]
-    assert (report.parent / "fig11_exposure_test_eps_norms.png").exists() and "Thesis" in report.read_text()
+    assert (report.parent / "fig11_exposure_test_eps_norms.png").exists() and "EDM-G++ / EDM excess" in report.read_text()
 
 
 def test_discriminator_epoch_is_selectable_and_recorded(shared, tmp_path, monkeypatch):

@@ -6,7 +6,10 @@ SEDM-G++ rows). Grid keys: method, w_dg, eps_scale, steps, solver; anything not 
 comes from `fixed` (see repro.experiments.dg.settings.resolve_cell). The sampler is EDM's
 (repro.sampling.edm) with the discriminator-guidance term (Eq. 9.3) and epsilon scaling
 (Sec. 10.3, 11.2) as hooks. The report (repro.experiments.dg.report) draws a figure that follows
-the grid (curves, heatmap or bars) and tests the thesis's statements that the grid can speak to.
+the grid (curves, heatmap or bars) with descriptive findings; the spec's claims are judged by
+repro.claims on what each cell stores beside its value: `<metric>_runs` (one value per sampling
+run, unit seeds) and `<metric>_boot` (the distance on the shared paired resamples of the samples,
+averaged over the runs like the value, unit samples).
 """
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from repro.experiments.dg import evaluation as E
 from repro.experiments.dg.settings import METHODS, SETTING_KEYS, resolve_cell
+from repro.metrics.spread import compact
 from repro.specs import cell_key
 
 GRID_KEYS = ("method", "w_dg", "eps_scale", "steps", "solver")
@@ -45,8 +49,8 @@ class Fixed(BaseModel):
     discriminator_epoch: int | None = Field(None, ge=1, description="None: the epoch the model stored")
     grid_images: int = Field(64, ge=0)
     n_runs: int = Field(1, ge=1, description="sampling runs, each with its own latents (shared by every cell): "
-                                             "the metric is their mean; the report judges differences "
-                                             "against the runs' spread")
+                                             "the metric is their mean; each run's values stand in "
+                                             "<metric>_runs (unit seeds for the claims engine)")
 
     @field_validator("methods")
     @classmethod
@@ -86,6 +90,7 @@ def run_cell(ctx, state, cell, run) -> dict:
     guidance, eps = E.sampler_objects(s, disc.net if disc else None, fixed.time_min, fixed.time_max)
     grid_batches = E.n_batches(fixed.grid_images, fixed.batch_size)   # the first grid_images images
     runs, keep, timing = {m.name: [] for m in state["metrics"]}, [], {"sampling_seconds": 0.0}
+    boot: dict[str, list[list[float]]] = {m.name: [] for m in state["metrics"]}
     for r in range(fixed.n_runs):
         local: dict[int, dict] = {}
 
@@ -101,7 +106,9 @@ def run_cell(ctx, state, cell, run) -> dict:
         if batches is None:   # a rank other than 0 under torchrun: its batches went to rank 0
             continue
         for m in state["metrics"]:
-            runs[m.name].append(m.distance(torch.cat([b["features"][m.name] for b in batches])))
+            feats = torch.cat([b["features"][m.name] for b in batches])
+            runs[m.name].append(m.distance(feats))
+            boot[m.name].append(m.replicates(feats, ctx.device))
         keep += [b["images"] for b in batches if b["images"] is not None]
         counts = {"nfe": batches[-1]["nfe"], "guided_evals": batches[-1]["guided_evals"]}
     if not any(runs.values()):
@@ -120,5 +127,8 @@ def run_cell(ctx, state, cell, run) -> dict:
              "edm_model": state["edm"].name, "edm_hash": state["edm"].hash,
              "discriminator_model": disc.name if disc else None, "discriminator_hash": disc.hash if disc else None,
              "discriminator_epoch": state["disc_epoch"] if s.guided else None,
-             "n_runs": fixed.n_runs, **{f"{name}_runs": v for name, v in runs.items()}}
+             "n_runs": fixed.n_runs, **{f"{name}_runs": v for name, v in runs.items()},
+             # replicate j: the runs' mean of the distance on index set j of each run's samples
+             **{f"{name}_boot": compact([sum(r) / len(r) for r in zip(*reps)]) for name, reps in boot.items()},
+             "resample_unit": "samples", "resample_n": fixed.n_samples}
     return {"values": values, "extra": extra, "artifacts": artifacts}

@@ -18,7 +18,9 @@ from repro.experiments.dg.settings import CellSettings
 from repro.guidance.discriminator import DiscriminatorGuidance
 from repro.guidance.epsilon_scaling import EpsilonScaling
 from repro.metrics.by_name import FRECHET_METRICS, frechet_features
-from repro.metrics.frechet import frechet_distance_from_features, require_more_samples_than_dims
+from repro.metrics.frechet import (feature_statistics, frechet_distance, frechet_replicates,
+                                   require_more_samples_than_dims)
+from repro.metrics.spread import resample_indices
 from repro.sampling.edm import edm_sample
 from repro.train import load_checkpoint
 from repro.trainers.discriminator import epoch_file
@@ -38,8 +40,18 @@ class FeatureMetric:
     def dim(self) -> int:
         return int(self.reference.shape[1])
 
+    def __post_init__(self) -> None:
+        self.mu, self.sigma = feature_statistics(self.reference)
+
     def distance(self, feats: torch.Tensor) -> float:
-        return frechet_distance_from_features(self.reference, feats)
+        mu, sigma = feature_statistics(feats)
+        return frechet_distance(self.mu, self.sigma, mu, sigma)
+
+    def replicates(self, feats: torch.Tensor, device: str | torch.device = "cpu") -> list[float]:
+        """The distance on each of the shared paired resamples of the generated samples
+        (repro.metrics.spread.resample_indices): sample i is latent i in every cell of the spec.
+        1000 eigendecompositions at the feature dimension: on the run's device (a GPU's job at 2048)."""
+        return frechet_replicates(feats, self.mu, self.sigma, resample_indices(int(feats.shape[0])), device)
 
 
 def reference_images(ctx, n: int | None) -> torch.Tensor:
