@@ -8,6 +8,8 @@ import re
 from pathlib import Path
 
 import numpy as np
+
+from repro.claims import metric_of
 import pytest
 
 from repro import results
@@ -108,7 +110,7 @@ def test_cells_store_the_units_of_every_claim_judged_at_test(env, spec_id):
     claims = [c for c in load_spec(spec_id).claims if "test" in c.profiles]
     assert claims
     for claim in claims:
-        m = claim.metric
+        m = metric_of(claim, {spec_id: cells}, spec_id)   # fid|fd_evalnet: the one measured here
         lengths = set()
         for c in [c for c in cells if _selected(c["cell"], claim)]:
             v, x = c["values"], c["extra"]
@@ -205,23 +207,23 @@ def _sampler_cells(pc: dict, p1000: dict, sde="ve"):
 def test_pc1000_beats_p1000_held_when_every_predictor_is_clearly_lower():
     cells = _sampler_cells({"reverse_diffusion": 3.0, "probability_flow": 3.1},
                            {"reverse_diffusion": 4.0, "probability_flow": 6.0})
-    assert _judge("sampler_table", "pc1000_beats_p1000_ve_evalnet", cells) == "held"
+    assert _judge("sampler_table", "pc1000_beats_p1000_ve", cells) == "held"
 
 
 def test_pc1000_beats_p1000_did_not_hold_when_one_predictor_is_clearly_higher():
     # the smoke situation of issue 17: PC1000 better for one predictor, clearly worse for another
     cells = _sampler_cells({"reverse_diffusion": 3.0, "probability_flow": 7.0},
                            {"reverse_diffusion": 4.0, "probability_flow": 6.0})
-    assert _judge("sampler_table", "pc1000_beats_p1000_ve_evalnet", cells) == "did not hold"
+    assert _judge("sampler_table", "pc1000_beats_p1000_ve", cells) == "did not hold"
 
 
 def test_c2000_worst_against_the_highest_other_cell():
     cells = _sampler_cells({"reverse_diffusion": 3.0}, {"reverse_diffusion": 4.0})
     cells.append(_cell({"sde": "ve", "predictor": "reverse_diffusion", "sampler": "C2000"}, {"fd_evalnet": 9.0},
                        fd_evalnet_boot=_boot(9.0, NOISE), resample_n=12))
-    assert _judge("sampler_table", "c2000_worst_ve_evalnet", cells) == "held"
+    assert _judge("sampler_table", "c2000_worst_ve", cells) == "held"
     cells[-1] = _cell(cells[-1]["cell"], {"fd_evalnet": 3.5}, fd_evalnet_boot=_boot(3.5, NOISE), resample_n=12)
-    assert _judge("sampler_table", "c2000_worst_ve_evalnet", cells) == "did not hold"   # below P1000's 4.0
+    assert _judge("sampler_table", "c2000_worst_ve", cells) == "did not hold"   # below P1000's 4.0
 
 
 def test_milstein_equal_to_em_does_not_hold_the_claim_that_it_differs():
@@ -242,16 +244,16 @@ def _snr_cells(fd: dict):
 
 def test_snr_claims_opposite_directions_one_held_one_not():
     rising = _snr_cells({0.05: 1.0, 0.1: 1.5, 0.2: 2.0})
-    assert _judge("snr_study", "higher_snr_looks_worse_evalnet", rising) == "held"
-    assert _judge("snr_study", "higher_snr_higher_quality_evalnet", rising) == "did not hold"
-    assert _judge("snr_study", "snr_0_1_best_evalnet", rising) == "did not hold"   # 0.05 is clearly lowest
+    assert _judge("snr_study", "higher_snr_looks_worse", rising) == "held"
+    assert _judge("snr_study", "higher_snr_higher_quality", rising) == "did not hold"
+    assert _judge("snr_study", "snr_0_1_best", rising) == "did not hold"   # 0.05 is clearly lowest
 
 
 def test_snr_0_1_best_inconclusive_when_two_snr_values_tie_within_noise():
     rng = np.random.default_rng(1)
     cells = [_cell({"snr": s}, {"fd_evalnet": v}, fd_evalnet_boot=[float(v + e) for e in rng.normal(0, 0.1, RESAMPLES)],
                    resample_n=64) for s, v in ((0.05, 1.0), (0.1, 1.0), (0.2, 3.0))]
-    assert _judge("snr_study", "snr_0_1_best_evalnet", cells) == "inconclusive"
+    assert _judge("snr_study", "snr_0_1_best", cells) == "inconclusive"
 
 
 def _guided_cells(acc_by_scale: dict, n=100, log10_ratio=3.0):
