@@ -8,11 +8,10 @@ import re
 from pathlib import Path
 
 import numpy as np
-
-from repro.claims import metric_of
 import pytest
 
 from repro import results
+from repro.claims import metric_of
 from repro.metrics.spread import RESAMPLES
 
 SEEDS = Path(__file__).resolve().parent.parent.parent / "shared" / "seeds"
