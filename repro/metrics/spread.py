@@ -1,65 +1,19 @@
-"""Verdicts that survive sampling noise: a difference between two settings is judged against the
-spread of repeated sampling runs, not read off one run.
+"""The spread behind a claim's verdict (repro.claims): shared paired resamples of the units a cell
+stores (maps, images, samples or sampling runs).
 
-Runs r = 1..R of two cells share their latents (common random numbers), so the difference is
-taken run by run (paired): d_r = a_r - b_r, its mean and its standard error s_d / sqrt(R).
+Replicate j of every cell resamples the SAME units (index set j): the cells of a spec share their
+maps / latents / seeds by index (common random numbers), so differences are paired. Runners that
+store replicates of a metric that is not a plain mean (a Frechet distance, a dataset mIoU) draw
+their index sets here too, so their replicates line up with the engine's.
 """
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import numpy as np
 import torch
 
 from repro.rng import make_generator
-
-Z = 2.0   # about a 95 % two-sided band for a mean of a few runs' differences
-
-
-def paired_difference(a: Sequence[float], b: Sequence[float]) -> tuple[float, float | None]:
-    """(mean of a_r - b_r, its standard error); the error is None with fewer than two runs."""
-    if len(a) != len(b) or not len(a):
-        raise ValueError(f"paired runs must have the same non-zero length, got {len(a)} and {len(b)}")
-    d = [x - y for x, y in zip(a, b)]
-    mean = sum(d) / len(d)
-    if len(d) < 2:
-        return mean, None
-    var = sum((x - mean) ** 2 for x in d) / (len(d) - 1)
-    return mean, math.sqrt(var / len(d))
-
-
-def direction(mean: float, se: float | None, z: float = Z) -> int:
-    """-1 (clearly below 0), +1 (clearly above) or 0 (within z standard errors; or no spread measured
-    and exactly 0). Without a spread (one run) the sign alone decides."""
-    if se is None:
-        return (mean > 0) - (mean < 0)
-    if mean < -z * se:
-        return -1
-    return 1 if mean > z * se else 0
-
-
-def pooled(diffs: Sequence[tuple[float, float | None]], z: float = Z) -> int:
-    """The direction of the sum of several independent groups' mean differences (their errors added
-    in quadrature); without spreads, the sign of the sum."""
-    total = sum(m for m, _ in diffs)
-    if any(se is None for _, se in diffs):
-        return (total > 0) - (total < 0)
-    return direction(total, math.sqrt(sum(se**2 for _, se in diffs)), z)
-
-
-def verdict(sign: int, claimed: int, measured: bool) -> str:
-    """'held' / 'did not hold' / 'inconclusive' for a claim that the difference has sign `claimed`;
-    without a measured spread, held / did not hold by the sign, marked as such."""
-    word = "held" if sign == claimed else "inconclusive" if sign == 0 else "did not hold"
-    return word if measured else f"{word} (one sampling run: no spread measured)"
-
-
-# ---- Resampling: the spread behind a claim's verdict (repro.claims) -------------------------------
-# Replicate j of every cell resamples the SAME units (index set j): the cells of a spec share their
-# maps / latents / seeds by index (common random numbers), so differences are paired. Runners that
-# store replicates of a metric that is not a plain mean (a Frechet distance, a dataset mIoU) draw
-# their index sets here too, so their replicates line up with the engine's.
 
 RESAMPLES = 1000      # paired resamples behind one verdict
 RESAMPLE_SEED = "paired-resample"   # one stream for everyone: replicate j is the same index set anywhere
