@@ -3,7 +3,8 @@
 L_simple (Eq. 2.2, Alg. 1) on images scaled to [-1, 1] (the appendix's sampler maps (x + 1) / 2 back)
 with the one-hot mask (19 classes, Sec. 4.2) dropped with probability p (Sec. 2.4; p = 0.1 in the
 authors' code, which drops the whole batch's masks; per sample is Ho & Salimans' choice: both are
-settings, recorded in the model's meta). AdamW, lr 3e-4, batch 64, EMA (Sec. 4.3.2); trained with
+settings, recorded in the model's meta; p = 1 trains the paper's unconditional baseline, Ch. 4, which
+never sees a mask). AdamW, lr 3e-4, batch 64, EMA (Sec. 4.3.2); trained with
 the suite's training loop (repro.train.loop: checkpoint + exact resume). The stored weights are the
 EMA ones ("proved to be more stable then the basic model").
 """
@@ -45,7 +46,8 @@ class TrainSettings(BaseModel):
     lr: float = Field(3e-4, gt=0, description="Sec. 4.3.2: AdamW, 0.0003")
     ema_decay: float | None = Field(0.995, ge=0, le=1, description="EMA (Sec. 4.3.2; the decay is not stated)")
     grad_clip: float | None = Field(None, gt=0, description="none in the appendix's training listing")
-    p_uncond: float = Field(0.1, ge=0, le=1, description="mask drop probability (Sec. 2.4)")
+    p_uncond: float = Field(0.1, ge=0, le=1, description="mask drop probability (Sec. 2.4); 1: an unconditional "
+                            "model that never sees a mask (the baseline of Ch. 4)")
     drop_mode: Literal["per_sample", "per_batch"] = "per_sample"
     amp: bool = False
     ckpt_every: int = Field(0, ge=0)
@@ -125,10 +127,16 @@ def mask_loss(model, schedule, batch: dict, generator: torch.Generator, num_clas
     return l_simple(lambda x, t: model(x, t, mask, drop), schedule, x0, generator)
 
 
+def never_conditional(p_uncond: float) -> bool:
+    """A model trained with every mask dropped: an unconditional DDPM whose mask branch never learned."""
+    return p_uncond >= 1.0
+
+
 @torch.no_grad()
 def eval_loss(net, schedule, images: torch.Tensor, labels: torch.Tensor, num_classes: int, seed: int,
-              batch_size: int = 64) -> float:
-    """Held-out conditional L_simple with seeded t and noise (comparable across epochs)."""
+              batch_size: int = 64, conditional: bool = True) -> float:
+    """Held-out L_simple with seeded t and noise (comparable across epochs): conditional, or without the
+    mask for a model trained without one."""
     was = net.training
     net.eval()
     device = next(net.parameters()).device
@@ -136,7 +144,8 @@ def eval_loss(net, schedule, images: torch.Tensor, labels: torch.Tensor, num_cla
     total = 0.0
     for i in range(0, images.shape[0], batch_size):
         batch = {"image": images[i: i + batch_size].to(device), "label": labels[i: i + batch_size].to(device)}
-        total += float(mask_loss(net, schedule, batch, g, num_classes, 0.0, "per_sample")) * batch["image"].shape[0]
+        p = 0.0 if conditional else 1.0
+        total += float(mask_loss(net, schedule, batch, g, num_classes, p, "per_sample")) * batch["image"].shape[0]
     net.train(was)
     return total / max(images.shape[0], 1)
 
@@ -153,19 +162,21 @@ def train_model(resolved: ResolvedModel, out_dir: Path, device: torch.device, ru
                  "beta_end": net_cfg.beta_end}
     schedule = make_schedule(diffusion)
     k = info.num_classes
+    conditional = not never_conditional(ts.p_uncond)
 
     def loss_fn(model, batch, generator):
         return mask_loss(model, schedule, batch, generator, k, ts.p_uncond, ts.drop_mode)
 
     def on_epoch_end(epoch, model):
-        return {"val_l_simple": eval_loss(model, schedule, ev_images, ev_labels, k, cfg.seed + 1)}
+        return {"val_l_simple": eval_loss(model, schedule, ev_images, ev_labels, k, cfg.seed + 1,
+                                          conditional=conditional)}
 
     def log_metrics(metrics, step):
         if run is not None:
             run.log_metrics(metrics, step=step)
 
     net = build_net(resolved).to(device)
-    untrained = eval_loss(net, schedule, ev_images, ev_labels, k, cfg.seed + 1)
+    untrained = eval_loss(net, schedule, ev_images, ev_labels, k, cfg.seed + 1, conditional=conditional)
     tcfg = TrainConfig(epochs=ts.epochs, batch_size=ts.batch_size, lr=ts.lr,
                        weight_decay=0.01,   # torch.optim.AdamW's default (Sec. 4.3.2 names AdamW, no decay)
                        amp=ts.amp,
@@ -180,7 +191,8 @@ def train_model(resolved: ResolvedModel, out_dir: Path, device: torch.device, ru
             "p_uncond": ts.p_uncond, "drop_mode": ts.drop_mode, "ema_decay": ts.ema_decay,
             "weights": "ema" if result.ema is not None else "raw", "optimizer": "AdamW", "lr": ts.lr,
             "batch_size": ts.batch_size, "val_l_simple_untrained": untrained,
-            "val_l_simple": eval_loss(final, schedule, ev_images, ev_labels, k, cfg.seed + 1),
+            "val_l_simple": eval_loss(final, schedule, ev_images, ev_labels, k, cfg.seed + 1, conditional=conditional),
+            "val_l_simple_conditional": conditional, "unconditional_only": not conditional,
             "history": result.history, "steps": result.steps, "train_seconds": result.seconds,
             "probes": result.probes}
     if run is not None:

@@ -17,25 +17,27 @@ def _features(ctx: SpecContext) -> tuple[NetRef, int]:
     return ctx.ref("evaluator"), 256
 
 
-def _ddpm_sampling(ctx: SpecContext, work: CellWork, n: int, guidance: Guidance | None) -> None:
+def _ddpm_sampling(ctx: SpecContext, work: CellWork, n: int, guidance: Guidance | None, role: str = "ddpm") -> None:
     """Mask-guided DDPM sampling (001 Sec. 2.4): the appendix loop's T - 1 calls or Algorithm 2's T, each
     one pass of 2B rows with classifier-free guidance (masked and unmasked), B rows otherwise."""
     f = ctx.fixed
-    steps = int(ctx.model("ddpm").config.net.get("T", 1000))
+    steps = int(ctx.model(role).config.net.get("T", 1000))
     nfe = steps - 1 if f["loop"] == "appendix" else steps
     rows = 2 if guidance is not None and not guidance.purely_conditional else 1
     b = min(f["batch_size"], n)
-    work.add(ctx.ref("ddpm"), EVAL, n * nfe * rows, b * rows, f"DDPM sampling: {n} images x {nfe} steps x {rows} rows")
+    work.add(ctx.ref(role), EVAL, n * nfe * rows, b * rows, f"DDPM sampling: {n} images x {nfe} steps x {rows} rows")
 
 
 def _unconditional_roles(ctx: SpecContext) -> list[str]:
-    return ["ddpm"] + (["evaluator"] if "evaluator" in ctx.spec.models else [])
+    baseline = "baseline" in ctx.spec.models and "baseline" in ctx.spec.grid.get("mode", [])
+    return ["ddpm"] + (["baseline"] if baseline else []) + (["evaluator"] if "evaluator" in ctx.spec.models else [])
 
 
 def _unconditional_samples(ctx: SpecContext, cell: dict) -> CellWork:
     f, work = ctx.fixed, CellWork()
-    conditional = cell.get("mode", "unconditional") == "conditional"
-    _ddpm_sampling(ctx, work, f["n_samples"], guidance_for(ctx.settings, cell) if conditional else None)
+    mode = cell.get("mode", "unconditional")
+    guidance = guidance_for(ctx.settings, cell) if mode == "conditional" else None
+    _ddpm_sampling(ctx, work, f["n_samples"], guidance, role="baseline" if mode == "baseline" else "ddpm")
     net, batch = _features(ctx)
     work.add(net, FEATURES, 2 * f["n_samples"], batch, f"KID features of {f['n_samples']} generated and real images")
     return work
