@@ -192,7 +192,7 @@ def train_model(resolved: ResolvedModel, out_dir: Path, device: torch.device, ru
             "weights": "ema" if result.ema is not None else "raw", "optimizer": "AdamW", "lr": ts.lr,
             "batch_size": ts.batch_size, "val_l_simple_untrained": untrained,
             "val_l_simple": eval_loss(final, schedule, ev_images, ev_labels, k, cfg.seed + 1, conditional=conditional),
-            "val_l_simple_conditional": conditional, "unconditional_only": not conditional,
+            "unconditional_only": not conditional,   # its val_l_simple: without the mask
             "history": result.history, "steps": result.steps, "train_seconds": result.seconds,
             "probes": result.probes}
     if run is not None:
