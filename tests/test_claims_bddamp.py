@@ -14,9 +14,10 @@ import torch
 
 from repro.claims import judge, measure
 from repro.metrics.spread import RESAMPLES, resample_indices
-from repro.specs import load_spec, repo_root
+from repro.specs import load_spec
+from repro.specs.references import seeds_dir
 
-SEEDS = repo_root().parent / "shared" / "seeds"
+SEEDS = seeds_dir()
 SPECS = ("bdd_metrics", "bdd_table2", "bdd_uncond", "table5_1", "table5_2", "fig5_6")
 VERDICT_WORDS = re.compile(r"\b(held|did not hold|inconclusive|blurrier here|not blurrier)\b")
 
@@ -65,7 +66,7 @@ def test_ratio_claims_justify_their_factor():
                 assert c.note and "within" in c.note, f"{spec_id}/{c.id}"
 
 
-@pytest.mark.skipif(not SEEDS.is_dir(), reason="the source documents (../shared/seeds) are not here")
+@pytest.mark.skipif(SEEDS is None, reason="the source documents (../shared/seeds) are not here")
 def test_published_values_stand_at_their_lines():
     t52 = load_spec("table5_2")
     assert "2975" not in str(t52.paper.model_dump())          # the thesis states no train-set size

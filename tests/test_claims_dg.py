@@ -36,14 +36,11 @@ def rec(cell: dict, metric: str, mean: float, n: int = 96, noise: float = 0.02, 
 # ---------------------------------------------------------------- quotes and places
 
 def _document_lines() -> list[str]:
-    from repro.specs import repo_root
+    from repro.specs.references import seeds_dir
 
-    root = repo_root()
-    for base in (root.parent / "shared" / "seeds", root.parent.parent / "shared" / "seeds",
-                 root / ".." / "shared" / "seeds"):
-        path = base / DOCUMENT
-        if path.exists():
-            return path.read_text().split("\n")
+    base = seeds_dir()
+    if base is not None and (base / DOCUMENT).exists():
+        return (base / DOCUMENT).read_text().split("\n")
     pytest.skip(f"{DOCUMENT} not found beside the repository")
 
 

@@ -13,15 +13,15 @@ import pytest
 from repro import results
 from repro.claims import metric_of
 from repro.metrics.spread import RESAMPLES
+from repro.specs.references import seeds_dir
 
-SEEDS = Path(__file__).resolve().parent.parent.parent / "shared" / "seeds"
 SPECS = ("sampler_table", "milstein_study", "snr_study", "sec5_1_digits")
 
 
 def _seeds_dir() -> Path:
-    for d in (SEEDS, Path("/work/shared/seeds")):
-        if d.is_dir():
-            return d
+    d = seeds_dir()
+    if d is not None:
+        return d
     pytest.skip("the source documents (shared/seeds) are not on this machine")
 
 

@@ -319,7 +319,10 @@ def test_dvc_yaml_is_the_rendering_of_the_registry():
     assert spec_models("fig5_9", "smoke") == ["noisy_unet"]
     assert spec_models("sec5_2_2", "smoke") == ["noisy_unet", "noisy_unet_t"]
     for spec_id in list_spec_ids():
-        assert f"experiments/{spec_id}.yaml" in stages[spec_id]["deps"]
+        # the spec's YAML reaches its stage through its fingerprint (resolve's hash, not its claims)
+        assert f"fingerprints/{spec_id}.txt" in stages[spec_id]["deps"]
+        assert f"experiments/{spec_id}.yaml" not in stages[spec_id]["deps"]
+        assert f"experiments/{spec_id}.yaml" in stages["reports"]["deps"]
         assert f"results/{spec_id}/${{profile}}" in stages["reports"]["deps"]
         assert f"specs.{spec_id}" in stages[spec_id]["params"]
         for model in spec_models(spec_id, "smoke"):

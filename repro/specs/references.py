@@ -6,7 +6,9 @@ document by this reference, never by its file name alone.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -49,3 +51,15 @@ def short_cite(document: str) -> str:
     """'Küchler (2021)' for a known document file, else the file name."""
     ref = DOCUMENTS.get(document)
     return ref.short if ref else document
+
+
+def seeds_dir() -> Path | None:
+    """The folder of the five documents: $REPRO_SEEDS, else `shared/seeds` beside the repository or
+    beside a folder above it (a git worktree); None where they are not on this machine."""
+    if os.environ.get("REPRO_SEEDS"):
+        return Path(os.environ["REPRO_SEEDS"])
+    root = Path(__file__).resolve().parents[2]
+    for base in root.parents:
+        if (base / "shared" / "seeds").is_dir():
+            return base / "shared" / "seeds"
+    return None
