@@ -220,6 +220,14 @@ def render_report(spec_id: str) -> Path:
     if spec.paper.cells:
         keys = list(dict.fromkeys(k for c in spec.paper.cells for k in c))
         lines += [_markdown([{k: _fmt_setting(c.get(k)) for k in keys} for c in spec.paper.cells]), ""]
+    if spec.external is not None:   # values from outside the five documents: context, never judged
+        lines += ["### External reference (not from the documents; never judged)", "",
+                  f"{spec.external.citation.strip()}.", ""]
+        if spec.external.notes:
+            lines += [" ".join(spec.external.notes.split()), ""]
+        if spec.external.cells:
+            keys = list(dict.fromkeys(k for c in spec.external.cells for k in c))
+            lines += [_markdown([{k: _fmt_setting(c.get(k)) for k in keys} for c in spec.external.cells]), ""]
 
     profiles = [p for p in PROFILES if p in results.profiles_with_results(spec_id)]
     if not profiles:
