@@ -121,7 +121,7 @@ def report_notes(spec, df) -> list[str]:
                  f"2000 scales), snr {first.get('snr')}. The authors' public code reads it as objective `prob`, "
                  f"no chain rule, t_start 0.7 (`--set fixed.objective=prob --set fixed.chain_rule=false "
                  f"--set fixed.t_start=0.7`) and samples with the reverse-diffusion predictor; the thesis's "
-                 f"Alg. 3 (Sec. 4.4, 'the one we use for all experiments') writes an Euler-Maruyama predictor "
+                 f"Alg. 3 (Sec. 4.4.5, 'the one we use for all experiments') writes an Euler-Maruyama predictor "
                  f"(`--set fixed.predictor=euler_maruyama`).")
     notes.append("Tab. 5.3's FIDs are on 100 maps, fewer than the 2048 Inception dimensions: a rank-deficient, "
                  "biased estimate, comparable across its own s0 values but not with the 500-map FIDs of Tab. 5.5 "

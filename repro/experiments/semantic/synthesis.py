@@ -1,4 +1,7 @@
-"""Guided predictor-corrector sampling of label maps (thesis Sec. 4.5, Alg. 3, Eq. 5.5, 5.6).
+"""Guided predictor-corrector sampling of label maps (thesis Sec. 4.5, Eq. 5.5, 5.6): a Langevin
+corrector and a predictor that is a setting: Euler-Maruyama as the thesis's Alg. 3 (Sec. 4.4.5)
+writes it, or reverse diffusion as the authors' code samples (PREDICTOR_READINGS; every result
+records which).
 
 Every map has its own generator, seeded from the map's index: a map gets the same prior draw
 and noise in every cell of a sweep (common random numbers), and, with per-sample corrector
@@ -48,7 +51,7 @@ def guide_for(trained) -> Guide:
     return Guide(trained.net.eval(), noise, int(meta["num_classes"]), meta.get("ignore_index"))
 
 
-# Which reading of the thesis a predictor is. The thesis's Alg. 3 (Sec. 4.4, "the one we use for all
+# Which reading of the thesis a predictor is. The thesis's Alg. 3 (Sec. 4.4.5, "the one we use for all
 # experiments") is a Langevin corrector with an Euler-Maruyama predictor; the authors' public code
 # (score_sde's PC sampler) uses the reverse-diffusion predictor. Every cell records which one it ran.
 PREDICTOR_READINGS = {
