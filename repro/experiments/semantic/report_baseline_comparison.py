@@ -67,8 +67,9 @@ def report_notes(spec, df) -> list[str]:
                      + ", ".join(f"{LABELS[m]} {v:.4g}" for m, v in zip(r["order"], r["values"]))
                      + f"; the thesis's: {published.get(r['metric'], published['fid'])}.")
     if "units_aligned" in df and (df["units_aligned"] == False).any():  # noqa: E712
-        notes.append("A row scored from a folder whose maps are not the spec's maps in the same order is not "
-                     "paired map by map with the other rows.")
+        notes.append("A row scored from a folder whose maps are not the spec's maps in the same order stores no "
+                     "per-map values: it cannot be paired map by map with the other rows, so claims on it have "
+                     "no measured spread.")
     if "real_floor" in df and df["real_floor"].notna().any():
         notes.append(f"Real-vs-real floor of the Frechet distance (real images of the floor split vs the "
                      f"reference): {float(df['real_floor'].dropna().iloc[0]):.4g}.")
