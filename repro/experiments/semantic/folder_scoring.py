@@ -24,7 +24,8 @@ import torch
 from repro.data.cityscapes import label_lut
 from repro.data.common import pil_to_image_tensor, pil_to_label_array, read_image
 from repro.errors import UserError
-from repro.experiments.semantic.scoring import compact, compliance, map_counts, segment, unit_extras
+from repro.experiments.semantic.scoring import compliance, map_counts, segment, unit_extras
+from repro.metrics.spread import compact
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 _SUFFIXES = ("_leftImg8bit", "_gtFine_labelIds", "_gtFine_trainIds")

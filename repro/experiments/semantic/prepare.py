@@ -11,10 +11,11 @@ import torch
 from repro.data import dataset_info
 from repro.data.palette import palette
 from repro.experiments.quality import prepare_scoring
-from repro.experiments.semantic.scoring import compact, compliance, map_counts, segment, unit_extras
+from repro.experiments.semantic.scoring import compliance, map_counts, segment, unit_extras
 from repro.experiments.label_maps import load_maps
 from repro.experiments.semantic.synthesis import Guide, check_compatible, guide_for
 from repro.guidance.segmentation import GuidanceSettings, segmentation_log_likelihood_grad
+from repro.metrics.spread import compact
 from repro.rng import randn
 from repro.trainers.score_model import score_model_for
 

@@ -12,7 +12,7 @@ import torch
 
 from repro.data.palette import colorize
 from repro.metrics.segmentation import SegmentationScores
-from repro.metrics.spread import bootstrap_statistic
+from repro.metrics.spread import bootstrap_statistic, compact
 
 
 @torch.no_grad()
@@ -82,11 +82,6 @@ def dataset_miou(counts: MapCounts, rows: np.ndarray | None = None) -> float:
     union = (counts.union if rows is None else counts.union[rows]).sum(0)
     occurred = (union > 0) & counts.counted
     return float((inter[occurred] / union[occurred]).mean()) if occurred.any() else float("nan")
-
-
-def compact(values) -> list[float]:
-    """Floats rounded to 6 significant digits (stored lists stay small)."""
-    return [float(f"{float(v):.6g}") for v in values]
 
 
 def unit_extras(counts: MapCounts, unit: str) -> dict[str, Any]:

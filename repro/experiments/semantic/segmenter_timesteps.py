@@ -18,7 +18,7 @@ GRID_KEYS = ("t",)
 
 class Fixed(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    n_images: int = Field(500, ge=1, le=1_000_000, description="held-out images scored at every t")
+    n_images: int = Field(500, ge=1, le=1_000_000, description="validation images (not trained on), scored at every t")
 
 
 def prepare(ctx):
