@@ -106,6 +106,7 @@ def run_cell(ctx, state, cell, run):
     f = ctx.fixed
     method = cell["method"]
     metrics = list(ctx.spec.metrics)
+    unit: str | None = "maps"   # what the claims engine resamples, paired with the other rows map by map
     extra: dict[str, Any] = {"method_label": LABELS[method], "n_maps": int(state.maps.shape[0]), **state.oracle,
                              "evaluator": state.models["evaluator"]["name"], "models": state.models}
     key = cell_key(cell)
@@ -116,8 +117,14 @@ def run_cell(ctx, state, cell, run):
         pairs = read_folder_pairs(Path(row.images), Path(row.maps), ctx.spec.dataset.name, state.num_classes,
                                   tuple(res) if res else None)
         images, maps = pairs.images, pairs.maps
+        # map i pairs with map i of the other rows (the claims engine's paired resamples) only when the
+        # folder holds the spec's own maps in the same order
+        aligned = maps.shape == state.maps.shape and bool(torch.equal(maps, state.maps))
         extra.update(source="evaluated folder", folder_images=row.images, folder_maps=row.maps,
-                     n_maps=len(pairs.names))
+                     n_maps=len(pairs.names), units_aligned=aligned)
+        if not aligned:   # no per-map values: pairing them with other maps would be wrong
+            unit = None
+            extra["units_missing"] = "the folder's maps are not the spec's maps in the same order"
     elif method == "oracle":
         images = state.real
         extra.update(source="suite run", judged="the evaluator on the maps' real images")
@@ -144,7 +151,7 @@ def run_cell(ctx, state, cell, run):
 
     images = quantize(images)
     values, judged = judge(state.evaluator, state.scorer if method != "oracle" else None, images, maps,
-                           state.num_classes, state.ignore_index, metrics)
+                           state.num_classes, state.ignore_index, metrics, unit=unit)
     if method == "oracle":    # Tab. 5.5 has no FID for the real images; the real-vs-real floor is an extra
         judged["metric"] = state.scorer.name if state.scorer is not None else None
     extra.update(judged)

@@ -24,7 +24,8 @@ import torch
 from repro.data.cityscapes import label_lut
 from repro.data.common import pil_to_image_tensor, pil_to_label_array, read_image
 from repro.errors import UserError
-from repro.experiments.semantic.scoring import compliance, segment
+from repro.experiments.semantic.scoring import compliance, map_counts, segment, unit_extras
+from repro.metrics.spread import compact
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 _SUFFIXES = ("_leftImg8bit", "_gtFine_labelIds", "_gtFine_trainIds")
@@ -38,17 +39,28 @@ def quantize(images: torch.Tensor) -> torch.Tensor:
 
 
 def judge(evaluator: torch.nn.Module, scorer, images: torch.Tensor, maps: torch.Tensor, num_classes: int,
-          ignore_index: int | None, metrics: list[str]) -> tuple[dict[str, float], dict[str, Any]]:
-    """Metric values and extras of images [N, C, H, W] in [0, 1] for their maps [N, H, W]."""
+          ignore_index: int | None, metrics: list[str], unit: str | None = None
+          ) -> tuple[dict[str, float], dict[str, Any]]:
+    """Metric values and extras of images [N, C, H, W] in [0, 1] for their maps [N, H, W]. With
+    `unit` (what one image is: "maps"), also the per-unit values and replicates the claims engine
+    resamples (per-map pixel accuracy, mIoU and Frechet replicates on the shared index sets)."""
     images = images.contiguous()
     values: dict[str, float] = {}
     extra: dict[str, Any] = {"n_images": int(images.shape[0])}
     if "miou" in metrics or "pixel_acc" in metrics:
-        judged = compliance(segment(evaluator, images), maps, num_classes, ignore_index)
+        pred = segment(evaluator, images)
+        judged = compliance(pred, maps, num_classes, ignore_index)
         values.update({m: judged[m] for m in ("miou", "pixel_acc") if m in metrics})
         extra.update(miou_dataset=judged["miou_dataset"], per_class_iou=judged["per_class_iou"])
+        if unit is not None:
+            extra.update(unit_extras(map_counts(pred, maps, num_classes, ignore_index), unit))
     if scorer is not None:
-        values[scorer.name] = scorer(images)
+        if unit is not None:
+            values[scorer.name], boot = scorer.with_replicates(images)
+            extra[f"{scorer.name}_boot"] = compact(boot)
+            extra.update(resample_unit=unit, resample_n=int(images.shape[0]))
+        else:
+            values[scorer.name] = scorer(images)
         extra["metric"] = scorer.name
         extra["n_reference"] = scorer.n_real
     return values, extra

@@ -43,7 +43,7 @@ def run_cell(ctx, state, cell, run):
     setting = synthesis_setting(f, {}, schedule=window_schedule(cell, f.s0 * f.s0_scale))
     out = synthesize(state.score_model, state.guide, state.maps, setting, state.indices,
                      (ctx.spec.seed, "semantic-window"), f.batch_size, ctx.device)
-    values, extra = evaluate_images(state, out.images)
+    values, extra = evaluate_images(state, out.images, unit="samples")   # a map with one noise draw
     d = ctx.artifacts_dir(cell_key(cell))
     first = save_image_grid(out.images[:1], d / "first.png", nrow=1)
     strip = save_image_grid(out.images, d / "strip.png", nrow=out.images.shape[0], scale=2)

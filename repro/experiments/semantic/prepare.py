@@ -11,10 +11,11 @@ import torch
 from repro.data import dataset_info
 from repro.data.palette import palette
 from repro.experiments.quality import prepare_scoring
-from repro.experiments.semantic.scoring import compliance, segment
+from repro.experiments.semantic.scoring import compliance, map_counts, segment, unit_extras
 from repro.experiments.label_maps import load_maps
 from repro.experiments.semantic.synthesis import Guide, check_compatible, guide_for
 from repro.guidance.segmentation import GuidanceSettings, segmentation_log_likelihood_grad
+from repro.metrics.spread import compact
 from repro.rng import randn
 from repro.trainers.score_model import score_model_for
 
@@ -86,17 +87,22 @@ def score_guidance_norms(state: SemanticState, ts=(0.5, 0.6, 0.7), n: int = 16, 
     return out
 
 
-def evaluate_images(state: SemanticState, images: torch.Tensor, maps: torch.Tensor | None = None
-                    ) -> tuple[dict[str, float], dict[str, Any]]:
-    """Metric values and extras of generated images for their maps (default: all the run's maps)."""
+def evaluate_images(state: SemanticState, images: torch.Tensor, maps: torch.Tensor | None = None,
+                    unit: str = "maps") -> tuple[dict[str, float], dict[str, Any]]:
+    """Metric values and extras of generated images for their maps (default: all the run's maps),
+    with the per-unit values and replicates the claims engine resamples (`unit`: what one image is,
+    the same one in every cell: a map, or a map with one noise draw)."""
     maps = state.maps if maps is None else maps
-    judged = compliance(segment(state.evaluator, images), maps, state.num_classes, state.ignore_index)
+    pred = segment(state.evaluator, images)
+    judged = compliance(pred, maps, state.num_classes, state.ignore_index)
     guide_view = compliance(state.guide.clean_labels(images), maps, state.num_classes, state.ignore_index)
     values = {"miou": judged["miou"], "pixel_acc": judged["pixel_acc"], "miou_dataset": judged["miou_dataset"]}
-    if state.scorer is not None:
-        values[state.scorer.name] = state.scorer(images)
-    extra = {"per_class_iou": judged["per_class_iou"], "image_iou": judged["image_iou"], "guide_miou": guide_view["miou"],
+    extra = {"per_class_iou": judged["per_class_iou"], "guide_miou": guide_view["miou"],
              "guide_pixel_acc": guide_view["pixel_acc"], "metric": state.scorer.name if state.scorer else None,
              "n_maps": int(maps.shape[0]), **state.oracle, "models": state.models,
              "evaluator": state.models["evaluator"]["name"]}
+    extra.update(unit_extras(map_counts(pred, maps, state.num_classes, state.ignore_index), unit))
+    if state.scorer is not None:
+        values[state.scorer.name], boot = state.scorer.with_replicates(images)
+        extra[f"{state.scorer.name}_boot"] = compact(boot)
     return values, extra

@@ -19,7 +19,7 @@ def report_figures(spec, df, out_dir: Path, stem: str) -> list[Path]:
         ax.annotate(f"published peak ({cell['encoding']}): {cell['peak_miou']}", (1, cell["peak_miou"]),
                     fontsize=7, va="bottom")
     ax.set_xlabel("epoch")
-    ax.set_ylabel("held-out mean IoU (t spread over [0, 0.8])")
+    ax.set_ylabel("mean IoU on held-out images (t spread over [0, 0.8])")
     ax.set_title("Noise encoding: log sigma(t) vs t (cf. thesis Sec. 5.2.2)")
     ax.legend(fontsize=8)
     return [save(fig, out_dir / f"{stem}_curves.png")]

@@ -10,14 +10,15 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from repro.data import dataset_info, load_dataset, stack
-from repro.trainers.noisy_segmenter import score_at
+from repro.experiments.semantic.scoring import compliance, map_counts, unit_extras
+from repro.trainers.noisy_segmenter import predict
 
 GRID_KEYS = ("t",)
 
 
 class Fixed(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    n_images: int = Field(500, ge=1, le=1_000_000, description="held-out images scored at every t")
+    n_images: int = Field(500, ge=1, le=1_000_000, description="validation images (not trained on), scored at every t")
 
 
 def prepare(ctx):
@@ -37,15 +38,17 @@ def prepare(ctx):
 def run_cell(ctx, state, cell, run):
     meta = state["model"].meta
     info = state["info"]
-    with torch.no_grad():
-        s = score_at(state["model"].net, state["images"], state["labels"], float(cell["t"]),
-                     encoding=meta["noise_encoding"], sigma_min=meta["sigma_min"], sigma_max=meta["sigma_max"],
-                     generator=ctx.generator("t", cell["t"]), num_classes=info.num_classes,
-                     ignore_index=info.ignore_index)
+    with torch.no_grad():   # the trainer's score_at: predict, then SegmentationScores
+        pred = predict(state["model"].net, state["images"], float(cell["t"]), encoding=meta["noise_encoding"],
+                       sigma_min=meta["sigma_min"], sigma_max=meta["sigma_max"],
+                       generator=ctx.generator("t", cell["t"]))
+    s = compliance(pred, state["labels"], info.num_classes, info.ignore_index)
+    # image i is the same held-out image in every cell (its noise draw differs with t): paired resamples
+    units = unit_extras(map_counts(pred, state["labels"], info.num_classes, info.ignore_index), "images")
     return {
         "values": {"pixel_acc": s["pixel_acc"], "miou": s["miou"], "miou_dataset": s["miou_dataset"]},
         "extra": {"chance_pixel_acc": state["chance_pixel_acc"], "n_images": int(state["images"].shape[0]),
                   "model": state["model"].name, "model_hash": state["model"].hash,
                   "model_sha256": meta.get("sha256"), "sigma_max": meta["sigma_max"],
-                  "t_max_trained": meta["t_max"], "per_class_iou": s.get("per_class_iou")},
+                  "t_max_trained": meta["t_max"], "per_class_iou": s.get("per_class_iou"), **units},
     }

@@ -14,7 +14,9 @@ class SynthesisFixed(BaseModel):
     model_config = ConfigDict(extra="forbid")
     snr: float = Field(0.1, gt=0, description="Langevin corrector snr (thesis Sec. 5.4.4: 0.1)")
     steps: int = Field(2000, ge=1, description="predictor steps; not stated in the thesis (its code: 2000 scales)")
-    predictor: Literal["reverse_diffusion", "euler_maruyama", "ancestral"] = "reverse_diffusion"
+    predictor: Literal["reverse_diffusion", "euler_maruyama", "ancestral"] = Field(
+        "reverse_diffusion", description="reverse_diffusion: the authors' code; euler_maruyama: thesis Alg. 3 "
+                                         "(Sec. 4.4.5); each result records its reading (predictor_reading)")
     n_corrector_steps: int = Field(1, ge=1)
     corrector_norms: Literal["batch", "per_sample"] = "per_sample"
     eps: float | None = Field(None, gt=0, lt=1)

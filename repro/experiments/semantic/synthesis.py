@@ -1,4 +1,7 @@
-"""Guided predictor-corrector sampling of label maps (thesis Sec. 4.5, Alg. 3, Eq. 5.5, 5.6).
+"""Guided predictor-corrector sampling of label maps (thesis Sec. 4.5, Eq. 5.5, 5.6): a Langevin
+corrector and a predictor that is a setting: Euler-Maruyama as the thesis's Alg. 3 (Sec. 4.4.5)
+writes it, or reverse diffusion as the authors' code samples (PREDICTOR_READINGS; every result
+records which).
 
 Every map has its own generator, seeded from the map's index: a map gets the same prior draw
 and noise in every cell of a sweep (common random numbers), and, with per-sample corrector
@@ -48,6 +51,16 @@ def guide_for(trained) -> Guide:
     return Guide(trained.net.eval(), noise, int(meta["num_classes"]), meta.get("ignore_index"))
 
 
+# Which reading of the thesis a predictor is. The thesis's Alg. 3 (Sec. 4.4.5, "the one we use for all
+# experiments") is a Langevin corrector with an Euler-Maruyama predictor; the authors' public code
+# (score_sde's PC sampler) uses the reverse-diffusion predictor. Every cell records which one it ran.
+PREDICTOR_READINGS = {
+    "euler_maruyama": "thesis Alg. 3 (Euler-Maruyama predictor)",
+    "reverse_diffusion": "authors' code (reverse-diffusion predictor)",
+    "ancestral": "ancestral-sampling predictor (neither thesis Alg. 3 nor the authors' code)",
+}
+
+
 @dataclass(frozen=True)
 class SynthesisSetting:
     """One way of sampling images for maps: the scale schedule, the guidance reading, the PC sampler."""
@@ -65,7 +78,8 @@ class SynthesisSetting:
         """Flat description stored with every result (which reading of the thesis produced it)."""
         d = asdict(self)
         sched, guid = d.pop("schedule"), d.pop("guidance")
-        return {**{f"schedule_{k}": v for k, v in sched.items()}, **{f"guidance_{k}": v for k, v in guid.items()}, **d}
+        return {**{f"schedule_{k}": v for k, v in sched.items()}, **{f"guidance_{k}": v for k, v in guid.items()}, **d,
+                "predictor_reading": PREDICTOR_READINGS.get(self.predictor, self.predictor)}
 
 
 @dataclass
