@@ -88,7 +88,7 @@ def test_every_claim_names_a_stored_metric_and_existing_cells(spec_id):
         for c in spec.claims:
             if profile not in c.profiles:
                 continue
-            assert c.metric in spec.metrics, (spec_id, profile, c.id, c.metric)
+            assert set(c.metric.split("|")) & set(spec.metrics), (spec_id, profile, c.id, c.metric)   # fid|fd_evalnet
             for side in (c.a, c.b, c.c, c.d, c.cells):
                 if side is None or side.spec is not None:
                     continue
@@ -243,7 +243,7 @@ def test_rank_claims_on_close_rows_are_inconclusive_not_flipped():
     rng = np.random.default_rng(0)
     n = 36
     common = rng.normal(1.0, 0.3, n)      # the map's own difficulty, shared by every method
-    claim = _claim("table5_4_5", "spade_best_fd_evalnet")
+    claim = _claim("table5_4_5", "spade_best_fid")
 
     def cells(spade_shift: float):
         out = []
