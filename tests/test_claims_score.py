@@ -101,7 +101,7 @@ def env(workdir, shared_artifacts, monkeypatch) -> Path:
 @pytest.mark.parametrize("spec_id", SPECS)
 def test_cells_store_the_units_of_every_claim_judged_at_test(env, spec_id):
     from repro.engine.run import run_spec
-    from repro.experiments.score.records import PREDICTOR_READINGS
+    from repro.sampling.predictor_corrector import PREDICTOR_READINGS
     from repro.specs import load_spec
 
     run_spec(spec_id, "test", device="cpu", progress=False)

@@ -168,7 +168,8 @@ def test_unequal_valid_pixels_store_pooled_accuracy_replicates():
 
 
 def test_every_cell_records_its_predictor_reading():
-    from repro.experiments.semantic.synthesis import PREDICTOR_READINGS, SynthesisSetting
+    from repro.experiments.semantic.synthesis import SynthesisSetting
+    from repro.sampling.predictor_corrector import PREDICTOR_READINGS
     from repro.guidance.segmentation import ScaleSchedule
 
     sched = ScaleSchedule("eq5_5", s0=0.002, t_start=0.8, t_decay=0.45)
@@ -178,7 +179,8 @@ def test_every_cell_records_its_predictor_reading():
     from repro.experiments.semantic.settings import SynthesisFixed
 
     allowed = SynthesisFixed.model_fields["predictor"].annotation.__args__
-    assert set(allowed) <= set(PREDICTOR_READINGS)
+    assert set(PREDICTOR_READINGS) <= set(allowed)   # both readings can be chosen
+    assert "neither" in SynthesisSetting(sched, predictor="ancestral").record()["predictor_reading"]
 
 
 # ----------------------------------------------------------------------------- runs at `test`

@@ -153,3 +153,19 @@ def predictor_corrector_sample(score_fn: ScoreFn, sde: SDE, x_init: torch.Tensor
             traj.append(x)
     nfe = steps * (n_corr + (predictor != "none"))
     return SampleResult(x_mean if denoise else x, nfe, traj)
+
+
+# Which reading of the semantic-synthesis thesis's sampler a predictor is (000, Sec. 4.4.5, Alg. 3,
+# lines 655-670: one Langevin step then an Euler-Maruyama step, "the one we use for all experiments",
+# line 647); the authors' public code (score_sde's PC sampler, which the thesis ported) pairs the
+# Langevin corrector with the reverse-diffusion predictor. Both are `fixed.predictor` values of the
+# thesis's specs; every cell records which one produced it (`extra["predictor_reading"]`).
+PREDICTOR_READINGS = {
+    "euler_maruyama": "thesis Alg. 3 (Euler-Maruyama predictor)",
+    "reverse_diffusion": "authors' code (reverse-diffusion predictor)",
+}
+
+
+def predictor_reading(predictor: str) -> str:
+    """The reading of the thesis's PC sampler that `predictor` gives; another predictor is neither."""
+    return PREDICTOR_READINGS.get(predictor, f"neither the thesis's Alg. 3 nor the authors' code ({predictor} predictor)")

@@ -32,7 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from repro.data import dataset_info, load_dataset, stack
 from repro.errors import UserError
 from repro.experiments.quality import FrechetScorer
-from repro.experiments.score.records import predictor_reading
+from repro.sampling.predictor_corrector import predictor_reading
 from repro.metrics.spread import compact
 from repro.guidance.classifier import ClassifierGuidance, guidance_norms
 from repro.images import save_image_grid

@@ -6,7 +6,7 @@ cell; a Frechet distance per snr (`fid` where the Inception weights exist, else 
 its spread over repeated runs and its replicates over the samples, and the samples side by side.
 The predictor is `fixed.predictor`: `euler_maruyama` is the thesis's Alg. 3 as written,
 `reverse_diffusion` the authors' public code (score_sde); each cell records which reading
-(`predictor_reading`, repro.experiments.score.sampling.PREDICTOR_READINGS).
+(`predictor_reading`, repro.sampling.predictor_corrector.PREDICTOR_READINGS).
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from repro.experiments.score.evaluation import evaluate_setting, model_extra
 from repro.experiments.quality import prepare_scoring
-from repro.experiments.score.records import predictor_reading
+from repro.sampling.predictor_corrector import predictor_reading
 from repro.experiments.score.sampling import SamplerSetting
 from repro.specs import cell_key
 from repro.trainers.score_model import score_model_for

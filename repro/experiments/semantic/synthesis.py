@@ -1,6 +1,6 @@
 """Guided predictor-corrector sampling of label maps (thesis Sec. 4.5, Eq. 5.5, 5.6): a Langevin
 corrector and a predictor that is a setting: Euler-Maruyama as the thesis's Alg. 3 (Sec. 4.4.5)
-writes it, or reverse diffusion as the authors' code samples (PREDICTOR_READINGS; every result
+writes it, or reverse diffusion as the authors' code samples (repro.sampling.predictor_corrector.PREDICTOR_READINGS; every result
 records which).
 
 Every map has its own generator, seeded from the map's index: a map gets the same prior draw
@@ -20,7 +20,7 @@ from repro.errors import UserError
 from repro.guidance.segmentation import (GuidanceSettings, ScaleSchedule, SegmentationGuidance,
                                          SegmenterNoise, normalize_per_sample)
 from repro.rng import seed_for
-from repro.sampling.predictor_corrector import predictor_corrector_sample
+from repro.sampling.predictor_corrector import predictor_corrector_sample, predictor_reading
 
 
 @dataclass
@@ -51,14 +51,6 @@ def guide_for(trained) -> Guide:
     return Guide(trained.net.eval(), noise, int(meta["num_classes"]), meta.get("ignore_index"))
 
 
-# Which reading of the thesis a predictor is. The thesis's Alg. 3 (Sec. 4.4.5, "the one we use for all
-# experiments") is a Langevin corrector with an Euler-Maruyama predictor; the authors' public code
-# (score_sde's PC sampler) uses the reverse-diffusion predictor. Every cell records which one it ran.
-PREDICTOR_READINGS = {
-    "euler_maruyama": "thesis Alg. 3 (Euler-Maruyama predictor)",
-    "reverse_diffusion": "authors' code (reverse-diffusion predictor)",
-    "ancestral": "ancestral-sampling predictor (neither thesis Alg. 3 nor the authors' code)",
-}
 
 
 @dataclass(frozen=True)
@@ -79,7 +71,7 @@ class SynthesisSetting:
         d = asdict(self)
         sched, guid = d.pop("schedule"), d.pop("guidance")
         return {**{f"schedule_{k}": v for k, v in sched.items()}, **{f"guidance_{k}": v for k, v in guid.items()}, **d,
-                "predictor_reading": PREDICTOR_READINGS.get(self.predictor, self.predictor)}
+                "predictor_reading": predictor_reading(self.predictor)}
 
 
 @dataclass
