@@ -321,11 +321,12 @@ def test_sigma_max_estimate_is_counted_and_timed():
 
 
 def test_inference_timing_hand_counted():
-    """bdd_table2 at test: 0 warm-up + 1 timed run of 6 steps; conditional (lerp s = 3) doubles the rows."""
+    """bdd_table2 at test: 0 warm-up + 2 timed runs (repeats, the claims' unit) of 6 steps; conditional
+    (lerp s = 3) doubles the rows."""
     from repro.plan.build import plan_spec
 
     by = {c.key: c.work for c in plan_spec("bdd_table2", "test").cells}
     cond = by["batch_size=2__mode=conditional__variant=fp32"].items[0]
     uncond = by["batch_size=2__mode=unconditional__variant=fp32"].items[0]
-    assert (cond.images, cond.batch) == (1 * 6 * 4, 4)
-    assert (uncond.images, uncond.batch) == (1 * 6 * 2, 2)
+    assert (cond.images, cond.batch) == (2 * 6 * 4, 4)
+    assert (uncond.images, uncond.batch) == (2 * 6 * 2, 2)
