@@ -20,12 +20,7 @@ def compare_command(spec_arg: str, fmt: str, out: str | None, metrics_dir: str |
     if claims:   # the documents' claims judged by repro.claims (reports/claims.csv)
         if fmt not in claim_table.FORMATS:
             raise UserError(f"--format {fmt!r}: choose one of {', '.join(claim_table.FORMATS)}")
-        text = claim_table.FORMATS[fmt](claim_table.claim_rows(ids))
-        if out is None:
-            echo(text, nl=False)
-        else:
-            atomic_write_text(Path(out), text)
-        return
+        return _emit(claim_table.FORMATS[fmt](claim_table.claim_rows(ids)), out, echo)
     if metrics_dir is not None:
         if profile not in PROFILES:
             raise UserError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
@@ -35,7 +30,11 @@ def compare_command(spec_arg: str, fmt: str, out: str | None, metrics_dir: str |
         return
     if fmt not in comparison.FORMATS:
         raise UserError(f"--format {fmt!r}: choose one of {', '.join(comparison.FORMATS)}")
-    text = comparison.FORMATS[fmt](comparison.comparison_rows(ids))
+    _emit(comparison.FORMATS[fmt](comparison.comparison_rows(ids)), out, echo)
+
+
+def _emit(text: str, out: str | None, echo: Callable[..., None]) -> None:
+    """To the terminal, or to the file `out` (written whole or not at all)."""
     if out is None:
         echo(text, nl=False)
     else:

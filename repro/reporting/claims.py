@@ -3,14 +3,12 @@ files alone, one row per claim and profile (`reports/claims.csv`, `repro compare
 claims table of each report and the verdict counts per document of reports/README.md."""
 from __future__ import annotations
 
-import csv
-import io
-import json
 import math
 from typing import Any
 
 from repro.claims import Verdict, judge
 from repro.reporting.current import current_cells
+from repro.reporting.tables import as_csv, as_json, as_markdown
 from repro.specs import PROFILES, Claim, Spec, list_spec_ids, load_spec
 from repro.specs.references import DOCUMENTS, short_cite
 
@@ -92,27 +90,15 @@ def _text(v: Any) -> str:
 
 
 def to_csv(rows: list[dict[str, Any]]) -> str:
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: _text(row.get(k)) for k in COLUMNS})
-    return buf.getvalue()
+    return as_csv(rows, COLUMNS, _text)
 
 
 def to_markdown(rows: list[dict[str, Any]]) -> str:
-    cols = ["spec", "claim_id", "profile", "reference", "citation", "verdict", "share", "effect"]
-    cell = lambda v: (f"{v:.3g}" if isinstance(v, float) else _text(v)).replace("|", "\\|") or "–"  # noqa: E731
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join(cell(r.get(c)) for c in cols) + " |" for r in rows]
-    return "\n".join(lines) + "\n"
+    return as_markdown(rows, ["spec", "claim_id", "profile", "reference", "citation", "verdict", "share", "effect"],
+                       _text, digits=3)
 
 
-def to_json(rows: list[dict[str, Any]]) -> str:
-    return json.dumps(rows, indent=2) + "\n"
-
-
-FORMATS = {"csv": to_csv, "md": to_markdown, "json": to_json}
+FORMATS = {"csv": to_csv, "md": to_markdown, "json": as_json}
 
 
 # ---- in the reports ----------------------------------------------------------------------------------

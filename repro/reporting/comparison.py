@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from repro.atomic import atomic_write_text
+from repro.reporting.tables import as_csv, as_json, as_markdown
 from repro.reporting.current import current_cells, resolved_for_results
 from repro.reporting.render import protocol_differences
 from repro.experiments import resolve_spec
@@ -147,28 +148,14 @@ def _text(v: Any) -> str:
 
 
 def to_csv(rows: list[dict[str, Any]]) -> str:
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: _text(row.get(k)) for k in COLUMNS})
-    return buf.getvalue()
+    return as_csv(rows, COLUMNS, _text)
 
 
 def to_markdown(rows: list[dict[str, Any]]) -> str:
-    def cell(v: Any) -> str:
-        return (f"{v:.4g}" if isinstance(v, float) else _text(v)).replace("|", "\\|") or "–"
-
-    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    lines += ["| " + " | ".join(cell(r.get(c)) for c in COLUMNS) + " |" for r in rows]
-    return "\n".join(lines) + "\n"
+    return as_markdown(rows, COLUMNS, _text)
 
 
-def to_json(rows: list[dict[str, Any]]) -> str:
-    return json.dumps(rows, indent=2) + "\n"
-
-
-FORMATS = {"csv": to_csv, "md": to_markdown, "json": to_json}
+FORMATS = {"csv": to_csv, "md": to_markdown, "json": as_json}
 
 
 def metrics_values(spec_id: str, profile: str) -> dict[str, dict[str, float]]:
