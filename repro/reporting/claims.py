@@ -23,7 +23,8 @@ def citation(claim: Claim) -> str:
     """'Sec. 5.4.4, Tab. 5.3, lines 801-803' of the claim's place in its document."""
     p = claim.place
     parts = [f"Sec. {p.section}" if p.section else "", f"Tab. {p.table}" if p.table else "",
-             f"Fig. {p.figure}" if p.figure else "", f"lines {p.lines[0]}-{p.lines[1]}"]
+             f"Fig. {p.figure}" if p.figure else "",
+             f"line {p.lines[0]}" if p.lines[0] == p.lines[1] else f"lines {p.lines[0]}-{p.lines[1]}"]
     return ", ".join(x for x in parts if x)
 
 
