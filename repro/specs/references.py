@@ -39,7 +39,7 @@ DOCUMENTS: dict[str, Reference] = {
         "year not stated", "short report"),
     "004_07988ab1aeeb4faa.txt": Reference(
         "Banerjee (2021)", "Arindam Banerjee", "Score-based Models (SBM 2)", "2021",
-        "lecture slides, CS 598: Deep Generative and Dynamical Models, 16 November 2021"),
+        "lecture slides, CS 598: Deep Generative and Dynamical Models (16 November 2021)"),
 }
 
 
