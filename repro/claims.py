@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from repro.metrics.spread import RESAMPLES, bootstrap_means
-from repro.specs import CellSelector, Claim
+from repro.specs import CellSelector, Claim, match_cell
 
 HELD_SHARE = 0.9          # held when at least this share of resamples agrees with the claim
 INTERVAL = (5.0, 95.0)    # the percentiles of the resampled effect shown beside it
@@ -88,7 +88,6 @@ def measure(record: Mapping[str, Any], metric: str, unit: str) -> Measured:
     """The metric of one cell record with the replicates its `unit` calls for."""
     values, extra = record.get("values") or {}, record.get("extra") or {}
     point = _number(values.get(metric, extra.get(metric)))
-    label = _label(record.get("cell") or {})
     if unit in SEED_UNITS:
         runs = extra.get(f"{metric}_runs")
         if isinstance(runs, list) and runs:
@@ -105,13 +104,9 @@ def measure(record: Mapping[str, Any], metric: str, unit: str) -> Measured:
         if isinstance(per, list) and per:
             point = float(np.mean(per)) if point is None else point
             return Measured(point, bootstrap_means(per) if len(per) > 1 else None, len(per))
-    return _need(point, metric, label, Measured(point, None, None))  # type: ignore[arg-type]
-
-
-def _need(point: float | None, metric: str, label: str, m: Measured) -> Measured:
     if point is None:
-        raise NotJudged(f"{metric} not measured in cell {label}")
-    return m
+        raise NotJudged(f"{metric} not measured in cell {_label(record.get('cell') or {})}")
+    return Measured(point, None, None)
 
 
 def _label(cell: Mapping[str, Any]) -> str:
@@ -120,20 +115,11 @@ def _label(cell: Mapping[str, Any]) -> str:
 
 # ---- selecting cells -------------------------------------------------------------------------------
 
-def _same(a: Any, b: Any) -> bool:
-    if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):
-        return math.isclose(float(a), float(b), rel_tol=1e-9, abs_tol=1e-12)
-    return a == b
-
-
 def _matches(cell: Mapping[str, Any], where: Mapping[str, Any]) -> bool:
-    for key, want in where.items():
-        if key not in cell:
-            return False
-        options = want if isinstance(want, list) else [want]
-        if not any(_same(cell[key], w) for w in options):
-            return False
-    return True
+    """Every key of `where` names the cell's grid value (a list: any of them), numbers compared as
+    the specs compare grid values (repro.specs.match_cell)."""
+    return all(any(match_cell(cell, {key: w}) for w in (want if isinstance(want, list) else [want]))
+               for key, want in where.items())
 
 
 def select(cells_by_spec: Mapping[str, Records], spec_id: str, selector: CellSelector | None,
@@ -224,12 +210,9 @@ def _judge_group(claim: Claim, cells_by_spec: Mapping[str, Records], spec_id: st
         return eff, effs, bool(agree(eff)), None if effs is None else agree(effs), a.n_units
     b = get(claim.b, "b")
     both = a.reps is not None and b.reps is not None
-    if claim.kind == "better":
+    if claim.kind in ("better", "equal"):
         eff, effs = a.point - b.point, (a.reps - b.reps) if both else None
-        agree = lambda v: s * v > 0  # noqa: E731
-    elif claim.kind == "equal":
-        eff, effs = a.point - b.point, (a.reps - b.reps) if both else None
-        agree = lambda v: np.abs(v) <= claim.within  # noqa: E731
+        agree = (lambda v: s * v > 0) if claim.kind == "better" else (lambda v: np.abs(v) <= claim.within)
     elif claim.kind == "ratio":
         with np.errstate(divide="ignore", invalid="ignore"):
             eff, effs = a.point / b.point, (a.reps / b.reps) if both else None
@@ -263,8 +246,8 @@ def groups_of(claim: Claim, cells_by_spec: Mapping[str, Records], spec_id: str) 
                 seen.append(g)
     if not seen:
         raise NotJudged(f"no finished cell has the grid keys {', '.join(claim.across)}")
-    return sorted(seen, key=lambda g: [str(type(v)) + repr(v) if not isinstance(v, (int, float)) else f"{v:020.9f}"
-                                       for v in g.values()])
+    numeric = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)  # noqa: E731
+    return sorted(seen, key=lambda g: [(0, float(v), "") if numeric(v) else (1, 0.0, str(v)) for v in g.values()])
 
 
 def _one(claim: Claim, eff: float, effs, point_ok: bool, agree, n_units) -> Verdict:
@@ -314,11 +297,13 @@ def _judge(claim: Claim, cells_by_spec: Mapping[str, Records], spec_id: str) -> 
     words = [v.verdict for _, v in verdicts]
     overall = ("held" if all(w == "held" for w in words) else
                "did not hold" if "did not hold" in words else "inconclusive")
-    agrees = [j[3] for _, j in judged]
-    joint = (None if claim.unit == "none" or any(a is None for a in agrees)
-             else float(np.mean(np.logical_and.reduce(np.stack(agrees)))))
+    agrees = [j[3] for _, j in judged]   # per group: agreement in each resample (None: no spread)
     if claim.unit == "none":
         joint = float(all(j[2] for _, j in judged))
+    elif any(a is None for a in agrees):
+        joint = None
+    else:
+        joint = float(np.mean(np.logical_and.reduce(np.stack(agrees))))
     effects = [v.effect for _, v in verdicts if v.effect is not None and math.isfinite(v.effect)]
     counts = ", ".join(f"{words.count(w)} {w}" for w in ("held", "did not hold", "inconclusive") if w in words)
     return Verdict(overall, float(np.median(effects)) if effects else None, None, joint, claim.unit,

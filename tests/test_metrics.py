@@ -582,3 +582,18 @@ def test_frechet_distance_with_a_dead_feature_dimension_is_finite_and_quiet(caps
     assert all(issubclass(w.category, RuntimeWarning) for w in caught if "singular" in str(w.message).lower())
     assert not capsys.readouterr().out
     assert abs(d - 4 * 0.25) < 0.3 and abs(same) < 1e-6   # mean shift 0.5 in 4 live dims
+
+
+def test_frechet_replicates_equal_pytorch_fid_on_each_resample():
+    """One replicate = pytorch-fid's distance of the resampled feature set (the draw counts' weighted
+    covariance equals the covariance of the repeated rows); the identity set gives the cell's value."""
+    from repro.metrics.frechet import feature_statistics, frechet_distance, frechet_replicates
+    from repro.metrics.spread import resample_indices
+
+    g = np.random.default_rng(0)
+    ref, fake = g.normal(size=(200, 8)), g.normal(size=(40, 8)) + 0.3
+    mu, sigma = feature_statistics(ref)
+    sets = np.vstack([np.arange(40)[None], resample_indices(40)[:3]])
+    expected = [frechet_distance(mu, sigma, *feature_statistics(fake[idx])) for idx in sets]
+    assert frechet_replicates(fake, mu, sigma, sets) == pytest.approx(expected, rel=1e-9)
+    assert frechet_replicates(fake, mu, sigma)[:3] == pytest.approx(expected[1:], rel=1e-9)   # default: shared sets

@@ -11,7 +11,6 @@ from repro.data import load_dataset, stack
 from repro.errors import UserError
 from repro.metrics.by_name import FRECHET_METRICS, FrechetFeatures, frechet_features
 from repro.metrics.frechet import feature_statistics, frechet_distance, frechet_replicates
-from repro.metrics.spread import resample_indices
 from repro.nets.evaluator import DigitsClassifier
 
 
@@ -37,7 +36,7 @@ class FrechetScorer:
         mu, sigma = feature_statistics(feats, self.allow)
         value = float(frechet_distance(self.mu, self.sigma, mu, sigma))
         device = "cuda" if torch.cuda.is_available() else "cpu"   # 1000 eigendecompositions at 2048 dims: a GPU's job
-        return value, frechet_replicates(feats, self.mu, self.sigma, resample_indices(int(feats.shape[0])), device)
+        return value, frechet_replicates(feats, self.mu, self.sigma, device=device)
 
     @torch.no_grad()
     def class_statistics(self, fake: torch.Tensor) -> dict[str, float]:

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from repro.errors import UserError
+from repro.metrics.spread import resample_indices
 
 
 class InsufficientSamples(UserError):
@@ -81,9 +82,11 @@ def frechet_distance_from_features(features1, features2, allow_rank_deficient: b
     return frechet_distance(mu1, sigma1, mu2, sigma2)
 
 
-def frechet_replicates(features, mu_ref, sigma_ref, index_sets: np.ndarray, device: str | torch.device = "cpu") -> list[float]:
+def frechet_replicates(features, mu_ref, sigma_ref, index_sets: np.ndarray | None = None,
+                       device: str | torch.device = "cpu") -> list[float]:
     """The Frechet distance (thesis Eq. 5.7) of each resampled feature set features[idx] (one row of
-    `index_sets`, repro.metrics.spread.resample_indices) to the fixed reference N(mu_ref, sigma_ref).
+    `index_sets`; default the shared paired resamples, repro.metrics.spread.resample_indices) to the
+    fixed reference N(mu_ref, sigma_ref).
 
     Tr sqrt(C_ref C) = Tr sqrt(A C A) with A = C_ref^(1/2) (similar matrices), so one symmetric
     eigendecomposition per replicate and no sqrtm: the spread of a cell's distance over its
@@ -96,6 +99,8 @@ def frechet_replicates(features, mu_ref, sigma_ref, index_sets: np.ndarray, devi
     w, v = torch.linalg.eigh(sigma_ref)
     root = (v * w.clamp_min(0).sqrt()) @ v.T
     n, d = f.shape
+    if index_sets is None:
+        index_sets = resample_indices(int(f.shape[0]))
     idx = torch.as_tensor(np.asarray(index_sets), device=device)
     trace_ref = torch.trace(sigma_ref)
     chunk = max(1, int(2e7 // (n * d + d * d)))   # replicates at a time: bounded memory at 2048 dims

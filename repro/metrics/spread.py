@@ -9,6 +9,7 @@ their index sets here too, so their replicates line up with the engine's.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
 
 import numpy as np
 import torch
@@ -24,6 +25,12 @@ def resample_indices(n: int, count: int = RESAMPLES) -> np.ndarray:
     with the same n (the pairing of replicates across cells, runners and the claims engine)."""
     if n < 1:
         raise ValueError(f"cannot resample {n} units")
+    return _drawn(n, count).copy()
+
+
+@lru_cache(maxsize=64)
+def _drawn(n: int, count: int) -> np.ndarray:
+    # drawn once per (n, count) and process: every claim of a report resamples the same sets
     g = make_generator(torch.device("cpu"), RESAMPLE_SEED, n, count)
     return torch.randint(0, n, (count, n), generator=g).numpy()
 

@@ -76,7 +76,7 @@ def frechet_boot(real: torch.Tensor, fake: torch.Tensor, features: "FeatureModul
     `<fid>_boot`: its spread over images, not its value (torchmetrics' number stays the value)."""
     mu, sigma = feature_statistics(extract(features, real, batch_size).numpy(), allow_rank_deficient)
     fake_f = extract(features, fake, batch_size)
-    return frechet_replicates(fake_f, mu, sigma, resample_indices(int(fake_f.shape[0])))
+    return frechet_replicates(fake_f, mu, sigma)
 
 
 def miou_replicates(image_iou: list[list[float | None]]) -> list[float]:

@@ -20,7 +20,6 @@ from repro.guidance.epsilon_scaling import EpsilonScaling
 from repro.metrics.by_name import FRECHET_METRICS, frechet_features
 from repro.metrics.frechet import (feature_statistics, frechet_distance, frechet_replicates,
                                    require_more_samples_than_dims)
-from repro.metrics.spread import resample_indices
 from repro.sampling.edm import edm_sample
 from repro.train import load_checkpoint
 from repro.trainers.discriminator import epoch_file
@@ -51,7 +50,7 @@ class FeatureMetric:
         """The distance on each of the shared paired resamples of the generated samples
         (repro.metrics.spread.resample_indices): sample i is latent i in every cell of the spec.
         1000 eigendecompositions at the feature dimension: on the run's device (a GPU's job at 2048)."""
-        return frechet_replicates(feats, self.mu, self.sigma, resample_indices(int(feats.shape[0])), device)
+        return frechet_replicates(feats, self.mu, self.sigma, device=device)
 
 
 def reference_images(ctx, n: int | None) -> torch.Tensor:
