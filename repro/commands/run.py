@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Callable
 
 from repro.commands.specs import spec_ids
+from repro.engine.ranks import leave
 from repro.engine.run import RunSummary, check_spec, run_resolved
 from repro.environment import export_threads, resolve_device, threads_setting
 from repro.launchers.cells import run_spec_jobs
@@ -23,14 +24,17 @@ def run_command(spec_arg: str, profile: str, sets: list[str] | None, *, device: 
     resolved = [check_spec(i, profile, overrides) for i in ids]   # every spec checked before any runs
     run_guard(resolved, device, yes, echo, max_hours)   # a long run needs --yes
 
-    for r in resolved:
-        if jobs is not None or devices is not None:   # cells over processes (repro.launchers.cells)
-            summary = run_spec_jobs(r, jobs=jobs, devices=devices, device=device, threads=threads, force=force,
-                                    echo=echo)
-        else:
-            summary = run_resolved(r, device=device, force=force, progress=progress)
-        if launched_rank() == 0:   # under torchrun rank 0 speaks for all
-            report_summary(summary, echo)
+    try:
+        for r in resolved:
+            if jobs is not None or devices is not None:   # cells over processes (repro.launchers.cells)
+                summary = run_spec_jobs(r, jobs=jobs, devices=devices, device=device, threads=threads,
+                                        force=force, echo=echo)
+            else:
+                summary = run_resolved(r, device=device, force=force, progress=progress)
+            if launched_rank() == 0:   # under torchrun rank 0 speaks for all
+                report_summary(summary, echo)
+    finally:
+        leave()   # under torchrun: every rank leaves the group before it exits
 
 
 def report_summary(summary: RunSummary, echo: Callable[..., None]) -> None:

@@ -10,7 +10,7 @@ from repro.environment import apply_threads, resolve_device
 from repro.models import artifacts_root
 from repro.trainers.ensure import ensure_model
 from repro.specs import parse_set, resolve_model
-from repro.train.distributed import launched_rank
+from repro.train.distributed import cleanup_distributed, launched_rank
 
 
 def train_command(name: str, profile: str, sets: list[str] | None, *, device: str, force: bool,
@@ -23,6 +23,9 @@ def train_command(name: str, profile: str, sets: list[str] | None, *, device: st
     load_dataset(ds.name, split=ds.split, resolution=ds.resolution, root=ds.root, n=1, seed=ds.seed)
     validate_model_files(resolved)   # the weights files it names, before any training
     check_writable(artifacts_root(), "the artifacts folder ($REPRO_ARTIFACTS)")
-    model = ensure_model(name, profile, overrides=overrides, device=dev, force=force, progress=progress)
+    try:
+        model = ensure_model(name, profile, overrides=overrides, device=dev, force=force, progress=progress)
+    finally:
+        cleanup_distributed()   # under torchrun: every rank leaves the group before it exits
     if launched_rank() == 0:  # under torchrun, rank 0 speaks for all
         echo(f"{name} [{profile}]: {model.path} (sha256 {model.meta.get('sha256', '?')[:12]})")

@@ -25,7 +25,7 @@ import torch
 
 from repro.specs import cell_key
 from repro.tracking.runs import NullRun
-from repro.train.distributed import init_distributed, is_distributed, launched_by_torchrun, rank, world_size
+from repro.train.distributed import cleanup_distributed, init_distributed, is_distributed, launched_by_torchrun, rank, world_size
 
 # A non-sharding runner's cell runs on rank 0 alone while the others wait at the next collective:
 # the wait is bounded by the process group's timeout, so the run's group allows long cells.
@@ -40,6 +40,13 @@ def join(device: torch.device) -> torch.device:
     if not launched_by_torchrun():
         return device
     return init_distributed(device, timeout=RUN_TIMEOUT).device
+
+
+def leave() -> None:
+    """The end of a command run under torchrun: leave the process group (and forget the object group)."""
+    global _object_group
+    _object_group = None
+    cleanup_distributed()
 
 
 def _dist():

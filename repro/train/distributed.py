@@ -90,6 +90,9 @@ def init_distributed(device: str | torch.device = "cpu", timeout: timedelta = ti
 
 
 def cleanup_distributed() -> None:
+    """Leave the process group (every group this process joined), on every rank, before the
+    process exits: a gloo group left to the interpreter's shutdown can abort the process
+    ("terminate called without an active exception") while its threads are torn down."""
     if is_distributed():
         dist.destroy_process_group()
 
