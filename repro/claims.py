@@ -13,6 +13,11 @@ pair by pair. `share` is the fraction of resamples in which the comparison comes
     inconclusive   otherwise, and whenever a cell stores no spread for the metric
     not judged     a cell or metric the claim needs was not measured at this profile
 
+A cell computed with several trained copies of its models (repro.experiments.model_seeds) stores
+`<metric>_by_model_seed`: replicate j then draws the copies with replacement (index set j of the
+copies) and the units within each copy (index set j of the units), a two-stage resample in which
+training noise is part of the spread; the claim's detail names the number of copies.
+
 Unit `none` marks a measurement without sampling noise (peak memory): its point value decides,
 share 1 or 0. With `across`, the claim is judged in every group of those grid keys: held when
 every group held, did not hold when any group did not hold, else inconclusive; `share` is then the
@@ -31,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from repro.metrics.spread import RESAMPLES, bootstrap_means
+from repro.metrics.spread import RESAMPLES, bootstrap_means, resample_indices
 from repro.specs import CellSelector, Claim, match_cell
 
 HELD_SHARE = 0.9          # held when at least this share of resamples agrees with the claim
@@ -51,6 +56,7 @@ class Measured:
     point: float
     reps: np.ndarray | None     # [RESAMPLES], or None: no spread stored
     n_units: int | None
+    model_seeds: int = 1        # trained copies of the cell's models resampled with the units
 
 
 @dataclass(frozen=True)
@@ -88,6 +94,9 @@ def measure(record: Mapping[str, Any], metric: str, unit: str) -> Measured:
     """The metric of one cell record with the replicates its `unit` calls for."""
     values, extra = record.get("values") or {}, record.get("extra") or {}
     point = _number(values.get(metric, extra.get(metric)))
+    copies = extra.get(f"{metric}_by_model_seed")
+    if unit not in SEED_UNITS and unit != "none" and isinstance(copies, list) and copies:
+        return _over_model_seeds(copies, metric, unit, record.get("cell") or {})
     if unit in SEED_UNITS:
         runs = extra.get(f"{metric}_runs")
         if isinstance(runs, list) and runs:
@@ -107,6 +116,24 @@ def measure(record: Mapping[str, Any], metric: str, unit: str) -> Measured:
     if point is None:
         raise NotJudged(f"{metric} not measured in cell {_label(record.get('cell') or {})}")
     return Measured(point, None, None)
+
+
+def _over_model_seeds(copies: list[Mapping[str, Any]], metric: str, unit: str,
+                      cell: Mapping[str, Any]) -> Measured:
+    """A cell pooled over K trained copies of its models: its value is the copies' mean; replicate j
+    is the mean over the copies drawn by index set j of K of each drawn copy's replicate j."""
+    ms = []
+    for c in copies:
+        extra = {f"{metric}_{k}": c[k] for k in ("per_sample", "boot") if c.get(k) is not None}
+        ms.append(measure({"cell": cell, "values": {metric: c.get("value")}, "extra": {**extra, "resample_n": c.get("n")}},
+                          metric, unit))
+    point = float(np.mean([m.point for m in ms]))
+    if any(m.reps is None for m in ms):
+        return Measured(point, None, ms[0].n_units, len(ms))
+    stacked = np.stack([m.reps for m in ms])                  # [K, RESAMPLES]
+    drawn = resample_indices(len(ms), stacked.shape[1])       # [RESAMPLES, K]: the copies of replicate j
+    reps = stacked[drawn, np.arange(stacked.shape[1])[:, None]].mean(axis=1)
+    return Measured(point, reps, ms[0].n_units, len(ms))
 
 
 def _label(cell: Mapping[str, Any]) -> str:
@@ -150,7 +177,7 @@ def side(cells_by_spec: Mapping[str, Records], spec_id: str, selector: CellSelec
     choose = np.min if selector.pick == "min" else np.max
     points = [m.point for m in ms]
     reps = None if any(m.reps is None for m in ms) else choose(np.stack([m.reps for m in ms]), axis=0)
-    return Measured(float(choose(points)), reps, ms[0].n_units)
+    return Measured(float(choose(points)), reps, ms[0].n_units, max(m.model_seeds for m in ms))
 
 
 # ---- the comparison kinds: (point statistic, replicated statistic, agreement) ---------------------
@@ -177,8 +204,14 @@ def _stack(ms: list[Measured]) -> tuple[np.ndarray, np.ndarray | None]:
     return points, reps
 
 
+def _units(ms: Sequence[Measured]) -> tuple[int | None, int]:
+    """(units resampled, most trained model copies resampled with them) of the cells compared."""
+    return ms[0].n_units, max(m.model_seeds for m in ms)
+
+
 def _judge_group(claim: Claim, cells_by_spec: Mapping[str, Records], spec_id: str, group: Mapping[str, Any]):
-    """(effect, replicated effects or None, agreement of the point, agreement per replicate or None, n_units)."""
+    """(effect, replicated effects or None, agreement of the point, agreement per replicate or None,
+    (n_units, model copies))."""
     m, unit, s = claim.metric, claim.unit, _sign(claim)
     get = lambda sel, name: side(cells_by_spec, spec_id, sel, group, m, unit, name)  # noqa: E731
     if claim.kind in ("trend", "rank"):
@@ -193,7 +226,7 @@ def _judge_group(claim: Claim, cells_by_spec: Mapping[str, Records], spec_id: st
         if claim.kind == "trend":
             x = np.array([float(r["cell"][key]) for r in records])
             eff, effs = float(_spearman(x, points[None])[0]), None if reps is None else _spearman(x, reps)
-            return eff, effs, s * eff > 0, None if effs is None else s * effs > 0, ms[0].n_units
+            return eff, effs, s * eff > 0, None if effs is None else s * effs > 0, _units(ms)
         idx = next((i for i, r in enumerate(records) if _matches(r["cell"], claim.a.where)), None)
         if idx is None:
             raise NotJudged(f"the ranked row a ({_label(claim.a.where)}) is not among the cells over {key}")
@@ -202,13 +235,14 @@ def _judge_group(claim: Claim, cells_by_spec: Mapping[str, Records], spec_id: st
             return 1 + better.sum(axis=-1)
         eff = float(rank_of(points[None])[0])
         effs = None if reps is None else rank_of(reps).astype(float)
-        return eff, effs, eff == claim.rank, None if effs is None else effs == claim.rank, ms[0].n_units
+        return eff, effs, eff == claim.rank, None if effs is None else effs == claim.rank, _units(ms)
     a = get(claim.a, "a")
     if claim.kind == "threshold":
         eff, effs = a.point, a.reps
         agree = lambda v: s * (v - claim.value) > 0  # noqa: E731
-        return eff, effs, bool(agree(eff)), None if effs is None else agree(effs), a.n_units
+        return eff, effs, bool(agree(eff)), None if effs is None else agree(effs), _units([a])
     b = get(claim.b, "b")
+    sides = [a, b]
     both = a.reps is not None and b.reps is not None
     if claim.kind in ("better", "equal"):
         eff, effs = a.point - b.point, (a.reps - b.reps) if both else None
@@ -223,11 +257,12 @@ def _judge_group(claim: Claim, cells_by_spec: Mapping[str, Records], spec_id: st
                                   <= math.log(max(claim.within, 1 / claim.within)))
     else:  # gain_contrast: relative change a vs b against c vs d
         c, d = get(claim.c, "c"), get(claim.d, "d")
+        sides = [a, b, c, d]
         eff = (a.point - b.point) / b.point - (c.point - d.point) / d.point
         four = both and c.reps is not None and d.reps is not None
         effs = ((a.reps - b.reps) / b.reps - (c.reps - d.reps) / d.reps) if four else None
         agree = lambda v: s * v > 0  # noqa: E731
-    return float(eff), effs, bool(agree(eff)), None if effs is None else agree(effs), a.n_units
+    return float(eff), effs, bool(agree(eff)), None if effs is None else agree(effs), _units(sides)
 
 
 # ---- the verdict -----------------------------------------------------------------------------------
@@ -250,7 +285,8 @@ def groups_of(claim: Claim, cells_by_spec: Mapping[str, Records], spec_id: str) 
     return sorted(seen, key=lambda g: [(0, float(v), "") if numeric(v) else (1, 0.0, str(v)) for v in g.values()])
 
 
-def _one(claim: Claim, eff: float, effs, point_ok: bool, agree, n_units) -> Verdict:
+def _one(claim: Claim, eff: float, effs, point_ok: bool, agree, units: tuple[int | None, int]) -> Verdict:
+    n_units, copies = units
     if claim.unit == "none":
         share = 1.0 if point_ok else 0.0
         return Verdict(word(share), eff, None, share, "none", None, 0,
@@ -261,8 +297,9 @@ def _one(claim: Claim, eff: float, effs, point_ok: bool, agree, n_units) -> Verd
     finite = np.isfinite(effs)
     lo, hi = (np.percentile(effs[finite], INTERVAL) if finite.any() else (math.nan, math.nan))
     share = float(np.mean(agree))
+    trained = f" and of {copies} trained copies of the models" if copies > 1 else ""
     return Verdict(word(share), eff, (float(lo), float(hi)), share, claim.unit, n_units, len(effs),
-                   f"{share:.0%} of {len(effs)} paired resamples of the {claim.unit} agree")
+                   f"{share:.0%} of {len(effs)} paired resamples of the {claim.unit}{trained} agree")
 
 
 def metric_of(claim: Claim, cells_by_spec: Mapping[str, Records], spec_id: str) -> str:

@@ -23,9 +23,14 @@ def train_command(name: str, profile: str, sets: list[str] | None, *, device: st
     load_dataset(ds.name, split=ds.split, resolution=ds.resolution, root=ds.root, n=1, seed=ds.seed)
     validate_model_files(resolved)   # the weights files it names, before any training
     check_writable(artifacts_root(), "the artifacts folder ($REPRO_ARTIFACTS)")
+    copies = resolved.config.replicas   # seeds seed .. seed + replicas - 1 (repro.experiments.model_seeds)
     try:
-        model = ensure_model(name, profile, overrides=overrides, device=dev, force=force, progress=progress)
+        for copy in range(copies):
+            more = {"seed": resolved.config.seed + copy} if copy else {}
+            model = ensure_model(name, profile, overrides={**overrides, **more} or None, device=dev, force=force,
+                                 progress=progress)
+            if launched_rank() == 0:  # under torchrun, rank 0 speaks for all
+                seed = f" seed {resolved.config.seed + copy}" if copies > 1 else ""
+                echo(f"{name} [{profile}]{seed}: {model.path} (sha256 {model.meta.get('sha256', '?')[:12]})")
     finally:
         cleanup_distributed()   # under torchrun: every rank leaves the group before it exits
-    if launched_rank() == 0:  # under torchrun, rank 0 speaks for all
-        echo(f"{name} [{profile}]: {model.path} (sha256 {model.meta.get('sha256', '?')[:12]})")

@@ -118,6 +118,7 @@ def resolve_model(name: str, profile: str = DEFAULT_PROFILE, overrides: dict[str
     does not have (merged in, not type-checked against it; the model kind validates them)."""
     doc = load_model_document(name)
     merged = profile_document(doc, profile, f"model {name}")
+    merged.setdefault("seed", ModelConfig.model_fields["seed"].default)   # `--set seed=N`: another trained copy
     overrides = overrides or {}
     merged = apply_overrides(merged, overrides, protected=("id", "kind"))
     if inject:
@@ -126,7 +127,7 @@ def resolve_model(name: str, profile: str = DEFAULT_PROFILE, overrides: dict[str
         cfg = ModelConfig.model_validate({**merged, "profiles": doc.get("profiles") or {}})
     except ValidationError as e:
         raise UserError(validation_message(e, f"model {name} at profile {profile}")) from None
-    hashed = cfg.model_dump(mode="json", exclude={"title", "source", "profiles"})
+    hashed = cfg.model_dump(mode="json", exclude={"title", "source", "profiles", "replicas"})
     # The profile is part of the identity: the same settings trained at another profile
     # are another artifact (DESIGN.md: models are trained once per (dataset, profile)).
     return ResolvedModel(profile=profile, overrides=overrides, data=merged,

@@ -170,6 +170,10 @@ class ModelConfig(StrictModel):
     net: dict[str, Any] = Field(default_factory=dict)
     train: dict[str, Any] = Field(default_factory=dict)
     seed: int = 0
+    # How many independently seeded copies `repro train` makes (seed, seed + 1, ...): what a spec
+    # that carries training noise in its claims asks for (e.g. table5_4_5's fixed.model_seeds).
+    # Not part of a copy's identity (each copy's hash has its own seed).
+    replicas: int = Field(1, ge=1)
     profiles: dict[Literal["test", "smoke", "paper"], dict[str, Any]] = Field(default_factory=dict)
 
 

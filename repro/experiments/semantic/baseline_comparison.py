@@ -26,16 +26,19 @@ from repro.experiments.semantic.folder_scoring import judge, quantize, read_fold
 from repro.experiments.semantic.prepare import SemanticState, prepare_semantic
 from repro.experiments.semantic.scoring import compliance, segment, triptych_sheet
 from repro.experiments.label_maps import load_maps
+from repro.experiments.model_seeds import pool, seed_overrides
 from repro.experiments.semantic.settings import SynthesisFixed, synthesis_setting
-from repro.experiments.semantic.synthesis import synthesize
+from repro.experiments.semantic.synthesis import guide_for, synthesize
 from repro.images import save_image_grid
 from repro.nets.spade import one_hot_map
 from repro.results import relative_to_results
 from repro.specs import cell_key
+from repro.trainers.score_model import score_model_for
 
 GRID_KEYS = ("method",)
 METHODS = ("crn", "pix2pixhd", "spade", "ncsnpp", "oracle")
 GAN_ROLES = ("spade", "pix2pixhd")
+SEEDED_ROLES = ("spade", "pix2pixhd", "score", "guide")   # trained per model seed (the evaluator judges: one copy)
 LABELS = {"crn": "CRN", "pix2pixhd": "pix2pixHD", "spade": "SPADE", "ncsnpp": "NCSN++", "oracle": "Oracle"}
 
 
@@ -54,6 +57,10 @@ class Fixed(SynthesisFixed):
     sheet_maps: int = Field(4, ge=1)
     folders: dict[str, FolderRow] = Field(default_factory=dict,
                                           description="method -> folder pair of released outputs to score")
+    model_seeds: int = Field(1, ge=1, description="independently trained copies of each trained row's models "
+                                                  "(seeds seed .. seed + K - 1 of SPADE, pix2pixHD, and NCSN++ "
+                                                  "with its guide; not the evaluator): each row is the mean over "
+                                                  "them and its claims resample them (repro.experiments.model_seeds)")
 
 
 def prepare(ctx):
@@ -128,20 +135,8 @@ def run_cell(ctx, state, cell, run):
     elif method == "oracle":
         images = state.real
         extra.update(source="suite run", judged="the evaluator on the maps' real images")
-    elif method == "ncsnpp":
-        images, more = _ncsnpp_images(ctx, state, f)
-        extra.update(source="suite run", **more)
-    elif method in GAN_ROLES and method in ctx.spec.models:
-        trained = ctx.model(method)
-        images = generate_with(trained.net, maps, state.num_classes, f.batch_size, ctx.device)
-        meta = trained.meta
-        extra.update(source="suite run", model=trained.name, model_hash=trained.hash,
-                     model_train_seconds=meta.get("train_seconds"), model_steps=meta.get("steps"),
-                     model_update=meta.get("update"), model_adversarial=meta.get("adversarial"),
-                     model_vgg_loss=meta.get("vgg_loss"), model_betas=meta.get("betas"),
-                     model_lr_g=meta.get("lr_g"), model_lr_d=meta.get("lr_d"),
-                     model_parameters_generator=meta.get("parameters_generator"),
-                     model_modulation=(meta.get("net") or {}).get("modulation"))
+    elif method == "ncsnpp" or (method in GAN_ROLES and method in ctx.spec.models):
+        return _generated_row(ctx, state, f, method, key, extra, metrics)
     else:
         extra.update(source="published only",
                      reason=("the suite has no CRN (cascaded refinement network); give its released outputs "
@@ -156,30 +151,83 @@ def run_cell(ctx, state, cell, run):
         judged["metric"] = state.scorer.name if state.scorer is not None else None
     extra.update(judged)
     d = ctx.artifacts_dir(key)
-    artifacts = []
     if method != "oracle":
         img_dir, _ = write_pairs(images, maps, d / "folder")
         extra["folder_png"] = relative_to_results(img_dir)
-    k = min(f.sheet_maps, images.shape[0])
-    sheet = triptych_sheet(state.real[:k] if method not in f.folders else None, maps[:k], [images[:k]],
-                           state.colors, d / "sheet.png")
-    strip = save_image_grid(images[:k], d / "strip.png", nrow=k, scale=2)
-    artifacts += [sheet, strip]
-    extra.update(sheet_png=relative_to_results(sheet), strip_png=relative_to_results(strip),
-                 maps_png=relative_to_results(ctx.artifacts_dir("maps") / "maps.png"),
-                 rank_deficient=f.allow_rank_deficient)
+    artifacts = _sheets(ctx, state, f, d, images, maps, real=method not in f.folders, extra=extra)
     return {"values": values, "extra": extra, "artifacts": artifacts}
 
 
-def _ncsnpp_images(ctx, state, f: Fixed) -> tuple[torch.Tensor, dict[str, Any]]:
-    """The guided score model's images for the maps, table5_3's sampler at fixed.s0 / fixed.snr."""
+def _generated_row(ctx, state, f: Fixed, method: str, key: str, extra: dict[str, Any], metrics: list[str]):
+    """A row the suite generates (a GAN, or the guided NCSN++) with each of fixed.model_seeds trained
+    copies of its models, judged copy by copy on the same maps and pooled (model_seeds.pool)."""
+    d = ctx.artifacts_dir(key)
+    per_copy, seeds, first = [], [], None
+    for copy in range(f.model_seeds):
+        if method == "ncsnpp":
+            images, more = _ncsnpp_images(ctx, state, f, copy)
+            seed = more["model_seed"]
+        else:
+            trained = ctx.model(method, seed_overrides(ctx.resolved.model(method).config.seed, copy))
+            images = generate_with(trained.net, state.maps, state.num_classes, f.batch_size, ctx.device)
+            more, seed = _gan_extras(trained), trained.resolved.config.seed
+        images = quantize(images)
+        values, judged = judge(state.evaluator, state.scorer, images, state.maps, state.num_classes,
+                               state.ignore_index, metrics, unit="maps")
+        folder = d / ("folder" if copy == 0 else f"folder_seed{seed}")
+        img_dir, _ = write_pairs(images, state.maps, folder)
+        per_copy.append((values, {**more, **judged, "folder_png": relative_to_results(img_dir)}))
+        seeds.append(seed)
+        first = images if first is None else first
+    values, pooled = pool(per_copy, seeds)
+    extra.update(source="suite run", **pooled)
+    artifacts = _sheets(ctx, state, f, d, first, state.maps, real=True, extra=extra)
+    return {"values": values, "extra": extra, "artifacts": artifacts}
+
+
+def _gan_extras(trained) -> dict[str, Any]:
+    """Which release and training produced a GAN row (the report's line for it)."""
+    meta = trained.meta
+    return dict(model=trained.name, model_hash=trained.hash, model_seed=trained.resolved.config.seed,
+                model_train_seconds=meta.get("train_seconds"), model_steps=meta.get("steps"),
+                model_update=meta.get("update"), model_adversarial=meta.get("adversarial"),
+                model_vgg_loss=meta.get("vgg_loss"), model_betas=meta.get("betas"),
+                model_lr_g=meta.get("lr_g"), model_lr_d=meta.get("lr_d"),
+                model_parameters_generator=meta.get("parameters_generator"),
+                model_modulation=(meta.get("net") or {}).get("modulation"))
+
+
+def _sheets(ctx, state, f: Fixed, d: Path, images: torch.Tensor, maps: torch.Tensor, real: bool,
+            extra: dict[str, Any]) -> list[Path]:
+    """The row's triptych sheet and strip (the first model copy's images)."""
+    k = min(f.sheet_maps, images.shape[0])
+    sheet = triptych_sheet(state.real[:k] if real else None, maps[:k], [images[:k]], state.colors, d / "sheet.png")
+    strip = save_image_grid(images[:k], d / "strip.png", nrow=k, scale=2)
+    extra.update(sheet_png=relative_to_results(sheet), strip_png=relative_to_results(strip),
+                 maps_png=relative_to_results(ctx.artifacts_dir("maps") / "maps.png"),
+                 rank_deficient=f.allow_rank_deficient)
+    return [sheet, strip]
+
+
+def _ncsnpp_images(ctx, state, f: Fixed, copy: int = 0) -> tuple[torch.Tensor, dict[str, Any]]:
+    """The guided score model's images for the maps, table5_3's sampler at fixed.s0 / fixed.snr, with
+    model copy `copy` of the score model and its guide (0: the ones prepare loaded). Every copy
+    samples from the same latents (map i's noise is drawn from the map index)."""
+    score_model, guide = state.score_model, state.guide
+    hashes = {role: state.models[role]["hash"] for role in ("score", "guide")}
+    if copy:
+        trained = {role: ctx.model(role, seed_overrides(ctx.resolved.model(role).config.seed, copy))
+                   for role in ("score", "guide")}
+        score_model, guide = score_model_for(trained["score"]), guide_for(trained["guide"])
+        hashes = {role: t.hash for role, t in trained.items()}
     setting = synthesis_setting(f, {})
     n = state.maps.shape[0]
-    out = synthesize(state.score_model, state.guide, state.maps, setting, list(range(n)),
+    out = synthesize(score_model, guide, state.maps, setting, list(range(n)),
                      (ctx.spec.seed, "semantic"), f.batch_size, ctx.device)
-    guide_view = compliance(state.guide.clean_labels(out.images), state.maps, state.num_classes,
-                            state.ignore_index)
+    guide_view = compliance(guide.clean_labels(out.images), state.maps, state.num_classes, state.ignore_index)
     more = {**setting.record(), "s0_scale": f.s0_scale, "nfe_per_sample": out.nfe,
             "seconds_sampling": out.seconds, "ms_per_image": 1000 * out.seconds / n,
-            "guide_miou": guide_view["miou"], "guide_pixel_acc": guide_view["pixel_acc"]}
+            "guide_miou": guide_view["miou"], "guide_pixel_acc": guide_view["pixel_acc"],
+            "model_seed": ctx.resolved.model("score").config.seed + copy,
+            "score_hash": hashes["score"], "guide_hash": hashes["guide"]}
     return out.images, more

@@ -66,6 +66,7 @@ def report_notes(spec, df) -> list[str]:
         notes.append(f"Order in {r['metric']} on the suite's numbers (best first): "
                      + ", ".join(f"{LABELS[m]} {v:.4g}" for m, v in zip(r["order"], r["values"]))
                      + f"; the thesis's: {published.get(r['metric'], published['fid'])}.")
+    notes += _copies_notes(df)
     if "units_aligned" in df and (df["units_aligned"] == False).any():  # noqa: E712
         notes.append("A row scored from a folder whose maps are not the spec's maps in the same order stores no "
                      "per-map values: it cannot be paired map by map with the other rows, so claims on it have "
@@ -79,6 +80,26 @@ def report_notes(spec, df) -> list[str]:
         notes.append(f"Second reference, not judged ({ext.citation}): {cells}."
                      + (f" {ext.notes.strip()}" if ext.notes else ""))
     return notes
+
+
+def _copies_notes(df) -> list[str]:
+    """Rows pooled over trained copies of their models (fixed.model_seeds): the copies' own values."""
+    if "values_by_model_seed" not in df:
+        return []
+    q = _quality_name(df)
+    metrics = [m for m in ("miou", "pixel_acc", q) if m]
+    rows = []
+    for _, r in df.iterrows():
+        copies = r.get("values_by_model_seed")
+        if not isinstance(copies, list) or len(copies) < 2:
+            continue
+        per = "; ".join(f"seed {c['seed']}: " + ", ".join(f"{c[m]:.4g}" for m in metrics if m in c) for c in copies)
+        rows.append(f"{LABELS[r['method']]} ({per})")
+    if not rows:
+        return []
+    return [f"Each generated row is the mean over {len(df['values_by_model_seed'].dropna().iloc[0])} trained copies "
+            f"of its models (seeds of SPADE, pix2pixHD, and NCSN++ with its guide; one evaluator), and the "
+            f"claims resample the copies with the maps. Per copy ({', '.join(metrics)}): " + " — ".join(rows) + "."]
 
 
 def report_figures(spec, df, out_dir: Path, stem: str) -> list[Path]:
