@@ -114,6 +114,12 @@ def _(c):
     return _run(c.mutated(lambda d: d["profiles"]["test"]["fixed"].update(n_images="many")))
 
 
+@case("spec: a key written twice (YAML would keep the last one silently)", "duplicate key 'fixed'")
+def _(c):
+    text = (c.experiments / f"{SPEC}.yaml").read_text()
+    return _run(c.write_spec(text.replace("id: fig5_9\n", "id: bad\n") + "fixed: {n_images: 3}\n"))
+
+
 @case("spec: grid is a list, not a mapping", "grid")
 def _(c):
     return _run(c.mutated(lambda d: d.update(grid=[0.0, 0.5])))

@@ -9,6 +9,7 @@ import yaml
 
 from repro.errors import UserError
 from repro.specs.schema import PROFILES
+from repro.specs.yamlload import load
 
 
 def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
@@ -32,7 +33,7 @@ def parse_set(items: list[str] | None) -> dict[str, Any]:
         if not key or any(not part for part in key.split(".")):
             raise UserError(f"--set {item!r}: empty key")
         try:
-            out[key] = yaml.safe_load(raw) if raw.strip() else ""
+            out[key] = load(raw) if raw.strip() else ""   # YAML 1.2 numbers: 1e-2 is a float
         except yaml.YAMLError:
             raise UserError(f"--set {key}: cannot parse value {raw!r}") from None
     return out
