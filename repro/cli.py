@@ -8,7 +8,9 @@ exits 1 after its MLflow run is marked FAILED and finished cells are kept.
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import threading
 import traceback
 from pathlib import Path
 from typing import List, Optional
@@ -23,7 +25,7 @@ import typer
 from repro.commands.specs import list_lines, show_lines, spec_ids
 from repro.commands.ui import ui_command
 from repro.environment import apply_threads
-from repro.errors import UserError, disk_full, is_disk_full
+from repro.errors import Terminated, UserError, disk_full, is_disk_full
 from repro.specs import parse_set
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -324,10 +326,29 @@ def _crashed(e: BaseException) -> None:
     sys.exit(1)
 
 
+RESUME = "finished cells are kept, run the same command again to resume"
+_terminated: list[int] = []   # the SIGTERM that arrived (Typer may turn the interrupt into an Abort or a 130)
+
+
+def _on_sigterm(signum, frame) -> None:
+    if not _terminated:   # a second SIGTERM while cleaning up does not interrupt the cleanup
+        _terminated.append(signum)
+        raise Terminated()
+
+
+def _terminated_exit() -> None:
+    _echo_err(f"terminated (SIGTERM); {RESUME}")
+    sys.exit(128 + signal.SIGTERM)
+
+
 def main(argv: Optional[List[str]] = None) -> None:
     """The console script. Typer runs in non-standalone mode, so every outcome comes back here:
-    a usage mistake or UserError -> exit 2 with nothing written, Ctrl-C -> 130, a crash -> 1."""
+    a usage mistake or UserError -> exit 2 with nothing written, Ctrl-C -> 130, SIGTERM -> 143
+    (Ctrl-C's way out: KILLED runs, no temporaries), a crash -> 1."""
     argv = sys.argv[1:] if argv is None else list(argv)
+    _terminated.clear()
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         rv = app(args=argv, prog_name="repro", standalone_mode=False)
     except UserError as e:
@@ -336,10 +357,14 @@ def main(argv: Optional[List[str]] = None) -> None:
     except typer.Exit as e:
         sys.exit(e.exit_code)
     except typer.Abort:
+        if _terminated:
+            _terminated_exit()
         _echo_err("aborted")
         sys.exit(130)
     except KeyboardInterrupt:
-        _echo_err("interrupted; finished cells are kept, run the same command again to resume")
+        if _terminated:
+            _terminated_exit()
+        _echo_err(f"interrupted; {RESUME}")
         sys.exit(130)
     except OSError as e:
         if not is_disk_full(e):   # any other OSError is a crash: the handler below
@@ -355,10 +380,12 @@ def main(argv: Optional[List[str]] = None) -> None:
                     typer.echo(line, err=True)
             sys.exit(e.exit_code)
         _crashed(e)
+    if _terminated:   # a command that caught the interrupt itself (repro ui) and returned
+        _terminated_exit()
     # Non-standalone Typer returns an Exit's code (and 130 for a Ctrl-C it caught) instead of raising.
     if isinstance(rv, int) and not isinstance(rv, bool) and rv != 0:
         if rv == 130:
-            _echo_err("interrupted; finished cells are kept, run the same command again to resume")
+            _echo_err(f"interrupted; {RESUME}")
         sys.exit(rv)
 
 

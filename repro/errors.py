@@ -16,6 +16,12 @@ class DiskFull(UserError):
     finished before stays (every result is written atomically), so the same command resumes."""
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (what `timeout`, `docker stop` and SLURM send), raised where the process is, so that
+    it takes Ctrl-C's way out: the cell in progress stops at once, MLflow runs are marked KILLED,
+    temporary files are removed, finished cells are kept; the command line exits 143 (128 + 15)."""
+
+
 def is_disk_full(e: BaseException) -> bool:
     return isinstance(e, OSError) and e.errno in {errno.ENOSPC, getattr(errno, "EDQUOT", 122)}
 

@@ -28,21 +28,25 @@ CELLS = ["t=0", "t=0.4", "t=0.8", "t=1"]
 COMPARED = ("cell", "key", "values", "extra", "seed", "spec_hash", "spec", "profile", "device")
 
 
-def _repro(workdir: Path, *args: str, kill_at: str | None = None) -> subprocess.CompletedProcess:
+def _repro(workdir: Path, *args: str, kill_at: str | None = None, sig: str | None = None) -> subprocess.CompletedProcess:
     env = cli_env(workdir)
     # The same thread count in every run, bitwise-equal numbers: set here, not inherited, because the
     # module-scoped reference run starts before the autouse fixture that sets REPRO_THREADS=1 for the
     # tests (it ran at the default 2 threads while the killed runs ran at 1: the xfail this replaced).
     env["REPRO_THREADS"] = env["OMP_NUM_THREADS"] = "1"
     env.pop("REPRO_TEST_KILL_AT", None)
+    env.pop("REPRO_TEST_KILL_SIGNAL", None)
     if kill_at:
         env["REPRO_TEST_KILL_AT"] = kill_at
+    if sig:
+        env["REPRO_TEST_KILL_SIGNAL"] = sig
     return subprocess.run([sys.executable, "-m", "repro.cli", *args], cwd=workdir, env=env,
                           capture_output=True, text=True, timeout=600)
 
 
-def _run(workdir: Path, kill_at: str | None = None) -> subprocess.CompletedProcess:
-    return _repro(workdir, "run", SPEC, "--profile", PROFILE, "--no-progress", "--device", "cpu", kill_at=kill_at)
+def _run(workdir: Path, kill_at: str | None = None, sig: str | None = None) -> subprocess.CompletedProcess:
+    return _repro(workdir, "run", SPEC, "--profile", PROFILE, "--no-progress", "--device", "cpu", kill_at=kill_at,
+                  sig=sig)
 
 
 def _cells(workdir: Path) -> dict[str, dict]:
@@ -151,6 +155,57 @@ def test_kill_inside_a_training_checkpoint_write(reference, tmp_path):
     assert _cells(tmp_path) == want
     train_runs = _run_statuses(tmp_path, "train-noisy_unet")
     assert sorted(train_runs.values()) == ["FINISHED", "KILLED", "KILLED"]
+
+
+def _terminated(proc: subprocess.CompletedProcess) -> None:
+    """SIGTERM's way out: exit 143, one line, no traceback."""
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip() and not ln.startswith("WARNING")]
+    assert proc.returncode == 128 + signal.SIGTERM, proc.stderr[-3000:]
+    assert len(lines) == 1 and lines[0].startswith("error: terminated (SIGTERM)"), proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr
+
+
+def test_sigterm_inside_a_cell_is_ctrl_c(reference, tmp_path):
+    """SIGTERM (timeout, docker stop, SLURM) while the 3rd cell runs: one line, exit 143, the parent
+    and the open child run KILLED at once (not left RUNNING for a later run to mark), no temporary;
+    the same command resumes with the reference's cells."""
+    ref, want = reference
+    _with_reference_model(ref, tmp_path)
+    first = _run(tmp_path, kill_at="cell:start@3", sig="TERM")
+    _terminated(first)
+    assert len(_cells(tmp_path)) == 2 and _temporaries(tmp_path) == []
+    statuses = list(_run_statuses(tmp_path, SPEC).values())
+    assert "RUNNING" not in statuses and statuses.count("KILLED") == 2
+    second = _run(tmp_path)
+    assert second.returncode == 0, second.stderr
+    assert "(2 run, 2 already finished)" in second.stdout
+    assert _cells(tmp_path) == want
+
+
+def test_sigterm_inside_a_cell_write_leaves_no_temporary(reference, tmp_path):
+    ref, want = reference
+    _with_reference_model(ref, tmp_path)
+    first = _run(tmp_path, kill_at="write:t=*.json@2", sig="TERM")   # the 2nd cell file, before its rename
+    _terminated(first)
+    assert sorted(_cells(tmp_path)) == ["t=0"] and _temporaries(tmp_path) == []   # removed by the writer itself
+    second = _run(tmp_path)
+    assert second.returncode == 0 and "(3 run, 1 already finished)" in second.stdout
+    assert _cells(tmp_path) == want
+
+
+def test_sigterm_while_repro_train_checkpoints(reference, tmp_path):
+    """`repro train` terminated in its 2nd epoch's checkpoint write: one line, exit 143, the training
+    run KILLED, no temporary, the 1st epoch's checkpoint kept; `repro run` then resumes the training
+    and ends with the reference's weights and cells."""
+    _, want = reference
+    first = _repro(tmp_path, "train", "noisy_unet", "--profile", PROFILE, "--no-progress", "--device", "cpu",
+                   kill_at="write:checkpoint.pt@2", sig="TERM")
+    _terminated(first)
+    assert _temporaries(tmp_path) == [] and len(list((tmp_path / "artifacts").rglob("checkpoint.pt"))) == 1
+    assert list(_run_statuses(tmp_path, "train-noisy_unet").values()) == ["KILLED"]
+    second = _run(tmp_path)
+    assert second.returncode == 0, second.stderr
+    assert _cells(tmp_path) == want
 
 
 def test_a_live_writers_temporary_file_is_kept(tmp_path):

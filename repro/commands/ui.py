@@ -2,14 +2,19 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from typing import Callable
 
-from repro.errors import UserError
+from repro.errors import Terminated, UserError
 from repro.sweeps.dashboard import serve
 from repro.tracking.view import WORKFLOW_QUERY, store_description
 from repro.tracking.runs import experiment_links
+
+
+STOP_SECONDS = 10   # how long the MLflow server gets to stop its workers before it is killed
 
 
 def ui_command(port: int | None, backend_store_uri: str | None, workers: int, optuna: bool, storage: str | None,
@@ -32,7 +37,29 @@ def ui_command(port: int | None, backend_store_uri: str | None, workers: int, op
     for name, url in experiment_links(uri, base):   # each opens on its runs, not on the GenAI overview
         echo(f"  {name}: {url}")
     echo("Ctrl-C stops it", err=True)
+    # Its own process group: the server's job consumers (huey) outlive a server stopped alone, so
+    # Ctrl-C or SIGTERM here stops the whole group, SIGTERM first, SIGKILL after STOP_SECONDS.
+    server = subprocess.Popen(cmd, start_new_session=True)
     try:
-        return subprocess.call(cmd)
-    except KeyboardInterrupt:
+        return server.wait()
+    except KeyboardInterrupt as e:
+        _stop_group(server)
+        if isinstance(e, Terminated):
+            raise
         return 0
+
+
+def _stop_group(server: subprocess.Popen) -> None:
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(server.pid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + STOP_SECONDS
+        while time.monotonic() < deadline:
+            server.poll()
+            try:
+                os.killpg(server.pid, 0)   # anyone of the group still there?
+            except ProcessLookupError:
+                return
+            time.sleep(0.1)
