@@ -17,12 +17,14 @@ from pathlib import Path
 from typing import Any
 
 from repro.atomic import atomic_write_text
+from repro.stored import read_record
 from repro.specs import ResolvedSpec, repo_root
 
 RESULTS_DIR = "results"
 FAILED_DIR = "failed"
 RUN_TIMES_FILE = "run_times.json"
 RUN_TIMES_KEEP = 50   # the last runs kept in run_times.json, newest last
+CELL_KEYS = ("cell", "values")   # what every cell record has (a JSON without them is not a cell)
 
 
 def results_root() -> Path:
@@ -52,23 +54,32 @@ def json_default(o: Any) -> Any:
 
 
 def read_cell(spec_id: str, profile: str, key: str) -> dict[str, Any] | None:
+    """A finished cell's record; None when absent or damaged (a damaged file is set aside into the
+    run's quarantine/ folder with a warning, so the cell is computed again: repro.stored)."""
     path = cells_dir(spec_id, profile) / f"{key}.json"
-    if not path.exists():
-        return None
-    return json.loads(path.read_text())
+    return read_record(path, CELL_KEYS, run_dir(spec_id, profile))
 
 
 def read_cells(spec_id: str, profile: str) -> list[dict[str, Any]]:
     folder = cells_dir(spec_id, profile)
     if not folder.is_dir():
         return []
-    return [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
+    recs = (read_record(p, CELL_KEYS, run_dir(spec_id, profile)) for p in sorted(folder.glob("*.json")))
+    return [r for r in recs if r is not None]
 
 
 def read_run_meta(spec_id: str, profile: str) -> dict[str, Any] | None:
-    """The resolved spec of the last run at this profile (hash, overrides), if any."""
-    path = run_dir(spec_id, profile) / "spec.json"
-    return json.loads(path.read_text()) if path.exists() else None
+    """The resolved spec of the last run at this profile (hash, overrides), if any (a damaged one is
+    set aside; the next run writes it again)."""
+    return read_record(run_dir(spec_id, profile) / "spec.json", (), run_dir(spec_id, profile))
+
+
+def set_aside_damaged(spec_id: str, profile: str) -> None:
+    """Before a run: every damaged record of the spec at this profile (a cell, a stray JSON in cells/,
+    spec.json, a failure record) into quarantine/, named (repro.stored), so its work is done again."""
+    read_cells(spec_id, profile)
+    read_run_meta(spec_id, profile)
+    read_failed_cells(spec_id, profile)
 
 
 def profiles_with_results(spec_id: str) -> list[str]:
@@ -88,8 +99,9 @@ def failed_cells_dir(spec_id: str, profile: str) -> Path:
 def read_failed_cells(spec_id: str, profile: str, spec_hash: str | None = None) -> list[dict[str, Any]]:
     """The failure records of a spec at a profile (of one resolved spec when `spec_hash` is given)."""
     folder = failed_cells_dir(spec_id, profile)
-    recs = [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))] if folder.is_dir() else []
-    return [r for r in recs if spec_hash is None or r.get("spec_hash") == spec_hash]
+    recs = [read_record(p, (), run_dir(spec_id, profile)) for p in sorted(folder.glob("*.json"))] \
+        if folder.is_dir() else []
+    return [r for r in recs if r is not None and (spec_hash is None or r.get("spec_hash") == spec_hash)]
 
 
 # ----------------------------------------------------------------------------- measured run times

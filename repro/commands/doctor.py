@@ -7,12 +7,16 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 from typing import Iterator
 
 from repro import environment
 from repro.data import dataset_info, list_datasets
 from repro.metrics.inception import inception_weights_path
+from repro.models import artifacts_root
+from repro.results import CELL_KEYS, results_root
 from repro.specs import list_model_ids, resolve_model
+from repro.stored import problem_of
 from repro.tracking.runs import tracking_uri
 
 _SHOWN = ("repro", "torch", "torchvision", "numpy", "scipy", "torchmetrics", "pytorch-fid", "mlflow",
@@ -80,9 +84,46 @@ def inputs_lines() -> Iterator[str]:
             if isinstance(path, str):
                 state = "found" if os.path.isfile(os.path.expanduser(path)) else "missing"
                 yield f"checkpoint  {name} {section}.{key}: {state} at {path}"
-    yield f"mlflow      {tracking_uri()}"
+    yield f"mlflow      {tracking_uri()}" + _store_problem(tracking_uri())
+
+
+SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+def _store_problem(uri: str) -> str:
+    """': <what is wrong>' for a SQLite store file that is not one (empty: not yet created, fine)."""
+    if not uri.startswith("sqlite:///"):
+        return ""
+    path = Path(uri[len("sqlite:///"):])
+    if path.is_dir():
+        return ": DAMAGED: a folder, not an SQLite file"
+    if not path.exists() or path.stat().st_size == 0:
+        return ""
+    with open(path, "rb") as f:
+        head = f.read(len(SQLITE_MAGIC))
+    return "" if head == SQLITE_MAGIC else ": DAMAGED: not an SQLite database (move it aside; a new one is made)"
+
+
+def stored_lines() -> Iterator[str]:
+    """Every damaged file under results/ and artifacts/ (named, not moved: a run sets it aside)."""
+    checked, damaged = 0, []
+    for path in sorted(results_root().glob("*/*/cells/*.json")):
+        checked += 1
+        damaged.append((path, problem_of(path, CELL_KEYS)[1]))
+    for path in sorted(results_root().glob("*/*/spec.json")) + sorted(results_root().glob("*/*/failed/*.json")):
+        checked += 1
+        damaged.append((path, problem_of(path)[1]))
+    for path in sorted(artifacts_root().glob("*/*/meta.json")):
+        checked += 1
+        damaged.append((path, problem_of(path, ("sha256",))[1]))
+    damaged = [(p, why) for p, why in damaged if why]
+    for path, why in damaged:
+        yield f"damaged     {path}: {why} (the next run sets it aside and does that work again)"
+    if not damaged:
+        yield f"stored      {checked} result and model records under {results_root()} and {artifacts_root()}: none damaged"
 
 
 def doctor_lines() -> Iterator[str]:
     yield from environment_lines()
     yield from inputs_lines()
+    yield from stored_lines()

@@ -63,6 +63,8 @@ def run_resolved(resolved: ResolvedSpec, device: str = "auto", force: bool = Fal
     dev = join(resolve_device(device))   # under torchrun: this rank's device in the process group
     module = runner_module(resolved.spec.kind)
     remove_orphan_temporaries(results.run_dir(spec_id, profile))   # a killed run's half-written files
+    if is_main():
+        results.set_aside_damaged(spec_id, profile)   # damaged stored files: named, moved aside, redone
 
     cells = resolved.cells()
     keys = [cell_key(c) for c in cells]

@@ -165,8 +165,10 @@ def run_spec_jobs(resolved: ResolvedSpec, *, jobs: int | None = None, devices: s
 
 
 def remove_leftovers(work_dir: Path) -> None:
-    """A killed invocation's half-written files and claim folders (their parent process is gone)."""
+    """A killed invocation's half-written files and claim folders (their parent process is gone), and
+    damaged stored records set aside (repro.stored)."""
     remove_orphan_temporaries(work_dir)
+    results.set_aside_damaged(work_dir.parent.name, work_dir.name)
     for folder in work_dir.glob(f"{CLAIMS_PREFIX}*") if work_dir.is_dir() else []:
         pid = folder.name[len(CLAIMS_PREFIX):].split("-", 1)[0]
         if pid.isdigit() and not pid_alive(int(pid)):

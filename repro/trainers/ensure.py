@@ -14,6 +14,7 @@ from repro.atomic import atomic_write, atomic_write_text, remove_orphan_temporar
 from repro.errors import UserError
 from repro.models import TrainedModel, artifact_dir, sha256_file
 from repro.specs import resolve_model
+from repro.stored import read_record
 from repro.tracking.runs import Tracker
 from repro.train.distributed import barrier, launched_rank
 from repro.trainers import kind_module
@@ -32,6 +33,8 @@ def ensure_model(name: str, profile: str, *, overrides: dict[str, Any] | None = 
     # Under torchrun every rank trains (DDP inside repro.train); rank 0 alone tracks and writes. The
     # environment's RANK, not repro.train.distributed.rank(): the process group opens inside training.
     rank = launched_rank()
+    if not force and meta_path.exists():   # a damaged meta.json is set aside (repro.stored): trained again below,
+        read_record(meta_path, ("sha256",))  # from the last checkpoint
     if force or not meta_path.exists():  # meta.json is written last: its presence marks a finished model
         tags = {"repro.model": name, "repro.profile": profile, "repro.model_hash": resolved.hash,
                 "repro.git_commit": results.git_commit(), "repro.device": str(device),
@@ -62,7 +65,7 @@ def ensure_model(name: str, profile: str, *, overrides: dict[str, Any] | None = 
             barrier()   # the model is complete on disk for every rank
             if tr.parent is not None:
                 tr.parent.log_artifact(meta_path)
-    meta = json.loads(meta_path.read_text())
+    meta = json.loads(meta_path.read_text())   # checked above (or just written)
     net = module.build_net(resolved, meta)
     try:
         state = torch.load(weights, map_location="cpu", weights_only=True)
