@@ -320,9 +320,17 @@ def _is_click_exception(e: BaseException) -> bool:
             and any(c.__name__ in ("ClickException", "TyperException") for c in type(e).__mro__))
 
 
-def _crashed(e: BaseException) -> None:
+TRACKED_COMMANDS = ("run", "train", "sweep")   # the commands that open MLflow runs and write cells
+
+
+def _crashed(e: BaseException, argv: List[str]) -> None:
     traceback.print_exception(e)
-    _echo_err(f"run crashed: {type(e).__name__}: {e}. Finished cells are kept; its MLflow run is marked FAILED.")
+    command = next((a for a in argv if not a.startswith("-")), "")
+    if command in TRACKED_COMMANDS:
+        _echo_err(f"{command} crashed: {type(e).__name__}: {e}. Finished cells are kept; an MLflow run it opened "
+                  f"is marked FAILED.")
+    else:
+        _echo_err(f"repro {command} crashed: {type(e).__name__}: {e}".rstrip())
     sys.exit(1)
 
 
@@ -368,7 +376,7 @@ def main(argv: Optional[List[str]] = None) -> None:
         sys.exit(130)
     except OSError as e:
         if not is_disk_full(e):   # any other OSError is a crash: the handler below
-            _crashed(e)
+            _crashed(e, argv)
         _echo_err(str(disk_full(e.filename or "a file", e)))   # outside an atomic write (MLflow's store, ...)
         sys.exit(2)
     except Exception as e:
@@ -379,7 +387,7 @@ def main(argv: Optional[List[str]] = None) -> None:
                 for line in _usage_error_lines(e, argv):
                     typer.echo(line, err=True)
             sys.exit(e.exit_code)
-        _crashed(e)
+        _crashed(e, argv)
     if _terminated:   # a command that caught the interrupt itself (repro ui) and returned
         _terminated_exit()
     # Non-standalone Typer returns an Exit's code (and 130 for a Ctrl-C it caught) instead of raising.

@@ -11,11 +11,13 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+import socket
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import pytest
 import yaml
 
@@ -396,6 +398,53 @@ def _(c):
     (c.root / "map.png").write_bytes(_png(32, 16, _scene_colour()))
     return ["sample", "semantic", "--map", str(c.root / "map.png"), "--out", str(_unwritable(c)),
             "--profile", "test", "--no-progress"]
+
+
+def _bdd_mask(c) -> str:
+    from repro.data.colorbook import ColorBook
+
+    book = ColorBook.load(None)
+    colour = tuple(int(v) for v in book.to_rgb(np.zeros((1, 1), np.int64))[0, 0])
+    (c.root / "mask.png").write_bytes(_png(32, 16, colour))
+    return str(c.root / "mask.png")
+
+
+@case("sample ddpm: guidance nan (NaN images, exit 0 before)", "--guidance")
+def _(c):
+    return ["sample", "ddpm", "--mask", _bdd_mask(c), "--guidance", "nan", "--profile", "test", "--no-progress"]
+
+
+@case("sample ddpm: unknown convention, refused before any training", "convention")
+def _(c):
+    return ["sample", "ddpm", "--mask", _bdd_mask(c), "--convention", "bogus", "--profile", "test", "--no-progress"]
+
+
+@case("run: --max-hours negative", "--max-hours")
+def _(c):
+    return _run(SPEC, "--max-hours", "-1")
+
+
+@case("run: --max-hours nan", "--max-hours")
+def _(c):
+    return _run(SPEC, "--max-hours", "nan")
+
+
+@case("REPRO_EXPERIMENTS: no such folder (said 'no specs found', exit 0)", "REPRO_EXPERIMENTS")
+def _(c):
+    c.env["REPRO_EXPERIMENTS"] = str(c.root / "nowhere")
+    return ["list"]
+
+
+_HELD: list[socket.socket] = []   # sockets kept open while a case runs
+
+
+@case("ui: port in use (printed its links, exit 0 after 84 s)", "--port")
+def _(c):
+    held = socket.socket()
+    held.bind(("127.0.0.1", 0))
+    held.listen()
+    _HELD.append(held)
+    return ["ui", "--port", str(held.getsockname()[1])]
 
 
 @case("checkpoint of the wrong format", "does not hold a state dict")

@@ -4,6 +4,7 @@ uses at the chosen profile and its sampling settings. The sheet shows the mask a
 from __future__ import annotations
 
 import json
+import math
 import platform
 import time
 from dataclasses import dataclass
@@ -43,6 +44,10 @@ def sample_from_mask(mask_path: Path, *, profile: str, n: int, guidance: float |
                      progress: bool = True) -> FromMaskResult:
     if n < 1:
         raise UserError(f"-n {n}: need at least one image")
+    if guidance is not None and not math.isfinite(guidance):
+        raise UserError(f"--guidance {guidance}: must be a finite number")
+    if convention is not None:
+        Guidance(0.0, convention)   # an unknown convention is refused before any training
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise UserError(f"--out {out_dir}: exists and is not a folder")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -17,6 +18,16 @@ from repro.tracking.runs import experiment_links
 STOP_SECONDS = 10   # how long the MLflow server gets to stop its workers before it is killed
 
 
+def check_port_free(port: int) -> None:
+    """One line at once for a port in use (the server would retry it for over a minute, then exit 0)."""
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError as e:
+            raise UserError(f"--port {port}: cannot listen on 127.0.0.1 ({e.strerror or e}); "
+                            f"choose another port") from None
+
+
 def ui_command(port: int | None, backend_store_uri: str | None, workers: int, optuna: bool, storage: str | None,
                echo: Callable[..., None]) -> int | None:
     """The MLflow server's exit code (0 after Ctrl-C); None after optuna-dashboard."""
@@ -29,6 +40,7 @@ def ui_command(port: int | None, backend_store_uri: str | None, workers: int, op
     uri = backend_store_uri or os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlflow.db"
     if workers < 1:
         raise UserError(f"--workers {workers}: must be at least 1")
+    check_port_free(port)
     cmd = [sys.executable, "-m", "mlflow", "ui", "--host", "127.0.0.1", "--port", str(port),
            "--backend-store-uri", uri, "--workers", str(workers)]
     base = f"http://127.0.0.1:{port}"

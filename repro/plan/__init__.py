@@ -10,6 +10,7 @@ estimate.py, runs.py (measured wall times), render.py.
 """
 from __future__ import annotations
 
+import math
 import os
 import sys
 from collections.abc import Callable
@@ -69,6 +70,8 @@ def run_guard(resolved: list[ResolvedSpec], device: str, yes: bool, echo: Callab
     on a terminal, or proceed and say so when stdin is not one. Without a calibration, say so."""
     ids = [r.id for r in resolved]
     profile = resolved[0].profile if resolved else "smoke"
+    if max_hours is not None and not (math.isfinite(max_hours) and max_hours > 0):
+        raise UserError(f"--max-hours {max_hours}: must be a positive number of hours")
     limit = warn_hours() if max_hours is None else max_hours
     dev = resolve_device(device)
     slug, name = device_identity(dev, start_cuda=False)   # the run's parent starts no CUDA context

@@ -22,7 +22,15 @@ def repo_root() -> Path:
 
 
 def experiments_dir() -> Path:
-    return Path(os.environ.get("REPRO_EXPERIMENTS", repo_root() / "experiments"))
+    """experiments/ of the checkout, or $REPRO_EXPERIMENTS (which must be a folder)."""
+    given = os.environ.get("REPRO_EXPERIMENTS")
+    if given is None:
+        return repo_root() / "experiments"
+    if not Path(given).is_dir():
+        what = "not a folder" if Path(given).exists() else "no such folder"
+        raise UserError(f"REPRO_EXPERIMENTS={given}: {what}; point it at a folder of spec YAML files "
+                        f"(or unset it for the checkout's experiments/)")
+    return Path(given)
 
 
 def check_id(kind: str, name: str) -> None:
