@@ -8,9 +8,7 @@ exits 1 after its MLflow run is marked FAILED and finished cells are kept.
 from __future__ import annotations
 
 import os
-import signal
 import sys
-import threading
 import traceback
 from pathlib import Path
 from typing import List, Optional
@@ -25,7 +23,8 @@ import typer
 from repro.commands.specs import list_lines, show_lines, spec_ids
 from repro.commands.ui import ui_command
 from repro.environment import apply_threads
-from repro.errors import Terminated, UserError, disk_full, is_disk_full
+from repro import signals
+from repro.errors import UserError, disk_full, is_disk_full
 from repro.specs import parse_set
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -335,18 +334,11 @@ def _crashed(e: BaseException, argv: List[str]) -> None:
 
 
 RESUME = "finished cells are kept, run the same command again to resume"
-_terminated: list[int] = []   # the SIGTERM that arrived (Typer may turn the interrupt into an Abort or a 130)
-
-
-def _on_sigterm(signum, frame) -> None:
-    if not _terminated:   # a second SIGTERM while cleaning up does not interrupt the cleanup
-        _terminated.append(signum)
-        raise Terminated()
 
 
 def _terminated_exit() -> None:
     _echo_err(f"terminated (SIGTERM); {RESUME}")
-    sys.exit(128 + signal.SIGTERM)
+    sys.exit(signals.EXIT_CODE)
 
 
 def main(argv: Optional[List[str]] = None) -> None:
@@ -354,9 +346,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     a usage mistake or UserError -> exit 2 with nothing written, Ctrl-C -> 130, SIGTERM -> 143
     (Ctrl-C's way out: KILLED runs, no temporaries), a crash -> 1."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    _terminated.clear()
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _on_sigterm)
+    signals.install()
     try:
         rv = app(args=argv, prog_name="repro", standalone_mode=False)
     except UserError as e:
@@ -365,12 +355,12 @@ def main(argv: Optional[List[str]] = None) -> None:
     except typer.Exit as e:
         sys.exit(e.exit_code)
     except typer.Abort:
-        if _terminated:
+        if signals.received():
             _terminated_exit()
         _echo_err("aborted")
         sys.exit(130)
     except KeyboardInterrupt:
-        if _terminated:
+        if signals.received():
             _terminated_exit()
         _echo_err(f"interrupted; {RESUME}")
         sys.exit(130)
@@ -388,7 +378,7 @@ def main(argv: Optional[List[str]] = None) -> None:
                     typer.echo(line, err=True)
             sys.exit(e.exit_code)
         _crashed(e, argv)
-    if _terminated:   # a command that caught the interrupt itself (repro ui) and returned
+    if signals.received():   # a command that caught the interrupt itself (repro ui) and returned
         _terminated_exit()
     # Non-standalone Typer returns an Exit's code (and 130 for a Ctrl-C it caught) instead of raising.
     if isinstance(rv, int) and not isinstance(rv, bool) and rv != 0:
