@@ -147,3 +147,21 @@ def test_a_discriminator_sees_the_generator_this_run_uses():
     assert "generator_overrides" not in plain.model("discriminator").config.train   # hashes as before
     assert parse(disc)[1].generator_overrides == {"train.epochs": 2}
     assert r.model("edm").hash == resolve_model("edm_digits", "test", {"train.epochs": 2}).hash
+
+
+def test_every_key_repro_show_prints_can_be_set():
+    """fixed.eps (a runner default the YAML leaves out) and dataset.root, as `repro show` prints them
+    and the missing-data error tells users to set them; the hash without them is unchanged."""
+    from repro.experiments import resolve_spec
+    from repro.specs import parse_set
+
+    plain = resolve_spec("table5_3", "test")
+    assert "eps" not in (plain.data.get("fixed") or {}) and "eps" in plain.spec.fixed   # shown, not written
+    r = resolve_spec("table5_3", "test", parse_set(["fixed.eps=1e-3", "dataset.root=/data/cityscapes"]))
+    assert r.spec.fixed["eps"] == 0.001 and r.spec.dataset.root == "/data/cityscapes" and r.hash != plain.hash
+    assert plain.spec.fixed["eps"] is None
+    assert resolve_spec("table5_3", "test", parse_set(["fixed.eps=null"])).hash == plain.hash   # its default
+    with pytest.raises(UserError, match="fixed.eps"):
+        resolve_spec("table5_3", "test", parse_set(["fixed.eps=abc"]))
+    with pytest.raises(UserError, match="unknown key"):
+        resolve_spec("fig5_9", "test", parse_set(["fixed.eps=0.1"]))   # not a setting of this kind

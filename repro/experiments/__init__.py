@@ -133,6 +133,14 @@ def validate_spec_for_kind(spec: Spec) -> Spec:
     return spec.model_copy(update={"fixed": fixed.model_dump()})
 
 
+def fixed_defaults(kind: str) -> dict:
+    """The `fixed` settings a kind's runner gives a default (what `repro show` prints): each can be
+    set with --set although the spec's YAML leaves it out."""
+    fields = runner_module(kind).Fixed.model_fields
+    return {name: f.get_default(call_default_factory=True) for name, f in fields.items() if not f.is_required()}
+
+
 def resolve_spec(spec_id: str, profile: str = "smoke", overrides: dict | None = None) -> ResolvedSpec:
     """A spec at a profile with `--set` overrides, its `fixed` and `grid` checked by its kind's runner."""
-    return _resolve_unchecked(spec_id, profile, overrides, check_kind=validate_spec_for_kind)
+    return _resolve_unchecked(spec_id, profile, overrides, check_kind=validate_spec_for_kind,
+                              fixed_defaults=fixed_defaults)

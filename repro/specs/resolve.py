@@ -11,7 +11,7 @@ from repro.hashing import stable_hash
 from repro.specs.cells import grid_cells
 from repro.specs.documents import load_model_document, load_spec_document
 from repro.specs.overrides import apply_overrides, deep_merge, profile_document
-from repro.specs.schema import DEFAULT_PROFILE, ModelConfig, Spec, validation_message
+from repro.specs.schema import DEFAULT_PROFILE, DatasetSpec, ModelConfig, Spec, validation_message
 
 
 class Resolved(BaseModel):
@@ -67,10 +67,30 @@ class ResolvedModel(Resolved):
         return self.config.id
 
 
+def _settable_defaults(doc: dict[str, Any], overrides: dict[str, Any],
+                       fixed_defaults: Callable[[str], dict[str, Any]] | None) -> None:
+    """A `dataset.<key>` or `fixed.<key>` the schema gives a default (`repro show` prints it) can be set
+    although the YAML leaves it out: its default is put in first, so the override is type-checked
+    against it. The hash is unchanged (the validated spec holds these defaults anyway)."""
+    sections: dict[str, dict[str, Any]] = {
+        "dataset": {n: f.get_default(call_default_factory=True) for n, f in DatasetSpec.model_fields.items()
+                    if not f.is_required()}}
+    wanted = [d.split(".") for d in overrides]
+    if fixed_defaults is not None and any(parts[0] == "fixed" for parts in wanted):
+        sections["fixed"] = fixed_defaults(str(doc.get("kind")))
+    for parts in wanted:
+        if len(parts) == 2 and parts[0] in sections and parts[1] in sections[parts[0]]:
+            node = doc.setdefault(parts[0], {})
+            if isinstance(node, dict):
+                node.setdefault(parts[1], sections[parts[0]][parts[1]])
+
+
 def resolve_spec(spec_id: str, profile: str = DEFAULT_PROFILE, overrides: dict[str, Any] | None = None,
-                 check_kind: Callable[[Spec], Spec] | None = None) -> ResolvedSpec:
+                 check_kind: Callable[[Spec], Spec] | None = None,
+                 fixed_defaults: Callable[[str], dict[str, Any]] | None = None) -> ResolvedSpec:
     """Load a spec, apply a profile and `--set` overrides, validate, hash. `check_kind` validates
-    `fixed` and `grid` against the kind's runner (repro.experiments.resolve_spec passes it)."""
+    `fixed` and `grid` against the kind's runner (repro.experiments.resolve_spec passes it), and
+    `fixed_defaults` names the kind's settable `fixed` keys with their defaults."""
     doc = load_spec_document(spec_id)
     try:
         Spec.model_validate(doc)
@@ -88,6 +108,7 @@ def resolve_spec(spec_id: str, profile: str = DEFAULT_PROFILE, overrides: dict[s
             per_role.setdefault(parts[1], {})[parts[2]] = value
         else:
             spec_overrides[dotted] = value
+    _settable_defaults(merged, spec_overrides, fixed_defaults)
     merged = apply_overrides(merged, spec_overrides, protected=("id", "kind", "paper", "source"))
     try:
         spec = Spec.model_validate({**merged, "profiles": doc.get("profiles") or {}})
