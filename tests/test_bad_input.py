@@ -274,6 +274,21 @@ def _(c):
     return RUN + _set("fixed.n_images=-5")
 
 
+@case("--set: a grid value nan (a LinAlgError traceback before)", "grid.t[0] is nan")
+def _(c):
+    return _run(SPEC, "--set", "grid.t=[.nan]")
+
+
+@case("--set: a grid time outside [0, 1] (computed and stored before)", "grid.t[1] = 1.5")
+def _(c):
+    return _run(SPEC, "--set", "grid.t=[0.5, 1.5]")
+
+
+@case("--set: a negative snr in the grid (computed and stored before)", "grid.snr[0] = -0.1")
+def _(c):
+    return _run("snr_study", "--set", "grid.snr=[-0.1, 0.1]")
+
+
 @case("--set: unknown model role", "no model role")
 def _(c):
     return RUN + _set("models.nope.train.epochs=1")

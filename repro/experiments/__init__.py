@@ -10,6 +10,7 @@ edit of a report does not re-run the specs.
 from __future__ import annotations
 
 import importlib
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
@@ -126,10 +127,22 @@ def validate_spec_for_kind(spec: Spec) -> Spec:
         loc = ".".join(str(x) for x in err["loc"])
         raise UserError(f"spec {spec.id}: fixed.{loc}: {err['msg']}") from None
     allowed_grid = set(module.GRID_KEYS)
-    for key in spec.grid:
+    for key, values in spec.grid.items():
         if key not in allowed_grid:
             raise UserError(f"spec {spec.id}: grid key {key!r} is not one this kind varies "
                             f"({', '.join(sorted(allowed_grid)) or 'none'})")
+        for i, value in enumerate(values):
+            if isinstance(value, float) and not math.isfinite(value):
+                raise UserError(f"spec {spec.id}: grid.{key}[{i}] is {value}: grid values must be finite")
+            # a grid value obeys the type and range of its fixed setting, or of the runner's Grid model
+            grid_model = getattr(module, "Grid", None)
+            try:
+                if key in module.Fixed.model_fields:
+                    module.Fixed.model_validate({**spec.fixed, key: value})
+                elif grid_model is not None and key in grid_model.model_fields:   # that one field alone
+                    grid_model.__pydantic_validator__.validate_assignment(grid_model.model_construct(), key, value)
+            except ValidationError as e:
+                raise UserError(f"spec {spec.id}: grid.{key}[{i}] = {value!r}: {e.errors()[0]['msg']}") from None
     return spec.model_copy(update={"fixed": fixed.model_dump()})
 
 

@@ -22,6 +22,11 @@ from repro.specs import cell_key
 from repro.trainers.score_model import score_model_for
 
 GRID_KEYS = ("snr",)
+
+
+class Grid(BaseModel):
+    """One grid value's type and range (repro.experiments.validate_spec_for_kind)."""
+    snr: float = Field(gt=0, description="Langevin corrector signal-to-noise ratio")
 SHARDS_CELLS = True   # under torchrun each rank samples its share of every run's batches (repro.engine.ranks)
 
 

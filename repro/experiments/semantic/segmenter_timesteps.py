@@ -16,6 +16,11 @@ from repro.trainers.noisy_segmenter import predict
 GRID_KEYS = ("t",)
 
 
+class Grid(BaseModel):
+    """One grid value's type and range (repro.experiments.validate_spec_for_kind)."""
+    t: float = Field(ge=0, le=1, description="diffusion time of the VE SDE")
+
+
 class Fixed(BaseModel):
     model_config = ConfigDict(extra="forbid")
     n_images: int = Field(500, ge=1, le=1_000_000, description="validation images (not trained on), scored at every t")
