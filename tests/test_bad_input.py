@@ -122,6 +122,12 @@ def _(c):
     return _run(c.write_spec(text.replace("id: fig5_9\n", "id: bad\n") + "fixed: {n_images: 3}\n"))
 
 
+@case("spec: a model role its kind needs is missing (spec.json and a FAILED run written before)",
+      "needs model role(s) segmenter")
+def _(c):
+    return _run(c.mutated(lambda d: d.update(models={})))
+
+
 @case("spec: grid is a list, not a mapping", "grid")
 def _(c):
     return _run(c.mutated(lambda d: d.update(grid=[0.0, 0.5])))

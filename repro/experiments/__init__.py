@@ -26,7 +26,7 @@ class Runner(Protocol):
     """What a runner module provides. Required: GRID_KEYS, Fixed, prepare, run_cell. Optional (looked up
     with getattr where they are used; absent means the default in brackets): SHARDS_CELLS
     (repro.engine.ranks) [False], CELLS_IN_PARALLEL (repro.launchers.cells) [True], describe (`repro
-    show`, repro.cli) [no lines]."""
+    show`, repro.cli) [no lines], ROLES and Grid (validate_spec_for_kind) [none]."""
 
     GRID_KEYS: ClassVar[tuple[str, ...]]   # the names this kind accepts in a spec's `grid`
     Fixed: ClassVar[type[BaseModel]]       # validates the spec's `fixed` (extra="forbid")
@@ -34,6 +34,8 @@ class Runner(Protocol):
     SHARDS_CELLS: ClassVar[bool]           # under torchrun every rank computes its share of each cell
     CELLS_IN_PARALLEL: ClassVar[bool]      # False: `repro run --jobs` runs its cells one at a time
     describe: Callable[[ResolvedSpec], list[str]]   # extra lines for `repro show`
+    ROLES: ClassVar[tuple[str, ...]]       # model roles every spec of the kind must name
+    Grid: ClassVar[type[BaseModel]]        # type and range of grid keys that are not `fixed` settings
 
     def prepare(self, ctx: Any) -> Any:
         """Load data, train or load the models the spec names; the state every cell gets. `ctx` is an
@@ -126,6 +128,10 @@ def validate_spec_for_kind(spec: Spec) -> Spec:
         err = e.errors()[0]
         loc = ".".join(str(x) for x in err["loc"])
         raise UserError(f"spec {spec.id}: fixed.{loc}: {err['msg']}") from None
+    missing = [r for r in getattr(module, "ROLES", ()) if r not in spec.models]
+    if missing:
+        raise UserError(f"spec {spec.id}: kind {spec.kind} needs model role(s) {', '.join(missing)}; its models: "
+                        f"{', '.join(f'{k}: {v}' for k, v in spec.models.items()) or 'none'}")
     allowed_grid = set(module.GRID_KEYS)
     for key, values in spec.grid.items():
         if key not in allowed_grid:

@@ -35,6 +35,7 @@ from repro.specs import cell_key
 from repro.trainers.mask_ddpm import mask_ddpm_for
 
 GRID_KEYS = ("mode",)
+ROLES = ("ddpm",)   # model roles every spec of this kind names (checked before anything is written)
 MODES = ("unconditional", "conditional", "baseline")
 
 

@@ -25,6 +25,7 @@ from repro.sampling.edm import edm_sample
 from repro.trainers.edm import to_model_range
 
 GRID_KEYS = ("solver", "method")
+ROLES = ("edm",)   # model roles every spec of this kind names (checked before anything is written)
 
 
 class Fixed(BaseModel):

@@ -46,6 +46,7 @@ from repro.trainers.noisy_classifier import perturb
 from repro.trainers.score_model import score_model_for
 
 GRID_KEYS = ("scale",)
+ROLES = ("score", "guide")   # model roles every spec of this kind names (checked before anything is written)
 
 
 class Fixed(BaseModel):

@@ -19,6 +19,7 @@ from repro.results import relative_to_results
 from repro.specs import cell_key
 
 GRID_KEYS = ("window", "t")
+ROLES = ("score", "guide", "evaluator")   # model roles every spec of this kind names (checked before anything is written)
 
 
 class Fixed(SynthesisFixed):

@@ -14,6 +14,7 @@ from repro.experiments.semantic.scoring import compliance, map_counts, unit_extr
 from repro.trainers.noisy_segmenter import predict
 
 GRID_KEYS = ("t",)
+ROLES = ("segmenter",)   # model roles every spec of this kind names (checked before anything is written)
 
 
 class Grid(BaseModel):
