@@ -408,6 +408,31 @@ def _(c):
     return ["sample", "semantic", "--map", str(c.root / "map.png"), "--profile", "test", "--no-progress"]
 
 
+def _huge_png_header(width: int, height: int) -> bytes:
+    """A PNG that claims width x height (8-bit RGB) and holds no pixel data: enough for Image.open,
+    which reads the header only; a reader that decodes it fails (the data is missing)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+            + chunk(b"IEND", b""))
+
+
+@case("map: 200 megapixels (a decompression-bomb traceback before)", "megapixels")
+def _(c):
+    (c.root / "map.png").write_bytes(_huge_png_header(20000, 10000))
+    return ["sample", "semantic", "--map", str(c.root / "map.png"), "--profile", "test", "--no-progress"]
+
+
+@case("mask: 100 megapixels", "megapixels")
+def _(c):
+    (c.root / "mask.png").write_bytes(_huge_png_header(14142, 7071))
+    return ["sample", "ddpm", "--mask", str(c.root / "mask.png"), "--profile", "test", "--no-progress"]
+
+
 @case("sample: zero images", "-n")
 def _(c):
     (c.root / "map.png").write_bytes(_png(32, 16, _scene_colour()))

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from repro.data.common import open_checked
 from repro.errors import UserError
 
 DEFAULT_PATH = Path(__file__).with_name("bdd100k_colorbook.json")
@@ -103,7 +104,7 @@ class ColorBook:
         if not path.is_file():
             raise UserError(f"--mask {path}: no such file")
         try:
-            with Image.open(path) as im:
+            with open_checked(path, f"--mask {path}") as im:
                 rgb = np.asarray(im.convert("RGB"), np.uint8)
         except (UnidentifiedImageError, OSError) as e:
             raise UserError(f"--mask {path}: not a readable image ({type(e).__name__})") from None

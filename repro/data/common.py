@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,6 +63,34 @@ def check_count(n: int | None) -> int | None:
     if n is not None and int(n) < 1:
         raise UserError(f"dataset size n={n} must be at least 1: give a positive n or leave it unset")
     return None if n is None else int(n)
+
+
+MAX_PIXELS = 64_000_000   # a user's map or mask above this is refused before it is decoded (Cityscapes: 2 MP)
+
+
+def check_pixels(img: Image.Image, what: str) -> None:
+    """One line, before decoding, for an image whose size the machine should not be asked to hold."""
+    if img.width * img.height > MAX_PIXELS:
+        raise UserError(f"{what}: {img.width}x{img.height} (WxH) is {img.width * img.height / 1e6:.0f} megapixels, "
+                        f"over the {MAX_PIXELS / 1e6:.0f} MP limit; draw it at the models' resolution")
+
+
+def open_checked(path: Path, what: str) -> Image.Image:
+    """Image.open (the header only) with the size checked first; PIL's own decompression-bomb refusal
+    becomes the same one line."""
+    try:
+        with warnings.catch_warnings():   # the size is judged below, in one line
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(path)
+    except Image.DecompressionBombError:
+        raise UserError(f"{what}: over {Image.MAX_IMAGE_PIXELS * 2 / 1e6:.0f} megapixels; draw it at the models' "
+                        f"resolution") from None
+    try:
+        check_pixels(img, what)
+    except UserError:
+        img.close()
+        raise
+    return img
 
 
 def read_image(path: Path, mode: str | None) -> Image.Image:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from repro.data.common import open_checked
 from repro.data.registry import dataset_info
 from repro.data.street_canvas import CLASS_COLORS
 from repro.errors import UserError
@@ -78,7 +79,7 @@ def read_map(path: Path, dataset: str, size: tuple[int, int]) -> tuple[np.ndarra
     if not path.is_file():
         raise UserError(f"--map {path}: no such file")
     try:
-        with Image.open(path) as im:
+        with open_checked(path, f"--map {path}") as im:
             im.load()
             mode = im.mode
             rgba = im.convert("RGBA") if mode in MAP_MODES else None
