@@ -108,13 +108,16 @@ def _baseline_comparison(ctx: SpecContext, cell: dict) -> CellWork:
     f, method = ctx.fixed, str(cell["method"])
     _, folders = _baseline_methods(ctx)
     n = f["n_maps"]
+    copies = int(f.get("model_seeds", 1))   # a generated row is computed with each trained copy of its models
     if method in folders:
         work = CellWork(notes=[f"{method}: scored from the folder {folders[method]['images']}"])
     elif method == "oracle":
         work = CellWork()
     elif method == "ncsnpp":
+        n *= copies
         work = _guided_synthesis(ctx, synthesis_setting(f, {}), n, "NCSN++ guided")
     elif method in ("spade", "pix2pixhd") and method in ctx.spec.models:
+        n *= copies
         work = CellWork()
         work.add(ctx.ref(method), EVAL, n, f["batch_size"], f"{method} generator on {n} maps")
     else:
