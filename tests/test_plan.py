@@ -167,8 +167,9 @@ def test_finished_cells_and_stored_models_are_recognised(workdir):
     first = resolved.cells()[0]
     from repro.specs import cell_key
 
-    results.write_cell("fig5_9", "test", cell_key(first), {"spec_hash": resolved.hash, "values": {}})
-    results.write_cell("fig5_9", "test", cell_key(resolved.cells()[1]), {"spec_hash": "stale", "values": {}})
+    results.write_cell("fig5_9", "test", cell_key(first), {"cell": first, "spec_hash": resolved.hash, "values": {}})
+    results.write_cell("fig5_9", "test", cell_key(resolved.cells()[1]),
+                       {"cell": resolved.cells()[1], "spec_hash": "stale", "values": {}})
     folder = artifact_dir(resolved.model("segmenter"))
     folder.mkdir(parents=True)
     (folder / "meta.json").write_text("{}")
