@@ -62,6 +62,8 @@ def test_sigterm_stops_a_sweep_that_the_same_command_then_finishes(tmp_path):
     status = subprocess.run(cmd + ["--status"], cwd=tmp_path, capture_output=True, text=True, timeout=300,
                             env=_env(tmp_path))
     assert "finished 16/16 grid points" in status.stdout and "remaining 0" in status.stdout, status.stdout
+    # the interrupted trial's point was finished by the rerun: not counted as failed any more
+    assert "failed 0;" in status.stdout and "(1 failed or interrupted trial(s) of points finished later)" in status.stdout
 
 
 def _free_port() -> int:

@@ -103,6 +103,11 @@ def progress(st: SweepStorage, study, points: list[dict[str, Any]] | None, budge
 
     trials = fresh_trials(st, study)
     by_state = {s: [t for t in trials if t.state == s] for s in TrialState}
+    failed, retried = by_state[TrialState.FAIL], []
+    if points is not None:   # a grid point that failed (or was interrupted) and was then finished is finished
+        done = {point_key(t) for t in by_state[TrialState.COMPLETE]}
+        retried = [t for t in failed if point_key(t) in done]
+        failed = [t for t in failed if point_key(t) not in done]
     if points is not None:
         keys = [cell_key(p) for p in points]
         complete = {point_key(t) for t in by_state[TrialState.COMPLETE]} & set(keys)
@@ -112,6 +117,6 @@ def progress(st: SweepStorage, study, points: list[dict[str, Any]] | None, budge
         finished = len(by_state[TrialState.COMPLETE])
         remaining = list(range(max(0, budget - finished)))
     return {"finished": finished, "running": len(by_state[TrialState.RUNNING]),
-            "waiting": len(by_state[TrialState.WAITING]), "failed": len(by_state[TrialState.FAIL]),
+            "waiting": len(by_state[TrialState.WAITING]), "failed": len(failed), "retried": len(retried),
             "pruned": len(by_state[TrialState.PRUNED]), "remaining": len(remaining), "budget": budget,
             "remaining_keys": remaining if points is not None else [], "trials": trials}

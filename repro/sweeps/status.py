@@ -33,7 +33,8 @@ def status_lines(name: str, profile: str | None, storage: str | None, study: str
     what = "grid points" if points is not None else "trials"
     lines = [f"{rs.id} [{rs.profile}]: study {study_name!r} in {st.label}",
              f"  finished {p['finished']}/{p['budget']} {what}; running {p['running']}; waiting {p['waiting']}; "
-             f"failed {p['failed']}; remaining {p['remaining']}"]
+             f"failed {p['failed']}; remaining {p['remaining']}"
+             + (f" ({p['retried']} failed or interrupted trial(s) of points finished later)" if p["retried"] else "")]
     reused = sum(1 for t in p["trials"] if t.user_attrs.get("repro.reused") and t.state.name == "COMPLETE")
     if reused:
         lines.append(f"  {reused} finished trial(s) reused cells already in the results store")
