@@ -355,6 +355,11 @@ def _(c):
     return ["sweep", c.write_sweep(text), "--profile", "test"]
 
 
+@case("sweep: --status with --dashboard (the dashboard was ignored)", "--dashboard")
+def _(c):
+    return ["sweep", "dg-epsilon", "--profile", "test", "--status", "--dashboard"]
+
+
 @case("sweep: zero workers", "--workers")
 def _(c):
     return ["sweep", "snr", "--profile", "test", "--workers", "0"]

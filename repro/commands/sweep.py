@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Callable
 
 from repro.environment import apply_threads
+from repro.errors import UserError
 from repro.sweeps.dashboard import serve
 from repro.sweeps.runner import SweepCrashed, run_sweep
 from repro.sweeps.spec import resolve_sweep
@@ -15,6 +16,9 @@ def sweep_command(name: str, profile: str | None, *, workers: int, storage: str 
                   threads: int | None, echo: Callable[..., None]) -> int:
     """The exit code: 1 when a trial crashed (finished trials are kept), else 0."""
     apply_threads(threads)   # with --workers N > 1 each worker process gets cores / N threads instead
+    if status and dashboard:
+        raise UserError("--status and --dashboard: give one of them (the status prints and exits; the "
+                        "dashboard serves until Ctrl-C)")
     if status:
         for line in status_lines(name, profile, storage, study, refine):
             echo(line)
