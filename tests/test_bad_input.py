@@ -295,6 +295,11 @@ def _(c):
     return _run("snr_study", "--set", "grid.snr=[-0.1, 0.1]")
 
 
+@case("--set: a model of the wrong kind for its role (a KeyError traceback before)", "takes a noisy_segmenter model")
+def _(c):
+    return _run(SPEC, "--set", "models.segmenter=ncsnpp_cityscapes")
+
+
 @case("--set: unknown model role", "no model role")
 def _(c):
     return RUN + _set("models.nope.train.epochs=1")

@@ -19,7 +19,7 @@ from typing import Any, ClassVar, Protocol
 from pydantic import BaseModel, ValidationError
 
 from repro.errors import UserError
-from repro.specs import ResolvedSpec, Spec
+from repro.specs import ResolvedSpec, Spec, resolve_model
 from repro.specs import resolve_spec as _resolve_unchecked
 
 class Runner(Protocol):
@@ -34,7 +34,7 @@ class Runner(Protocol):
     SHARDS_CELLS: ClassVar[bool]           # under torchrun every rank computes its share of each cell
     CELLS_IN_PARALLEL: ClassVar[bool]      # False: `repro run --jobs` runs its cells one at a time
     describe: Callable[[ResolvedSpec], list[str]]   # extra lines for `repro show`
-    ROLES: ClassVar[tuple[str, ...]]       # model roles every spec of the kind must name
+    ROLES: ClassVar[dict[str, tuple[str, ...]]]   # role -> model kinds: the roles every spec must name
     Grid: ClassVar[type[BaseModel]]        # type and range of grid keys that are not `fixed` settings
 
     def prepare(self, ctx: Any) -> Any:
@@ -128,10 +128,16 @@ def validate_spec_for_kind(spec: Spec) -> Spec:
         err = e.errors()[0]
         loc = ".".join(str(x) for x in err["loc"])
         raise UserError(f"spec {spec.id}: fixed.{loc}: {err['msg']}") from None
-    missing = [r for r in getattr(module, "ROLES", ()) if r not in spec.models]
+    roles = getattr(module, "ROLES", {})
+    missing = [r for r in roles if r not in spec.models]
     if missing:
         raise UserError(f"spec {spec.id}: kind {spec.kind} needs model role(s) {', '.join(missing)}; its models: "
                         f"{', '.join(f'{k}: {v}' for k, v in spec.models.items()) or 'none'}")
+    for role, kinds in roles.items():
+        kind = resolve_model(spec.models[role]).config.kind
+        if kind not in kinds:
+            raise UserError(f"spec {spec.id}: model role {role} is {spec.models[role]}, a {kind} model; "
+                            f"kind {spec.kind} takes a {' or '.join(kinds)} model there")
     allowed_grid = set(module.GRID_KEYS)
     for key, values in spec.grid.items():
         if key not in allowed_grid:

@@ -36,7 +36,7 @@ from repro.specs import cell_key
 from repro.trainers.score_sde import parse
 
 GRID_KEYS = ("precision", "repeat")
-ROLES = ("score",)   # model roles every spec of this kind names (checked before anything is written)
+ROLES = {"score": ("score_sde",)}   # model roles every spec of this kind names, and the model kinds each takes
 CELLS_IN_PARALLEL = False   # each arm's time and memory are its own: `repro run --jobs` runs them one at a time
 
 

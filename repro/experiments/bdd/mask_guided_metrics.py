@@ -27,7 +27,7 @@ from repro.rng import seed_for
 from repro.specs import cell_key
 
 GRID_KEYS = ("guidance",)
-ROLES = ("ddpm",)   # model roles every spec of this kind names (checked before anything is written)
+ROLES = {"ddpm": ("mask_ddpm",)}   # model roles every spec of this kind names, and the model kinds each takes
 
 
 class Fixed(SamplingFixed):

@@ -35,7 +35,7 @@ from repro.specs import cell_key
 from repro.trainers.mask_ddpm import mask_ddpm_for
 
 GRID_KEYS = ("mode",)
-ROLES = ("ddpm",)   # model roles every spec of this kind names (checked before anything is written)
+ROLES = {"ddpm": ("mask_ddpm",)}   # model roles every spec of this kind names, and the model kinds each takes
 MODES = ("unconditional", "conditional", "baseline")
 
 

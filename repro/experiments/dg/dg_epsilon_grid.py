@@ -24,7 +24,7 @@ from repro.metrics.spread import compact
 from repro.specs import cell_key
 
 GRID_KEYS = ("method", "w_dg", "eps_scale", "steps", "solver")
-ROLES = ("edm",)   # model roles every spec of this kind names (checked before anything is written)
+ROLES = {"edm": ("edm",)}   # model roles every spec of this kind names, and the model kinds each takes
 SHARDS_CELLS = True   # under torchrun each rank samples its share of a cell's batches (repro.engine.ranks)
 
 

@@ -25,7 +25,7 @@ from repro.sampling.edm import edm_sample
 from repro.trainers.edm import to_model_range
 
 GRID_KEYS = ("solver", "method")
-ROLES = ("edm",)   # model roles every spec of this kind names (checked before anything is written)
+ROLES = {"edm": ("edm",)}   # model roles every spec of this kind names, and the model kinds each takes
 
 
 class Fixed(BaseModel):

@@ -46,7 +46,8 @@ from repro.trainers.noisy_classifier import perturb
 from repro.trainers.score_model import score_model_for
 
 GRID_KEYS = ("scale",)
-ROLES = ("score", "guide")   # model roles every spec of this kind names (checked before anything is written)
+# model roles every spec of this kind names, and the model kinds each takes
+ROLES = {"score": ("score_sde",), "guide": ("noisy_classifier",)}
 
 
 class Fixed(BaseModel):

@@ -22,7 +22,7 @@ from repro.specs import cell_key
 from repro.trainers.score_model import score_model_for
 
 GRID_KEYS = ("snr",)
-ROLES = ("score",)   # model roles every spec of this kind names (checked before anything is written)
+ROLES = {"score": ("score_sde",)}   # model roles every spec of this kind names, and the model kinds each takes
 
 
 class Grid(BaseModel):

@@ -36,7 +36,8 @@ from repro.specs import cell_key
 from repro.trainers.score_model import score_model_for
 
 GRID_KEYS = ("method",)
-ROLES = ("evaluator",)   # model roles every spec of this kind names (checked before anything is written)
+# model roles every spec of this kind names, and the model kinds each takes
+ROLES = {"evaluator": ("evaluator", "pretrained_segmenter")}
 METHODS = ("crn", "pix2pixhd", "spade", "ncsnpp", "oracle")
 GAN_ROLES = ("spade", "pix2pixhd")
 SEEDED_ROLES = ("spade", "pix2pixhd", "score", "guide")   # trained per model seed (the evaluator judges: one copy)

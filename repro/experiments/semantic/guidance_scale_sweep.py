@@ -20,7 +20,8 @@ from repro.results import relative_to_results
 from repro.specs import cell_key
 
 GRID_KEYS = ("s0", "snr", "t_start", "t_decay")
-ROLES = ("score", "guide", "evaluator")   # model roles every spec of this kind names (checked before anything is written)
+# model roles every spec of this kind names, and the model kinds each takes
+ROLES = {"score": ("score_sde",), "guide": ("noisy_segmenter",), "evaluator": ("evaluator", "pretrained_segmenter")}
 
 
 class Fixed(SynthesisFixed):

@@ -19,7 +19,8 @@ from repro.results import relative_to_results
 from repro.specs import cell_key
 
 GRID_KEYS = ("window", "t")
-ROLES = ("score", "guide", "evaluator")   # model roles every spec of this kind names (checked before anything is written)
+# model roles every spec of this kind names, and the model kinds each takes
+ROLES = {"score": ("score_sde",), "guide": ("noisy_segmenter",), "evaluator": ("evaluator", "pretrained_segmenter")}
 
 
 class Fixed(SynthesisFixed):

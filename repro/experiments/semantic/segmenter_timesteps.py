@@ -14,7 +14,8 @@ from repro.experiments.semantic.scoring import compliance, map_counts, unit_extr
 from repro.trainers.noisy_segmenter import predict
 
 GRID_KEYS = ("t",)
-ROLES = ("segmenter",)   # model roles every spec of this kind names (checked before anything is written)
+# model roles every spec of this kind names, and the model kinds each takes
+ROLES = {"segmenter": ("noisy_segmenter",)}
 
 
 class Grid(BaseModel):
