@@ -554,6 +554,38 @@ def _(c):
     return RUN
 
 
+def _unwritable_folder(case: Case) -> Path:
+    """An existing folder this process cannot create files in (as root: a sysfs folder)."""
+    if os.geteuid() == 0:
+        return Path("/sys/kernel")
+    ro = case.root / "read-only-folder"
+    ro.mkdir()
+    ro.chmod(0o555)
+    return ro
+
+
+@case("the spec's cells/ folder cannot be written (a traceback before)", "the cells folder of fig5_9")
+def _(c):
+    cells = c.root / "results" / SPEC / "test" / "cells"
+    cells.parent.mkdir(parents=True)
+    cells.symlink_to(_unwritable_folder(c), target_is_directory=True)
+    return _run(SPEC)
+
+
+@case("a model's artifacts folder cannot be written (a traceback before)", "the artifacts folder of model noisy_unet")
+def _(c):
+    model = c.root / "artifacts" / "noisy_unet"
+    model.parent.mkdir(parents=True)
+    model.symlink_to(_unwritable_folder(c), target_is_directory=True)
+    return _run(SPEC)
+
+
+@case("report: the reports folder cannot be written (a traceback before)", "the reports folder")
+def _(c):
+    c.root.joinpath("reports").symlink_to(_unwritable_folder(c), target_is_directory=True)
+    return ["report", SPEC]
+
+
 @case("full disk (simulated: every fsync fails with ENOSPC)", "No space left")
 def _(c):
     def full(fd):

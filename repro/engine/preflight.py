@@ -52,5 +52,11 @@ def check_outputs_writable(resolved: ResolvedSpec) -> None:
     """The results folder, and the artifacts folder when a model must still be trained, take files now
     (not a file, not read-only, not full): otherwise one line before any MLflow run or result."""
     check_writable(results.results_root(), "the results folder ($REPRO_RESULTS)")
-    if any(not (artifact_dir(resolved.model(role)) / "meta.json").exists() for role in resolved.spec.models):
+    # the folders this run writes into, where they exist already (a read-only cells/ or model folder)
+    check_writable(results.cells_dir(resolved.id, resolved.profile), f"the cells folder of {resolved.id}")
+    to_train = [artifact_dir(resolved.model(role)) for role in resolved.spec.models
+                if not (artifact_dir(resolved.model(role)) / "meta.json").exists()]
+    if to_train:
         check_writable(artifacts_root(), "the artifacts folder ($REPRO_ARTIFACTS)")
+    for folder in to_train:
+        check_writable(folder.parent, f"the artifacts folder of model {folder.parent.name}")
