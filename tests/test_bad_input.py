@@ -586,6 +586,57 @@ def _(c):
     return ["report", SPEC]
 
 
+def _store(c: Case, name: str, content: bytes | None = None, folder: bool = False) -> str:
+    """MLFLOW_TRACKING_URI at store/<name> under the case's root, made garbage or a folder."""
+    path = c.root / "store" / name
+    path.parent.mkdir()
+    if folder:
+        path.mkdir()
+    elif content is not None:
+        path.write_bytes(content)
+    c.env["MLFLOW_TRACKING_URI"] = f"sqlite:///{path}"
+    return str(path)
+
+
+@case("MLflow store: garbage in mlflow.db (a 100-line SQLAlchemy traceback before)", "is not an SQLite database")
+def _(c):
+    _store(c, "mlflow.db", b"this is not a database at all" * 10)
+    return _run(SPEC)
+
+
+@case("MLflow store: truncated SQLite file", "cannot be opened")
+def _(c):
+    _store(c, "mlflow.db", b"SQLite format 3\x00" + b"\x00" * 84)
+    return _run(SPEC)
+
+
+@case("MLflow store: a folder where the database belongs", "is a folder")
+def _(c):
+    _store(c, "mlflow.db", folder=True)
+    return _run(SPEC)
+
+
+@case("MLflow store: unknown URI scheme", "unknown scheme 'bogus'")
+def _(c):
+    c.env["MLFLOW_TRACKING_URI"] = "bogus://somewhere/store"
+    return _run(SPEC)
+
+
+@case("MLflow store: a server that does not answer (retried for minutes before)", "does not answer")
+def _(c):
+    with socket.socket() as s:   # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    c.env["MLFLOW_TRACKING_URI"] = f"http://127.0.0.1:{port}"
+    return _run(SPEC)
+
+
+@case("MLflow store: garbage, for repro train", "is not an SQLite database")
+def _(c):
+    _store(c, "mlflow.db", b"garbage" * 20)
+    return ["train", "noisy_unet", "--profile", "test", "--no-progress", "--device", "cpu"]
+
+
 @case("full disk (simulated: every fsync fails with ENOSPC)", "No space left")
 def _(c):
     def full(fd):

@@ -18,6 +18,7 @@ from repro.results import CELL_KEYS, results_root
 from repro.specs import list_model_ids, resolve_model
 from repro.stored import problem_of
 from repro.tracking.runs import tracking_uri
+from repro.tracking.store import store_problem
 
 _SHOWN = ("repro", "torch", "torchvision", "numpy", "scipy", "torchmetrics", "pytorch-fid", "mlflow",
           "optuna", "dvc", "typer", "pandas", "pydantic")
@@ -87,21 +88,10 @@ def inputs_lines() -> Iterator[str]:
     yield f"mlflow      {tracking_uri()}" + _store_problem(tracking_uri())
 
 
-SQLITE_MAGIC = b"SQLite format 3\x00"
-
-
 def _store_problem(uri: str) -> str:
-    """': <what is wrong>' for a SQLite store file that is not one (empty: not yet created, fine)."""
-    if not uri.startswith("sqlite:///"):
-        return ""
-    path = Path(uri[len("sqlite:///"):])
-    if path.is_dir():
-        return ": DAMAGED: a folder, not an SQLite file"
-    if not path.exists() or path.stat().st_size == 0:
-        return ""
-    with open(path, "rb") as f:
-        head = f.read(len(SQLITE_MAGIC))
-    return "" if head == SQLITE_MAGIC else ": DAMAGED: not an SQLite database (move it aside; a new one is made)"
+    """': DAMAGED ...' when the store cannot take runs (repro.tracking.store.store_problem)."""
+    problem = store_problem(uri)
+    return f": DAMAGED: {problem}" if problem else ""
 
 
 def stored_lines() -> Iterator[str]:

@@ -1,6 +1,7 @@
 """`repro train`: check a model's inputs, then train it once for a profile (or find it trained)."""
 from __future__ import annotations
 
+import os
 from typing import Callable
 
 from repro.atomic import check_writable
@@ -8,6 +9,7 @@ from repro.trainers.weights import validate_model_files
 from repro.data import load_dataset
 from repro.environment import apply_threads, resolve_device
 from repro.models import artifacts_root
+from repro.tracking.store import check_store
 from repro.trainers.ensure import ensure_model
 from repro.specs import parse_set, resolve_model
 from repro.train.distributed import cleanup_distributed, launched_rank
@@ -23,6 +25,8 @@ def train_command(name: str, profile: str, sets: list[str] | None, *, device: st
     load_dataset(ds.name, split=ds.split, resolution=ds.resolution, root=ds.root, n=1, seed=ds.seed)
     validate_model_files(resolved)   # the weights files it names, before any training
     check_writable(artifacts_root(), "the artifacts folder ($REPRO_ARTIFACTS)")
+    if os.environ.get("REPRO_NO_MLFLOW") != "1":
+        check_store()   # a damaged, read-only or unreachable store: now, not after training
     copies = resolved.config.replicas   # seeds seed .. seed + replicas - 1 (repro.experiments.model_seeds)
     try:
         for copy in range(copies):

@@ -4,6 +4,8 @@ Run once per invocation, by the command that resolved the spec (`repro run`, `re
 before the run's cost is estimated and before any MLflow run or results file."""
 from __future__ import annotations
 
+import os
+
 from repro import results
 from repro.atomic import check_writable
 from repro.trainers.weights import validate_spec_files
@@ -13,6 +15,7 @@ from repro.metrics.frechet import require_more_samples_than_dims
 from repro.metrics.inception import FID_FEATURE_DIM, require_inception_weights
 from repro.models import artifact_dir, artifacts_root
 from repro.specs import ResolvedSpec
+from repro.tracking.store import check_store
 from repro.trainers import kind_module
 
 
@@ -44,6 +47,9 @@ def preflight(resolved: ResolvedSpec) -> None:
                 with problems.check():
                     require_more_samples_than_dims(n, FID_FEATURE_DIM, f"Inception pool3 features (fid; fixed.{key})")
     validate_spec_files(resolved, problems)   # every weights file opened, checked against its network's keys/shapes
+    if os.environ.get("REPRO_NO_MLFLOW") != "1":
+        with problems.check():   # a damaged, read-only or unreachable store: now, not after the first cell
+            check_store()
     problems.raise_if_any()
     check_outputs_writable(resolved)
 

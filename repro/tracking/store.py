@@ -19,11 +19,15 @@ import os
 import tempfile
 from pathlib import Path
 
-from repro.atomic import new_temporary, remove_orphan_temporaries
+from repro.atomic import check_writable, new_temporary, remove_orphan_temporaries
+from repro.errors import UserError
 from repro.killpoints import kill_point
 
 _prepared: set[str] = set()
 LOCK_TIMEOUT_S = 600.0   # a schema migration takes seconds; a lock held longer is a stuck process
+SERVER_TIMEOUT_S = 5.0   # a tracking server that does not answer within this is reported, not retried for minutes
+SQLITE_MAGIC = b"SQLite format 3\x00"
+SCHEMES = ("sqlite", "file", "http", "https", "postgresql", "mysql", "mssql", "databricks")
 
 
 def sqlite_path(uri: str) -> Path | None:
@@ -44,6 +48,48 @@ def lock_path(uri: str) -> Path:
     name = str(db.resolve()) if db is not None else uri
     digest = hashlib.sha256(name.encode()).hexdigest()[:16]
     return Path(tempfile.gettempdir()) / f"repro-mlflow-{digest}.init.lock"
+
+
+def store_problem(uri: str) -> str | None:
+    """What stops the tracking store at `uri` from taking runs, in words (None: nothing found). Cheap:
+    a file's first bytes, a folder's writability, one request to a server; the schema is checked when
+    prepare_store opens it."""
+    scheme = uri.split(":", 1)[0].split("+", 1)[0] if ":" in uri else ""
+    if scheme and len(scheme) > 1 and scheme not in SCHEMES:
+        return f"unknown scheme {scheme!r} (use sqlite:///path/mlflow.db, http(s)://host:port or postgresql://...)"
+    db = sqlite_path(uri)
+    if db is not None:
+        if db.is_dir():
+            return f"{db} is a folder, not an SQLite file"
+        if db.exists() and db.stat().st_size:
+            with open(db, "rb") as f:
+                if f.read(len(SQLITE_MAGIC)) != SQLITE_MAGIC:
+                    return f"{db} is not an SQLite database (move it aside: a new store is made there)"
+            if not os.access(db, os.W_OK):
+                return f"{db} is read-only"
+        try:
+            check_writable(db.parent if str(db.parent) else Path("."), "the MLflow store's folder")
+        except UserError as e:
+            return str(e)
+    if scheme in ("http", "https"):
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=SERVER_TIMEOUT_S):
+                pass
+        except OSError as e:
+            return f"the server does not answer within {SERVER_TIMEOUT_S:g} s ({getattr(e, 'reason', e)})"
+    return None
+
+
+def check_store(uri: str | None = None) -> None:
+    """One line (UserError) naming the store and what is wrong, before any work."""
+    import mlflow
+
+    uri = uri or mlflow.get_tracking_uri()
+    problem = store_problem(uri)
+    if problem:
+        raise UserError(f"MLflow store {uri}: {problem}; fix it or set MLFLOW_TRACKING_URI (REPRO_NO_MLFLOW=1: no tracking)")
 
 
 def prepare_store(uri: str | None = None) -> str:
@@ -67,7 +113,12 @@ def prepare_store(uri: str | None = None) -> str:
 
         if db is not None and (not db.exists() or db.stat().st_size == 0):
             _create_whole(db)
-        MlflowClient(tracking_uri=uri).search_experiments(max_results=1)   # opens the store: schema now
+        try:
+            MlflowClient(tracking_uri=uri).search_experiments(max_results=1)   # opens the store: schema now
+        except Exception as e:   # noqa: BLE001 (a damaged schema, a truncated file: SQLAlchemy's own errors)
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+            raise UserError(f"MLflow store {uri}: cannot be opened ({type(e).__name__}: {first}); move it aside "
+                            f"or set MLFLOW_TRACKING_URI") from None
     _prepared.add(uri)
     return uri
 
