@@ -245,6 +245,18 @@ def _(c):
     return _run(c.write_spec("- 1\n- 2\n"))
 
 
+@case("spec file: a folder named like a spec (a traceback before)", "a folder, not a YAML file")
+def _(c):
+    (c.experiments / "bad.yaml").mkdir()
+    return _run("bad")
+
+
+@case("spec file: a dangling link (a traceback before)", "cannot be read")
+def _(c):
+    (c.experiments / "bad.yaml").symlink_to(c.root / "nowhere.yaml")
+    return _run("bad")
+
+
 @case("spec id: ../ path", "invalid spec name")
 def _(c):
     return _run("../experiments/fig5_9")
@@ -298,6 +310,11 @@ def _(c):
 @case("--set: a model of the wrong kind for its role (a KeyError traceback before)", "takes a noisy_segmenter model")
 def _(c):
     return _run(SPEC, "--set", "models.segmenter=ncsnpp_cityscapes")
+
+
+@case("--set: a resolution no machine holds (a MemoryError before)", "megapixels per image")
+def _(c):
+    return _run(SPEC, "--set", "dataset.resolution=[100000,100000]")
 
 
 @case("--set: unknown model role", "no model role")

@@ -49,6 +49,10 @@ def list_model_ids() -> list[str]:
 def load_yaml(path: Path, what: str) -> dict[str, Any]:
     try:
         doc = load(path.read_text(encoding="utf-8"))   # 1e-4 a float, a key written twice an error
+    except IsADirectoryError:
+        raise UserError(f"{what} {path}: a folder, not a YAML file; move it out of {path.parent}") from None
+    except OSError as e:   # a dangling link, no permission
+        raise UserError(f"{what} {path}: cannot be read ({e.strerror or e}); fix or remove it") from None
     except UnicodeDecodeError as e:
         raise UserError(f"{what} {path.name} is not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset "
                         f"{e.start}); save it as UTF-8") from None

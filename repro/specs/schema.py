@@ -33,6 +33,9 @@ class Source(StrictModel):
         return ", ".join(parts)
 
 
+MAX_PIXELS = 64_000_000   # per image; the paper resolutions are 0.13 MP (Cityscapes 256x512)
+
+
 class DatasetSpec(StrictModel):
     name: str
     split: str = "val"
@@ -41,6 +44,17 @@ class DatasetSpec(StrictModel):
     n_train: int | None = Field(default=None, ge=1)
     n_eval: int | None = Field(default=None, ge=1)
     seed: int = 0
+
+    @model_validator(mode="after")
+    def _resolution(self) -> "DatasetSpec":
+        if self.resolution is not None:
+            h, w = self.resolution
+            if h < 1 or w < 1:
+                raise ValueError(f"resolution {h}x{w}: both sides must be at least 1")
+            if h * w > MAX_PIXELS:   # refused before any tensor is allocated (a MemoryError after it)
+                raise ValueError(f"resolution {h}x{w} is {h * w / 1e6:.0f} megapixels per image, over the "
+                                 f"{MAX_PIXELS / 1e6:.0f} MP a run is allowed to hold per image")
+        return self
 
 
 class PaperValues(StrictModel):
