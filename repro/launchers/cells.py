@@ -121,6 +121,7 @@ def run_spec_jobs(resolved: ResolvedSpec, *, jobs: int | None = None, devices: s
              f"one at a time on {devs[0]}")
         return run_resolved(resolved, device=devs[0], force=force, progress=False)
     remove_leftovers(results.run_dir(spec_id, profile))
+    results.set_aside_damaged(spec_id, profile)   # damaged stored files: named, moved aside, redone
     keys = [cell_key(c) for c in resolved.cells()]
     todo = [k for k in keys if force or finished_record(resolved, k) is None]
     work_dir = results.run_dir(spec_id, profile)
@@ -165,10 +166,8 @@ def run_spec_jobs(resolved: ResolvedSpec, *, jobs: int | None = None, devices: s
 
 
 def remove_leftovers(work_dir: Path) -> None:
-    """A killed invocation's half-written files and claim folders (their parent process is gone), and
-    damaged stored records set aside (repro.stored)."""
+    """A killed invocation's half-written files and claim folders (their parent process is gone)."""
     remove_orphan_temporaries(work_dir)
-    results.set_aside_damaged(work_dir.parent.name, work_dir.name)
     for folder in work_dir.glob(f"{CLAIMS_PREFIX}*") if work_dir.is_dir() else []:
         pid = folder.name[len(CLAIMS_PREFIX):].split("-", 1)[0]
         if pid.isdigit() and not pid_alive(int(pid)):

@@ -33,9 +33,10 @@ def ensure_model(name: str, profile: str, *, overrides: dict[str, Any] | None = 
     # Under torchrun every rank trains (DDP inside repro.train); rank 0 alone tracks and writes. The
     # environment's RANK, not repro.train.distributed.rank(): the process group opens inside training.
     rank = launched_rank()
-    if not force and meta_path.exists():   # a damaged meta.json is set aside (repro.stored): trained again below,
-        read_record(meta_path, ("sha256",))  # from the last checkpoint
-    if force or not meta_path.exists():  # meta.json is written last: its presence marks a finished model
+    # meta.json is written last: its presence marks a finished model. A damaged one is set aside
+    # (repro.stored) and the model trained again below, from its last checkpoint.
+    meta = None if force else read_record(meta_path, ("sha256",))
+    if meta is None:
         tags = {"repro.model": name, "repro.profile": profile, "repro.model_hash": resolved.hash,
                 "repro.git_commit": results.git_commit(), "repro.device": str(device),
                 "repro.dataset": resolved.config.dataset.name, "repro.host": platform.node()}
@@ -65,7 +66,7 @@ def ensure_model(name: str, profile: str, *, overrides: dict[str, Any] | None = 
             barrier()   # the model is complete on disk for every rank
             if tr.parent is not None:
                 tr.parent.log_artifact(meta_path)
-    meta = json.loads(meta_path.read_text())   # checked above (or just written)
+        meta = json.loads(meta_path.read_text())   # as stored (non-JSON values written as text)
     net = module.build_net(resolved, meta)
     try:
         state = torch.load(weights, map_location="cpu", weights_only=True)
