@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy import stats
 
-from repro.claims import judge
+import repro.claims
+from repro.claims import copy_scale, judge
 from repro.experiments.model_seeds import pool, seed_overrides
 from repro.metrics.spread import bootstrap_means
 from repro.specs import Claim
@@ -62,8 +64,9 @@ def test_identical_copies_give_the_spread_of_one_copy():
 
 
 def test_training_noise_makes_a_single_copy_verdict_inconclusive():
-    # a's copies score 0, 0 and 3 on every map (no map noise), b scores 0.5: a > b in a resample iff it
-    # draws copy 2 at least once, probability 1 - (2/3)^3 = 19/27 (hand-computed): inconclusive, although
+    # a's copies score 0, 0 and 3 on every map (no map noise), b scores 0.5: a resample of a is
+    # 1 + 1.80 (m - 1) with m the mean of the copies drawn (copy_scale(3) = 1.80), above 0.5 iff it draws
+    # copy 2 at least once, probability 1 - (2/3)^3 = 19/27 (hand-computed): inconclusive, although
     # a's mean (1.0) is above b and copy 2 alone would say held, copies 0 or 1 alone did not hold
     cells = {"s": [copies_cell("a", [[0.0] * 4, [0.0] * 4, [3.0] * 4]), copies_cell("b", [[0.5] * 4] * 3)]}
     v = judge(better(), cells, "s")
@@ -97,3 +100,39 @@ def test_every_spec_asks_no_more_copies_than_its_models_train():
                 assert resolved.model(role).config.replicas >= k, (spec_id, profile, role)
                 asked += k > 1
     assert asked >= 4   # table5_4_5 at smoke: SPADE, pix2pixHD, the score model and its guide
+
+
+def test_copy_scale_is_the_student_t_correction():
+    # sqrt(K/(K-1)) * t_{K-1}(0.9) / z(0.9): 3 copies, sqrt(1.5) * 1.8856 / 1.2816 (tables: t_2(0.9) =
+    # 1.886, z(0.9) = 1.2816); one copy has no copy spread to widen
+    assert copy_scale(1) == 1.0
+    assert copy_scale(3) == pytest.approx(np.sqrt(1.5) * 1.8856 / 1.2816, rel=1e-3)
+    assert copy_scale(5) == pytest.approx(np.sqrt(1.25) * 1.5332 / 1.2816, rel=1e-3)
+    assert copy_scale(3) > copy_scale(5) > copy_scale(10) > 1.0
+
+
+def held_rate(trials: int, k: int, rng: np.random.Generator) -> tuple[float, float]:
+    """(held, did not hold) rates of `a beats b` over simulated runs in which a and b are the same
+    model: each copy's training offset is N(0, 1), the 12 maps carry a shared N(0, 0.3) effect and a
+    copy's own N(0, 0.1) noise."""
+    words = []
+    for _ in range(trials):
+        maps = rng.normal(0, 0.3, 12)
+        cell = lambda x: copies_cell(x, [list(rng.normal(0, 1) + maps + rng.normal(0, 0.1, 12))  # noqa: E731
+                                         for _ in range(k)])
+        words.append(judge(better(), {"s": [cell("a"), cell("b")]}, "s").verdict)
+    return words.count("held") / trials, words.count("did not hold") / trials
+
+
+def test_equal_cells_over_three_copies_hold_one_time_in_ten(monkeypatch):
+    # a one-sided test at the held threshold (share >= 0.9) calls equal cells held 10 % of the time;
+    # the plain bootstrap of 3 copies calls them held about 20 % of the time (P(T_2 > 1.047) = 0.20:
+    # its spread is sqrt(2/3) of the standard error, judged by z(0.9) = 1.28 instead of t_2(0.9) = 1.89)
+    trials = 400
+    held, dnh = held_rate(trials, 3, np.random.default_rng(11))
+    se = np.sqrt(0.1 * 0.9 / trials)
+    assert abs(held - 0.1) < 3 * se and abs(dnh - 0.1) < 3 * se, (held, dnh)
+    plain = 2 * (1 - stats.t.cdf(np.sqrt(2 / 3) * stats.norm.ppf(0.9), 2))  # both tails
+    monkeypatch.setattr(repro.claims, "copy_scale", lambda k: 1.0)
+    held_plain, dnh_plain = held_rate(trials, 3, np.random.default_rng(11))
+    assert held_plain + dnh_plain > 0.3 and abs(held_plain + dnh_plain - plain) < 6 * se, (held_plain, dnh_plain)
