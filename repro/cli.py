@@ -81,12 +81,14 @@ def run(spec_id: str = typer.Argument(..., help="spec id, or `all`"),
         threads: Optional[int] = ThreadsOpt,
         yes: bool = typer.Option(False, "--yes", "-y", help="start even when the plan's estimate is above the threshold"),
         max_hours: Optional[float] = typer.Option(None, "--max-hours", help="warn above this estimate (default "
-                                                  "REPRO_PLAN_WARN_HOURS or 1)")) -> None:
+                                                  "REPRO_PLAN_WARN_HOURS or 1)"),
+        wait: bool = typer.Option(True, "--wait/--no-wait", help="wait while another invocation runs the spec "
+                                  "at this profile (--no-wait: refuse, exit 2)")) -> None:
     """Run every cell of a spec's grid (finished cells are skipped; an interrupted run resumes)."""
     from repro.commands.run import run_command   # torch: imported when the command runs
 
     run_command(spec_id, profile, set_, device=device, jobs=jobs, devices=devices, force=force,
-                progress=progress, threads=threads, yes=yes, max_hours=max_hours, echo=typer.echo)
+                progress=progress, threads=threads, yes=yes, max_hours=max_hours, wait=wait, echo=typer.echo)
 
 
 @app.command()

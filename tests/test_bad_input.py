@@ -33,6 +33,7 @@ class Case:
     root: Path
     env: dict[str, str] = field(default_factory=dict)
     patches: list[tuple[object, str, object]] = field(default_factory=list)
+    fds: list[int] = field(default_factory=list)   # descriptors the case holds open (locks), closed after
 
     @property
     def experiments(self) -> Path:
@@ -126,6 +127,12 @@ def _(c):
       "needs model role(s) segmenter")
 def _(c):
     return _run(c.mutated(lambda d: d.update(models={})))
+
+
+@case("spec: a metric its kind does not measure (a misspelt name was accepted and never reported)",
+      "metric 'mIoU' is not one kind segmenter_timesteps measures")
+def _(c):
+    return _run(c.mutated(lambda d: d.update(metrics=["pixel_acc", "mIoU"])))
 
 
 @case("spec: grid is a list, not a mapping", "grid")
@@ -662,6 +669,26 @@ def _(c):
     return RUN
 
 
+def _hold(c: Case, lock: Path, holder: dict) -> None:
+    """Hold `lock` (an flock on its own open file, as another invocation would) until the test ends."""
+    import fcntl
+    import json
+
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    os.pwrite(fd, json.dumps(holder).encode(), 0)
+    c.fds.append(fd)
+
+
+@case("run: another invocation runs the spec, --no-wait (both computed every cell before)",
+      "is being run by pid 4242")
+def _(c):
+    _hold(c, c.root / "results" / ".locks" / f"{SPEC}.test.lock",
+          {"pid": 4242, "host": "node-a", "since": 0, "command": f"repro run {SPEC} --profile test"})
+    return [*RUN, "--no-wait"]
+
+
 # ----------------------------------------------------------------------------- the test
 
 def _files(root: Path) -> set[str]:
@@ -689,8 +716,12 @@ def test_bad_input_is_one_line_exit_2_nothing_written(name, tmp_path, monkeypatc
     before = _files(tmp_path)
     monkeypatch.setattr(sys, "argv", ["repro", *args])
     capfd.readouterr()
-    with pytest.raises(SystemExit) as exit_:
-        main()
+    try:
+        with pytest.raises(SystemExit) as exit_:
+            main()
+    finally:
+        for fd in c.fds:
+            os.close(fd)
     out, err = capfd.readouterr()
     lines = [ln for ln in err.splitlines() if ln.strip()]
     assert exit_.value.code == 2, f"{name}: exit {exit_.value.code}\n{err[-3000:]}"

@@ -11,7 +11,7 @@ from repro.errors import UserError
 from repro.experiments import KINDS, cost_module, kind_files, report_module, runner_module
 
 REPO = Path(__file__).resolve().parents[1]
-REQUIRED = ("GRID_KEYS", "Fixed", "prepare", "run_cell")
+REQUIRED = ("GRID_KEYS", "METRICS", "Fixed", "prepare", "run_cell")
 
 
 @pytest.mark.parametrize("kind", sorted(KINDS))

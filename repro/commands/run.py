@@ -10,13 +10,14 @@ from repro.engine.run import RunSummary, check_spec, run_resolved
 from repro.environment import export_threads, resolve_device, threads_setting
 from repro.launchers.cells import run_spec_jobs
 from repro.plan import run_guard
+from repro.results import one_run
 from repro.specs import parse_set
 from repro.train.distributed import launched_rank
 
 
 def run_command(spec_arg: str, profile: str, sets: list[str] | None, *, device: str, jobs: int | None,
                 devices: str | None, force: bool, progress: bool, threads: int | None, yes: bool,
-                max_hours: float | None, echo: Callable[..., None]) -> None:
+                max_hours: float | None, wait: bool = True, echo: Callable[..., None]) -> None:
     export_threads(threads_setting(threads))   # the engine applies it before any work
     ids = spec_ids(spec_arg)
     overrides = parse_set(sets)
@@ -26,11 +27,12 @@ def run_command(spec_arg: str, profile: str, sets: list[str] | None, *, device: 
 
     try:
         for r in resolved:
-            if jobs is not None or devices is not None:   # cells over processes (repro.launchers.cells)
-                summary = run_spec_jobs(r, jobs=jobs, devices=devices, device=device, threads=threads,
-                                        force=force, echo=echo)
-            else:
-                summary = run_resolved(r, device=device, force=force, progress=progress)
+            with one_run(r.id, r.profile, wait, lambda line: echo(line, err=True)):
+                if jobs is not None or devices is not None:   # cells over processes (repro.launchers.cells)
+                    summary = run_spec_jobs(r, jobs=jobs, devices=devices, device=device, threads=threads,
+                                            force=force, echo=echo)
+                else:
+                    summary = run_resolved(r, device=device, force=force, progress=progress)
             if launched_rank() == 0:   # under torchrun rank 0 speaks for all
                 report_summary(summary, echo)
     finally:

@@ -23,12 +23,13 @@ from repro.specs import ResolvedSpec, Spec, resolve_model
 from repro.specs import resolve_spec as _resolve_unchecked
 
 class Runner(Protocol):
-    """What a runner module provides. Required: GRID_KEYS, Fixed, prepare, run_cell. Optional (looked up
-    with getattr where they are used; absent means the default in brackets): SHARDS_CELLS
+    """What a runner module provides. Required: GRID_KEYS, METRICS, Fixed, prepare, run_cell. Optional
+    (looked up with getattr where they are used; absent means the default in brackets): SHARDS_CELLS
     (repro.engine.ranks) [False], CELLS_IN_PARALLEL (repro.launchers.cells) [True], describe (`repro
     show`, repro.cli) [no lines], ROLES and Grid (validate_spec_for_kind) [none]."""
 
     GRID_KEYS: ClassVar[tuple[str, ...]]   # the names this kind accepts in a spec's `grid`
+    METRICS: ClassVar[tuple[str, ...]]     # the metrics its cells measure: a spec's `metrics` names some
     Fixed: ClassVar[type[BaseModel]]       # validates the spec's `fixed` (extra="forbid")
     # Optional:
     SHARDS_CELLS: ClassVar[bool]           # under torchrun every rank computes its share of each cell
@@ -128,6 +129,10 @@ def validate_spec_for_kind(spec: Spec) -> Spec:
         err = e.errors()[0]
         loc = ".".join(str(x) for x in err["loc"])
         raise UserError(f"spec {spec.id}: fixed.{loc}: {err['msg']}") from None
+    unknown = [m for m in spec.metrics if m not in module.METRICS]
+    if unknown:
+        raise UserError(f"spec {spec.id}: metric {unknown[0]!r} is not one kind {spec.kind} measures "
+                        f"({', '.join(module.METRICS)})")
     roles = getattr(module, "ROLES", {})
     missing = [r for r in roles if r not in spec.models]
     if missing:

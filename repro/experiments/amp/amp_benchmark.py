@@ -35,6 +35,11 @@ from repro.rng import seed_for
 from repro.specs import cell_key
 from repro.trainers.score_sde import parse
 
+# what its cells measure: a spec's `metrics` names some of them (checked by validate_spec_for_kind)
+METRICS = ("batch_size", "cpu_peak_rss_mb", "cpu_rss_increase_mb", "cpu_training_peak_rss_mb",
+           "cuda_max_memory_allocated_mb", "cuda_max_memory_reserved_mb", "images_per_second",
+           "last_epoch_loss", "loss_last_quarter", "nvml_device_used_mb", "nvml_process_used_mb",
+           "seconds_per_epoch", "seconds_per_step")
 GRID_KEYS = ("precision", "repeat")
 ROLES = {"score": ("score_sde",)}   # model roles every spec of this kind names, and the model kinds each takes
 CELLS_IN_PARALLEL = False   # each arm's time and memory are its own: `repro run --jobs` runs them one at a time

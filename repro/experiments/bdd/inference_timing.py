@@ -26,6 +26,8 @@ from repro.nets.bdd_unet import count_parameters
 from repro.specs import resolve_model
 from repro.trainers.mask_ddpm import _size, build_net, make_schedule, mask_ddpm_for, parse
 
+# what its cells measure: a spec's `metrics` names some of them (checked by validate_spec_for_kind)
+METRICS = ("images_per_second", "seconds")
 GRID_KEYS = ("batch_size", "mode", "variant")
 
 

@@ -26,6 +26,8 @@ from repro.results import relative_to_results
 from repro.rng import seed_for
 from repro.specs import cell_key
 
+# what its cells measure: a spec's `metrics` names some of them (checked by validate_spec_for_kind)
+METRICS = ("fd_evalnet", "fid", "kid", "kid_evalnet", "miou", "pixel_acc", "ssim")
 GRID_KEYS = ("guidance",)
 ROLES = {"ddpm": ("mask_ddpm",)}   # model roles every spec of this kind names, and the model kinds each takes
 

@@ -34,6 +34,8 @@ from repro.rng import seed_for
 from repro.specs import cell_key
 from repro.trainers.mask_ddpm import mask_ddpm_for
 
+# what its cells measure: a spec's `metrics` names some of them (checked by validate_spec_for_kind)
+METRICS = ("kid", "kid_evalnet", "sharpness_ratio")
 GRID_KEYS = ("mode",)
 ROLES = {"ddpm": ("mask_ddpm",)}   # model roles every spec of this kind names, and the model kinds each takes
 MODES = ("unconditional", "conditional", "baseline")

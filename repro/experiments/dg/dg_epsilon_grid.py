@@ -23,6 +23,8 @@ from repro.experiments.dg.settings import METHODS, SETTING_KEYS, resolve_cell
 from repro.metrics.spread import compact
 from repro.specs import cell_key
 
+# what its cells measure: a spec's `metrics` names some of them (checked by validate_spec_for_kind)
+METRICS = ("fd_evalnet", "fid", "nfe")
 GRID_KEYS = ("method", "w_dg", "eps_scale", "steps", "solver")
 ROLES = {"edm": ("edm",)}   # model roles every spec of this kind names, and the model kinds each takes
 SHARDS_CELLS = True   # under torchrun each rank samples its share of a cell's batches (repro.engine.ranks)

@@ -24,6 +24,8 @@ from repro.metrics.spread import compact
 from repro.sampling.edm import edm_sample
 from repro.trainers.edm import to_model_range
 
+# what its cells measure: a spec's `metrics` names some of them (checked by validate_spec_for_kind)
+METRICS = ("eps_norm_excess_last_third_pct", "eps_norm_excess_pct", "nfe")
 GRID_KEYS = ("solver", "method")
 ROLES = {"edm": ("edm",)}   # model roles every spec of this kind names, and the model kinds each takes
 

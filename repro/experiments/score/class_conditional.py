@@ -45,6 +45,8 @@ from repro.specs import cell_key
 from repro.trainers.noisy_classifier import perturb
 from repro.trainers.score_model import score_model_for
 
+# what its cells measure: a spec's `metrics` names some of them (checked by validate_spec_for_kind)
+METRICS = ("accuracy", "fd_evalnet", "guide_accuracy", "requested_prob")
 GRID_KEYS = ("scale",)
 # model roles every spec of this kind names, and the model kinds each takes
 ROLES = {"score": ("score_sde",), "guide": ("noisy_classifier",)}

@@ -26,6 +26,9 @@ from repro.rng import batch_generator
 from repro.specs import cell_key
 from repro.trainers.score_model import score_model_for
 
+# what its cells measure: a spec's `metrics` names some of them (checked by validate_spec_for_kind)
+METRICS = ("class_entropy", "fd_evalnet", "fd_evalnet_std", "fid", "fid_std", "max_abs_diff_vs_em",
+           "nfe", "seconds")
 GRID_KEYS = ("sde", "predictor", "sampler", "solver")
 Fixed = sampler_settings.Fixed   # the kind's `fixed` schema (Runner.Fixed), shared with the family's cost estimator
 SHARDS_CELLS = True   # under torchrun each rank samples its share of every run's batches (repro.engine.ranks)

@@ -21,6 +21,8 @@ from repro.experiments.score.sampling import SamplerSetting
 from repro.specs import cell_key
 from repro.trainers.score_model import score_model_for
 
+# what its cells measure: a spec's `metrics` names some of them (checked by validate_spec_for_kind)
+METRICS = ("class_entropy", "confidence", "fd_evalnet", "fd_evalnet_std", "fid", "fid_std")
 GRID_KEYS = ("snr",)
 ROLES = {"score": ("score_sde",)}   # model roles every spec of this kind names, and the model kinds each takes
 

@@ -35,6 +35,8 @@ from repro.results import relative_to_results
 from repro.specs import cell_key
 from repro.trainers.score_model import score_model_for
 
+# what its cells measure: a spec's `metrics` names some of them (checked by validate_spec_for_kind)
+METRICS = ("fd_evalnet", "fid", "miou", "pixel_acc")
 GRID_KEYS = ("method",)
 # model roles every spec of this kind names, and the model kinds each takes
 ROLES = {"evaluator": ("evaluator", "pretrained_segmenter")}

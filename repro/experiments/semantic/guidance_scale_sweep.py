@@ -19,6 +19,8 @@ from repro.images import save_image_grid
 from repro.results import relative_to_results
 from repro.specs import cell_key
 
+# what its cells measure: a spec's `metrics` names some of them (checked by validate_spec_for_kind)
+METRICS = ("fd_evalnet", "fid", "miou", "pixel_acc")
 GRID_KEYS = ("s0", "snr", "t_start", "t_decay")
 # model roles every spec of this kind names, and the model kinds each takes
 ROLES = {"score": ("score_sde",), "guide": ("noisy_segmenter",), "evaluator": ("evaluator", "pretrained_segmenter")}

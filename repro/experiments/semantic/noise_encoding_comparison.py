@@ -19,6 +19,8 @@ from repro.errors import UserError
 from repro.experiments.semantic.scoring import compliance, map_counts, thesis_miou, unit_extras
 from repro.trainers.noisy_segmenter import noise_level, parse, segmenter_input
 
+# what its cells measure: a spec's `metrics` names some of them (checked by validate_spec_for_kind)
+METRICS = ("final_miou", "peak_miou", "peak_pixel_acc")
 GRID_KEYS = ("encoding",)
 
 

@@ -13,6 +13,8 @@ from repro.data import dataset_info, load_dataset, stack
 from repro.experiments.semantic.scoring import compliance, map_counts, unit_extras
 from repro.trainers.noisy_segmenter import predict
 
+# what its cells measure: a spec's `metrics` names some of them (checked by validate_spec_for_kind)
+METRICS = ("miou", "miou_dataset", "pixel_acc")
 GRID_KEYS = ("t",)
 # model roles every spec of this kind names, and the model kinds each takes
 ROLES = {"segmenter": ("noisy_segmenter",)}
