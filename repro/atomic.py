@@ -25,7 +25,12 @@ _TMP_RE = re.compile(r"^\.(?P<target>.+)\.(?P<host>[0-9a-f]{8})\.(?P<pid>\d+)\.[
 
 def atomic_write(path: str | Path, write: Callable[[IO], None], binary: bool = False) -> None:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_dir():
+        raise UserError(f"cannot write {path}: it is a folder")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise UserError(f"cannot write {path}: {_first_file(path.parent)} is a file, not a folder") from None
     fd, tmp = new_temporary(path)
     try:
         with os.fdopen(fd, "wb" if binary else "w") as f:
@@ -71,6 +76,23 @@ def remove_orphan_temporaries(root: str | Path, pattern: str = ".*.tmp", recursi
             tmp.unlink(missing_ok=True)
             removed.append(tmp)
     return removed
+
+
+def _first_file(folder: Path) -> Path:
+    """The first part of `folder`'s path that exists and is not a folder (else `folder` itself)."""
+    for part in [*reversed(folder.parents), folder]:
+        if part.exists() and not part.is_dir():
+            return part
+    return folder
+
+
+def check_output_file(path: str | Path, what: str) -> None:
+    """UserError (one line) unless `path` can be written as a file now: not a folder, and its folder
+    writable (check_writable); nothing is created."""
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{what} {path} is a folder; give a file name")
+    check_writable(path.parent, what)
 
 
 def check_writable(folder: str | Path, what: str) -> None:

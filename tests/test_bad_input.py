@@ -669,6 +669,39 @@ def _(c):
     return RUN
 
 
+@case("compare: --out is a folder (a traceback: IsADirectoryError)", "--out out is a folder")
+def _(c):
+    (c.root / "out").mkdir()
+    (c.root / "out" / "keep.txt").write_text("x")
+    return ["compare", SPEC, "--out", "out"]
+
+
+@case("compare: --out under a file (a traceback: FileExistsError)", "notes.txt is a file, not a folder")
+def _(c):
+    (c.root / "notes.txt").write_text("x")
+    return ["compare", SPEC, "--out", "notes.txt/table.csv"]
+
+
+@case("compare: --metrics-dir is a file (a traceback)", "metrics is a file, not a folder")
+def _(c):
+    (c.root / "metrics").write_text("x")
+    return ["compare", SPEC, "--profile", "test", "--metrics-dir", "metrics"]
+
+
+@case("compare --claims: --out is a folder", "is a folder; give a file name")
+def _(c):
+    (c.root / "claims").mkdir()
+    (c.root / "claims" / "keep.txt").write_text("x")
+    return ["compare", "all", "--claims", "--out", "claims"]
+
+
+@case("sample ddpm: --out under a file (said only after training and sampling)", "a.png is a file, not a folder")
+def _(c):
+    (c.root / "a.png").write_bytes(_png(8, 8, (0, 0, 0)))
+    (c.root / "mask.png").write_bytes(_png(16, 16, (0, 0, 0)))
+    return ["sample", "ddpm", "--mask", "mask.png", "--profile", "test", "--device", "cpu", "--out", "a.png/x"]
+
+
 def _hold(c: Case, lock: Path, holder: dict) -> None:
     """Hold `lock` (an flock on its own open file, as another invocation would) until the test ends."""
     import fcntl

@@ -85,3 +85,18 @@ def test_doctor_names_a_store_that_is_not_sqlite(workdir, capsys):
     code, out, _ = _cli(["doctor"], capsys)
     line = next(ln for ln in out.splitlines() if ln.startswith("mlflow      sqlite"))
     assert code == 0 and "DAMAGED:" in line and f"{workdir / 'mlflow.db'} is not an SQLite database" in line
+
+
+def test_an_atomic_write_onto_a_folder_or_under_a_file_is_one_line(tmp_path):
+    # the last guard of every writer: a path that is a folder, or one below a file, is named, nothing made
+    from repro.atomic import atomic_write_text
+    from repro.errors import UserError
+
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "file").write_text("kept")
+    with pytest.raises(UserError, match=r"cannot write .*folder: it is a folder"):
+        atomic_write_text(tmp_path / "folder", "x")
+    with pytest.raises(UserError, match=r"cannot write .*file/a/b.json: .*/file is a file, not a folder"):
+        atomic_write_text(tmp_path / "file" / "a" / "b.json", "x")
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["file", "folder"]
+    assert (tmp_path / "file").read_text() == "kept"

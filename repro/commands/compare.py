@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from repro.atomic import atomic_write_text
+from repro.atomic import atomic_write_text, check_output_file, check_writable
 from repro.commands.specs import spec_ids
 from repro.errors import UserError
 from repro.reporting import claims as claim_table
@@ -17,6 +17,10 @@ from repro.specs import PROFILES
 def compare_command(spec_arg: str, fmt: str, out: str | None, metrics_dir: str | None, profile: str,
                     echo: Callable[..., None], claims: bool = False) -> None:
     ids = spec_ids(spec_arg)
+    if out is not None:   # said before any table is computed, and nothing made on the way
+        check_output_file(out, "--out")
+    if metrics_dir is not None:
+        check_writable(metrics_dir, "--metrics-dir")
     if claims:   # the documents' claims judged by repro.claims (reports/claims.csv)
         if fmt not in claim_table.FORMATS:
             raise UserError(f"--format {fmt!r}: choose one of {', '.join(claim_table.FORMATS)}")

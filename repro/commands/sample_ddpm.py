@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from repro import environment, results
-from repro.atomic import atomic_write_text
+from repro.atomic import atomic_write_text, check_writable
 from repro.data.colorbook import ColorBook
 from repro.environment import resolve_device
 from repro.errors import UserError
@@ -51,6 +51,7 @@ def sample_from_mask(mask_path: Path, *, profile: str, n: int, guidance: float |
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise UserError(f"--out {out_dir}: exists and is not a folder")
+    check_writable(out_dir, "--out")   # read-only or under a file: said now, not after training and sampling
     resolved = resolve_spec(SPEC, profile, overrides)
     f = resolved.spec.fixed
     book = ColorBook.load(colorbook)
