@@ -702,6 +702,225 @@ def _(c):
     return ["sample", "ddpm", "--mask", "mask.png", "--profile", "test", "--device", "cpu", "--out", "a.png/x"]
 
 
+# -- values at the edge, tried as a user would (the first seven were accepted or half-done before)
+
+@case("--set: a negative seed (computed and stored before)", "seed: Input should be greater than or equal to 0")
+def _(c):
+    return RUN + _set("seed=-1")
+
+
+@case("train --set: a negative seed (trained before)", "seed: Input should be greater than or equal to 0")
+def _(c):
+    return ["train", "noisy_unet", "--profile", "test", "--device", "cpu", *_set("seed=-1")]
+
+
+@case("sample semantic: a negative --seed (trained and sampled before)", "--seed -1: must be 0 or more")
+def _(c):
+    (c.root / "map.png").write_bytes(_png(32, 16, _scene_colour()))
+    return ["sample", "semantic", "--map", "map.png", "--seed", "-1", "--profile", "test", "--device", "cpu"]
+
+
+@case("sample ddpm: a negative --seed (trained and sampled before)", "--seed -1: must be 0 or more")
+def _(c):
+    (c.root / "mask.png").write_bytes(_png(16, 16, (0, 0, 0)))
+    return ["sample", "ddpm", "--mask", "mask.png", "--seed", "-1", "--profile", "test", "--device", "cpu"]
+
+
+@case("--set: dataset.root of a dataset the suite renders (silently ignored before)", "reads no files")
+def _(c):
+    return RUN + _set("dataset.root=/nonexistent")
+
+
+@case("sample ddpm: unknown --loop, refused before any training (trained first before)", "--loop 'bogus'")
+def _(c):
+    (c.root / "mask.png").write_bytes(_png(16, 16, (0, 0, 0)))
+    return ["sample", "ddpm", "--mask", "mask.png", "--loop", "bogus", "--profile", "test", "--device", "cpu"]
+
+
+@case("ui: an unknown store scheme (a 66-line traceback before)", "unknown scheme 'bogus'")
+def _(c):
+    c.env["MLFLOW_TRACKING_URI"] = "bogus://somewhere"
+    return ["ui", "--port", "5999"]
+
+
+@case("--set: a float for a whole number", "expected int")
+def _(c):
+    return RUN + _set("fixed.n_images=1.5")
+
+
+@case("--set: a seed that is no number", "--set seed")
+def _(c):
+    return RUN + _set("seed=abc")
+
+
+@case("--set: an infinite grid value", "grid values must be finite")
+def _(c):
+    return RUN + _set("grid.t=[.inf]")
+
+
+@case("--set: an empty grid axis", "has no values")
+def _(c):
+    return RUN + _set("grid.t=[]")
+
+
+@case("--set: a grid key the kind does not vary", "--set grid.bogus: unknown key")
+def _(c):
+    return RUN + _set("grid.bogus=[1]")
+
+
+@case("--set: a resolution of zero", "at least 1")
+def _(c):
+    return RUN + _set("dataset.resolution=[0,0]")
+
+
+@case("--set: an unknown dataset split", "unknown split 'bogus'")
+def _(c):
+    return RUN + _set("dataset.split=bogus")
+
+
+@case("--set: an unknown dataset", "unknown dataset 'nosuch'")
+def _(c):
+    return RUN + _set("dataset.name=nosuch")
+
+
+@case("--set: a role given a model that does not exist", "unknown model 'nosuch_model'")
+def _(c):
+    return RUN + _set("models.segmenter=nosuch_model")
+
+
+@case("--set: a negative learning rate of a role's model", "train.lr: Input should be greater than 0")
+def _(c):
+    return RUN + _set("models.segmenter.train.lr=-1")
+
+
+@case("--set: a learning rate nan", "train.lr")
+def _(c):
+    return RUN + _set("models.segmenter.train.lr=nan")
+
+
+@case("train --set: a learning rate that is no number", "--set train.lr")
+def _(c):
+    return ["train", "noisy_unet", "--profile", "test", "--device", "cpu", *_set("train.lr=abc")]
+
+
+@case("train --set: fractional epochs", "--set train.epochs")
+def _(c):
+    return ["train", "noisy_unet", "--profile", "test", "--device", "cpu", *_set("train.epochs=1.5")]
+
+
+@case("train: unknown profile", "unknown profile 'bogus'")
+def _(c):
+    return ["train", "noisy_unet", "--profile", "bogus"]
+
+
+@case("run --set: a key one of the specs of `all` lacks", "--set fixed.n_images: unknown key")
+def _(c):
+    return ["run", "all", "--profile", "test", "--no-progress", *_set("fixed.n_images=3")]
+
+
+@case("plan --set: a negative count", "fixed.n_images")
+def _(c):
+    return ["plan", SPEC, "--profile", "test", *_set("fixed.n_images=-1")]
+
+
+@case("show --set: a grid time above 1", "grid.t[0] = 2")
+def _(c):
+    return ["show", SPEC, *_set("grid.t=[2]")]
+
+
+@case("--device: a CUDA device this machine does not have", "--device cuda:7")
+def _(c):
+    return [*RUN[:-2], "--device", "cuda:7"]
+
+
+@case("run: --jobs 0", "--jobs 0: must be at least 1")
+def _(c):
+    return RUN + ["--jobs", "0"]
+
+
+@case("run: --devices names no device", "--devices ','")
+def _(c):
+    return RUN + ["--devices", ","]
+
+
+@case("sweep: --n-trials 0", "--n-trials 0")
+def _(c):
+    return ["sweep", "snr", "--n-trials", "0"]
+
+
+@case("sample semantic: --map that does not exist", "no such file")
+def _(c):
+    return ["sample", "semantic", "--map", "missing.png", "--profile", "test"]
+
+
+@case("sample semantic: --map an empty file", "not a readable image")
+def _(c):
+    (c.root / "empty.png").write_bytes(b"")
+    return ["sample", "semantic", "--map", "empty.png", "--profile", "test"]
+
+
+@case("sample semantic: --s0 nan", "--s0 nan: must be a finite number")
+def _(c):
+    (c.root / "map.png").write_bytes(_png(32, 16, _scene_colour()))
+    return ["sample", "semantic", "--map", "map.png", "--s0", "nan", "--profile", "test"]
+
+
+@case("sample ddpm: --colorbook that does not exist", "colour book nope.json: no such file")
+def _(c):
+    (c.root / "mask.png").write_bytes(_png(16, 16, (0, 0, 0)))
+    return ["sample", "ddpm", "--mask", "mask.png", "--colorbook", "nope.json", "--profile", "test"]
+
+
+@case("sample ddpm: --colorbook that is no JSON", "not a colour book JSON")
+def _(c):
+    (c.root / "mask.png").write_bytes(_png(16, 16, (0, 0, 0)))
+    (c.root / "book.json").write_text("classes: no")
+    return ["sample", "ddpm", "--mask", "mask.png", "--colorbook", "book.json", "--profile", "test"]
+
+
+@case("evaluate: --images that does not exist", "--images nope: no such folder")
+def _(c):
+    return ["evaluate", "--images", "nope", "--maps", "nope", "--profile", "test"]
+
+
+@case("evaluate: --images with no image in it", "no image files")
+def _(c):
+    (c.root / "empty").mkdir()
+    (c.root / "empty" / "notes.txt").write_text("x")
+    return ["evaluate", "--images", "empty", "--maps", "empty", "--profile", "test"]
+
+
+@case("evaluate: an unknown metric", "--metrics 'bogus'")
+def _(c):
+    (c.root / "imgs").mkdir()
+    (c.root / "imgs" / "a.png").write_bytes(_png(16, 16, (0, 0, 0)))
+    return ["evaluate", "--images", "imgs", "--maps", "imgs", "--metrics", "bogus", "--profile", "test"]
+
+
+@case("ui: --port out of range", "--port 70000")
+def _(c):
+    return ["ui", "--port", "70000"]
+
+
+@case("REPRO_THREADS is no number", "REPRO_THREADS 'abc'")
+def _(c):
+    c.env["REPRO_THREADS"] = "abc"
+    return RUN
+
+
+@case("REPRO_PLAN_WARN_HOURS is no number", "REPRO_PLAN_WARN_HOURS")
+def _(c):
+    c.env["REPRO_PLAN_WARN_HOURS"] = "abc"
+    return RUN
+
+
+@case("REPRO_REPORTS points at a file", "REPRO_REPORTS")
+def _(c):
+    (c.root / "reports.txt").write_text("not a folder\n")
+    c.env["REPRO_REPORTS"] = str(c.root / "reports.txt")
+    return ["report", SPEC]
+
+
 def _hold(c: Case, lock: Path, holder: dict) -> None:
     """Hold `lock` (an flock on its own open file, as another invocation would) until the test ends."""
     import fcntl

@@ -22,6 +22,7 @@ from repro.experiments import resolve_spec
 from repro.experiments.bdd.sampling import generate
 from repro.guidance.classifier_free import Guidance
 from repro.images import save_image_grid
+from repro.sampling.ddpm import LOOPS
 from repro.trainers.ensure import ensure_model
 from repro.tracking.runs import Tracker
 from repro.trainers.mask_ddpm import _size, mask_ddpm_for
@@ -44,10 +45,14 @@ def sample_from_mask(mask_path: Path, *, profile: str, n: int, guidance: float |
                      progress: bool = True) -> FromMaskResult:
     if n < 1:
         raise UserError(f"-n {n}: need at least one image")
+    if seed < 0:
+        raise UserError(f"--seed {seed}: must be 0 or more")
     if guidance is not None and not math.isfinite(guidance):
         raise UserError(f"--guidance {guidance}: must be a finite number")
     if convention is not None:
         Guidance(0.0, convention)   # an unknown convention is refused before any training
+    if loop is not None and loop not in LOOPS:   # and so is an unknown loop
+        raise UserError(f"--loop {loop!r}: use one of {', '.join(LOOPS)}")
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise UserError(f"--out {out_dir}: exists and is not a folder")

@@ -54,6 +54,8 @@ def sample_from_map(map_path: Path, *, profile: str, n: int, s0: float | None, o
         raise UserError(f"-n {n}: need at least one image")
     if s0 is not None and not (s0 >= 0 and s0 < float("inf")):
         raise UserError(f"--s0 {s0}: must be a finite number >= 0")
+    if seed < 0:
+        raise UserError(f"--seed {seed}: must be 0 or more")
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise UserError(f"--out {out_dir}: exists and is not a folder")

@@ -13,6 +13,7 @@ from repro.errors import Terminated, UserError
 from repro.sweeps.dashboard import serve
 from repro.tracking.view import WORKFLOW_QUERY, store_description
 from repro.tracking.runs import experiment_links
+from repro.tracking.store import check_store
 
 
 STOP_SECONDS = 10   # how long the MLflow server gets to stop its workers before it is killed
@@ -41,6 +42,7 @@ def ui_command(port: int | None, backend_store_uri: str | None, workers: int, op
     if workers < 1:
         raise UserError(f"--workers {workers}: must be at least 1")
     check_port_free(port)
+    check_store(uri)   # a broken or unknown store is one line, before any link is printed
     cmd = [sys.executable, "-m", "mlflow", "ui", "--host", "127.0.0.1", "--port", str(port),
            "--backend-store-uri", uri, "--workers", str(workers)]
     base = f"http://127.0.0.1:{port}"

@@ -39,6 +39,9 @@ def load_dataset(name: str, split: str = "train", resolution: tuple[int, int] | 
     data/<name>; n caps the number of items (for street_scenes it is the number rendered).
     """
     module = _module(name)
+    if root is not None and module.INFO.embedded:   # a root the user set would be silently ignored
+        raise UserError(f"dataset {name} is rendered by the suite and reads no files: dataset.root {str(root)!r} "
+                        f"has no effect; leave it out")
     return module.load(split=split, resolution=check_resolution(resolution), root=root, n=check_count(n),
                        seed=int(seed))
 

@@ -43,7 +43,7 @@ class DatasetSpec(StrictModel):
     root: str | None = None
     n_train: int | None = Field(default=None, ge=1)
     n_eval: int | None = Field(default=None, ge=1)
-    seed: int = 0
+    seed: int = Field(default=0, ge=0)
 
     @model_validator(mode="after")
     def _resolution(self) -> "DatasetSpec":
@@ -163,7 +163,7 @@ class Spec(StrictModel):
     paper: PaperValues = Field(default_factory=PaperValues)
     external: ExternalReference | None = None
     claims: list[Claim] = Field(default_factory=list)
-    seed: int = 0
+    seed: int = Field(default=0, ge=0)
     profiles: dict[Literal["test", "smoke", "paper"], dict[str, Any]] = Field(default_factory=dict)
 
     @model_validator(mode="after")
@@ -183,7 +183,7 @@ class ModelConfig(StrictModel):
     dataset: DatasetSpec
     net: dict[str, Any] = Field(default_factory=dict)
     train: dict[str, Any] = Field(default_factory=dict)
-    seed: int = 0
+    seed: int = Field(default=0, ge=0)
     # How many independently seeded copies `repro train` makes (seed, seed + 1, ...): what a spec
     # that carries training noise in its claims asks for (e.g. table5_4_5's fixed.model_seeds).
     # Not part of a copy's identity (each copy's hash has its own seed).
