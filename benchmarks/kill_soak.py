@@ -132,6 +132,8 @@ def in_progress(work: Path, workload: str) -> str:
     if tmps:
         parts.append("atomic write of " + ", ".join(sorted({t.name.split(".")[1] for t in tmps})))
     for art in sorted((work / "artifacts").glob("*/*")) if (work / "artifacts").is_dir() else []:
+        if art.parent.name == ".locks":   # a killed trainer's lock file (repro.runlock): taken over by the rerun
+            continue
         if not (art / "meta.json").exists():
             ckpt = art / "checkpoint.pt"
             if ckpt.exists():

@@ -281,9 +281,15 @@ def compare(spec_id: str = typer.Argument("all", help="spec id, or `all`"),
 def doctor() -> None:
     """Versions against requirements.lock, torch's build and threads, device, data, weights, MLflow store."""
     from repro.commands.doctor import doctor_lines   # torch: imported when the command runs
-
     for line in doctor_lines():
         typer.echo(line)
+
+
+@app.command()
+def track(spec_id: str = typer.Argument(..., help="spec id, or `all`"), profile: str = ProfileOpt) -> None:
+    """Log finished cells that MLflow does not have (its store was away) from their results files, once."""
+    from repro.commands.track import track_command   # mlflow: imported when the command runs
+    track_command(spec_id, profile, typer.echo)
 
 
 def _context_for(argv: List[str]):

@@ -5,25 +5,21 @@ whose file exists (unless forced), so an interrupted run resumes where it stoppe
 Reports are rendered from these files alone. Beside cells/ lie failed/<key>.json (cells whose
 runner reported a failure: never read as results) and run_times.json (the measured wall time
 of the last runs, read by the report's cost line). results/.locks/ holds the lock of each spec and
-profile being run (one_run).
+profile being run (repro.engine.run.one_run).
 """
 from __future__ import annotations
 
 import json
 import os
 import subprocess
-from collections.abc import Callable
-from contextlib import nullcontext
 from datetime import datetime, timezone
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from repro.atomic import atomic_write_text
-from repro.runlock import held, lock_file
 from repro.stored import read_record
 from repro.specs import ResolvedSpec, repo_root
-from repro.train.distributed import launched_rank
 
 RESULTS_DIR = "results"
 FAILED_DIR = "failed"
@@ -34,15 +30,6 @@ CELL_KEYS = ("cell", "values")   # what every cell record has (a JSON without th
 
 def results_root() -> Path:
     return Path(os.environ.get("REPRO_RESULTS", RESULTS_DIR))
-
-
-def one_run(spec_id: str, profile: str, wait: bool = True, say: Callable[[str], None] | None = None):
-    """The lock that one invocation running a spec at a profile holds (repro.runlock): a second one
-    waits for it, or refuses with `wait=False`; under torchrun rank 0 alone takes it."""
-    if launched_rank() != 0:
-        return nullcontext()
-    return held(lock_file(results_root(), spec_id, profile), f"{spec_id} [{profile}]", wait=wait,
-                **({"say": say} if say else {}))
 
 
 def cells_dir(spec_id: str, profile: str) -> Path:

@@ -29,7 +29,7 @@ LOCAL_IMPORTS_ALLOWED: dict[tuple[str, str], str] = {
     ("repro/cli.py", module): _HEAVY_VERB
     for module in ("repro.plan", *(f"repro.commands.{verb}" for verb in (
         "run", "sweep", "train", "evaluate", "sample_semantic", "sample_ddpm", "doctor", "report", "compare",
-        "dvc")))
+        "dvc", "track")))
 }
 
 

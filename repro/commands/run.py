@@ -6,11 +6,10 @@ from typing import Callable
 
 from repro.commands.specs import spec_ids
 from repro.engine.ranks import leave
-from repro.engine.run import RunSummary, check_spec, run_resolved
+from repro.engine.run import RunSummary, check_spec, one_run, run_resolved
 from repro.environment import export_threads, resolve_device, threads_setting
 from repro.launchers.cells import run_spec_jobs
 from repro.plan import run_guard
-from repro.results import one_run
 from repro.specs import parse_set
 from repro.train.distributed import launched_rank
 
@@ -45,6 +44,10 @@ def report_summary(summary: RunSummary, echo: Callable[..., None]) -> None:
     where = f"results in {summary.work_dir}"
     mlf = f"; MLflow run {summary.mlflow_run_id}" if summary.mlflow_run_id else ""
     echo(f"{i} [{profile}]: {summary.total} cells ({done}); {where}{mlf}")
+    if summary.tracking_away:   # the cells are written; their MLflow runs are logged later from the files
+        echo(f"{i} [{profile}]: MLflow store {summary.tracking_away}: {len(summary.not_logged)} cell(s) not "
+             f"logged ({', '.join(summary.not_logged[:8])}{', ...' if len(summary.not_logged) > 8 else ''}); "
+             f"`repro track {i} --profile {profile}` logs them from their files once it answers", err=True)
     if summary.failed:   # a runner's reported failure (e.g. a diverged training arm): kept out of results
         echo(f"{i} [{profile}]: {len(summary.failed)} cell(s) failed ({', '.join(summary.failed)}); "
              f"see {summary.work_dir / 'failed'}; a rerun tries them again", err=True)

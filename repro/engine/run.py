@@ -7,6 +7,8 @@ command resolves the spec and preflights it once (`check_spec`) and hands the Re
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,11 +22,12 @@ from repro.engine.preflight import preflight
 from repro.engine.ranks import agree, barrier, join, train_models_on_every_rank
 from repro.engine.tracked import open_run, write_run_meta
 from repro.environment import resolve_device
+from repro.runlock import held, lock_file
 from repro.experiments import resolve_spec, runner_module
 
 from repro.specs import ResolvedSpec, cell_key
 from repro.tracking.runs import close_dead_runs
-from repro.train.distributed import is_main
+from repro.train.distributed import is_main, launched_rank
 
 
 @dataclass
@@ -38,6 +41,17 @@ class RunSummary:
     mlflow_run_id: str | None
     seconds: float
     failed: list[str] = field(default_factory=list)  # cells whose runner reported a failure (e.g. diverged)
+    tracking_away: str | None = None   # the MLflow store stopped answering mid-run (why)
+    not_logged: list[str] = field(default_factory=list)   # cells written but not logged since then
+
+
+def one_run(spec_id: str, profile: str, wait: bool = True, say: Callable[[str], None] | None = None):
+    """The lock that one invocation running a spec at a profile holds (repro.runlock): a second one
+    waits for it, or refuses with `wait=False`; under torchrun rank 0 alone takes it."""
+    if launched_rank() != 0:
+        return nullcontext()
+    return held(lock_file(results.results_root(), spec_id, profile), f"{spec_id} [{profile}]", wait=wait,
+                **({"say": say} if say else {}))
 
 
 def check_spec(spec_id: str, profile: str = "smoke", overrides: dict[str, Any] | None = None) -> ResolvedSpec:
@@ -96,6 +110,7 @@ def run_resolved(resolved: ResolvedSpec, device: str = "auto", force: bool = Fal
                 (summary.failed if "failed" in record else summary.ran).append(key)
                 advance()
         barrier()
+        summary.tracking_away, summary.not_logged = tracker.away, list(tracker.not_logged)
     summary.seconds = time.perf_counter() - t_start
     if is_main():   # the run's measured wall time, for the report's cost line
         record_run(spec_id, profile, resolved.hash, str(dev), summary.seconds, prepare_seconds,

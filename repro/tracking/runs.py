@@ -11,7 +11,7 @@ import os
 import platform
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator, TypeVar
 
 from repro.environment import tags as environment_tags
 from repro.liveness import is_dead_here, this_process
@@ -19,6 +19,23 @@ from repro.tracking.store import prepare_store
 from repro.tracking.view import child_run_name, experiment_tags, experiment_url, report_line
 
 MAX_PARAM_LEN = 500
+T = TypeVar("T")
+UNREACHABLE = ("Max retries exceeded", "Connection refused", "Failed to establish a new connection",
+               "Read timed out", "Connection aborted", "RemoteDisconnected")
+
+
+def unreachable(e: BaseException) -> bool:
+    """Whether an MLflow call failed because its server could not be reached (a refused request, a
+    bad parameter, is not that): MLflow wraps the requests error in an MlflowException's message."""
+    import requests
+
+    seen: BaseException | None = e
+    while seen is not None:
+        if isinstance(seen, (requests.exceptions.ConnectionError, requests.exceptions.Timeout, ConnectionError,
+                             TimeoutError)):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return any(s in str(e) for s in UNREACHABLE)
 
 
 def quiet_mlflow() -> None:
@@ -51,19 +68,22 @@ def tracking_uri() -> str:
 
 
 class Run:
-    """A thin handle on one MLflow run (parent or child)."""
+    """A thin handle on one MLflow run (parent or child). With a `guard` (Tracker.guard), a call the
+    server does not answer is noted and skipped instead of raised."""
 
-    def __init__(self, client: Any, run_id: str, experiment_id: str):
+    def __init__(self, client: Any, run_id: str, experiment_id: str,
+                 guard: Callable[[Callable[[], Any]], Any] | None = None):
         self.client = client
         self.run_id = run_id
         self.experiment_id = experiment_id
+        self._guard = guard or (lambda call: call())
 
     def log_params(self, params: dict[str, Any]) -> None:
         from mlflow.entities import Param
 
         items = [Param(k, v) for k, v in flatten(params).items()]
         for i in range(0, len(items), 100):
-            self.client.log_batch(self.run_id, params=items[i: i + 100])
+            self._guard(lambda: self.client.log_batch(self.run_id, params=items[i: i + 100]))
 
     def log_metrics(self, metrics: dict[str, Any], step: int | None = None) -> None:
         from mlflow.entities import Metric
@@ -72,20 +92,20 @@ class Run:
         items = [Metric(k, float(v), now, step or 0) for k, v in metrics.items()
                  if isinstance(v, (int, float)) and not isinstance(v, bool)]
         for i in range(0, len(items), 500):
-            self.client.log_batch(self.run_id, metrics=items[i: i + 500])
+            self._guard(lambda: self.client.log_batch(self.run_id, metrics=items[i: i + 500]))
 
     def set_tags(self, tags: dict[str, Any]) -> None:
         from mlflow.entities import RunTag
 
         items = [RunTag(k, str(v)) for k, v in tags.items()]
         if items:
-            self.client.log_batch(self.run_id, tags=items)
+            self._guard(lambda: self.client.log_batch(self.run_id, tags=items))
 
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
-        self.client.log_artifact(self.run_id, str(path), artifact_path)
+        self._guard(lambda: self.client.log_artifact(self.run_id, str(path), artifact_path))
 
     def end(self, status: str = "FINISHED") -> None:
-        self.client.set_terminated(self.run_id, status=status)
+        self._guard(lambda: self.client.set_terminated(self.run_id, status=status))
 
 
 class Tracker:
@@ -99,6 +119,22 @@ class Tracker:
         self.params = params or {}
         self.enabled = enabled and os.environ.get("REPRO_NO_MLFLOW") != "1"
         self.parent: Run | None = None
+        self.away: str | None = None          # why the store stopped answering mid-run (None: it did not)
+        self.not_logged: list[str] = []       # child runs (cells) not logged whole since then
+
+    def guard(self, call: Callable[[], T]) -> T | None:
+        """`call()`, unless the store has stopped answering: then nothing is sent (no minutes of retries
+        per call) and None returned. The results files stay the record; `repro track` logs what is
+        missing once the store answers again. An error of another kind is raised as before."""
+        if self.away is not None:
+            return None
+        try:
+            return call()
+        except Exception as e:  # noqa: BLE001 (sorted below: only an unreachable store is absorbed)
+            if not unreachable(e):
+                raise
+            self.away = f"{tracking_uri()} stopped answering ({type(e).__name__})"
+            return None
 
     def __enter__(self) -> "Tracker":
         if not self.enabled:
@@ -116,7 +152,7 @@ class Tracker:
         mark_dead_runs_killed(client, exp_id)
         run = client.create_run(exp_id, run_name=self.run_name,
                                 tags={k: str(v) for k, v in self.tags.items()})
-        self.parent = Run(client, run.info.run_id, exp_id)
+        self.parent = Run(client, run.info.run_id, exp_id, self.guard)
         if self.params:
             self.parent.log_params(self.params)
         return self
@@ -158,14 +194,16 @@ class ChildRunContext:
         self.run: Run | NullRun = NullRun()
 
     def __enter__(self) -> Run | NullRun:
-        parent = self.tracker.parent
+        parent, tracker = self.tracker.parent, self.tracker
         if parent is None:
             return self.run
-        run = parent.client.create_run(
-            parent.experiment_id, run_name=child_run_name(self.name, {**self.tracker.tags, **self.tags}),
+        run = tracker.guard(lambda: parent.client.create_run(
+            parent.experiment_id, run_name=child_run_name(self.name, {**tracker.tags, **self.tags}),
             tags={"mlflow.parentRunId": parent.run_id,
-                  **{k: str(v) for k, v in {**self.tracker.tags, **self.tags}.items()}})
-        self.run = Run(parent.client, run.info.run_id, parent.experiment_id)
+                  **{k: str(v) for k, v in {**tracker.tags, **self.tags}.items()}}))
+        if run is None:   # the store is away: the cell is computed and written, not logged
+            return self.run
+        self.run = Run(parent.client, run.info.run_id, parent.experiment_id, tracker.guard)
         if self.params:
             self.run.log_params(self.params)
         return self.run
@@ -178,6 +216,8 @@ class ChildRunContext:
                 self.run.end("KILLED")
             else:
                 self.run.end("FAILED")
+        if self.tracker.parent is not None and self.tracker.away is not None and exc_type is None:
+            self.tracker.not_logged.append(self.name)   # not logged whole: `repro track` logs it again
         return False
 
 

@@ -26,6 +26,11 @@ from repro.killpoints import kill_point
 _prepared: set[str] = set()
 LOCK_TIMEOUT_S = 600.0   # a schema migration takes seconds; a lock held longer is a stuck process
 SERVER_TIMEOUT_S = 5.0   # a tracking server that does not answer within this is reported, not retried for minutes
+# MLflow's client retries a server call 7 times with doubling back-off and waits 120 s for an answer
+# (minutes per call when the server is gone); the tracker stops calling a server that stopped
+# answering (repro.tracking.runs.Tracker.guard), so one bounded try is enough. A user's own settings win.
+SERVER_RETRIES = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+                  "MLFLOW_HTTP_REQUEST_TIMEOUT": "20"}
 SQLITE_MAGIC = b"SQLite format 3\x00"
 SCHEMES = ("sqlite", "file", "http", "https", "postgresql", "mysql", "mssql", "databricks")
 
@@ -102,6 +107,8 @@ def prepare_store(uri: str | None = None) -> str:
     if uri in _prepared:
         return uri
     if uri.startswith(("http:", "https:", "databricks")):   # a server owns its schema
+        for name, value in SERVER_RETRIES.items():   # a server gone mid-run: seconds per call, not minutes
+            os.environ.setdefault(name, value)
         _prepared.add(uri)
         return uri
     db = sqlite_path(uri)
