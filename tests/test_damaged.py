@@ -87,6 +87,25 @@ def test_doctor_names_a_store_that_is_not_sqlite(workdir, capsys):
     assert code == 0 and "DAMAGED:" in line and f"{workdir / 'mlflow.db'} is not an SQLite database" in line
 
 
+def test_doctor_names_a_store_whose_schema_another_mlflow_made(workdir, capsys):
+    # a store made by an older MLflow (its alembic revision set back to MLflow's first one): doctor says
+    # which revision it has and which this MLflow expects, and what to do; a current store is fine
+    import sqlite3
+
+    from repro.tracking.store import prepare_store
+
+    uri = f"sqlite:///{workdir / 'mlflow.db'}"
+    prepare_store(uri)
+    code, out, _ = _cli(["doctor"], capsys)
+    assert code == 0 and next(ln for ln in out.splitlines() if ln.startswith("mlflow      sqlite")) == f"mlflow      {uri}"
+    with sqlite3.connect(workdir / "mlflow.db") as db:
+        db.execute("UPDATE alembic_version SET version_num = '451aebb31d03'")   # MLflow 1.x's first revision
+    code, out, _ = _cli(["doctor"], capsys)
+    line = next(ln for ln in out.splitlines() if ln.startswith("mlflow      sqlite"))
+    assert code == 0 and "DAMAGED: its schema is at revision 451aebb31d03, MLflow " in line
+    assert f"`mlflow db upgrade {uri}`" in line
+
+
 def test_an_atomic_write_onto_a_folder_or_under_a_file_is_one_line(tmp_path):
     # the last guard of every writer: a path that is a folder, or one below a file, is named, nothing made
     from repro.atomic import atomic_write_text

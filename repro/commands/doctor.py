@@ -18,7 +18,7 @@ from repro.results import CELL_KEYS, results_root
 from repro.specs import list_model_ids, resolve_model
 from repro.stored import problem_of
 from repro.tracking.runs import tracking_uri
-from repro.tracking.store import store_problem
+from repro.tracking.store import schema_problem, store_problem
 
 _SHOWN = ("repro", "torch", "torchvision", "numpy", "scipy", "torchmetrics", "pytorch-fid", "mlflow",
           "optuna", "dvc", "typer", "pandas", "pydantic")
@@ -90,7 +90,7 @@ def inputs_lines() -> Iterator[str]:
 
 def _store_problem(uri: str) -> str:
     """': DAMAGED ...' when the store cannot take runs (repro.tracking.store.store_problem)."""
-    problem = store_problem(uri)
+    problem = store_problem(uri) or schema_problem(uri)
     return f": DAMAGED: {problem}" if problem else ""
 
 

@@ -97,6 +97,35 @@ def check_store(uri: str | None = None) -> None:
         raise UserError(f"MLflow store {uri}: {problem}; fix it or set MLFLOW_TRACKING_URI (REPRO_NO_MLFLOW=1: no tracking)")
 
 
+def schema_problem(uri: str) -> str | None:
+    """An SQL store's schema against this MLflow's (None: the same, or no store yet): a store made by
+    an older MLflow needs `mlflow db upgrade` (MLflow refuses to open it), one made by a newer MLflow
+    a newer MLflow. Servers check their own schema."""
+    scheme = uri.split(":", 1)[0].split("+", 1)[0]
+    db = sqlite_path(uri)
+    if scheme not in ("sqlite", "postgresql", "mysql", "mssql") or (db is not None and not db.is_file()):
+        return None
+    import mlflow
+    from mlflow.store.db.utils import _get_latest_schema_revision
+    from sqlalchemy import create_engine, inspect
+
+    engine = create_engine(uri)
+    try:
+        with engine.connect() as connection:
+            if not inspect(connection).has_table("alembic_version"):
+                return None   # an empty database: the first run makes the schema
+            found = connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
+    except Exception as e:  # noqa: BLE001 (SQLAlchemy's own errors: unreachable, no such database, not SQL)
+        return f"its schema cannot be read ({type(e).__name__})"
+    finally:
+        engine.dispose()
+    head = _get_latest_schema_revision()
+    if found != head:
+        return (f"its schema is at revision {found}, MLflow {mlflow.__version__} expects {head}: back it up, then "
+                f"`mlflow db upgrade {uri}` (or use the MLflow that made it)")
+    return None
+
+
 def prepare_store(uri: str | None = None) -> str:
     """Open the tracking store at `uri` (default: MLflow's current one) under the lock, creating its
     schema if it is fresh; returns the URI. Idempotent and cheap after the first call in a process."""
