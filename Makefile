@@ -13,7 +13,7 @@ JOBS ?= 1
 # 1 thread x 2 stages fills 2 cores (a stage on 2 threads keeps them 1.33 busy: 114 s wall, 154 s CPU)
 THREADS ?= 1
 
-.PHONY: setup lock postgres chromium main run-all test bench reports clean-results
+.PHONY: setup lock postgres chromium slurm main run-all test bench reports clean-results
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -47,7 +47,7 @@ lock:
 	    sed -E '/^(nvidia-(cu|nc|nv)|cuda-|triton==)/ s/$$/ ; platform_system == "Linux"/'; } > requirements.lock.tmp
 	mv requirements.lock.tmp requirements.lock
 
-setup: $(VENV)/.installed postgres chromium
+setup: $(VENV)/.installed postgres chromium slurm
 
 # Debian's chromium for the test that checks the MLflow UI in a real browser (headless);
 # installed where apt-get can (root, as on CI), else tests/test_mlflow_browser.py skips.
@@ -64,6 +64,14 @@ postgres:
 	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; } || \
 	  echo "postgresql not installed (needs root and apt-get): tests/test_sweep_postgres.py will skip"
+
+# SLURM (Debian's slurm-wlm and munge) for the tests that start a one-node cluster and run a spec's
+# cells as a job array through it; installed where apt-get can (root, as on CI), else they skip.
+slurm:
+	@command -v slurmctld >/dev/null 2>&1 || [ -x /usr/sbin/slurmctld ] || \
+	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slurm-wlm munge >/dev/null; } || \
+	  echo "slurm-wlm not installed (needs root and apt-get): the SLURM tests of tests/test_slurm.py will skip"
 
 # The pipeline of dvc.yaml (data -> trained models -> every spec at params.yaml's profile -> reports),
 # with the venv's repro/dvc on PATH; JOBS=N runs each spec's cells in N processes (same results).

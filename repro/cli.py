@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import sys
-import traceback
 from pathlib import Path
 from typing import List, Optional
 
@@ -20,6 +19,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import typer
 
+from repro.commands.exits import RESUME, crashed, echo_err, is_click_exception, terminated_exit, usage_error_lines
 from repro.commands.specs import list_lines, show_lines, spec_ids
 from repro.commands.ui import ui_command
 from repro.environment import apply_threads
@@ -47,10 +47,6 @@ SetOpt = typer.Option(None, "--set", "-s", help="Override a setting: dotted.key=
                       callback=_check_set)
 ThreadsOpt = typer.Option(None, "--threads", min=1, help="torch intra-op threads (default $REPRO_THREADS or 2); "
                                                   "the same seed and thread count give the same numbers")
-
-
-def _echo_err(msg: str) -> None:
-    typer.echo(f"error: {msg}", err=True)
 
 
 @app.command("list")
@@ -83,12 +79,21 @@ def run(spec_id: str = typer.Argument(..., help="spec id, or `all`"),
         max_hours: Optional[float] = typer.Option(None, "--max-hours", help="warn above this estimate (default "
                                                   "REPRO_PLAN_WARN_HOURS or 1)"),
         wait: bool = typer.Option(True, "--wait/--no-wait", help="wait while another invocation runs the spec "
-                                  "at this profile (--no-wait: refuse, exit 2)")) -> None:
+                                  "at this profile (--no-wait: refuse, exit 2)"),
+        launcher: str = typer.Option("local", "--launcher", help="local (this machine) | slurm (a job array "
+                                     "through submitit) | submitit-local (the same jobs as local processes)"),
+        workers: int = typer.Option(1, "--workers", "-w", help="with slurm / submitit-local: array tasks"),
+        partition: Optional[str] = typer.Option(None, "--partition", help="with slurm: the partition"),
+        gpus_per_node: int = typer.Option(0, "--gpus-per-node", help="with slurm: GPUs per task"),
+        time_min: int = typer.Option(60, "--time", help="with slurm: a task's time limit in minutes (then "
+                                     "requeued, resuming where it stopped)")) -> None:
     """Run every cell of a spec's grid (finished cells are skipped; an interrupted run resumes)."""
     from repro.commands.run import run_command   # torch: imported when the command runs
 
     run_command(spec_id, profile, set_, device=device, jobs=jobs, devices=devices, force=force,
-                progress=progress, threads=threads, yes=yes, max_hours=max_hours, wait=wait, echo=typer.echo)
+                progress=progress, threads=threads, yes=yes, max_hours=max_hours, wait=wait, echo=typer.echo,
+                launcher=launcher, array=dict(workers=workers, partition=partition, gpus_per_node=gpus_per_node,
+                                              time_min=time_min))
 
 
 @app.command()
@@ -292,63 +297,6 @@ def track(spec_id: str = typer.Argument(..., help="spec id, or `all`"), profile:
     track_command(spec_id, profile, typer.echo)
 
 
-def _context_for(argv: List[str]):
-    """The context of the (sub)command that argv names, for errors raised without one (e.g. an
-    option given without its value): its usage line is still the one to show."""
-    try:
-        cmd = typer.main.get_command(app)
-        ctx = typer.Context(cmd, info_name="repro")
-        for token in argv:
-            sub = cmd.get_command(ctx, token) if hasattr(cmd, "get_command") and not token.startswith("-") else None
-            if sub is None:
-                break
-            cmd, ctx = sub, typer.Context(sub, info_name=token, parent=ctx)
-        return ctx
-    except Exception:  # the usage line is a courtesy; the error line is what matters
-        return None
-
-
-def _usage_error_lines(e: BaseException, argv: List[str]) -> list[str]:
-    """Typer's usage line and the problem, one line each. Found by what the exception does
-    (exit_code, format_message, the failing context), not by its class: Typer has raised plain
-    click's exceptions and, since it bundles click, its own copies, which are not subclasses."""
-    ctx = getattr(e, "ctx", None) or _context_for(argv)
-    lines = []
-    if ctx is not None and callable(getattr(ctx, "get_usage", None)):
-        lines.append(" ".join(ctx.get_usage().split()))
-    problem = " ".join(str(e.format_message()).split())
-    hint = f" (see `{ctx.command_path} --help`)" if ctx is not None and getattr(ctx, "command_path", None) else ""
-    lines.append(f"error: {problem}{hint}")
-    return lines
-
-
-def _is_click_exception(e: BaseException) -> bool:
-    return (isinstance(getattr(e, "exit_code", None), int) and callable(getattr(e, "format_message", None))
-            and any(c.__name__ in ("ClickException", "TyperException") for c in type(e).__mro__))
-
-
-TRACKED_COMMANDS = ("run", "train", "sweep")   # the commands that open MLflow runs and write cells
-
-
-def _crashed(e: BaseException, argv: List[str]) -> None:
-    traceback.print_exception(e)
-    command = next((a for a in argv if not a.startswith("-")), "")
-    if command in TRACKED_COMMANDS:
-        _echo_err(f"{command} crashed: {type(e).__name__}: {e}. Finished cells are kept; an MLflow run it opened "
-                  f"is marked FAILED.")
-    else:
-        _echo_err(f"repro {command} crashed: {type(e).__name__}: {e}".rstrip())
-    sys.exit(1)
-
-
-RESUME = "finished cells are kept, run the same command again to resume"
-
-
-def _terminated_exit() -> None:
-    _echo_err(f"terminated (SIGTERM); {RESUME}")
-    sys.exit(signals.EXIT_CODE)
-
-
 def main(argv: Optional[List[str]] = None) -> None:
     """The console script. Typer runs in non-standalone mode, so every outcome comes back here:
     a usage mistake or UserError -> exit 2 with nothing written, Ctrl-C -> 130, SIGTERM -> 143
@@ -358,40 +306,40 @@ def main(argv: Optional[List[str]] = None) -> None:
     try:
         rv = app(args=argv, prog_name="repro", standalone_mode=False)
     except UserError as e:
-        _echo_err(str(e).splitlines()[0] if str(e) else type(e).__name__)
+        echo_err(str(e).splitlines()[0] if str(e) else type(e).__name__)
         sys.exit(2)
     except typer.Exit as e:
         sys.exit(e.exit_code)
     except typer.Abort:
         if signals.received():
-            _terminated_exit()
-        _echo_err("aborted")
+            terminated_exit()
+        echo_err("aborted")
         sys.exit(130)
     except KeyboardInterrupt:
         if signals.received():
-            _terminated_exit()
-        _echo_err(f"interrupted; {RESUME}")
+            terminated_exit()
+        echo_err(f"interrupted; {RESUME}")
         sys.exit(130)
     except OSError as e:
         if not is_disk_full(e):   # any other OSError is a crash: the handler below
-            _crashed(e, argv)
-        _echo_err(str(disk_full(e.filename or "a file", e)))   # outside an atomic write (MLflow's store, ...)
+            crashed(e, argv)
+        echo_err(str(disk_full(e.filename or "a file", e)))   # outside an atomic write (MLflow's store, ...)
         sys.exit(2)
     except Exception as e:
-        if _is_click_exception(e):
+        if is_click_exception(e):
             if type(e).__name__ == "NoArgsIsHelpError":   # `repro`, `repro sample`: the help text
                 typer.echo(e.format_message(), err=True)
             else:
-                for line in _usage_error_lines(e, argv):
+                for line in usage_error_lines(app, e, argv):
                     typer.echo(line, err=True)
             sys.exit(e.exit_code)
-        _crashed(e, argv)
+        crashed(e, argv)
     if signals.received():   # a command that caught the interrupt itself (repro ui) and returned
-        _terminated_exit()
+        terminated_exit()
     # Non-standalone Typer returns an Exit's code (and 130 for a Ctrl-C it caught) instead of raising.
     if isinstance(rv, int) and not isinstance(rv, bool) and rv != 0:
         if rv == 130:
-            _echo_err(f"interrupted; {RESUME}")
+            echo_err(f"interrupted; {RESUME}")
         sys.exit(rv)
 
 

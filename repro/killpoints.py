@@ -5,20 +5,29 @@ whose name matches <point> (fnmatch pattern). Points: `cell:start` (a cell's chi
 nothing written), `cell:done` (a cell's file is written, the next not begun), `write:<file name>`
 (inside an atomic write: the temporary file is complete, not yet renamed), e.g.
 `write:checkpoint.pt`, `write:*.json`. REPRO_TEST_KILL_SIGNAL=TERM sends SIGTERM instead (what
-`timeout`, `docker stop` and SLURM send). Unset (always, outside tests) it costs one dict lookup.
+`timeout`, `docker stop` and SLURM send). REPRO_TEST_SLEEP_AT=<point>=<seconds> pauses at every
+pass instead (a window for a test to act mid-run, e.g. to requeue a SLURM job). Unset (always,
+outside tests) they cost two dict lookups.
 """
 from __future__ import annotations
 
 import fnmatch
 import os
 import signal
+import time
 
 ENV = "REPRO_TEST_KILL_AT"
 SIGNAL_ENV = "REPRO_TEST_KILL_SIGNAL"
+SLEEP_ENV = "REPRO_TEST_SLEEP_AT"
 _passed: dict[str, int] = {}
 
 
 def kill_point(name: str) -> None:
+    pause = os.environ.get(SLEEP_ENV)
+    if pause:
+        pattern, _, seconds = pause.rpartition("=")
+        if fnmatch.fnmatchcase(name, pattern):
+            time.sleep(float(seconds))
     spec = os.environ.get(ENV)
     if not spec:
         return

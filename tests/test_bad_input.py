@@ -921,6 +921,47 @@ def _(c):
     return ["report", SPEC]
 
 
+@case("run: unknown --launcher", "--launcher 'bogus'")
+def _(c):
+    return RUN + ["--launcher", "bogus"]
+
+
+@case("run --launcher submitit-local: --workers 0", "--workers 0")
+def _(c):
+    return RUN + ["--launcher", "submitit-local", "--workers", "0"]
+
+
+@case("run --launcher slurm: --time 0", "--time 0")
+def _(c):
+    return RUN + ["--launcher", "submitit-local", "--time", "0"]
+
+
+@case("run --launcher slurm: negative --gpus-per-node", "--gpus-per-node -1")
+def _(c):
+    return RUN + ["--launcher", "submitit-local", "--gpus-per-node", "-1"]
+
+
+@case("run --launcher: with --jobs as well", "leave out --jobs/--devices")
+def _(c):
+    return RUN + ["--launcher", "submitit-local", "--jobs", "2"]
+
+
+@case("run: --workers without a launcher that submits", "go with --launcher slurm")
+def _(c):
+    return RUN + ["--workers", "2"]
+
+
+@case("run --launcher slurm: no SLURM client on this machine", "sbatch is not on PATH")
+def _(c):
+    c.env["PATH"] = str(c.root / "no-slurm-here")
+    return RUN + ["--launcher", "slurm"]
+
+
+@case("run --launcher slurm: a CUDA device and no GPU asked for", "give --gpus-per-node 1 or more")
+def _(c):
+    return [*RUN[:-2], "--device", "cuda", "--launcher", "submitit-local"]
+
+
 def _hold(c: Case, lock: Path, holder: dict) -> None:
     """Hold `lock` (an flock on its own open file, as another invocation would) until the test ends."""
     import fcntl

@@ -2,13 +2,15 @@
 (serially, over torchrun's ranks, or cells over worker processes), print what happened."""
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
 from repro.commands.specs import spec_ids
 from repro.engine.ranks import leave
 from repro.engine.run import RunSummary, check_spec, one_run, run_resolved
 from repro.environment import export_threads, resolve_device, threads_setting
+from repro.errors import UserError
 from repro.launchers.cells import run_spec_jobs
+from repro.launchers.slurm import SlurmOptions, submit_spec
 from repro.plan import run_guard
 from repro.specs import parse_set
 from repro.train.distributed import launched_rank
@@ -16,18 +18,29 @@ from repro.train.distributed import launched_rank
 
 def run_command(spec_arg: str, profile: str, sets: list[str] | None, *, device: str, jobs: int | None,
                 devices: str | None, force: bool, progress: bool, threads: int | None, yes: bool,
-                max_hours: float | None, wait: bool = True, echo: Callable[..., None]) -> None:
+                max_hours: float | None, wait: bool = True, echo: Callable[..., None],
+                launcher: str = "local", array: dict[str, Any] | None = None) -> None:
     export_threads(threads_setting(threads))   # the engine applies it before any work
     ids = spec_ids(spec_arg)
     overrides = parse_set(sets)
-    resolve_device(device)
+    opts = SlurmOptions(**(array or {}), cpus_per_task=threads, device=device)
+    if launcher != "local":   # every option checked before anything is resolved, trained or submitted
+        opts.check(launcher)
+        if jobs is not None or devices is not None:
+            raise UserError(f"--launcher {launcher} runs its cells in --workers array tasks; leave out --jobs/--devices")
+    elif array and (array.get("workers", 1) != 1 or array.get("partition") or array.get("gpus_per_node")):
+        raise UserError("--workers, --partition and --gpus-per-node go with --launcher slurm or submitit-local")
+    else:
+        resolve_device(device)
     resolved = [check_spec(i, profile, overrides) for i in ids]   # every spec checked before any runs
-    run_guard(resolved, device, yes, echo, max_hours)   # a long run needs --yes
+    run_guard(resolved, device if launcher == "local" else "auto", yes, echo, max_hours)   # a long run needs --yes
 
     try:
         for r in resolved:
             with one_run(r.id, r.profile, wait, lambda line: echo(line, err=True)):
-                if jobs is not None or devices is not None:   # cells over processes (repro.launchers.cells)
+                if launcher != "local":   # a job array through submitit (repro.launchers.slurm)
+                    summary = submit_spec(r, launcher, opts, force=force, echo=echo)
+                elif jobs is not None or devices is not None:   # cells over processes (repro.launchers.cells)
                     summary = run_spec_jobs(r, jobs=jobs, devices=devices, device=device, threads=threads,
                                             force=force, echo=echo)
                 else:

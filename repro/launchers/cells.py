@@ -97,13 +97,22 @@ def runs_cells_in_parallel(module: Any) -> bool:
     return bool(getattr(module, "CELLS_IN_PARALLEL", True))
 
 
-def claim(folder: Path, key: str) -> bool:
-    """True for the one worker whose claim file for `key` is created first."""
+def claim(folder: Path, key: str, owner: str = "") -> bool:
+    """True for the one worker whose claim file for `key` is created first, and again for that
+    worker (`owner`, its index) when it is started anew (a requeued SLURM task takes back its cells)."""
+    path = folder / f"{key}.claim"
     try:
-        os.close(os.open(folder / f"{key}.claim", os.O_CREAT | os.O_EXCL | os.O_WRONLY))
-        return True
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
     except FileExistsError:
-        return False
+        try:
+            return bool(owner) and path.read_text() == owner
+        except OSError:
+            return False
+    try:
+        os.write(fd, owner.encode())
+    finally:
+        os.close(fd)
+    return True
 
 
 def run_spec_jobs(resolved: ResolvedSpec, *, jobs: int | None = None, devices: str | None = None,
@@ -195,7 +204,7 @@ def work(args: CellWorkerArgs, resolved: ResolvedSpec | None = None, tracker=Non
                          work_dir=results.run_dir(args.spec, args.profile), tracker=tracker)
         state, out, claims = None, {"ran": [], "failed": []}, Path(args.claims)
         for key in args.keys:
-            if not claim(claims, key):
+            if not claim(claims, key, str(args.index)):
                 continue
             if state is None:
                 state = module.prepare(ctx)
