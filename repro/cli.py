@@ -34,6 +34,13 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 ProfileOpt = typer.Option("smoke", "--profile", "-p", help="test | smoke | paper")
 
 
+LauncherOpt = typer.Option("local", "--launcher", help="local (this machine) | slurm (a job array through "
+                           "submitit) | submitit-local (the same jobs as local processes)")
+PartitionOpt = typer.Option(None, "--partition", help="with slurm: the partition")
+GpusOpt = typer.Option(0, "--gpus-per-node", help="with slurm: GPUs per task")
+TimeOpt = typer.Option(60, "--time", help="with slurm: a task's time limit in minutes (then requeued, resuming)")
+
+
 def _check_set(values: Optional[List[str]]) -> Optional[List[str]]:
     # A malformed --set is a usage error (usage line + problem, before anything runs); the
     # values themselves are parsed and type-checked by repro.specs.parse_set.
@@ -80,13 +87,9 @@ def run(spec_id: str = typer.Argument(..., help="spec id, or `all`"),
                                                   "REPRO_PLAN_WARN_HOURS or 1)"),
         wait: bool = typer.Option(True, "--wait/--no-wait", help="wait while another invocation runs the spec "
                                   "at this profile (--no-wait: refuse, exit 2)"),
-        launcher: str = typer.Option("local", "--launcher", help="local (this machine) | slurm (a job array "
-                                     "through submitit) | submitit-local (the same jobs as local processes)"),
+        launcher: str = LauncherOpt,
         workers: int = typer.Option(1, "--workers", "-w", help="with slurm / submitit-local: array tasks"),
-        partition: Optional[str] = typer.Option(None, "--partition", help="with slurm: the partition"),
-        gpus_per_node: int = typer.Option(0, "--gpus-per-node", help="with slurm: GPUs per task"),
-        time_min: int = typer.Option(60, "--time", help="with slurm: a task's time limit in minutes (then "
-                                     "requeued, resuming where it stopped)")) -> None:
+        partition: Optional[str] = PartitionOpt, gpus_per_node: int = GpusOpt, time_min: int = TimeOpt) -> None:
     """Run every cell of a spec's grid (finished cells are skipped; an interrupted run resumes)."""
     from repro.commands.run import run_command   # torch: imported when the command runs
 
@@ -124,13 +127,15 @@ def sweep(name: str = typer.Argument(..., help="sweep name (experiments/sweeps/N
           dashboard: bool = typer.Option(False, "--dashboard", help="serve optuna-dashboard over the storage"),
           port: int = typer.Option(8080, help="with --dashboard: port on 127.0.0.1"),
           device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N"),
-          threads: Optional[int] = ThreadsOpt) -> None:
+          threads: Optional[int] = ThreadsOpt, launcher: str = LauncherOpt, partition: Optional[str] = PartitionOpt,
+          gpus_per_node: int = GpusOpt, time_min: int = TimeOpt) -> None:
     """Run an Optuna sweep: each trial is one cell of the base spec (reused when already computed)."""
     from repro.commands.sweep import sweep_command   # torch: imported when the command runs
 
     code = sweep_command(name, profile, workers=workers, storage=storage, n_trials=n_trials, study=study,
                          refine=refine, status=status, dashboard=dashboard, port=port, device=device,
-                         threads=threads, echo=typer.echo)
+                         threads=threads, echo=typer.echo, launcher=launcher,
+                         array=dict(partition=partition, gpus_per_node=gpus_per_node, time_min=time_min))
     if code:
         raise typer.Exit(code)
 

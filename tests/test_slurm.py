@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import cli_env
+from tests.test_sweep_workers import models  # noqa: F401  (fig12_3's models, trained once)
 
 pytestmark = pytest.mark.slow
 
@@ -195,3 +196,32 @@ def test_a_requeued_job_resumes_and_a_killed_one_is_submitted_again(tmp_path, re
     assert p.returncode == 0, p.stderr[-3000:]
     assert f"({4 - kept} run, {kept} already finished)" in p.stdout
     assert cells(second) == reference
+
+
+def _sweep(root: Path, artifacts: Path, *extra: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    from tests.test_sweep_workers import _env
+
+    root.mkdir(parents=True, exist_ok=True)
+    return subprocess.run([sys.executable, "-m", "repro.cli", "sweep", "dg-epsilon", "--profile", "test",
+                           "--device", "cpu", *extra], cwd=root, env={**_env(root, artifacts), **(env or {})},
+                          capture_output=True, text=True, timeout=900)
+
+
+@pytest.mark.parametrize("launcher", ["submitit-local", "slurm"])
+def test_sweep_workers_as_a_job_array_complete_every_point_once(launcher, tmp_path, models, request):
+    # `repro sweep --launcher`: the workers are array tasks on one study; every grid point ends with one
+    # COMPLETE trial whose values equal a one-process sweep's
+    from tests.test_sweep_workers import _trials
+
+    env = request.getfixturevalue("slurm") if launcher == "slurm" else {}
+    one = _sweep(tmp_path / "one", models)
+    assert one.returncode == 0, one.stderr[-3000:]
+    p = _sweep(tmp_path / "array", models, "--launcher", launcher, "--workers", "2", env=env)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert f"2 job(s) submitted ({launcher}, job " in p.stderr
+    journal = lambda root: root / "results" / "sweeps" / "optuna.journal"  # noqa: E731
+    done = lambda root: {str(sorted(t.params.items())): t.values  # noqa: E731
+                         for t in _trials(journal(root)) if t.state.name == "COMPLETE"}
+    complete = [t for t in _trials(journal(tmp_path / "array")) if t.state.name == "COMPLETE"]
+    assert len(complete) == len(done(tmp_path / "array")) == len(done(tmp_path / "one"))   # one per point
+    assert done(tmp_path / "array") == done(tmp_path / "one")

@@ -5,6 +5,7 @@ from typing import Callable
 
 from repro.environment import apply_threads
 from repro.errors import UserError
+from repro.launchers.slurm import SlurmOptions
 from repro.sweeps.dashboard import serve
 from repro.sweeps.runner import SweepCrashed, run_sweep
 from repro.sweeps.spec import resolve_sweep
@@ -13,7 +14,8 @@ from repro.sweeps.status import status_lines
 
 def sweep_command(name: str, profile: str | None, *, workers: int, storage: str | None, n_trials: int | None,
                   study: str | None, refine: bool, status: bool, dashboard: bool, port: int, device: str,
-                  threads: int | None, echo: Callable[..., None]) -> int:
+                  threads: int | None, echo: Callable[..., None], launcher: str = "local",
+                  array: dict | None = None) -> int:
     """The exit code: 1 when a trial crashed (finished trials are kept), else 0."""
     apply_threads(threads)   # with --workers N > 1 each worker process gets cores / N threads instead
     if status and dashboard:
@@ -28,8 +30,9 @@ def sweep_command(name: str, profile: str | None, *, workers: int, storage: str 
         serve(storage, port, echo=echo)
         return 0
     try:
+        opts = SlurmOptions(workers=workers, cpus_per_task=threads, device=device, **(array or {}))
         s = run_sweep(name, profile, workers=workers, storage=storage, n_trials=n_trials, study=study,
-                      refine=refine, device=device, echo=echo)
+                      refine=refine, device=device, echo=echo, launcher=launcher, array=opts)
     except SweepCrashed as e:
         echo(f"error: sweep {name}: {e}", err=True)
         return 1

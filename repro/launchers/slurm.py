@@ -99,9 +99,6 @@ def submit_spec(resolved: ResolvedSpec, launcher: str, opts: SlurmOptions, *, fo
                 echo: Callable[..., None] = print) -> RunSummary:
     """Run a preflighted spec's unfinished cells as a job array; returns the engine's RunSummary."""
     opts.check(launcher)
-    # submitit warns on every status poll where SLURM keeps no accounting (sacct); its jobs' outcomes
-    # are read from their result files and reported here
-    logging.getLogger("submitit").setLevel(logging.ERROR)
     spec_id, profile = resolved.id, resolved.profile
     work_dir = results.run_dir(spec_id, profile)
     remove_leftovers(work_dir)
@@ -114,14 +111,6 @@ def submit_spec(resolved: ResolvedSpec, launcher: str, opts: SlurmOptions, *, fo
     t0 = time.perf_counter()
     n = min(opts.workers, len(todo))
     threads = opts.cpus_per_task or int(os.environ.get("REPRO_THREADS") or 2)
-    executor = submitit.AutoExecutor(folder=jobs_folder(spec_id, profile) / "%j", cluster=SUBMITIT[launcher])
-    params: dict[str, Any] = {"timeout_min": opts.time_min, "cpus_per_task": threads, "name": f"repro-{spec_id}",
-                              "slurm_array_parallelism": n}
-    if opts.gpus_per_node:
-        params["gpus_per_node"] = opts.gpus_per_node
-    if opts.partition:
-        params["slurm_partition"] = opts.partition
-    executor.update_parameters(**params)
     work_dir.mkdir(parents=True, exist_ok=True)
     with open_run(resolved, torch.device("cpu"), tags={"repro.launcher": launcher, "repro.jobs": n,
                                                        "repro.device": opts.device, "repro.threads": threads}) as tracker:
@@ -133,11 +122,8 @@ def submit_spec(resolved: ResolvedSpec, launcher: str, opts: SlurmOptions, *, fo
                                              i, threads, tracker.run_id, force,
                                              {"repro.jobs": n, "repro.launcher": launcher}))
                      for i in range(n)]
-            with executor.batch():
-                jobs = [executor.submit(t) for t in tasks]
-            echo(f"{spec_id} [{profile}]: {n} job(s) submitted ({launcher}, job {jobs[0].job_id.split('_')[0]}); "
-                 f"logs in {jobs_folder(spec_id, profile)}", err=True)
-            errors = _wait(jobs, launcher)
+            _, errors = submit_tasks(tasks, launcher, opts, threads, jobs_folder(spec_id, profile),
+                                     f"{spec_id} [{profile}]", echo)
         finally:
             shutil.rmtree(claims, ignore_errors=True)
         failed_now = {r["key"] for r in read_failed_cells(spec_id, profile, resolved.hash)}
@@ -153,11 +139,36 @@ def submit_spec(resolved: ResolvedSpec, launcher: str, opts: SlurmOptions, *, fo
     return summary
 
 
-def _wait(jobs: list[Any], launcher: str) -> list[str]:
-    """Wait for every task (requeued ones included); one line per task that failed, naming its log.
-    Ctrl-C or SIGTERM here cancel the array (its finished cells are kept)."""
+def submit_tasks(tasks: list[Any], launcher: str, opts: SlurmOptions, threads: int, folder: Path, label: str,
+                 echo: Callable[..., None]) -> tuple[list[Any], list[str]]:
+    """Submit picklable callables as one array (SLURM, or submitit's local executor) and wait for all
+    of them: (their results, None for a failed one; one line per failed task). submitit's warnings on
+    every status poll where SLURM keeps no accounting (no sacct) are silenced: outcomes are read from
+    the tasks' result files and reported here."""
+    logging.getLogger("submitit").setLevel(logging.ERROR)
+    executor = submitit.AutoExecutor(folder=folder / "%j", cluster=SUBMITIT[launcher])
+    params: dict[str, Any] = {"timeout_min": opts.time_min, "cpus_per_task": threads,
+                              "name": f"repro-{label.split()[0]}", "slurm_array_parallelism": len(tasks)}
+    if opts.gpus_per_node:
+        params["gpus_per_node"] = opts.gpus_per_node
+    if opts.partition:
+        params["slurm_partition"] = opts.partition
+    executor.update_parameters(**params)
+    with executor.batch():
+        jobs = [executor.submit(t) for t in tasks]
+    echo(f"{label}: {len(jobs)} job(s) submitted ({launcher}, job {jobs[0].job_id.split('_')[0]}); logs in {folder}",
+         err=True)
+    failed = _wait(jobs, launcher)
+    return [None if j.job_id in failed else j.result() for j in jobs], list(failed.values())
+
+
+def _wait(jobs: list[Any], launcher: str) -> dict[str, str]:
+    """Wait for every task (requeued ones included): {job id: the line saying how it failed, naming its
+    log} of the tasks that failed. Ctrl-C or SIGTERM here cancel the array (finished work is kept)."""
     try:
-        return _wait_slurm(jobs) if launcher == "slurm" else [e for j in jobs if (e := _outcome(j))]
+        if launcher == "slurm":
+            return _wait_slurm(jobs)
+        return {j.job_id: e for j in jobs if (e := _outcome(j))}
     except KeyboardInterrupt:
         for j in jobs:
             j.cancel(check=False)
@@ -178,21 +189,22 @@ POLL_S = 2.0          # how often the queue is looked at
 GONE_GRACE_S = 10.0   # a task out of the queue this long without its result file has died
 
 
-def _wait_slurm(jobs: list[Any]) -> list[str]:
+def _wait_slurm(jobs: list[Any]) -> dict[str, str]:
     """submitit learns a task's end from `sacct`, which clusters without accounting lack (a task killed
     there is waited for forever): a task is done when its result file is there, and lost when it has
     left the queue (`squeue`) without one for GONE_GRACE_S. A requeued task stays in the queue."""
-    pending, errors, gone_since = list(jobs), [], {}
+    pending, errors, gone_since = list(jobs), {}, {}
     while pending:
         queued = _in_queue([j.job_id for j in pending])
         for j in list(pending):
             if j.paths.result_pickle.exists():
-                errors += [e for e in [_outcome(j)] if e]
+                if (e := _outcome(j)) is not None:
+                    errors[j.job_id] = e
                 pending.remove(j)
             elif queued is not None and j.job_id not in queued:
                 if time.monotonic() - gone_since.setdefault(j.job_id, time.monotonic()) > GONE_GRACE_S:
-                    errors.append(f"job {j.job_id} failed (it left the queue without a result: cancelled, killed or "
-                                  f"its node lost; log {j.paths.stderr})")
+                    errors[j.job_id] = (f"job {j.job_id} failed (it left the queue without a result: cancelled, "
+                                        f"killed or its node lost; log {j.paths.stderr})")
                     pending.remove(j)
             else:
                 gone_since.pop(j.job_id, None)

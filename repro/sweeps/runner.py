@@ -16,6 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+import submitit
+import torch
+
 from repro.atomic import remove_orphan_temporaries
 from repro.results import finished_record
 from repro.engine.models import train_missing_models
@@ -25,6 +28,7 @@ from repro.environment import resolve_device
 from repro.errors import UserError
 from repro.hashing import stable_hash
 from repro.launchers.processes import launch, worker_env
+from repro.launchers.slurm import SlurmOptions, jobs_folder, submit_tasks
 from repro.results import run_dir
 from repro.specs import cell_key
 from repro.sweeps import queue
@@ -81,12 +85,17 @@ def plan(name: str, profile: str | None, storage: str | None, study: str | None,
 
 def run_sweep(name: str, profile: str | None = None, *, workers: int = 1, storage: str | None = None,
               n_trials: int | None = None, study: str | None = None, refine: bool = False,
-              device: str = "auto", echo: Callable[[str], None] = print) -> SweepSummary:
+              device: str = "auto", echo: Callable[[str], None] = print, launcher: str = "local",
+              array: SlurmOptions | None = None) -> SweepSummary:
+    """`launcher` slurm / submitit-local: the workers are the tasks of a job array (on the study's
+    RDB storage, which the nodes reach), each training a missing model on demand under its lock."""
     if workers < 1:
         raise UserError(f"--workers {workers}: must be at least 1")
+    if launcher != "local":
+        (array or SlurmOptions(workers=workers, device=device)).check(launcher)
     if n_trials is not None and n_trials < 1:
         raise UserError(f"--n-trials {n_trials}: must be at least 1")
-    dev = resolve_device(device)
+    dev = resolve_device(device) if launcher == "local" else torch.device("cpu")   # a task resolves its own
     rs, st, study_name, stage, space, identity = plan(name, profile, storage, study, refine)
     for folder in (run_dir(rs.base.id, rs.profile), study_dir(study_name)):   # a killed sweep's leftovers
         remove_orphan_temporaries(folder)
@@ -105,7 +114,7 @@ def run_sweep(name: str, profile: str | None = None, *, workers: int = 1, storag
         summary.best = best_trials(the_study, rs)
         summary.artifacts_dir = write_artifacts(the_study, rs, study_name, stage)
         return summary
-    if workers > 1 and _anything_to_compute(rs, points, before):
+    if workers > 1 and launcher == "local" and _anything_to_compute(rs, points, before):
         train_missing_models(rs.base, dev)   # once, here: the workers only load them
     tags = {"repro.sweep": rs.id, "repro.study": study_name, "repro.stage": stage,
             "repro.storage": st.label, "repro.workers": workers}
@@ -120,8 +129,9 @@ def run_sweep(name: str, profile: str | None = None, *, workers: int = 1, storag
                          space={n: p.model_dump(mode="json") for n, p in space.items()},
                          storage=st.url, invocation=invocation, parent_run_id=tracker.run_id, device=device)
         threads = None if workers == 1 else max(1, (os.cpu_count() or 1) // workers)
-        summary.counts = _run_workers([WorkerArgs(**base_args, index=i, cap=shares[i], threads=threads)
-                                       for i in range(workers)], rs, echo)
+        args = [WorkerArgs(**base_args, index=i, cap=shares[i], threads=threads) for i in range(workers)]
+        summary.counts = (_run_workers(args, rs, echo) if launcher == "local" else
+                          _submit_workers(args, rs, launcher, array or SlurmOptions(workers=workers), echo))
         summary.progress = queue.progress(st, the_study, points, budget)
         summary.best = best_trials(the_study, rs)
         summary.artifacts_dir = write_artifacts(the_study, rs, study_name, stage)
@@ -143,6 +153,34 @@ def _anything_to_compute(rs: ResolvedSweep, points, progress: dict[str, Any]) ->
         return True
     keys = set(progress["remaining_keys"])
     return any(finished_record(rs.base, cell_key(p)) is None for p in points if cell_key(p) in keys)
+
+
+class SweepTask(submitit.helpers.Checkpointable):
+    """One array task: a sweep worker (requeued as it is; a trial it left running is failed by the
+    study's heartbeat and run again)."""
+
+    def __init__(self, args: WorkerArgs):
+        self.args = args
+
+    def __call__(self) -> dict[str, Any]:
+        return work(self.args)
+
+
+def _submit_workers(args: list, rs: ResolvedSweep, launcher: str, opts: SlurmOptions, echo) -> dict[str, int]:
+    """The workers as a job array (repro.launchers.slurm); waits for all of them."""
+    threads = opts.cpus_per_task or int(os.environ.get("REPRO_THREADS") or 2)
+    for a in args:
+        a.threads = threads
+    done, errors = submit_tasks([SweepTask(a) for a in args], launcher, opts, threads,
+                                jobs_folder(rs.base.id, rs.profile), f"sweep {rs.id} [{rs.profile}]", echo)
+    if errors:
+        raise SweepCrashed(f"{'; '.join(errors)}; finished trials are kept, run the same command again to retry the rest")
+    counts: dict[str, int] = {}
+    for d in done:
+        for k, v in (d or {}).items():
+            if isinstance(v, int):
+                counts[k] = counts.get(k, 0) + v
+    return counts
 
 
 def _run_workers(args: list, rs: ResolvedSweep, echo) -> dict[str, int]:
