@@ -158,12 +158,7 @@ def run_spec_jobs(resolved: ResolvedSpec, *, jobs: int | None = None, devices: s
                               envs=[worker_env(per_job) for _ in args[1:]])
         finally:
             shutil.rmtree(claims, ignore_errors=True)
-        failed_now = {r["key"] for r in read_failed_cells(spec_id, profile, resolved.hash)}
-        for k in todo:
-            if finished_record(resolved, k) is not None:
-                summary.ran.append(k)
-            elif k in failed_now:
-                summary.failed.append(k)
+        tally(resolved, todo, summary)
         if launched.error is not None:
             raise launched.error
         bad = [f"worker {i + 1} exited {c}" for i, c in enumerate(launched.codes) if c != 0]
@@ -172,6 +167,16 @@ def run_spec_jobs(resolved: ResolvedSpec, *, jobs: int | None = None, devices: s
                                     f"to compute the rest")
     summary.seconds = time.perf_counter() - t0
     return summary
+
+
+def tally(resolved: ResolvedSpec, todo: list[str], summary: RunSummary) -> None:
+    """Sort the cells the workers were given into the summary's ran and failed, from the files."""
+    failed_now = {r["key"] for r in read_failed_cells(resolved.id, resolved.profile, resolved.hash)}
+    for k in todo:
+        if finished_record(resolved, k) is not None:
+            summary.ran.append(k)
+        elif k in failed_now:
+            summary.failed.append(k)
 
 
 def remove_leftovers(work_dir: Path) -> None:

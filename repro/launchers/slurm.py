@@ -33,8 +33,8 @@ from repro import results
 from repro.engine.run import RunSummary
 from repro.engine.tracked import open_run, write_run_meta
 from repro.errors import UserError
-from repro.launchers.cells import CLAIMS_PREFIX, CellWorkerArgs, CellWorkersFailed, remove_leftovers, work
-from repro.results import finished_record, read_failed_cells
+from repro.launchers.cells import CLAIMS_PREFIX, CellWorkerArgs, CellWorkersFailed, remove_leftovers, tally, work
+from repro.results import finished_record
 from repro.specs import ResolvedSpec, cell_key
 from repro.train.distributed import launched_by_torchrun
 
@@ -126,12 +126,7 @@ def submit_spec(resolved: ResolvedSpec, launcher: str, opts: SlurmOptions, *, fo
                                      f"{spec_id} [{profile}]", echo)
         finally:
             shutil.rmtree(claims, ignore_errors=True)
-        failed_now = {r["key"] for r in read_failed_cells(spec_id, profile, resolved.hash)}
-        for k in todo:
-            if finished_record(resolved, k) is not None:
-                summary.ran.append(k)
-            elif k in failed_now:
-                summary.failed.append(k)
+        tally(resolved, todo, summary)
         if errors:
             raise CellWorkersFailed(f"{'; '.join(errors)}; finished cells are kept, run the same command again "
                                     f"to compute the rest")
