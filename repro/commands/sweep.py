@@ -31,6 +31,8 @@ def sweep_command(name: str, profile: str | None, *, workers: int, storage: str 
         return 0
     try:
         opts = SlurmOptions(workers=workers, cpus_per_task=threads, device=device, **(array or {}))
+        if launcher != "local":
+            opts.check(launcher)   # every option, before the study is opened or anything submitted
         s = run_sweep(name, profile, workers=workers, storage=storage, n_trials=n_trials, study=study,
                       refine=refine, device=device, echo=echo, launcher=launcher, array=opts)
     except SweepCrashed as e:

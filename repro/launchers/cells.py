@@ -129,13 +129,8 @@ def run_spec_jobs(resolved: ResolvedSpec, *, jobs: int | None = None, devices: s
         echo(f"{spec_id}: kind {resolved.spec.kind} measures each cell's own time and memory; its cells run "
              f"one at a time on {devs[0]}")
         return run_resolved(resolved, device=devs[0], force=force, progress=False)
-    remove_leftovers(results.run_dir(spec_id, profile))
-    results.set_aside_damaged(spec_id, profile)   # damaged stored files: named, moved aside, redone
-    keys = [cell_key(c) for c in resolved.cells()]
-    todo = [k for k in keys if force or finished_record(resolved, k) is None]
-    work_dir = results.run_dir(spec_id, profile)
-    summary = RunSummary(spec_id, profile, len(keys), [], [k for k in keys if k not in set(todo)], work_dir,
-                         None, 0.0)
+    todo, summary = pending_cells(resolved, force)
+    work_dir = summary.work_dir
     if not todo:
         return summary
     t0 = time.perf_counter()
@@ -167,6 +162,19 @@ def run_spec_jobs(resolved: ResolvedSpec, *, jobs: int | None = None, devices: s
                                     f"to compute the rest")
     summary.seconds = time.perf_counter() - t0
     return summary
+
+
+def pending_cells(resolved: ResolvedSpec, force: bool) -> tuple[list[str], RunSummary]:
+    """Before workers start: a killed invocation's leftovers removed, damaged files set aside, and
+    (the unfinished cells' keys, a summary counting the finished ones as skipped)."""
+    spec_id, profile = resolved.id, resolved.profile
+    work_dir = results.run_dir(spec_id, profile)
+    remove_leftovers(work_dir)
+    results.set_aside_damaged(spec_id, profile)   # damaged stored files: named, moved aside, redone
+    keys = [cell_key(c) for c in resolved.cells()]
+    todo = [k for k in keys if force or finished_record(resolved, k) is None]
+    return todo, RunSummary(spec_id, profile, len(keys), [], [k for k in keys if k not in set(todo)], work_dir,
+                            None, 0.0)
 
 
 def tally(resolved: ResolvedSpec, todo: list[str], summary: RunSummary) -> None:

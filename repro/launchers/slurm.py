@@ -32,10 +32,10 @@ import torch
 from repro import results
 from repro.engine.run import RunSummary
 from repro.engine.tracked import open_run, write_run_meta
+from repro.environment import threads_setting
 from repro.errors import UserError
-from repro.launchers.cells import CLAIMS_PREFIX, CellWorkerArgs, CellWorkersFailed, remove_leftovers, tally, work
-from repro.results import finished_record
-from repro.specs import ResolvedSpec, cell_key
+from repro.launchers.cells import CLAIMS_PREFIX, CellWorkerArgs, CellWorkersFailed, pending_cells, tally, work
+from repro.specs import ResolvedSpec
 from repro.train.distributed import launched_by_torchrun
 
 LAUNCHERS = ("local", "slurm", "submitit-local")
@@ -86,7 +86,7 @@ class CellTask(submitit.helpers.Checkpointable):
         self.args = args
 
     def __call__(self) -> dict[str, list[str]]:
-        os.environ["REPRO_THREADS"] = str(self.args.threads or os.environ.get("REPRO_THREADS") or 2)
+        os.environ["REPRO_THREADS"] = str(self.args.threads)   # what the worker sets, for what it starts
         return work(self.args)
 
 
@@ -97,20 +97,16 @@ def jobs_folder(spec_id: str, profile: str) -> Path:
 
 def submit_spec(resolved: ResolvedSpec, launcher: str, opts: SlurmOptions, *, force: bool = False,
                 echo: Callable[..., None] = print) -> RunSummary:
-    """Run a preflighted spec's unfinished cells as a job array; returns the engine's RunSummary."""
-    opts.check(launcher)
+    """Run a preflighted spec's unfinished cells as a job array (`opts` checked by the command:
+    SlurmOptions.check); returns the engine's RunSummary."""
     spec_id, profile = resolved.id, resolved.profile
-    work_dir = results.run_dir(spec_id, profile)
-    remove_leftovers(work_dir)
-    results.set_aside_damaged(spec_id, profile)
-    keys = [cell_key(c) for c in resolved.cells()]
-    todo = [k for k in keys if force or finished_record(resolved, k) is None]
-    summary = RunSummary(spec_id, profile, len(keys), [], [k for k in keys if k not in set(todo)], work_dir, None, 0.0)
+    todo, summary = pending_cells(resolved, force)
+    work_dir = summary.work_dir
     if not todo:
         return summary
     t0 = time.perf_counter()
     n = min(opts.workers, len(todo))
-    threads = opts.cpus_per_task or int(os.environ.get("REPRO_THREADS") or 2)
+    threads = threads_setting(opts.cpus_per_task)
     work_dir.mkdir(parents=True, exist_ok=True)
     with open_run(resolved, torch.device("cpu"), tags={"repro.launcher": launcher, "repro.jobs": n,
                                                        "repro.device": opts.device, "repro.threads": threads}) as tracker:

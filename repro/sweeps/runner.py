@@ -24,7 +24,7 @@ from repro.results import finished_record
 from repro.engine.models import train_missing_models
 from repro.engine.preflight import preflight
 from repro.engine.tracked import open_run
-from repro.environment import resolve_device
+from repro.environment import resolve_device, threads_setting
 from repro.errors import UserError
 from repro.hashing import stable_hash
 from repro.launchers.processes import launch, worker_env
@@ -88,11 +88,10 @@ def run_sweep(name: str, profile: str | None = None, *, workers: int = 1, storag
               device: str = "auto", echo: Callable[[str], None] = print, launcher: str = "local",
               array: SlurmOptions | None = None) -> SweepSummary:
     """`launcher` slurm / submitit-local: the workers are the tasks of a job array (on the study's
-    RDB storage, which the nodes reach), each training a missing model on demand under its lock."""
+    RDB storage, which the nodes reach), each training a missing model on demand under its lock;
+    `array` is checked by the command (SlurmOptions.check)."""
     if workers < 1:
         raise UserError(f"--workers {workers}: must be at least 1")
-    if launcher != "local":
-        (array or SlurmOptions(workers=workers, device=device)).check(launcher)
     if n_trials is not None and n_trials < 1:
         raise UserError(f"--n-trials {n_trials}: must be at least 1")
     dev = resolve_device(device) if launcher == "local" else torch.device("cpu")   # a task resolves its own
@@ -168,7 +167,7 @@ class SweepTask(submitit.helpers.Checkpointable):
 
 def _submit_workers(args: list, rs: ResolvedSweep, launcher: str, opts: SlurmOptions, echo) -> dict[str, int]:
     """The workers as a job array (repro.launchers.slurm); waits for all of them."""
-    threads = opts.cpus_per_task or int(os.environ.get("REPRO_THREADS") or 2)
+    threads = threads_setting(opts.cpus_per_task)
     for a in args:
         a.threads = threads
     done, errors = submit_tasks([SweepTask(a) for a in args], launcher, opts, threads,
